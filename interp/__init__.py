@@ -1,0 +1,86 @@
+"""interp: where and when does a transformer compute for the future?
+
+The public API, re-exported from the subpackages (see ``docs/`` for concepts and recipes):
+
+* models: :func:`load_model`, :class:`TinyConfig`, :func:`list_models`
+* pauses and roles: :func:`add_pause_token`, :class:`PausePolicy`, :func:`insert_pauses`,
+  :func:`tokenize`, :func:`make_sequence`, :class:`PausedSequence`, ``ROLES``
+* corpora: :func:`load_corpus`, :func:`windows`
+* recording: :func:`record`, :class:`Recording`, :func:`load_recording`, :func:`generate`
+* gradients: :func:`future_gradients`, :func:`by_distance`, :func:`detached_attention`
+* patching: :func:`attribution_patch`, :func:`activation_patch`, :func:`compare_patching`
+* probes: :func:`train_probes`, :class:`ProbeSpec`
+* registers: :func:`registers`, :func:`massive_activations`, :func:`ablate_massive`,
+  :func:`cache_eviction`
+* toy tasks: :mod:`interp.tasks`, :func:`train_toy`
+* figures and the report: :mod:`interp.figures`, :func:`report`
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .corpora import Document, load_corpus, windows
+from .errors import InterpError
+from .models import TinyConfig, list_models, load_model
+from .pauses import (
+    ROLES,
+    PausedSequence,
+    PausePolicy,
+    add_pause_token,
+    insert_pauses,
+    make_sequence,
+    tokenize,
+)
+
+__version__ = "0.1.0"
+
+# Names whose modules are heavier to import; loaded on first use.
+_LAZY = {
+    "record": "interp.recording",
+    "Recording": "interp.recording",
+    "load_recording": "interp.recording",
+    "generate": "interp.recording",
+    "future_gradients": "interp.gradients",
+    "by_distance": "interp.gradients",
+    "detached_attention": "interp.gradients",
+    "FutureGradients": "interp.gradients",
+    "attribution_patch": "interp.patching",
+    "activation_patch": "interp.patching",
+    "compare_patching": "interp.patching",
+    "train_probes": "interp.probes",
+    "ProbeSpec": "interp.probes",
+    "registers": "interp.sinks",
+    "massive_activations": "interp.sinks",
+    "ablate_massive": "interp.sinks",
+    "cache_eviction": "interp.sinks",
+    "train_toy": "interp.train",
+    "report": "interp.reporting",
+}
+
+__all__ = [
+    "ROLES",
+    "Document",
+    "InterpError",
+    "PausePolicy",
+    "PausedSequence",
+    "TinyConfig",
+    "add_pause_token",
+    "insert_pauses",
+    "list_models",
+    "load_corpus",
+    "load_model",
+    "make_sequence",
+    "tokenize",
+    "windows",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'interp' has no attribute {name!r}")

@@ -1,0 +1,73 @@
+"""Options shared by several subcommands, so they are spelled and parsed once."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from ..errors import InterpError
+from ..pauses import PausePolicy
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="smollm2-135m",
+                   help="bundled name, .gguf path, local HF directory or Hub name "
+                   "(default: smollm2-135m)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA if present)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64", "bfloat16", "float16"])
+
+
+def add_input_args(p: argparse.ArgumentParser, n_tokens: int = 128) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--text", help="a text to analyse")
+    g.add_argument("--corpus", help="'pydoc' (bundled), a text file, folder, .jsonl or hf:NAME")
+    p.add_argument("--field", default="text", help="JSONL/dataset field holding the text")
+    p.add_argument("--n-tokens", type=int, default=n_tokens, help="window length in tokens")
+    p.add_argument("--max-windows", type=int, default=None, help="stop after this many windows")
+
+
+def add_pause_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pause-every", type=int, default=None, metavar="K",
+                   help="insert pauses after every K tokens")
+    p.add_argument("--pauses", type=int, default=1, metavar="N", help="pauses per insertion")
+    p.add_argument("--pause-rate", type=float, default=0.0, help="insert pauses at random with this rate")
+    p.add_argument("--pauses-before-answer", type=int, default=0, metavar="N")
+    p.add_argument("--filler", default=None, help="insert this existing token instead of <pause>")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def model_from_args(args):
+    from ..models import load_model
+
+    return load_model(args.model, device=args.device, dtype=getattr(torch, args.dtype))
+
+
+def policy_from_args(args, model=None) -> PausePolicy:
+    filler = None
+    if args.filler is not None:
+        if model is None or model.tokenizer is None:
+            raise InterpError("--filler needs a model with a tokenizer")
+        ids = model.tokenizer(args.filler, add_special_tokens=False)["input_ids"]
+        if len(ids) != 1:
+            raise InterpError(f"--filler {args.filler!r} is {len(ids)} tokens", "give one token, e.g. '.'")
+        filler = ids[0]
+    return PausePolicy(every=args.pause_every, n=args.pauses, rate=args.pause_rate,
+                       before_answer=args.pauses_before_answer, filler=filler, seed=args.seed)
+
+
+def parse_int_list(s: str | None, name: str) -> list[int] | None:
+    """``"0,2,5-7"`` -> ``[0, 2, 5, 6, 7]``; ``None``/``"all"`` -> ``None``."""
+    if s is None or s == "all":
+        return None
+    out: list[int] = []
+    try:
+        for part in s.split(","):
+            if "-" in part:
+                a, b = part.split("-")
+                out += list(range(int(a), int(b) + 1))
+            else:
+                out.append(int(part))
+    except ValueError:
+        raise InterpError(f"--{name} {s!r} is not a list of integers", f"e.g. --{name} 0,2,5-7") from None
+    return out

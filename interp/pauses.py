@@ -1,0 +1,444 @@
+"""``<pause>`` tokens, insertion policies and position roles.
+
+Every position of a sequence has a **role**:
+
+* ``bos``: the beginning-of-sequence token, prepended explicitly (never silently);
+* ``regular``: an ordinary token of the text;
+* ``pause``: an inserted ``<pause>`` token;
+* ``filler``: an inserted existing token (such as ``"."``) used as a pause (Pfau et al. 2024);
+* ``prompt`` / ``answer``: the two parts of a task example;
+* ``generated``: a token the model produced;
+* ``pad``: right padding added to batch sequences of unequal length (never attended to by
+  earlier positions under the causal mask, and never in a loss).
+
+**Loss mask convention.** ``loss_mask[t]`` says whether the next-token loss ℓ_t (position t
+predicting token t + 1) counts. No position is asked to predict an inserted token: ℓ_t is
+masked whenever token t + 1 is a pause or filler, and the last position has no target. So
+every pause output is masked except the last pause of a run, which predicts the next real
+token (Goyal et al. 2023). With ``loss_on="answer"`` only targets with role ``answer`` count.
+
+Example:
+    >>> pause_id = interp.add_pause_token(model)            # embedding row = mean embedding
+    >>> seq = interp.tokenize(model, "The cat sat on the mat.")
+    >>> paused = interp.insert_pauses(seq, interp.PausePolicy(every=3, n=2), pause_id)
+    >>> paused.roles[:6]
+    ('bos', 'regular', 'regular', 'regular', 'pause', 'pause')
+    >>> torch.equal(paused.remove_pauses().tokens, seq.tokens)
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from jaxtyping import Bool, Int
+from torch import Tensor
+
+from .errors import InterpError, check_choice
+
+__all__ = [
+    "INSERTED_ROLES",
+    "PAUSE_TOKEN",
+    "ROLES",
+    "PausePolicy",
+    "PausedSequence",
+    "add_pause_token",
+    "insert_pauses",
+    "make_sequence",
+    "pad_batch",
+    "pause_id",
+    "tokenize",
+]
+
+ROLES = ("bos", "regular", "pause", "filler", "prompt", "answer", "generated", "pad")
+INSERTED_ROLES = ("pause", "filler")
+PAUSE_TOKEN = "<pause>"
+LOSS_ON = ("all", "answer")
+
+
+@dataclass(frozen=True)
+class PausedSequence:
+    """Tokens with a role per position, the map back to the original text, and a loss mask.
+
+    Attributes:
+        tokens: token ids the model sees, ``[pos]``.
+        roles: one role (see module docstring) per position.
+        original_position: for each position, its index in the sequence before insertion;
+            ``-1`` for inserted pause/filler (and pad) positions.
+        loss_mask: ``loss_mask[t]`` is True when ℓ_t (predicting token t + 1) counts.
+        loss_on: ``"all"`` or ``"answer"``: which targets the loss mask keeps.
+    """
+
+    tokens: Int[Tensor, " pos"]
+    roles: tuple[str, ...]
+    original_position: Int[Tensor, " pos"]
+    loss_mask: Bool[Tensor, " pos"]
+    loss_on: str = "all"
+
+    def __post_init__(self) -> None:
+        n = self.tokens.shape[0]
+        if not (len(self.roles) == self.original_position.shape[0] == self.loss_mask.shape[0] == n):
+            raise InterpError(
+                "tokens, roles, original_position and loss_mask must have one entry per position"
+            )
+        bad = set(self.roles) - set(ROLES)
+        if bad:
+            raise InterpError(f"unknown role(s) {sorted(bad)}", f"valid roles: {', '.join(ROLES)}")
+
+    def __len__(self) -> int:
+        return int(self.tokens.shape[0])
+
+    def role_mask(self, *roles: str) -> Bool[Tensor, " pos"]:
+        """Boolean mask of the positions whose role is one of ``roles``."""
+        for r in roles:
+            check_choice("role", r, ROLES)
+        return torch.tensor([r in roles for r in self.roles], dtype=torch.bool)
+
+    def remove_pauses(self) -> PausedSequence:
+        """The sequence with every inserted (pause/filler/pad) position removed."""
+        keep = self.original_position >= 0
+        roles = tuple(r for r, k in zip(self.roles, keep.tolist(), strict=True) if k)
+        tokens = self.tokens[keep]
+        return PausedSequence(
+            tokens=tokens,
+            roles=roles,
+            original_position=torch.arange(len(roles)),
+            loss_mask=_loss_mask(roles, self.loss_on),
+            loss_on=self.loss_on,
+        )
+
+    def to_pandas(self, tokenizer=None):
+        """One row per position: position, original_position, token, token_str, role, loss."""
+        import pandas as pd
+
+        toks = self.tokens.tolist()
+        df = pd.DataFrame(
+            dict(
+                position=np.arange(len(toks)),
+                original_position=self.original_position.numpy(),
+                token=toks,
+                role=list(self.roles),
+                in_loss=self.loss_mask.numpy(),
+            )
+        )
+        if tokenizer is not None:
+            df.insert(3, "token_str", [tokenizer.decode([t]) for t in toks])
+        return df
+
+
+def _loss_mask(roles: Sequence[str], loss_on: str) -> Tensor:
+    check_choice("loss_on", loss_on, LOSS_ON)
+    n = len(roles)
+    mask = torch.zeros(n, dtype=torch.bool)
+    for t in range(n - 1):
+        target = roles[t + 1]
+        if target in INSERTED_ROLES or target == "pad" or roles[t] == "pad":
+            continue
+        mask[t] = target == "answer" if loss_on == "answer" else target != "bos"
+    return mask
+
+
+def make_sequence(
+    tokens: Sequence[int] | Tensor,
+    roles: Sequence[str] | None = None,
+    *,
+    loss_on: str = "all",
+) -> PausedSequence:
+    """A sequence with no insertions; roles default to ``regular`` everywhere."""
+    tokens = torch.as_tensor(tokens, dtype=torch.long).reshape(-1)
+    roles = tuple(roles) if roles is not None else ("regular",) * len(tokens)
+    if len(roles) != len(tokens):
+        raise InterpError(f"{len(roles)} roles for {len(tokens)} tokens", "give one role per token")
+    if len(tokens) == 0:
+        raise InterpError("empty token sequence", "give at least one token")
+    return PausedSequence(
+        tokens=tokens,
+        roles=roles,
+        original_position=torch.arange(len(tokens)),
+        loss_mask=_loss_mask(roles, loss_on),
+        loss_on=loss_on,
+    )
+
+
+def tokenize(model_or_tokenizer, text: str, *, bos: bool = True, loss_on: str = "all") -> PausedSequence:
+    """Tokenize ``text`` with an explicit BOS.
+
+    Unlike ``TransformerBridge.to_tokens``, which prepends BOS implicitly, this prepends it
+    only when ``bos=True`` and refuses text whose tokenization already starts with it, so a
+    position index never shifts silently (TransformerLens PR #1625).
+    """
+    tok = getattr(model_or_tokenizer, "tokenizer", model_or_tokenizer)
+    if tok is None:
+        raise InterpError("this model has no tokenizer", "pass token ids to make_sequence()")
+    ids = list(tok(text, add_special_tokens=False)["input_ids"])
+    if not ids:
+        raise InterpError("the text tokenizes to no tokens", "give a non-empty text")
+    roles = ["regular"] * len(ids)
+    if bos:
+        bos_id = tok.bos_token_id
+        if bos_id is None:
+            raise InterpError("the tokenizer has no BOS token", "call tokenize(..., bos=False)")
+        if ids[0] == bos_id:
+            raise InterpError(
+                "the text already begins with the BOS token, and bos=True would add a second",
+                "remove it from the text or call tokenize(..., bos=False)",
+            )
+        ids = [bos_id] + ids
+        roles = ["bos"] + roles
+    return make_sequence(ids, roles, loss_on=loss_on)
+
+
+@dataclass(frozen=True)
+class PausePolicy:
+    """Where to insert pauses. Rules combine; with every field at its default nothing is inserted.
+
+    Attributes:
+        every: insert ``n`` pauses after every ``every`` content tokens (not after the last).
+        n: pauses inserted at each insertion point.
+        before_answer: insert this many pauses before each answer span.
+        after_prompt: insert this many pauses right after each prompt span.
+        rate: insert ``n`` pauses before each content token with this probability (seeded).
+        positions: insert ``n`` pauses before each of these original positions.
+        filler: insert this existing token id instead of ``<pause>`` (role ``filler``).
+        seed: seed for ``rate``.
+        loss_on: ``"all"`` targets or only ``"answer"`` targets (see module docstring).
+    """
+
+    every: int | None = None
+    n: int = 1
+    before_answer: int = 0
+    after_prompt: int = 0
+    rate: float = 0.0
+    positions: tuple[int, ...] = field(default_factory=tuple)
+    filler: int | None = None
+    seed: int = 0
+    loss_on: str = "all"
+
+    def __post_init__(self) -> None:
+        if self.every is not None and self.every < 1:
+            raise InterpError(f"PausePolicy.every must be >= 1, got {self.every}")
+        if self.n < 0 or self.before_answer < 0 or self.after_prompt < 0:
+            raise InterpError("PausePolicy.n, before_answer and after_prompt must be >= 0")
+        if not 0.0 <= self.rate < 1.0:
+            raise InterpError(f"PausePolicy.rate must be in [0, 1), got {self.rate}")
+        check_choice("loss_on", self.loss_on, LOSS_ON)
+        object.__setattr__(self, "positions", tuple(int(p) for p in self.positions))
+
+    @property
+    def inserts_anything(self) -> bool:
+        return bool(
+            (self.n and (self.every or self.rate or self.positions))
+            or self.before_answer
+            or self.after_prompt
+        )
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def insert_pauses(
+    seq: PausedSequence | Sequence[int] | Tensor,
+    policy: PausePolicy,
+    pause_id: int | None = None,
+    roles: Sequence[str] | None = None,
+) -> PausedSequence:
+    """Insert pause (or filler) tokens according to ``policy``.
+
+    Args:
+        seq: a :class:`PausedSequence` without insertions, or token ids (then ``roles``).
+        policy: where and how many.
+        pause_id: the ``<pause>`` id (from :func:`add_pause_token`); not needed with
+            ``policy.filler``.
+        roles: roles of ``seq`` when it is plain token ids.
+
+    Returns:
+        The new sequence; ``result.remove_pauses().tokens`` equals the input tokens.
+    """
+    if not isinstance(seq, PausedSequence):
+        seq = make_sequence(seq, roles, loss_on=policy.loss_on)
+    elif seq.loss_on != policy.loss_on:
+        seq = dataclasses.replace(seq, loss_on=policy.loss_on)
+    if (seq.original_position < 0).any():
+        raise InterpError("this sequence already has inserted pauses", "insert into the original")
+    insert_id = policy.filler if policy.filler is not None else pause_id
+    if insert_id is None and policy.inserts_anything:
+        raise InterpError(
+            "no pause token id given", "call interp.add_pause_token(model) and pass its id"
+        )
+    inserted_role = "filler" if policy.filler is not None else "pause"
+    n = len(seq)
+    before = np.zeros(n + 1, dtype=np.int64)  # pauses inserted before original position p
+    content = [p for p, r in enumerate(seq.roles) if r not in ("bos", "pad")]
+    if policy.every:
+        for c, p in enumerate(content[:-1], start=1):
+            if c % policy.every == 0:
+                before[p + 1] += policy.n
+    if policy.rate:
+        rng = np.random.default_rng(policy.seed)
+        draws = rng.random(len(content))
+        for p, d in zip(content[1:], draws[1:], strict=True):
+            if d < policy.rate:
+                before[p] += policy.n
+    for p in policy.positions:
+        if not 0 <= p <= n:
+            raise InterpError(f"pause position {p} is outside the sequence (0..{n})")
+        before[p] += policy.n
+    for p in range(n):
+        prev = seq.roles[p - 1] if p else None
+        if policy.before_answer and seq.roles[p] == "answer" and prev != "answer":
+            before[p] += policy.before_answer
+        if policy.after_prompt and prev == "prompt" and seq.roles[p] != "prompt":
+            before[p] += policy.after_prompt
+    if policy.after_prompt and seq.roles[-1] == "prompt":
+        before[n] += policy.after_prompt
+
+    tokens: list[int] = []
+    new_roles: list[str] = []
+    orig: list[int] = []
+    old = seq.tokens.tolist()
+    for p in range(n + 1):
+        k = int(before[p])
+        tokens += [int(insert_id)] * k if k else []
+        new_roles += [inserted_role] * k
+        orig += [-1] * k
+        if p < n:
+            tokens.append(old[p])
+            new_roles.append(seq.roles[p])
+            orig.append(p)
+    return PausedSequence(
+        tokens=torch.tensor(tokens, dtype=torch.long),
+        roles=tuple(new_roles),
+        original_position=torch.tensor(orig, dtype=torch.long),
+        loss_mask=_loss_mask(new_roles, policy.loss_on),
+        loss_on=policy.loss_on,
+    )
+
+
+def pad_batch(seqs: Sequence[PausedSequence], pad_id: int = 0) -> tuple[
+    Int[Tensor, "batch pos"], list[tuple[str, ...]], Int[Tensor, "batch pos"], Bool[Tensor, "batch pos"]
+]:
+    """Right-pad sequences to one length (role ``pad``, out of every loss).
+
+    Under a causal mask right padding changes nothing at earlier positions.
+
+    Returns:
+        tokens, roles per sequence, original positions, loss mask.
+    """
+    if not seqs:
+        raise InterpError("no sequences to batch")
+    n = max(len(s) for s in seqs)
+    toks = torch.full((len(seqs), n), pad_id, dtype=torch.long)
+    orig = torch.full((len(seqs), n), -1, dtype=torch.long)
+    mask = torch.zeros((len(seqs), n), dtype=torch.bool)
+    roles = []
+    for b, s in enumerate(seqs):
+        m = len(s)
+        toks[b, :m] = s.tokens
+        orig[b, :m] = s.original_position
+        mask[b, :m] = s.loss_mask
+        roles.append(tuple(s.roles) + ("pad",) * (n - m))
+    return toks, roles, orig, mask
+
+
+def pause_id(model) -> int:
+    """The id of the ``<pause>`` token added by :func:`add_pause_token`."""
+    pid = getattr(model, "interp_pause_id", None)
+    if pid is None:
+        raise InterpError("this model has no <pause> token yet", "call interp.add_pause_token(model)")
+    return int(pid)
+
+
+INITS = ("mean", "copy", "random")
+
+
+@torch.no_grad()
+def add_pause_token(
+    model,
+    *,
+    init: str = "mean",
+    copy_from: int | str | None = None,
+    seed: int = 0,
+    token: str = PAUSE_TOKEN,
+) -> int:
+    """Add a ``<pause>`` token to the model's embedding and unembedding (and tokenizer).
+
+    Args:
+        model: a ``TransformerBridge``.
+        init: ``"mean"`` (mean of all rows), ``"copy"`` (rows of ``copy_from``) or
+            ``"random"`` (normal with the rows' std, seeded).
+        copy_from: token id or string to copy with ``init="copy"``.
+        seed: seed for ``init="random"``.
+        token: the string of the new token.
+
+    Returns:
+        The new token id (also stored as ``model.interp_pause_id``). Calling again on the same
+        model returns the same id.
+
+    Raises:
+        InterpError: ``token`` already in the vocabulary with another meaning.
+    """
+    check_choice("pause init", init, INITS)
+    if getattr(model, "interp_pause_id", None) is not None:
+        return int(model.interp_pause_id)
+    tok = model.tokenizer
+    if tok is not None and token in tok.get_vocab():
+        raise InterpError(
+            f"{token!r} is already in the vocabulary (id {tok.get_vocab()[token]}) with another "
+            "meaning",
+            "pass add_pause_token(model, token='<interp_pause>') or another unused string",
+        )
+    emb = model.embed.original_component
+    unemb = model.unembed.original_component
+    W_E = emb.weight
+    new_id = W_E.shape[0]
+    tied = unemb.weight is W_E
+    W_U = unemb.weight  # [d_vocab, d_model] as an nn.Linear
+    if init == "copy":
+        if copy_from is None:
+            raise InterpError("init='copy' needs copy_from", "pass copy_from=<token id or string>")
+        src = copy_from
+        if isinstance(src, str):
+            if tok is None:
+                raise InterpError("copy_from as a string needs a tokenizer", "pass a token id")
+            ids = tok(src, add_special_tokens=False)["input_ids"]
+            if len(ids) != 1:
+                raise InterpError(f"copy_from={src!r} is {len(ids)} tokens", "give a single token")
+            src = ids[0]
+        e_row, u_row = W_E[src].clone(), W_U[src].clone()
+    elif init == "mean":
+        e_row, u_row = W_E.mean(0), W_U.mean(0)
+    else:
+        g = torch.Generator().manual_seed(seed)
+        e_row = torch.randn(W_E.shape[1], generator=g).to(W_E) * W_E.std()
+        u_row = torch.randn(W_U.shape[1], generator=g).to(W_U) * W_U.std()
+    emb.weight = torch.nn.Parameter(torch.cat([W_E, e_row[None]]), requires_grad=W_E.requires_grad)
+    emb.num_embeddings = new_id + 1
+    if tied:
+        unemb.weight = emb.weight
+    else:
+        unemb.weight = torch.nn.Parameter(torch.cat([W_U, u_row[None]]), requires_grad=W_U.requires_grad)
+    if getattr(unemb, "bias", None) is not None:
+        b = unemb.bias
+        unemb.bias = torch.nn.Parameter(torch.cat([b, b.mean()[None]]), requires_grad=b.requires_grad)
+    unemb.out_features = new_id + 1
+    model.cfg.d_vocab = new_id + 1
+    model.cfg.d_vocab_out = new_id + 1
+    hf_cfg = getattr(getattr(model, "original_model", None), "config", None)
+    if hf_cfg is not None and hasattr(hf_cfg, "vocab_size"):
+        hf_cfg.vocab_size = new_id + 1
+    if tok is not None:
+        from tokenizers import AddedToken
+
+        tok.add_tokens([AddedToken(token, special=True, normalized=False)])
+        got = tok.convert_tokens_to_ids(token)
+        if got != new_id:
+            raise InterpError(
+                f"the tokenizer gave {token!r} id {got} but the embedding row is {new_id}",
+                "the tokenizer and the model's vocabulary sizes differ; load them together",
+            )
+    model.interp_pause_id = new_id
+    return new_id
