@@ -360,18 +360,33 @@ def _load_hf_dir(path: Path, hf_kwargs: dict):
     return hf, tok
 
 
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hub's host answers at all (a DNS failure answers at once, not after retries)."""
+    import socket
+    from urllib.parse import urlparse
+
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
 def _load_hub(name: str, hf_kwargs: dict):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "5")
-    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "10")
+    # Offline (or unreachable): read only the local Hugging Face cache instead of retrying for
+    # a minute; transformers' own retries make an unreachable Hub look like a hang.
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1" or not _hub_reachable()
     try:
-        tok = AutoTokenizer.from_pretrained(name)
-        hf = AutoModelForCausalLM.from_pretrained(name, **hf_kwargs)
+        tok = AutoTokenizer.from_pretrained(name, local_files_only=offline)
+        hf = AutoModelForCausalLM.from_pretrained(name, local_files_only=offline, **hf_kwargs)
     except (OSError, ValueError) as e:  # transformers wraps connection errors in OSError
+        why = "the Hub is unreachable and it is not in the local cache" if offline else (
+            f"{type(e).__name__}: {str(e).splitlines()[0][:200]}")
         raise InterpError(
-            f"could not load {name!r} from the Hugging Face Hub ({type(e).__name__}: "
-            f"{str(e).splitlines()[0][:200]})",
+            f"could not load {name!r} from the Hugging Face Hub ({why})",
             "check the name and your connection, or download the model elsewhere and pass "
             f"its local directory; bundled and offline choices: {_available()}",
         ) from None

@@ -1,0 +1,77 @@
+"""The bundled SmolLM2-135M: the bridge matches Hugging Face, it knows Paris, the cache is exact."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import interp
+from interp.models import BUNDLED, cache_dir
+
+pytestmark = pytest.mark.slow
+
+
+def test_bridge_logits_equal_hugging_face_eager(smollm):
+    seq = interp.tokenize(smollm, "The capital of France is Paris, and the capital of Italy is")
+    tokens = seq.tokens[None]
+    with torch.no_grad():
+        bridge_logits = smollm(tokens)
+        hf_logits = smollm.original_model(input_ids=tokens).logits
+    assert smollm.original_model.config._attn_implementation == "eager"
+    torch.testing.assert_close(bridge_logits, hf_logits, atol=1e-4, rtol=0)
+
+
+def test_greedy_completion_knows_paris(smollm):
+    out = smollm.generate("The capital of France is", max_new_tokens=4, do_sample=False, verbose=False)
+    assert "Paris" in out
+
+
+def test_bos_is_explicit_and_matches_to_tokens(smollm):
+    seq = interp.tokenize(smollm, "Hello world")
+    assert seq.roles[0] == "bos"
+    assert torch.equal(seq.tokens, smollm.to_tokens("Hello world")[0])
+    no_bos = interp.tokenize(smollm, "Hello world", bos=False)
+    assert len(no_bos) == len(seq) - 1
+    with pytest.raises(interp.InterpError, match="second"):
+        interp.tokenize(smollm, smollm.tokenizer.bos_token + "Hello")
+
+
+def test_cached_weights_equal_a_fresh_gguf_dequantization(smollm):
+    assert (cache_dir() / "models" / "smollm2-135m" / "model.safetensors").is_file()
+    fresh = interp.load_model("smollm2-135m", device="cpu", use_cache=False)
+    tokens = interp.tokenize(smollm, "Weights must survive the cache.").tokens[None]
+    with torch.no_grad():
+        torch.testing.assert_close(smollm(tokens), fresh(tokens), atol=0, rtol=0)
+    # tied embeddings stay tied after the cache round trip
+    hf = smollm.original_model
+    assert hf.lm_head.weight.data_ptr() == hf.model.embed_tokens.weight.data_ptr()
+
+
+def test_gguf_path_loads_like_the_bundled_name(smollm):
+    model = interp.load_model(str(BUNDLED["smollm2-135m"].path()), device="cpu")
+    assert model.cfg.n_layers == 30 and interp.models.n_kv_heads(model) == 3
+
+
+def test_pause_token_on_the_real_model(smollm_fresh):
+    model = smollm_fresh
+    pid = interp.add_pause_token(model)
+    assert model.tokenizer.convert_tokens_to_ids("<pause>") == pid == 49152
+    seq = interp.tokenize(model, "one two three four five")
+    paused = interp.insert_pauses(seq, interp.PausePolicy(every=2, n=2), pid)
+    text = model.tokenizer.decode(paused.tokens[1:])
+    assert text.count("<pause>") == 4
+    with torch.no_grad():
+        logits = model(paused.tokens[None])
+    assert torch.isfinite(logits).all() and logits.shape[-1] == 49153
+    with pytest.raises(interp.InterpError, match="already in the vocabulary"):
+        other = interp.load_model("smollm2-135m", device="cpu")
+        interp.add_pause_token(other, token="<|im_start|>")
+
+
+def test_unreachable_hub_fails_fast_with_the_fix():
+    import time
+
+    t = time.perf_counter()
+    with pytest.raises(interp.InterpError, match="local directory"):
+        interp.load_model("HuggingFaceTB/no-such-model-interp-test")
+    assert time.perf_counter() - t < 30
