@@ -1,0 +1,91 @@
+"""Baselines every probe is compared against, and the control task.
+
+For a classification target y (the token at offset k, or a label) and the input token x at the
+probed position, all estimated from training counts only:
+
+* **majority**: always predict the most frequent training class; accuracy = its test frequency.
+* **unigram**: predict by sampling from the training class distribution q; its expected
+  accuracy is ``mean q(y)``, top-5 uses the five most frequent classes and the cross-entropy is
+  ``−log q̂(y)`` with add-one smoothing.
+* **bigram**: predict y from x alone (for k ≥ 2 a "skip-bigram"): ``argmax_c count(x, c)``,
+  backing off to the majority class for an x never seen in training; cross-entropy from
+  ``p(c | x) = (count(x, c) + q̂(c)) / (count(x) + 1)``. A probe that beats it reads more than
+  the current token.
+* **control task** (Hewitt & Liang 2019): each input token *type* gets a random but fixed class,
+  drawn from the training class distribution; a probe trained on it measures how much the
+  probe can memorise. ``selectivity = accuracy − control accuracy``.
+
+For regression targets the baselines are the training mean (R² ≈ 0) and the mean target of the
+input token type (the regression analogue of the bigram).
+"""
+
+from __future__ import annotations
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+
+__all__ = ["classification_baselines", "control_labels", "regression_baselines"]
+
+
+def classification_baselines(
+    x: Int[Tensor, " n"], y: Int[Tensor, "n task"], n_classes: int, train: Bool[Tensor, " n"]
+) -> dict[str, Float[Tensor, "task n"]]:
+    """Per-example scores of the majority, unigram and bigram baselines (module docstring).
+
+    Returns:
+        ``majority``, ``unigram`` (expected accuracy contribution q(y)), ``unigram_top5``,
+        ``unigram_xent``, ``bigram``, ``bigram_top5``, ``bigram_xent``, each ``[task, n]``; the
+        mean over a split's rows gives the metric.
+    """
+    types, inv = torch.unique(x, return_inverse=True)
+    T = y.shape[1]
+    out: dict[str, list[Tensor]] = {k: [] for k in (
+        "majority", "unigram", "unigram_top5", "unigram_xent", "bigram", "bigram_top5", "bigram_xent")}
+    k = min(5, n_classes)
+    for t in range(T):
+        yt = y[:, t]
+        counts = torch.bincount(yt[train], minlength=n_classes).double()
+        q = counts / counts.sum()
+        q_hat = (counts + 1) / (counts.sum() + n_classes)
+        top_uni = counts.topk(k).indices
+        out["majority"].append((yt == top_uni[0]).double())
+        out["unigram"].append(q[yt])
+        out["unigram_top5"].append((yt[:, None] == top_uni[None]).any(1).double())
+        out["unigram_xent"].append(-q_hat[yt].log())
+        pair = torch.zeros(len(types), n_classes, dtype=torch.float64)
+        pair.index_put_((inv[train], yt[train]), torch.ones(int(train.sum()), dtype=torch.float64), accumulate=True)
+        seen = pair.sum(1) > 0
+        # Unseen input types back off to the unigram ranking (added with a tiny weight).
+        ranked = (pair + 1e-9 * counts[None]).topk(k, 1).indices  # [types, k]
+        ranked[~seen] = top_uni
+        top = ranked[inv]
+        out["bigram"].append((top[:, 0] == yt).double())
+        out["bigram_top5"].append((top == yt[:, None]).any(1).double())
+        p = (pair[inv, yt] + q_hat[yt]) / (pair.sum(1)[inv] + 1)
+        out["bigram_xent"].append(-p.log())
+    return {key: torch.stack(v).float() for key, v in out.items()}
+
+
+def control_labels(x: Int[Tensor, " n"], y: Int[Tensor, "n task"], n_classes: int,
+                   train: Bool[Tensor, " n"], seed: int) -> Int[Tensor, " n"]:
+    """Control-task labels: one class per input token type, drawn (seeded) from the training
+    class distribution pooled over tasks, so the control task has the real task's output
+    space and marginal (Hewitt & Liang 2019)."""
+    types, inv = torch.unique(x, return_inverse=True)
+    q = torch.bincount(y[train].reshape(-1), minlength=n_classes).double()
+    gen = torch.Generator().manual_seed(seed + 7919)  # its own stream, apart from the split's
+    draw = torch.multinomial(q / q.sum(), len(types), replacement=True, generator=gen)
+    return draw[inv]
+
+
+def regression_baselines(x: Int[Tensor, " n"], Y: Float[Tensor, "n task out"],
+                         train: Bool[Tensor, " n"]) -> dict[str, Float[Tensor, "n task out"]]:
+    """Predictions of the mean and token-type-mean baselines for every example."""
+    types, inv = torch.unique(x, return_inverse=True)
+    mean = Y[train].double().mean(0)
+    sums = torch.zeros(len(types), *Y.shape[1:], dtype=torch.float64)
+    sums.index_add_(0, inv[train], Y[train].double())
+    count = torch.bincount(inv[train], minlength=len(types)).double()
+    by_type = torch.where(count[:, None, None] > 0, sums / count.clamp_min(1)[:, None, None], mean)
+    return {"mean": mean.expand_as(Y).float(), "token": by_type[inv].float()}

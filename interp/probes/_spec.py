@@ -1,0 +1,399 @@
+"""Probe specs: a TOML file parsed into :class:`ProbeSpec`, validated with errors that name
+the bad field and list the valid ones.
+
+A spec has one table per concern::
+
+    name = "lookahead"
+    [model]            # what to run: a bundled/HF name, or a [model.tiny] table (TinyConfig)
+    [data]             # where positions come from: a corpus cut into windows, or a recording
+    [inputs]           # what a probe reads: layers, sites (resid_pre/mid/post, k, v), roles
+    [target]           # what it predicts: token at offset k, hidden state, a label column
+    [train]            # how: splits, weight decay, early stopping, seeds
+
+Command-line overrides use dotted keys with TOML values: ``--set target.offsets=[1,2]``,
+``--set data.max_windows=50``, ``--set model.name=smollm2-135m``. Checks that need the model or
+the data (a layer out of range, an offset longer than the window, a role that matches no
+position, a misaligned label table, too few examples per class) run when the probes are trained,
+and name the spec field too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import InterpError
+from ..hooks import RESID_SITES
+from ..models import TinyConfig
+from ..pauses import ROLES, PausePolicy
+
+__all__ = [
+    "DataSpec",
+    "InputSpec",
+    "ModelSpec",
+    "ProbeSpec",
+    "SITES",
+    "TARGET_KINDS",
+    "TargetSpec",
+    "TrainSpec",
+]
+
+SITES = tuple(f"resid_{s}" for s in RESID_SITES) + ("k", "v")
+TARGET_KINDS = ("token", "hidden", "label", "continuous")
+DTYPES = ("float32", "float64", "bfloat16", "float16")
+
+
+def _fail(field_name: str, problem: str, fix: str | None = None) -> InterpError:
+    return InterpError(f"probe spec field {field_name}: {problem}", fix)
+
+
+@dataclass
+class ModelSpec:
+    """The model whose activations are probed.
+
+    Attributes:
+        name: passed to :func:`interp.load_model` (bundled name, ``.gguf`` path, local
+            directory or Hub name). Ignored when ``tiny`` is given.
+        tiny: fields of :class:`interp.TinyConfig` (the ``[model.tiny]`` table): a tiny native
+            model. It has no tokenizer, so it needs ``data.recording``.
+        device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda:0"``...
+        dtype: parameter dtype of the model.
+        add_pause: add a ``<pause>`` token to the model (needed when ``data.pauses`` inserts
+            pauses rather than a filler token).
+    """
+
+    name: str = "smollm2-135m"
+    tiny: TinyConfig | None = None
+    device: str = "auto"
+    dtype: str = "float32"
+    add_pause: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.tiny, dict):
+            self.tiny = TinyConfig.from_dict(self.tiny)
+        if self.dtype not in DTYPES:
+            raise _fail("model.dtype", f"unknown dtype {self.dtype!r}", f"choose one of: {', '.join(DTYPES)}")
+
+
+@dataclass
+class DataSpec:
+    """Where the probed positions come from.
+
+    Attributes:
+        corpus: ``"pydoc"`` (bundled), a text file, folder, ``.jsonl`` or ``hf:NAME``
+            (see :func:`interp.load_corpus`). Each document is a split group.
+        recording: a directory written by :func:`interp.record`; used instead of running the
+            model on ``corpus``. Each recorded sequence's group is its document/prompt id.
+        field: JSONL/dataset field holding the text.
+        n_tokens: window length in tokens (BOS included).
+        max_windows: stop after this many windows in all.
+        windows_per_doc: at most this many windows per document, so that many documents
+            (split groups) are covered; ``0`` means no limit.
+        batch_size: windows per forward pass while collecting activations.
+        pauses: fields of :class:`interp.PausePolicy` (the ``[data.pauses]`` table): insert
+            pauses into every window, so probes can read pause positions.
+    """
+
+    corpus: str = "pydoc"
+    recording: str | None = None
+    field: str = "text"
+    n_tokens: int = 64
+    max_windows: int = 200
+    windows_per_doc: int = 4
+    batch_size: int = 16
+    pauses: PausePolicy | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.pauses, dict):
+            self.pauses = _build(PausePolicy, self.pauses, "data.pauses")
+        for name in ("n_tokens", "max_windows", "batch_size"):
+            if getattr(self, name) < 1:
+                raise _fail(f"data.{name}", f"must be >= 1, got {getattr(self, name)}")
+        if self.n_tokens < 3:
+            raise _fail("data.n_tokens", f"{self.n_tokens} leaves no room for a target", "use n_tokens >= 3")
+        if self.windows_per_doc < 0:
+            raise _fail("data.windows_per_doc", "must be >= 0 (0: no limit)")
+
+
+@dataclass
+class InputSpec:
+    """What a probe reads.
+
+    Attributes:
+        layers: block indices, or ``"all"``.
+        sites: any of ``resid_pre``, ``resid_mid``, ``resid_post`` (``[d_model]`` per position)
+            and ``k``, ``v`` (one probe per KV head, ``[d_head]`` each, before RoPE).
+        roles: position roles to read at (see :data:`interp.ROLES`); metrics are reported per
+            role and for all of them together (role ``"all"``).
+    """
+
+    layers: list[int] | str = "all"
+    sites: list[str] = field(default_factory=lambda: ["resid_post"])
+    roles: list[str] = field(default_factory=lambda: ["regular"])
+
+    def __post_init__(self) -> None:
+        if isinstance(self.layers, str):
+            if self.layers != "all":
+                raise _fail("inputs.layers", f"{self.layers!r} is not a list", 'give a list such as [0, 5, 10] or "all"')
+        elif not self.layers or not all(isinstance(x, int) for x in self.layers):
+            raise _fail("inputs.layers", f"{self.layers!r} is not a non-empty list of integers", 'e.g. [0, 5, 10] or "all"')
+        if not self.sites:
+            raise _fail("inputs.sites", "no site given", f"choose from: {', '.join(SITES)}")
+        for s in self.sites:
+            if s not in SITES:
+                raise _fail("inputs.sites", f"unknown site {s!r}", f"choose from: {', '.join(SITES)}")
+        if not self.roles:
+            raise _fail("inputs.roles", "no role given", f"choose from: {', '.join(ROLES)}")
+        for r in self.roles:
+            if r not in ROLES:
+                raise _fail("inputs.roles", f"unknown role {r!r}", f"choose from: {', '.join(ROLES)}")
+
+
+@dataclass
+class TargetSpec:
+    """What a probe predicts.
+
+    Attributes:
+        kind: ``"token"`` (the token at offset k, softmax), ``"hidden"`` (the hidden state at
+            offset k, ridge regression, R²), ``"label"`` (a class label column of
+            ``table``, softmax) or ``"continuous"`` (a numeric column of ``table``, ridge, R²).
+        offsets: the k of "position i + k" for ``token``/``hidden`` targets (k >= 1; offsets
+            count tokens of the text, skipping inserted pauses).
+        vocab: for ``token`` targets, keep the ``vocab`` most frequent training targets and map
+            the rest to one "other" class; ``0`` keeps every token seen in training.
+        hidden_layer: for ``hidden`` targets, the layer whose ``resid_post`` is predicted
+            (default: the probe's own layer).
+        table: for ``label``/``continuous`` targets, a CSV file with columns ``window`` and
+            ``position`` (which sequence and position a row labels) and the ``column``.
+            An optional ``token`` column is checked against the data.
+        column: the label column of ``table``.
+    """
+
+    kind: str = "token"
+    offsets: list[int] = field(default_factory=lambda: [1, 2, 3, 4])
+    vocab: int = 0
+    hidden_layer: int | None = None
+    table: str | None = None
+    column: str = "label"
+
+    def __post_init__(self) -> None:
+        if self.kind not in TARGET_KINDS:
+            raise _fail("target.kind", f"unknown kind {self.kind!r}", f"choose from: {', '.join(TARGET_KINDS)}")
+        if self.kind in ("token", "hidden"):
+            if not self.offsets or any(not isinstance(k, int) or k < 1 for k in self.offsets):
+                raise _fail("target.offsets", f"{self.offsets!r} must be a non-empty list of integers >= 1", "e.g. [1, 2, 3, 4]")
+            self.offsets = sorted(set(self.offsets))
+        else:
+            if self.table is None:
+                raise _fail("target.table", f"kind={self.kind!r} needs a label table", "set target.table to a CSV file")
+            self.offsets = [0]
+        if self.vocab < 0:
+            raise _fail("target.vocab", f"must be >= 0, got {self.vocab}", "0 keeps the full vocabulary")
+
+
+@dataclass
+class TrainSpec:
+    """How probes are fitted and evaluated.
+
+    Attributes:
+        seed: seeds the split, the control task, initialisation and minibatch order.
+        val_fraction, test_fraction: fractions of split groups (documents/prompts) held out
+            for early stopping and for the reported test metrics.
+        weight_decay: L2 penalty λ in ``mean CE + λ ||W||²`` (softmax probes).
+        lr: Adam learning rate (features are standardised, so one rate suits every layer).
+        max_epochs: at most this many passes over the training data.
+        patience: a (layer, offset) cell stops after this many epochs without a better
+            validation cross-entropy; its best weights are kept.
+        batch_size: examples per Adam step (all layers and offsets at once).
+        ridge_alphas: candidate ridge penalties (per standardised feature, times n); the one
+            with the best validation R² is kept per cell.
+        control: also train the control task and report selectivity (Hewitt & Liang 2019).
+        min_per_class: every class must have at least this many training examples; for
+            ``token`` targets rarer tokens go to "other" instead.
+        device: where probes train: ``"auto"`` (CUDA when present), ``"cpu"``...
+    """
+
+    seed: int = 0
+    val_fraction: float = 0.15
+    test_fraction: float = 0.2
+    weight_decay: float = 1e-4
+    lr: float = 3e-3
+    max_epochs: int = 30
+    patience: int = 3
+    batch_size: int = 512
+    ridge_alphas: list[float] = field(default_factory=lambda: [1e-3, 1e-2, 1e-1, 1.0, 10.0])
+    control: bool = True
+    min_per_class: int = 2
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        for name in ("val_fraction", "test_fraction"):
+            v = getattr(self, name)
+            if not 0.0 < v < 1.0:
+                raise _fail(f"train.{name}", f"must be in (0, 1), got {v}")
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise _fail("train.val_fraction", "val_fraction + test_fraction leave no training data", "make their sum < 1")
+        for name in ("max_epochs", "patience", "batch_size", "min_per_class"):
+            if getattr(self, name) < 1:
+                raise _fail(f"train.{name}", f"must be >= 1, got {getattr(self, name)}")
+        if self.weight_decay < 0 or self.lr <= 0:
+            raise _fail("train.weight_decay", "weight_decay must be >= 0 and lr > 0")
+        if not self.ridge_alphas or any(a <= 0 for a in self.ridge_alphas):
+            raise _fail("train.ridge_alphas", f"{self.ridge_alphas!r} must be positive numbers")
+
+
+_SECTIONS = {"model": ModelSpec, "data": DataSpec, "inputs": InputSpec, "target": TargetSpec, "train": TrainSpec}
+
+
+@dataclass
+class ProbeSpec:
+    """A complete probe experiment: model, data, inputs, target and training.
+
+    Build one from TOML with :meth:`from_toml`, from a dict with :meth:`from_dict`, or in
+    Python (every section has defaults, so ``ProbeSpec(name="x")`` is the bundled-model
+    lookahead experiment). :meth:`with_overrides` applies ``key=value`` strings.
+
+    Attributes:
+        name: the experiment's name (the default output folder is ``results/probes/<name>``).
+        description: free text, copied into the artifacts.
+        model, data, inputs, target, train: the sections (see their classes).
+    """
+
+    name: str = "probe"
+    description: str = ""
+    model: ModelSpec = field(default_factory=ModelSpec)
+    data: DataSpec = field(default_factory=DataSpec)
+    inputs: InputSpec = field(default_factory=InputSpec)
+    target: TargetSpec = field(default_factory=TargetSpec)
+    train: TrainSpec = field(default_factory=TrainSpec)
+
+    def __post_init__(self) -> None:
+        for key, cls in _SECTIONS.items():
+            if isinstance(getattr(self, key), dict):
+                setattr(self, key, _build(cls, getattr(self, key), key))
+        if self.data.recording is None and self.model.tiny is not None:
+            raise _fail(
+                "model.tiny", "a tiny native model has no tokenizer, so it cannot read data.corpus",
+                "set data.recording to a recording made with this model, or use a model with a tokenizer",
+            )
+        if self.target.kind == "token" and self.data.recording is None:
+            longest = max(self.target.offsets)
+            if longest >= self.data.n_tokens - 1:
+                raise _fail(
+                    "target.offsets", f"offset {longest} leaves no position with a target in a "
+                    f"window of data.n_tokens={self.data.n_tokens}",
+                    f"use offsets below {self.data.n_tokens - 2} or longer windows",
+                )
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ProbeSpec:
+        """Build from a nested dict (a parsed TOML file), naming unknown fields."""
+        return _build(cls, d, "")
+
+    @classmethod
+    def from_toml(cls, path: str | Path, overrides: list[str] | None = None) -> ProbeSpec:
+        """Read a TOML spec and apply ``key=value`` overrides (see :meth:`with_overrides`)."""
+        path = Path(path)
+        if not path.is_file():
+            raise InterpError(f"probe spec {str(path)!r} not found", "give the path of a .toml file, e.g. probes/tiny.toml")
+        try:
+            d = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as e:
+            raise InterpError(f"{path} is not valid TOML ({e})") from None
+        _apply_overrides(d, overrides or [])
+        return cls.from_dict(d)
+
+    def with_overrides(self, overrides: list[str]) -> ProbeSpec:
+        """A copy with ``key=value`` overrides applied; keys are dotted (``train.seed=1``) and
+        values are TOML (``[1, 2]``, ``"text"``, ``true``), or bare strings."""
+        d = self.to_dict()
+        _apply_overrides(d, overrides)
+        return ProbeSpec.from_dict(d)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Nested plain dict (``None`` fields left out, as TOML has no null)."""
+        return _drop_none(dataclasses.asdict(self))
+
+    def to_toml(self) -> str:
+        """The spec as TOML text (round-trips through :meth:`from_dict`)."""
+        return _dump_toml(self.to_dict())
+
+    def fingerprint(self) -> str:
+        """A stable JSON string of the fields that change results (used by resume)."""
+        d = self.to_dict()
+        d.pop("description", None)
+        d["train"].pop("device", None)
+        d["model"].pop("device", None)
+        return json.dumps(d, sort_keys=True)
+
+
+def _build(cls, d: dict[str, Any], where: str):
+    if not isinstance(d, dict):
+        raise _fail(where or "(top level)", f"expected a table, got {d!r}")
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in d if k not in names]
+    if unknown:
+        label = f"[{where}]" if where else "the top level"
+        raise InterpError(
+            f"unknown probe spec field {', '.join(f'{where}.{k}' if where else k for k in unknown)}",
+            f"valid fields in {label}: {', '.join(names)}",
+        )
+    try:
+        return cls(**d)
+    except TypeError as e:  # a wrong type deep in a comparison
+        raise _fail(where or "(top level)", f"bad value ({e})") from None
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text  # a bare string such as model.name=smollm2-135m
+
+
+def _apply_overrides(d: dict[str, Any], overrides: list[str]) -> None:
+    for item in overrides:
+        if "=" not in item:
+            raise InterpError(f"--set {item!r} is not key=value", "e.g. --set train.seed=1 or --set target.offsets=[1,2]")
+        key, value = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = d
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise InterpError(f"--set {key}: {p} is not a table")
+        node[parts[-1]] = _parse_value(value.strip())
+
+
+def _drop_none(x):
+    if isinstance(x, dict):
+        return {k: _drop_none(v) for k, v in x.items() if v is not None}
+    if isinstance(x, (list, tuple)):
+        return [_drop_none(v) for v in x]
+    return x
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} as TOML")
+
+
+def _dump_toml(d: dict[str, Any], prefix: str = "") -> str:
+    """A minimal TOML writer for specs: scalars and lists first, then sub-tables."""
+    lines = [f"{k} = {_toml_value(v)}" for k, v in d.items() if not isinstance(v, dict)]
+    for k, v in d.items():
+        if isinstance(v, dict):
+            name = f"{prefix}.{k}" if prefix else k
+            lines += ["", f"[{name}]", _dump_toml(v, name)]
+    return "\n".join(line for line in lines if line is not None).strip("\n") + "\n"
