@@ -59,3 +59,137 @@ def test_detached_attention_rejects_bad_layer(tiny_model):
     with pytest.raises(interp.InterpError, match="out of range"):
         with detached_attention(tiny_model, layers=[5]):
             pass
+
+
+def _brute_force_self(model, tokens, site_hook_name):
+    """∂ℓ_t/∂x_t by one backward pass per target t (independent of detached_attention)."""
+    grads = {}
+
+    def read(t, hook):
+        t.register_hook(lambda g: grads.__setitem__("g", g))
+        return t
+
+    rows = []
+    for t in range(tokens.shape[1]):
+        with model.hooks(fwd_hooks=[(site_hook_name, read)]):
+            losses = _token_losses(model, tokens)
+            loss = losses[:, t].sum() if t < losses.shape[1] else 0 * losses.sum()
+            loss.backward()
+        rows.append(grads["g"][:, t])
+    return torch.stack(rows, 1)  # [batch, pos, ...]
+
+
+def _norms(fg, site, layer, column):
+    t = fg.table[(fg.table.site == site) & (fg.table.layer == layer)]
+    t = t.sort_values(["sequence", "position", "head"])
+    return torch.tensor(t[column].to_numpy())
+
+
+@pytest.mark.parametrize("site", ["k", "v", "resid_pre", "resid_mid"])
+def test_self_term_equals_brute_force(tiny_model64, site):
+    tokens = torch.randint(0, 61, (2, 9))
+    fg = interp.future_gradients(tiny_model64, tokens, sites=[site], verbose=False)
+    for layer in range(2):
+        brute = _brute_force_self(tiny_model64, tokens, interp.gradients._inputs.site_hook(site, layer))
+        expected = brute.norm(dim=-1).flatten()  # [batch, pos, (head)] -> sequence, pos, head
+        torch.testing.assert_close(_norms(fg, site, layer, "self_norm"), expected,
+                                   rtol=1e-5, atol=1e-12)
+
+
+def test_total_matches_ordinary_backward_and_self_plus_future(tiny_model64):
+    tokens = torch.randint(0, 61, (1, 11))
+    fg = interp.future_gradients(tiny_model64, tokens, sites=["k", "resid_post"], verbose=False)
+    grads = {}
+
+    def read(t, hook):
+        t.register_hook(lambda g: grads.__setitem__("g", g))
+        return t
+
+    with tiny_model64.hooks(fwd_hooks=[(hooks.k(0), read)]):
+        _token_losses(tiny_model64, tokens).sum().backward()
+    torch.testing.assert_close(_norms(fg, "k", 0, "total_norm"), grads["g"].norm(dim=-1).flatten())
+    t = fg.table[(fg.table.total_norm > 0) & fg.table.cos_self_future.notna()]
+    # ‖s + f‖² = ‖s‖² + ‖f‖² + 2⟨s, f⟩ must give back ‖total‖²
+    rebuilt = t.self_norm**2 + t.future_norm**2 + 2 * t.cos_self_future * t.self_norm * t.future_norm
+    assert len(t) > 20
+    assert ((rebuilt - t.total_norm**2).abs() <= 1e-9 * t.total_norm**2).all()
+    last = fg.table.layer == 1
+    resid_last = fg.table[last & (fg.table.site == "resid_post")]
+    assert (resid_last.future_norm <= 1e-12 * resid_last.total_norm).all()  # feeds only its logits
+
+
+def test_pause_with_masked_loss_has_zero_self_term():
+    model = interp.load_model(interp.TinyConfig(n_layers=2, d_model=32, n_heads=4, n_kv_heads=2,
+                                                d_vocab=61), device="cpu", dtype=torch.float64)
+    interp.add_pause_token(model)
+    seq = interp.make_sequence(torch.randint(0, 61, (10,)))
+    policy = interp.PausePolicy(every=3, n=2)
+    fg = interp.future_gradients(model, seq, policy=policy, sites=("k", "v", "resid_mid"),
+                                 verbose=False)
+    masked = fg.table[(fg.table.role == "pause") & ~fg.table.in_loss]
+    assert len(masked) > 0 and (masked.self_norm == 0).all()
+    kv = masked[masked.site != "resid_mid"]  # the last layer's resid_mid feeds only ℓ_i
+    assert (kv.total_norm > 0).all() and ((kv.future_share - 1).abs() < 1e-12).all()
+    kept = fg.table[(fg.table.role == "pause") & fg.table.in_loss & (fg.table.site == "v")]
+    assert (kept.self_norm > 0).all()  # the last pause of a run predicts the next token
+
+
+def test_by_distance_terms_sum_to_total(tiny_model64):
+    tokens = torch.randint(0, 61, (2, 10))
+    bd = interp.by_distance(tiny_model64, tokens, max_distance=20, batch_size=2, chunk_size=4,
+                            verbose=False)
+    shares = bd.table.groupby(["site", "layer"]).share.sum()
+    torch.testing.assert_close(torch.tensor(shares.to_numpy()), torch.ones(len(shares)),
+                               rtol=0, atol=1e-10)
+    # distance 0 is the self term: its share equals the pooled self share of the decomposition
+    fg = interp.future_gradients(tiny_model64, tokens, verbose=False)
+    pooled = fg.by_layer().set_index(["site", "layer"]).pooled_future_share
+    d0 = bd.table[bd.table.distance == 0].set_index(["site", "layer"]).share
+    torch.testing.assert_close(torch.tensor(d0.sort_index().to_numpy()),
+                               torch.tensor(1 - pooled.sort_index().to_numpy()))
+    loop = interp.by_distance(tiny_model64, tokens, max_distance=20, batch_size=2,
+                              batched=False, verbose=False)
+    torch.testing.assert_close(torch.tensor(loop.table.grad_norm.to_numpy()),
+                               torch.tensor(bd.table.grad_norm.to_numpy()))
+
+
+def test_future_gradients_tables_round_trip(tiny_model, tmp_path):
+    fg = interp.future_gradients(tiny_model, torch.randint(0, 61, (3, 8)), batch_size=2,
+                                 verbose=False)
+    assert set(fg.table.sequence) == {"0", "1", "2"}
+    back = interp.FutureGradients.from_csv(fg.to_csv(tmp_path / "fg.csv"))
+    assert len(back.table) == len(fg.table) and back.meta["sites"] == ["k", "v", "resid_post"]
+    assert {"first_position_share", "future_share"} <= set(back.summary())
+    by_pos = back.by_position()
+    assert by_pos.later_fraction.max() == 1.0
+
+
+def test_bad_inputs(tiny_model):
+    tokens = torch.randint(0, 61, (1, 6))
+    with pytest.raises(interp.InterpError, match="no position in the loss"):
+        interp.future_gradients(tiny_model, tokens, loss_mask=torch.zeros(6, dtype=torch.bool),
+                                verbose=False)
+    with pytest.raises(interp.InterpError, match="length 1"):
+        interp.future_gradients(tiny_model, tokens[:, :1], verbose=False)
+    with pytest.raises(interp.InterpError, match="unknown site"):
+        interp.future_gradients(tiny_model, tokens, sites=["q"], verbose=False)
+    with pytest.raises(interp.InterpError, match="loss_mask of shape"):
+        interp.future_gradients(tiny_model, tokens, loss_mask=torch.ones(4, dtype=torch.bool),
+                                verbose=False)
+
+
+class _InfGradient(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * float("inf")
+
+
+def test_non_finite_gradient_names_the_layer(tiny_model):
+    tokens = torch.randint(0, 61, (1, 6))
+    with tiny_model.hooks(fwd_hooks=[(hooks.resid(1, "mid"), lambda x, hook: _InfGradient.apply(x))]):
+        with pytest.raises(interp.InterpError, match="non-finite gradient at layer 1"):
+            interp.future_gradients(tiny_model, tokens, verbose=False)

@@ -1,0 +1,241 @@
+"""How far ahead: the gradient of each later loss ℓ_t at position i, by distance d = t − i."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .._types import Bool, Float, Tensor
+from ..errors import InterpError
+from ..pauses import PausePolicy
+from ._inputs import (
+    Batch,
+    Inputs,
+    activation_gradients_only,
+    iter_batches,
+    parse_layers,
+    parse_sites,
+    site_hook,
+    token_losses,
+)
+
+
+@dataclass
+class ByDistance:
+    """Gradient of later losses by distance, one row per (layer, site, distance).
+
+    Columns:
+        ``grad_norm``: mean of ‖∂ℓ_{i+d}/∂x_i‖ over sequences, source positions i ≥ 1 (the
+        first position, a sink, is left out unless asked), heads, and targets i + d in the
+        loss; ``share``: Σ ⟨∂ℓ_{i+d}/∂x_i, g_i⟩ / Σ ‖g_i‖² with g_i = ∂L/∂x_i the total
+        gradient, so the shares over d = 0..max_distance add up to 1 when max_distance
+        reaches the end of the sequences (d = 0 is the self share, the rest the future
+        share of :func:`future_gradients`); ``n``: how many (i, head, target) terms.
+
+    Attributes:
+        table: the rows.
+        meta: model, sites, layers, max_distance.
+    """
+
+    table: pd.DataFrame
+    meta: dict = field(default_factory=dict)
+
+    def to_pandas(self) -> pd.DataFrame:
+        return self.table.copy()
+
+    def to_csv(self, path: str | os.PathLike) -> Path:
+        """Write the table (atomically) and its metadata as ``<name>.json`` beside it."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        self.table.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+        meta = path.with_suffix(".json")
+        tmp = meta.with_name(meta.name + ".tmp")
+        tmp.write_text(json.dumps(self.meta, indent=2))
+        os.replace(tmp, meta)
+        return path
+
+    @classmethod
+    def from_csv(cls, path: str | os.PathLike) -> ByDistance:
+        """Read a table written by :meth:`to_csv` (no model needed)."""
+        path = Path(path)
+        if not path.is_file():
+            raise InterpError(f"{path} not found", "run `interp gradients --by-distance D` first")
+        table = pd.read_csv(path)
+        missing = {"layer", "site", "distance", "grad_norm"} - set(table)
+        if missing:
+            raise InterpError(f"{path} lacks columns {sorted(missing)}",
+                              "give a by_distance.csv written by interp")
+        meta_path = path.with_suffix(".json")
+        return cls(table, json.loads(meta_path.read_text()) if meta_path.is_file() else {})
+
+
+class _Accumulator:
+    """Running sums per (site, layer) over distance, from per-target gradients."""
+
+    def __init__(self, keys, max_distance: int, include_first: bool):
+        self.d = max_distance
+        self.start = 0 if include_first else 1
+        self.norm = {k: torch.zeros(max_distance + 1, dtype=torch.float64) for k in keys}
+        self.dot = {k: torch.zeros(max_distance + 1, dtype=torch.float64) for k in keys}
+        self.count = {k: torch.zeros(max_distance + 1, dtype=torch.float64) for k in keys}
+        self.total_sq = {k: torch.zeros((), dtype=torch.float64) for k in keys}
+
+    def add_total(self, key, g_tot: Float[Tensor, "batch pos head d"], valid: Tensor) -> None:
+        sq = (g_tot.double() ** 2).sum(-1)  # [batch, pos, head]
+        self.total_sq[key] += sq[:, self.start:][valid[:, self.start:]].sum().cpu()
+
+    def add(
+        self,
+        key,
+        targets: list[int],
+        grads: Float[Tensor, "chunk batch pos head d"],
+        g_tot: Float[Tensor, "batch pos head d"],
+        valid: Bool[Tensor, "batch pos"],
+        in_loss: Bool[Tensor, "batch pos"],
+    ) -> None:
+        n_pos = grads.shape[2]
+        t = torch.tensor(targets, device=grads.device)[:, None]  # [chunk, 1]
+        i = torch.arange(n_pos, device=grads.device)[None, :]
+        dist = t - i  # [chunk, pos]
+        ok = (dist >= 0) & (dist <= self.d) & (i >= self.start)
+        # [chunk, batch, pos]: source valid, target in the loss for that sequence
+        ok = ok[:, None, :] & valid[None] & in_loss[:, t[:, 0]].T[:, :, None]
+        norms = grads.double().norm(dim=-1)  # [chunk, batch, pos, head]
+        dots = (grads.double() * g_tot.double()[None]).sum(-1)
+        sel = ok[..., None].expand_as(norms)
+        d_idx = dist[:, None, :, None].expand_as(norms)[sel].cpu()
+        self.norm[key].index_add_(0, d_idx, norms[sel].cpu())
+        self.dot[key].index_add_(0, d_idx, dots[sel].cpu())
+        self.count[key].index_add_(0, d_idx, torch.ones_like(d_idx, dtype=torch.float64))
+
+    def table(self) -> pd.DataFrame:
+        rows = []
+        for (site, layer), norm in self.norm.items():
+            count = self.count[(site, layer)]
+            for d in range(self.d + 1):
+                n = float(count[d])
+                rows.append(dict(layer=layer, site=site, distance=d,
+                                 grad_norm=float(norm[d]) / n if n else float("nan"),
+                                 share=float(self.dot[(site, layer)][d] / self.total_sq[(site, layer)]),
+                                 n=int(n)))
+        table = pd.DataFrame(rows)
+        table = table[table.n > 0]  # distances no sequence reaches
+        return table.sort_values(["site", "layer", "distance"], ignore_index=True)
+
+
+def by_distance(
+    model,
+    inputs: Inputs,
+    max_distance: int,
+    *,
+    sites: str | Sequence[str] = ("k", "v", "resid_post"),
+    layers: Sequence[int] | None = None,
+    policy: PausePolicy | None = None,
+    loss_mask: Bool[Tensor, "batch pos"] | Bool[Tensor, " pos"] | None = None,
+    n_tokens: int = 128,
+    batch_size: int = 1,
+    max_windows: int | None = None,
+    chunk_size: int = 16,
+    include_first: bool = False,
+    batched: bool = True,
+    verbose: bool = True,
+) -> ByDistance:
+    """‖∂ℓ_t/∂x_i‖ for every target t ≥ i, aggregated by distance d = t − i per layer and site.
+
+    One forward pass per batch; the per-target gradients are vector-Jacobian products of the
+    per-position losses ℓ with one-hot cotangents, computed ``chunk_size`` targets at a time
+    with ``torch.autograd.grad(..., is_grads_batched=True)`` (memory grows with
+    ``chunk_size``), and reduced on the fly to sums by distance. One ordinary backward gives
+    the total g_i = ∂L/∂x_i, against which each term is projected (the ``share`` column).
+    Losses are summed over positions, as in :func:`future_gradients`.
+
+    Args:
+        model: a ``TransformerBridge``.
+        inputs: as for :func:`future_gradients`.
+        max_distance: the largest d = t − i kept (terms further ahead are computed and
+            dropped; use ``n_tokens`` or more to keep all, so shares add up to 1).
+        sites, layers, policy, loss_mask, n_tokens, batch_size, max_windows: as for
+            :func:`future_gradients`.
+        chunk_size: targets per batched backward pass.
+        include_first: also average over source position 0 (the BOS / sink).
+        batched: ``False`` runs one backward pass per target in a Python loop (the
+            reference the batched path is checked and benchmarked against).
+        verbose: show a progress bar.
+
+    Returns:
+        A :class:`ByDistance` table.
+    """
+    if max_distance < 0:
+        raise InterpError(f"max_distance={max_distance}", "use max_distance >= 0")
+    if chunk_size < 1:
+        raise InterpError(f"chunk_size={chunk_size}", "use chunk_size >= 1")
+    sites = parse_sites(sites)
+    layers = parse_layers(model, layers)
+    keys = [(s, layer) for layer in layers for s in sites]
+    acc = _Accumulator(keys, max_distance, include_first)
+    batches, total = iter_batches(model, inputs, policy=policy, loss_mask=loss_mask,
+                                  n_tokens=n_tokens, batch_size=batch_size,
+                                  max_windows=max_windows)
+    device = next(model.parameters()).device
+    with activation_gradients_only(model), tqdm(total=total, disable=not verbose,
+                                                desc="gradients by distance", unit="seq") as bar:
+        for batch in batches:
+            _one_batch(model, batch, keys, acc, device, chunk_size, batched)
+            bar.update(len(batch.names))
+    meta = dict(model=str(getattr(model.cfg, "model_name", "")), sites=list(sites),
+                layers=list(layers), max_distance=max_distance, include_first=include_first)
+    return ByDistance(acc.table(), meta)
+
+
+def _one_batch(model, batch: Batch, keys, acc: _Accumulator, device, chunk_size: int,
+               batched: bool) -> None:
+    tokens = batch.tokens.to(device)
+    in_loss = batch.loss_mask.to(device)
+    valid = torch.tensor([[r != "pad" for r in roles] for roles in batch.roles], device=device)
+    acts: dict = {}
+
+    def make(key):
+        def hook(t: Tensor, hook) -> Tensor:
+            acts[key] = t  # returned, so this view is the one on the live path
+            return t
+
+        return hook
+
+    with model.hooks(fwd_hooks=[(site_hook(s, layer), make((s, layer))) for s, layer in keys]):
+        losses = token_losses(model(tokens), tokens, in_loss)  # [batch, pos]
+    inputs = [acts[k] for k in keys]
+    g_tot = torch.autograd.grad(losses.sum(), inputs, retain_graph=True)
+    g_tot = [g if g.ndim == 4 else g[:, :, None] for g in g_tot]
+    for key, g in sorted(zip(keys, g_tot, strict=True), key=lambda kg: -kg[0][1]):
+        _check_finite(g, key)  # last layer first: the first non-finite in backward order
+        acc.add_total(key, g, valid)
+    targets = [t for t in range(tokens.shape[1]) if bool(in_loss[:, t].any())]
+    step = chunk_size if batched else 1
+    for c in range(0, len(targets), step):
+        chunk = targets[c:c + step]
+        onehot = torch.zeros(len(chunk), *losses.shape, dtype=losses.dtype, device=device)
+        onehot[torch.arange(len(chunk)), :, torch.tensor(chunk)] = 1.0
+        if batched:
+            grads = torch.autograd.grad(losses, inputs, grad_outputs=onehot, retain_graph=True,
+                                        is_grads_batched=True)
+        else:
+            grads = [g[None] for g in torch.autograd.grad(losses, inputs, grad_outputs=onehot[0],
+                                                          retain_graph=True)]
+        for key, g, tot in zip(keys, grads, g_tot, strict=True):
+            g = g if g.ndim == 5 else g[:, :, :, None]
+            acc.add(key, chunk, g, tot, valid, in_loss)
+
+
+def _check_finite(g: Tensor, key) -> None:
+    if not torch.isfinite(g).all():
+        raise InterpError(f"non-finite gradient at layer {key[1]}, site {key[0]!r}",
+                          "check the inputs and the model's dtype (try float32)")

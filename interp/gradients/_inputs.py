@@ -1,0 +1,201 @@
+"""Turn what a user passes (tokens, a text, sequences with pauses, a corpus) into batches.
+
+Shared by the decomposition, the distance-resolved gradients and attribution patching, so
+every entry point accepts the same inputs and applies pauses and loss masks the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .. import hooks
+from .._types import Bool, Float, Int, Tensor
+from ..corpora import Document, windows
+from ..errors import InterpError
+from ..models import check_context
+from ..pauses import PausedSequence, PausePolicy, insert_pauses, make_sequence, pad_batch, pause_id
+from ..pauses import tokenize as tokenize_text
+
+Inputs = Tensor | str | PausedSequence | Sequence[PausedSequence] | Iterable[Document]
+
+
+@dataclass
+class Batch:
+    """Sequences of one length (right-padded, role ``pad``), ready for the model.
+
+    Attributes:
+        tokens: token ids.
+        roles: one role per position, per sequence.
+        original_position: position before pause insertion (``-1`` for inserted and pad).
+        loss_mask: ``loss_mask[b, t]``: ℓ_t (predicting token t + 1) counts.
+        names: a label per sequence (``"doc_id#window"`` for corpus windows, else its index).
+    """
+
+    tokens: Int[Tensor, "batch pos"]
+    roles: list[tuple[str, ...]]
+    original_position: Int[Tensor, "batch pos"]
+    loss_mask: Bool[Tensor, "batch pos"]
+    names: list[str]
+
+
+def _sequences(model, inputs: Inputs, n_tokens: int, max_windows: int | None
+               ) -> tuple[Iterator[tuple[str, PausedSequence]], int | None]:
+    if isinstance(inputs, str):
+        return iter([("0", tokenize_text(model, inputs))]), 1
+    if isinstance(inputs, PausedSequence):
+        return iter([("0", inputs)]), 1
+    if isinstance(inputs, Tensor):
+        toks = inputs.reshape(1, -1) if inputs.ndim == 1 else inputs
+        if toks.ndim != 2:
+            raise InterpError(f"token tensor of shape {tuple(inputs.shape)}",
+                              "pass token ids as [pos] or [batch, pos]")
+        return iter([(str(b), make_sequence(row.cpu())) for b, row in enumerate(toks)]), len(toks)
+    items = list(inputs) if not isinstance(inputs, Iterator) else None
+    if items is not None and items and all(isinstance(s, PausedSequence) for s in items):
+        return iter([(str(i), s) for i, s in enumerate(items)]), len(items)
+    docs = items if items is not None else inputs
+    if items is not None and not all(isinstance(d, Document) for d in items):
+        raise InterpError(
+            "inputs must be token ids, a text, PausedSequence(s) or corpus Documents",
+            "e.g. interp.tokenize(model, text) or interp.load_corpus('pydoc')",
+        )
+    wins = windows(model, docs, n_tokens, max_windows=max_windows)
+    return ((f"{w.doc_id}#{w.index}", w.seq) for w in wins), max_windows
+
+
+def iter_batches(
+    model,
+    inputs: Inputs,
+    *,
+    policy: PausePolicy | None = None,
+    loss_mask: Bool[Tensor, "batch pos"] | Bool[Tensor, " pos"] | None = None,
+    n_tokens: int = 128,
+    batch_size: int = 4,
+    max_windows: int | None = None,
+) -> tuple[Iterator[Batch], int | None]:
+    """Batches of the inputs, pauses inserted by ``policy``, and how many sequences (if known).
+
+    ``loss_mask``, when given, replaces the sequences' own masks; it must have the shape of
+    the (paused) tokens, and is only accepted for inputs that form a single batch.
+    """
+    if batch_size < 1:
+        raise InterpError(f"batch_size={batch_size}", "use batch_size >= 1")
+    seqs, total = _sequences(model, inputs, n_tokens, max_windows)
+    if policy is not None and policy.inserts_anything:
+        pid = None if policy.filler is not None else pause_id(model)
+        seqs = ((name, insert_pauses(s, policy, pid)) for name, s in seqs)
+
+    def batches() -> Iterator[Batch]:
+        chunk: list[tuple[str, PausedSequence]] = []
+        made = 0
+        for item in seqs:
+            chunk.append(item)
+            if len(chunk) == batch_size:
+                yield _make(chunk, made)
+                chunk, made = [], made + 1
+        if chunk:
+            yield _make(chunk, made)
+
+    def _make(chunk: list[tuple[str, PausedSequence]], index: int) -> Batch:
+        if loss_mask is not None and index > 0:
+            raise InterpError("loss_mask given for inputs that span several batches",
+                              "raise batch_size or set the loss mask on each PausedSequence")
+        toks, roles, orig, mask = pad_batch([s for _, s in chunk])
+        check_context(model, toks.shape[1])
+        if toks.shape[1] < 2:
+            raise InterpError("a sequence of length 1 has no next-token loss",
+                              "give at least two tokens (a BOS and one token of text)")
+        if loss_mask is not None:
+            m = torch.as_tensor(loss_mask, dtype=torch.bool).reshape(-1, loss_mask.shape[-1])
+            if m.shape[-1] != toks.shape[1] or m.shape[0] not in (1, toks.shape[0]):
+                raise InterpError(
+                    f"loss_mask of shape {tuple(loss_mask.shape)} for tokens of shape "
+                    f"{tuple(toks.shape)} (after pause insertion)",
+                    "give one entry per position the model sees, or set it on a PausedSequence",
+                )
+            mask = m.expand_as(toks).clone()
+        if not mask.any():
+            raise InterpError(
+                "the loss mask leaves no position in the loss, so every gradient is zero",
+                "unmask at least one position (loss_mask[t] = True means ℓ_t counts)",
+            )
+        return Batch(toks, roles, orig, mask, [name for name, _ in chunk])
+
+    return batches(), total
+
+
+def token_losses(
+    logits: Float[Tensor, "batch pos d_vocab"],
+    tokens: Int[Tensor, "batch pos"],
+    loss_mask: Bool[Tensor, "batch pos"],
+) -> Float[Tensor, "batch pos"]:
+    """ℓ_t = −log p(token t+1 | tokens ≤ t) where the mask keeps it, else 0; ℓ at the last
+    position is 0 (no target)."""
+    logp = F.log_softmax(logits[:, :-1].float() if logits.dtype in (torch.float16, torch.bfloat16)
+                         else logits[:, :-1], -1)
+    nll = -logp.gather(-1, tokens[:, 1:, None])[..., 0]
+    nll = torch.cat([nll, nll.new_zeros(nll.shape[0], 1)], 1)
+    return torch.where(loss_mask, nll, torch.zeros_like(nll))
+
+
+@contextmanager
+def activation_gradients_only(model):
+    """Freeze the parameters and make the embedding output a leaf that requires grad, so a
+    backward pass computes activation gradients only (no parameter gradients)."""
+    saved = [(p, p.requires_grad) for p in model.parameters()]
+    for p, _ in saved:
+        p.requires_grad_(False)
+
+    def leaf(t: Tensor, hook) -> Tensor:
+        return t.detach().requires_grad_(True)
+
+    try:
+        with model.hooks(fwd_hooks=[(hooks.EMBED, leaf)]):
+            yield
+    finally:
+        for p, flag in saved:
+            p.requires_grad_(flag)
+
+
+SITES = ("k", "v", "resid_pre", "resid_mid", "resid_post")
+
+
+def parse_sites(sites: str | Sequence[str]) -> tuple[str, ...]:
+    """Validate site names; ``"resid"`` means ``"resid_post"``."""
+    if isinstance(sites, str):
+        sites = [sites]
+    out = []
+    for s in sites:
+        s = "resid_post" if s == "resid" else s
+        if s not in SITES:
+            raise InterpError(f"unknown site {s!r}", f"choose among: {', '.join(SITES + ('resid',))}")
+        if s not in out:
+            out.append(s)
+    if not out:
+        raise InterpError("no sites given", f"choose among: {', '.join(SITES)}")
+    return tuple(out)
+
+
+def parse_layers(model, layers: Sequence[int] | None) -> tuple[int, ...]:
+    n = int(model.cfg.n_layers)
+    if layers is None:
+        return tuple(range(n))
+    bad = [x for x in layers if not 0 <= x < n]
+    if bad:
+        raise InterpError(f"layer(s) {bad} out of range (the model has {n})",
+                          f"choose layers in 0..{n - 1}")
+    return tuple(sorted(set(layers)))
+
+
+def site_hook(site: str, layer: int) -> str:
+    """Hook name of a site; k and v are before RoPE, per KV head."""
+    if site == "k":
+        return hooks.k(layer)
+    if site == "v":
+        return hooks.v(layer)
+    return hooks.resid(layer, site.removeprefix("resid_"))
