@@ -139,7 +139,7 @@ def test_by_distance_terms_sum_to_total(tiny_model64):
     bd = interp.by_distance(tiny_model64, tokens, max_distance=20, batch_size=2, chunk_size=4,
                             verbose=False)
     shares = bd.table.groupby(["site", "layer"]).share.sum()
-    torch.testing.assert_close(torch.tensor(shares.to_numpy()), torch.ones(len(shares)),
+    torch.testing.assert_close(torch.tensor(shares.to_numpy()), torch.ones(len(shares), dtype=torch.float64),
                                rtol=0, atol=1e-10)
     # distance 0 is the self term: its share equals the pooled self share of the decomposition
     fg = interp.future_gradients(tiny_model64, tokens, verbose=False)
