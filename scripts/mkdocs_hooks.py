@@ -1,0 +1,253 @@
+"""MkDocs hooks that generate the two reference pages which must never drift from the code.
+
+* ``docs/cli.md`` contains the marker ``<!-- interp:cli -->``; it is replaced by one section per
+  subcommand, built from the real argparse parsers (``interp.cli.build_parser``).
+* ``docs/errors.md`` contains ``<!-- interp:errors -->``; it is replaced by every
+  ``InterpError(problem, fix)`` raised in ``interp/`` (read from the source with :mod:`ast`,
+  so nothing is imported), grouped by module, plus every ``check_choice`` call.
+
+The test suite builds the docs in strict mode and checks that :func:`error_sites` finds every
+``InterpError(`` written in the package (tests/integration/test_docs.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import html
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "interp"
+CLI_MARKER = "<!-- interp:cli -->"
+ERRORS_MARKER = "<!-- interp:errors -->"
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line
+
+
+def _md_cell(text: str) -> str:
+    """Text safe inside a Markdown table cell (no HTML tags, pipes or emphasis markers)."""
+    text = html.escape(" ".join(str(text).split()), quote=False)
+    return re.sub(r"([|*_`\[\]])", r"\\\1", text)
+
+
+def _option_rows(parser: argparse.ArgumentParser) -> list[str]:
+    exclusive = {id(a): g for g in parser._mutually_exclusive_groups for a in g._group_actions}
+    rows = []
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction):
+            continue
+        if action.option_strings:
+            name = ", ".join(action.option_strings)
+            if action.nargs != 0:
+                name += " " + (action.metavar or action.dest.upper())
+        else:
+            name = action.metavar or action.dest
+        default = action.default
+        shown = "" if default in (None, False, argparse.SUPPRESS) else f"`{default}`"
+        help_text = (action.help or "") % {"default": default, "prog": parser.prog}
+        if action.choices is not None:
+            help_text += " (choices: " + ", ".join(map(str, action.choices)) + ")"
+        if id(action) in exclusive:
+            others = [o for a in exclusive[id(action)]._group_actions if a is not action
+                      for o in a.option_strings[:1]]
+            help_text += " (not with " + ", ".join(others) + ")"
+        rows.append(f"| `{name}` | {shown} | {_md_cell(help_text)} |")
+    return rows
+
+
+def cli_markdown() -> str:
+    """One section per ``interp`` subcommand: description, usage and a table of its options."""
+    os.environ["COLUMNS"] = "90"  # argparse wraps usage lines to the terminal width
+    from interp.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {c.dest: c.help for c in sub._choices_actions}
+    out = []
+    for name, p in sub.choices.items():
+        out.append(f"## `interp {name}`\n")
+        out.append((p.description or helps.get(name) or "") + "\n")
+        out.append("```text\n" + p.format_usage().strip() + "\n```\n")
+        rows = _option_rows(p)
+        if rows:
+            out.append("| option | default | meaning |\n|---|---|---|")
+            out.extend(rows)
+            out.append("")
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# The errors
+
+
+@dataclass(frozen=True)
+class ErrorSite:
+    """One ``raise InterpError(...)`` (or ``check_choice``) in the package source."""
+
+    module: str
+    function: str
+    line: int
+    problem: str
+    fix: str | None
+    via: str  # "InterpError", "check_choice", or the name of an error-building helper
+
+
+def _template(node: ast.expr | None, bound: dict[str, str] | None = None) -> str | None:
+    """A readable template of a message expression: f-string holes become ``{expr}``.
+
+    ``bound`` maps parameter names of an error-building helper to the templates of the
+    arguments a call passed, so a helper's message is shown as each call site fills it in.
+    """
+    bound = bound or {}
+    if node is None:
+        return None
+    if isinstance(node, ast.Constant):
+        return None if node.value is None else str(node.value)
+    if isinstance(node, ast.Name) and node.id in bound:
+        return bound[node.id]
+    if isinstance(node, ast.JoinedStr):
+        parts = []
+        for v in node.values:
+            if isinstance(v, ast.Constant):
+                parts.append(str(v.value))
+            elif isinstance(v.value, ast.Name) and v.value.id in bound:
+                parts.append(bound[v.value.id])
+            else:
+                parts.append(_hole(v.value))
+        return "".join(parts)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        return (_template(node.left, bound) or "") + (_template(node.right, bound) or "")
+    return _hole(node)
+
+
+def _hole(node: ast.expr) -> str:
+    """A part of a message filled in at run time: ``{expr}``, or ``{…}`` when long."""
+    expr = ast.unparse(node)
+    return "{" + (expr if len(expr) <= 28 else "…") + "}"
+
+
+def _problem_and_fix(call: ast.Call) -> tuple[ast.expr | None, ast.expr | None]:
+    kw = {k.arg: k.value for k in call.keywords}
+    problem = call.args[0] if call.args else kw.get("problem")
+    fix = call.args[1] if len(call.args) > 1 else kw.get("fix")
+    return problem, fix
+
+
+@dataclass(frozen=True)
+class _Helper:
+    """A function that builds and returns an ``InterpError`` from its arguments."""
+
+    params: tuple[str, ...]
+    defaults: dict[str, ast.expr]
+    problem: ast.expr | None
+    fix: ast.expr | None
+
+
+def _helpers(tree: ast.Module) -> dict[str, _Helper]:
+    """Module-level functions whose body is ``return InterpError(...)``."""
+    out = {}
+    for fn in tree.body:
+        if not isinstance(fn, ast.FunctionDef):
+            continue
+        for stmt in fn.body:
+            if (isinstance(stmt, ast.Return) and isinstance(stmt.value, ast.Call)
+                    and _call_name(stmt.value) == "InterpError"):
+                params = tuple(a.arg for a in fn.args.args)
+                defaults = dict(zip(params[len(params) - len(fn.args.defaults):],
+                                    fn.args.defaults, strict=True))
+                out[fn.name] = _Helper(params, defaults, *_problem_and_fix(stmt.value))
+    return out
+
+
+def _call_name(call: ast.Call) -> str:
+    f = call.func
+    return f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+
+
+class _Finder(ast.NodeVisitor):
+    def __init__(self, module: str, helpers: dict[str, _Helper]):
+        self.module = module
+        self.helpers = helpers
+        self.scope: list[str] = []
+        self.sites: list[ErrorSite] = []
+
+    def _scoped(self, node) -> None:
+        self.scope.append(node.name)
+        self.generic_visit(node)
+        self.scope.pop()
+
+    visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = _scoped
+
+    def _add(self, node: ast.Call, via: str, problem: str | None, fix: str | None) -> None:
+        where = ".".join(self.scope) or "(module)"
+        self.sites.append(ErrorSite(self.module, where, node.lineno, problem or "", fix, via))
+
+    def visit_Call(self, node: ast.Call) -> None:
+        name = _call_name(node)
+        if name == "InterpError":
+            # inside an error-building helper the template is shown at each call site instead
+            if not (self.scope and self.scope[0] in self.helpers):
+                problem, fix = _problem_and_fix(node)
+                self._add(node, name, _template(problem), _template(fix))
+        elif name in self.helpers:
+            h = self.helpers[name]
+            args = dict(zip(h.params, node.args, strict=False))
+            args.update({k.arg: k.value for k in node.keywords if k.arg})
+            bound = {p: _template(args.get(p, h.defaults.get(p))) or "" for p in h.params}
+            self._add(node, name, _template(h.problem, bound), _template(h.fix, bound) or None)
+        elif name == "check_choice" and len(node.args) == 3:
+            kind, _, valid = node.args
+            self._add(node, name, f"unknown {_template(kind)} {{value!r}}",
+                      "choose one of: " + (_template(valid) or ""))
+        self.generic_visit(node)
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+    return ".".join(parts)
+
+
+def error_sites(package: Path = PACKAGE) -> list[ErrorSite]:
+    """Every ``InterpError(...)`` and ``check_choice(...)`` call in the package, in file order."""
+    sites = []
+    for path in sorted(package.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        finder = _Finder(_module_name(path), _helpers(tree))
+        finder.visit(tree)
+        sites += finder.sites
+    return sites
+
+
+def errors_markdown() -> str:
+    """Every error message, grouped by module, as Markdown tables."""
+    by_module: dict[str, list[ErrorSite]] = {}
+    for s in error_sites():
+        by_module.setdefault(s.module, []).append(s)
+    out = []
+    for module in sorted(by_module):
+        out.append(f"### `{module}`\n")
+        out.append("| raised in | problem | fix |\n|---|---|---|")
+        for s in by_module[module]:
+            fix = _md_cell(s.fix) if s.fix else "(the problem names it)"
+            out.append(f"| `{s.function}` | {_md_cell(s.problem)} | {fix} |")
+        out.append("")
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# MkDocs entry point
+
+
+def on_page_markdown(markdown: str, page, config, files) -> str:
+    if CLI_MARKER in markdown:
+        markdown = markdown.replace(CLI_MARKER, cli_markdown())
+    if ERRORS_MARKER in markdown:
+        markdown = markdown.replace(ERRORS_MARKER, errors_markdown())
+    return markdown
