@@ -1,0 +1,736 @@
+"""Registers and attention sinks: which positions soak up attention or carry global state.
+
+Four measurements, each returning a result with a tidy ``.to_pandas()`` table:
+
+* :func:`registers` — per window, layer and position: the **attention received**
+  ``a_l(j) = mean_{h, i > j} A_l[h, i, j]`` (the mean over heads and over the later queries of
+  the attention pattern; ``NaN`` at the last position, which no query follows), the
+  **residual-stream norm** ``‖h_l(j)‖`` (``resid_post`` of block l) and the **value norm**
+  (the mean over KV heads of ``‖v_l(j, g)‖``), with the role of every position; per head, the
+  attention received by each role. Under uniform attention query i gives ``1/(i+1)`` to every
+  key, so ``uniform(j) = mean_{i > j} 1/(i+1)`` is the no-sink baseline to compare with.
+* :func:`massive_activations` — Sun et al. (2024): entries ``h_l(j)[d]`` of the residual stream
+  whose magnitude exceeds ``ratio`` times the median magnitude of that layer's activations
+  (over all positions and dimensions of the window), where each (position, dimension) first
+  appears, and the per-layer top-1/2/3 magnitudes against the median.
+* :func:`ablate_massive` — the change in next-token loss when the massive activations are set to
+  zero versus to their mean value (at the layer where they first appear), and when the sink
+  position's keys and values are set to zero versus to the mean over the other positions (at
+  every layer). Zero-ablation damage far above mean-ablation damage marks a bias-like sink:
+  the value is constant and needed, not informative.
+* :func:`cache_eviction` — StreamingLLM (Xiao et al. 2023): perplexity on a long text when each
+  query sees only a recent window of W keys, versus the window plus the first S ("sink")
+  tokens, versus full attention.
+
+How eviction is simulated: every query keeps its own absolute (RoPE) position, and the
+attention pattern of every layer is restricted to the kept keys and renormalised — exactly the
+softmax over the kept keys. This is what a real KV cache does when it stores keys already
+rotated and drops the evicted entries without re-rotating the rest: each cached K/V was itself
+computed when its position was the newest, under its own window. StreamingLLM additionally
+re-numbers the positions inside the cache, which matters only beyond the pretraining context;
+:func:`cache_eviction` refuses texts longer than the model's context, so both agree on which
+keys are seen and differ only in the sink-to-query RoPE distance (absolute here).
+
+Example:
+    >>> seqs = [w.seq for w in interp.windows(model, interp.load_corpus(), 128, max_windows=4)]
+    >>> reg = interp.registers(model, seqs)
+    >>> reg.by_role()                 # attention received and norms: bos vs regular vs pause
+    >>> abl = interp.ablate_massive(model, seqs, reg.massive)
+    >>> ev = interp.cache_eviction(model, long_tokens, window=64, sinks=(0, 1, 4))
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from . import hooks
+from .errors import InterpError
+from .models import check_context
+from .pauses import PausedSequence, make_sequence
+
+__all__ = [
+    "AblationResult",
+    "EvictionResult",
+    "MassiveActivations",
+    "RegisterResult",
+    "ablate_massive",
+    "cache_eviction",
+    "massive_activations",
+    "registers",
+    "uniform_attention",
+]
+
+REGISTER_COLUMNS = ("window", "layer", "position", "role", "token", "attn_received",
+                    "resid_norm", "value_norm")
+MASSIVE_COLUMNS = ("window", "layer", "position", "role", "token", "dim", "value",
+                   "ratio_to_median")
+LAYER_STAT_COLUMNS = ("window", "layer", "median", "top1", "top2", "top3")
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def _as_sequences(inputs) -> list[PausedSequence]:
+    """Accept a sequence, a list of sequences or windows, or token ids ``[pos]``/``[batch pos]``."""
+    if isinstance(inputs, PausedSequence):
+        return [inputs]
+    if isinstance(inputs, Tensor):
+        rows = inputs.reshape(1, -1) if inputs.ndim == 1 else inputs
+        return [make_sequence(r) for r in rows]
+    seqs = [getattr(s, "seq", s) for s in inputs]  # corpora.Window -> its sequence
+    if not seqs:
+        raise InterpError("no input sequences", "pass at least one sequence or window")
+    out = []
+    for s in seqs:
+        if isinstance(s, PausedSequence):
+            out.append(s)
+        else:
+            out.append(make_sequence(torch.as_tensor(s)))
+    return out
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _token_strings(model, tokens: Sequence[int]) -> list[str]:
+    tok = getattr(model, "tokenizer", None)
+    if tok is None:
+        return [str(t) for t in tokens]
+    return [tok.decode([t]) for t in tokens]
+
+
+def _check_sequence(model, seq: PausedSequence) -> None:
+    if len(seq) < 2:
+        raise InterpError("a sequence of length 1 has no later queries to attend to it",
+                          "give sequences of at least 2 tokens")
+    check_context(model, len(seq))
+
+
+def _layers(model, layers: Sequence[int] | None) -> list[int]:
+    n = model.cfg.n_layers
+    if layers is None:
+        return list(range(n))
+    bad = [layer for layer in layers if not 0 <= layer < n]
+    if bad:
+        raise InterpError(f"layer(s) {bad} out of range", f"this model has layers 0..{n - 1}")
+    return sorted(set(int(layer) for layer in layers))
+
+
+def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def _atomic_json(obj: dict, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def uniform_attention(n: int) -> Float[np.ndarray, " pos"]:
+    """Attention received under uniform causal attention: ``mean_{i > j} 1/(i+1)``; NaN at j = n-1."""
+    inv = 1.0 / np.arange(1, n + 1)
+    tail = np.cumsum(inv[::-1])[::-1]  # tail[j] = sum_{i >= j} 1/(i+1)
+    later = np.arange(n - 1, -1, -1, dtype=float)  # queries after j
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(later > 0, (tail - inv) / later, np.nan)
+
+
+def _received(pattern: Float[Tensor, "head_index q_pos k_pos"]) -> Float[Tensor, "head_index k_pos"]:
+    """Per head, the mean attention key j receives from the queries after it (NaN for the last)."""
+    n = pattern.shape[-1]
+    later = torch.arange(n - 1, -1, -1, device=pattern.device, dtype=pattern.dtype)
+    return pattern.tril(-1).sum(dim=1) / later  # 0/0 = NaN at the last key
+
+
+def _massive_mask(
+    h: Float[Tensor, "pos d_model"], ratio: float
+) -> tuple[Bool[Tensor, "pos d_model"], Float[Tensor, ""]]:
+    """Entries whose magnitude exceeds ``ratio`` times the median magnitude of the layer."""
+    med = h.abs().median()
+    return h.abs() > ratio * med, med
+
+
+@dataclass
+class MassiveActivations:
+    """Massive activations found in the residual stream (``resid_post``).
+
+    Attributes:
+        table: one row per massive entry: window, layer, position, role, token, dim, value,
+            ratio_to_median.
+        layer_stats: per window and layer: the median magnitude and the top-1/2/3 magnitudes
+            (Sun et al. 2024, Fig. 1).
+        ratio: the threshold, as a multiple of the layer median.
+    """
+
+    table: pd.DataFrame
+    layer_stats: pd.DataFrame
+    ratio: float
+
+    def __post_init__(self) -> None:
+        missing = set(MASSIVE_COLUMNS) - set(self.table.columns)
+        missing |= set(LAYER_STAT_COLUMNS) - set(self.layer_stats.columns)
+        if missing:
+            raise InterpError(f"massive-activation tables lack column(s) {sorted(missing)}",
+                              "make them with interp.massive_activations() or `interp registers`")
+
+    def to_pandas(self) -> pd.DataFrame:
+        return self.table.copy()
+
+    @property
+    def dims(self) -> list[int]:
+        """The massive dimensions, most frequent first."""
+        return [int(d) for d in self.table["dim"].value_counts().index]
+
+    def first_appearance(self) -> pd.DataFrame:
+        """For each (position, dim): the first layer where it is massive, its value there,
+        the number of windows and layers where it is massive, and its largest magnitude."""
+        if self.table.empty:
+            return pd.DataFrame(columns=["position", "role", "dim", "first_layer", "value",
+                                         "n_windows", "n_layers", "max_abs"])
+        t = self.table.assign(abs_value=self.table["value"].abs())
+        first = t.sort_values("layer").groupby(["position", "dim"], as_index=False).first()
+        agg = t.groupby(["position", "dim"]).agg(
+            n_windows=("window", "nunique"), n_layers=("layer", "nunique"),
+            max_abs=("abs_value", "max")).reset_index()
+        out = first.rename(columns={"layer": "first_layer"})[
+            ["position", "role", "dim", "first_layer", "value"]].merge(agg, on=["position", "dim"])
+        return out.sort_values(["first_layer", "max_abs"], ascending=[True, False],
+                               ignore_index=True)
+
+    @property
+    def first_layer(self) -> int | None:
+        """The earliest layer with any massive activation (``None`` when there is none)."""
+        return None if self.table.empty else int(self.table["layer"].min())
+
+    def emergence_layer(self) -> int | None:
+        """The layer where the largest massive activation emerges: the first layer at which
+        its (position, dim) entry reaches half of its largest magnitude. On SmolLM2 moderate
+        spikes appear from layer 1 and the dominant one (about 25,000 at the first token)
+        abruptly at layer 11, so this is 11, not :attr:`first_layer`."""
+        if self.table.empty:
+            return None
+        t = self.table.assign(abs_value=self.table["value"].abs())
+        top = t.loc[t["abs_value"].idxmax()]
+        same = t[(t["position"] == top["position"]) & (t["dim"] == top["dim"])]
+        return int(same.loc[same["abs_value"] >= top["abs_value"] / 2, "layer"].min())
+
+    def mean_values(self, layer: int) -> dict[int, float]:
+        """Per massive dimension at ``layer``, the mean of its massive entries over windows and
+        positions (the mean-ablation value of Sun et al.)."""
+        t = self.table[self.table["layer"] == layer]
+        return {int(d): float(v) for d, v in t.groupby("dim")["value"].mean().items()}
+
+    def save(self, out: str | Path) -> None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        _atomic_csv(self.table, out / "massive.csv")
+        _atomic_csv(self.layer_stats, out / "massive_layers.csv")
+        _atomic_json(dict(ratio=self.ratio), out / "massive.json")
+
+    @classmethod
+    def load(cls, out: str | Path) -> MassiveActivations:
+        out = Path(out)
+        meta = json.loads((out / "massive.json").read_text())
+        return cls(pd.read_csv(out / "massive.csv"), pd.read_csv(out / "massive_layers.csv"),
+                   ratio=float(meta["ratio"]))
+
+
+@dataclass
+class RegisterResult:
+    """Attention received and norms per window, layer and position (see module docstring).
+
+    Attributes:
+        table: window, layer, position, role, token, token_str, attn_received, resid_norm,
+            value_norm (one row per window, layer and position).
+        heads: layer, head, role, attn_received: per head, the mean attention received by the
+            positions of each role.
+        massive: the massive activations found in the same forward passes.
+        settings: what was run (model, number of windows, ratio...).
+    """
+
+    table: pd.DataFrame
+    heads: pd.DataFrame
+    massive: MassiveActivations
+    settings: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        missing = set(REGISTER_COLUMNS) - set(self.table.columns)
+        if missing:
+            raise InterpError(f"the register table lacks column(s) {sorted(missing)}",
+                              "make it with interp.registers() or `interp registers`")
+
+    def to_pandas(self) -> pd.DataFrame:
+        return self.table.copy()
+
+    def by_position(self, layers: Sequence[int] | None = None) -> pd.DataFrame:
+        """Mean over windows (and the given layers, default all) per position and role, with
+        the uniform-attention baseline and a token string where all windows agree."""
+        t = self.table if layers is None else self.table[self.table["layer"].isin(layers)]
+        g = t.groupby(["position", "role"], as_index=False)
+        out = g[["attn_received", "resid_norm", "value_norm"]].mean()
+        out["n"] = g.size()["size"].to_numpy()
+        if "token_str" in t.columns:
+            first = g["token_str"].agg(lambda s: s.iloc[0] if s.nunique() == 1 else "(varies)")
+            out["token_str"] = first["token_str"].to_numpy()
+        n = int(self.table["position"].max()) + 1
+        out["uniform"] = uniform_attention(n)[out["position"].to_numpy()]
+        return out
+
+    def by_role(self) -> pd.DataFrame:
+        """Mean over layers, windows and positions per role: is a pause register-like?
+
+        ``attn_ratio`` is the attention received over the uniform baseline at the same
+        positions, so early positions are not favoured merely by having more later queries.
+        """
+        t = self.table.dropna(subset=["attn_received"])
+        n = int(self.table["position"].max()) + 1
+        t = t.assign(uniform=uniform_attention(n)[t["position"].to_numpy()])
+        g = t.groupby("role")
+        out = g[["attn_received", "uniform", "resid_norm", "value_norm"]].mean()
+        out["attn_ratio"] = out["attn_received"] / out["uniform"]
+        out["n_positions"] = g["position"].size() // max(t["layer"].nunique(), 1)
+        return out.reset_index()
+
+    def save(self, out: str | Path) -> None:
+        """Write ``registers.csv``, ``registers_heads.csv``, ``massive*.csv`` and settings."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        _atomic_csv(self.table, out / "registers.csv")
+        _atomic_csv(self.heads, out / "registers_heads.csv")
+        self.massive.save(out)
+        _atomic_json(self.settings, out / "registers.json")
+
+    @classmethod
+    def load(cls, out: str | Path) -> RegisterResult:
+        """Read what :meth:`save` wrote (no model needed)."""
+        out = Path(out)
+        settings_path = out / "registers.json"
+        settings = json.loads(settings_path.read_text()) if settings_path.is_file() else {}
+        heads_path = out / "registers_heads.csv"
+        heads = pd.read_csv(heads_path) if heads_path.is_file() else pd.DataFrame(
+            columns=["layer", "head", "role", "attn_received"])
+        return cls(pd.read_csv(out / "registers.csv", keep_default_na=False,
+                               na_values=[""]),
+                   heads, MassiveActivations.load(out), settings)
+
+
+def _value_norm(v: Float[Tensor, "pos kv_head d_head"]) -> Float[Tensor, " pos"]:
+    return v.norm(dim=-1).mean(-1)
+
+
+def _keeper(store: dict, key: tuple[str, int], reduce):
+    """A forward hook that stores ``reduce(x[0])`` (batch of one) and leaves ``x`` unchanged."""
+    def hook(x, hook):
+        store[key] = reduce(x[0].detach())
+    return hook
+
+
+def _scan(model, seqs: list[PausedSequence], layers: list[int], ratio: float,
+          want_attention: bool, verbose: bool) -> tuple[list[dict], list[dict], list[dict], list[dict]]:
+    """One forward pass per sequence, reducing every hooked tensor in its hook (bounded memory)."""
+    rows, head_rows, massive_rows, stat_rows = [], [], [], []
+    dev = _device(model)
+    for w, seq in enumerate(tqdm(seqs, desc="registers", disable=not verbose)):
+        _check_sequence(model, seq)
+        n = len(seq)
+        got: dict[tuple[str, int], Tensor] = {}
+        fwd = []
+        for layer in layers:
+            fwd.append((hooks.resid(layer, "post"), _keeper(got, ("resid", layer), torch.clone)))
+            if want_attention:
+                fwd.append((hooks.pattern(layer), _keeper(got, ("received", layer), _received)))
+                fwd.append((hooks.v(layer), _keeper(got, ("value", layer), _value_norm)))
+        with torch.no_grad():
+            model.run_with_hooks(seq.tokens[None].to(dev), fwd_hooks=fwd)
+        toks = seq.tokens.tolist()
+        for layer in layers:
+            h = got[("resid", layer)]
+            mask, med = _massive_mask(h, ratio)
+            top = h.abs().flatten().topk(min(3, h.numel())).values.tolist() + [np.nan] * 2
+            stat_rows.append(dict(window=w, layer=layer, median=float(med), top1=top[0],
+                                  top2=top[1], top3=top[2]))
+            for p, d in mask.nonzero().tolist():
+                massive_rows.append(dict(window=w, layer=layer, position=p, role=seq.roles[p],
+                                         token=toks[p], dim=d, value=float(h[p, d]),
+                                         ratio_to_median=float(h[p, d].abs() / med)))
+            if not want_attention:
+                continue
+            recv = got[("received", layer)]  # [head, pos]
+            attn = recv.mean(0).tolist()
+            rnorm = h.norm(dim=-1).tolist()
+            vnorm = got[("value", layer)].tolist()
+            for p in range(n):
+                rows.append(dict(window=w, layer=layer, position=p, role=seq.roles[p],
+                                 token=toks[p], attn_received=attn[p], resid_norm=rnorm[p],
+                                 value_norm=vnorm[p]))
+            roles = np.array(seq.roles)
+            rec = recv.cpu().numpy()
+            for role in dict.fromkeys(seq.roles):
+                cols = np.nonzero(roles == role)[0]
+                cols = cols[cols < n - 1]  # the last position has no later query
+                if len(cols):
+                    for head, value in enumerate(rec[:, cols].mean(1)):
+                        head_rows.append(dict(window=w, layer=layer, head=head, role=role,
+                                              attn_received=float(value)))
+    return rows, head_rows, massive_rows, stat_rows
+
+
+def _massive_from_rows(massive_rows, stat_rows, ratio) -> MassiveActivations:
+    table = pd.DataFrame(massive_rows, columns=list(MASSIVE_COLUMNS))
+    return MassiveActivations(table, pd.DataFrame(stat_rows, columns=list(LAYER_STAT_COLUMNS)),
+                              ratio=ratio)
+
+
+def registers(
+    model,
+    inputs,
+    *,
+    layers: Sequence[int] | None = None,
+    ratio: float = 100.0,
+    verbose: bool = True,
+) -> RegisterResult:
+    """Attention received, residual and value norms per layer and position, and massive
+    activations, from one forward pass per sequence.
+
+    Args:
+        model: a ``TransformerBridge``.
+        inputs: a :class:`~interp.PausedSequence` (roles are kept, so pauses show as
+            ``pause``), a list of them or of corpus windows, or token ids ``[pos]`` /
+            ``[batch pos]`` (roles ``regular``). Sequences may differ in length.
+        layers: layers to analyse (default all).
+        ratio: a residual entry is massive when ``|h| > ratio * median|h|`` of its layer.
+        verbose: show a progress bar.
+
+    Returns:
+        A :class:`RegisterResult`; its ``massive`` field holds the :class:`MassiveActivations`.
+    """
+    seqs = _as_sequences(inputs)
+    if ratio <= 1:
+        raise InterpError(f"ratio={ratio} would flag ordinary activations", "use ratio > 1 (e.g. 100)")
+    layer_list = _layers(model, layers)
+    rows, head_rows, massive_rows, stat_rows = _scan(model, seqs, layer_list, ratio, True, verbose)
+    table = pd.DataFrame(rows, columns=list(REGISTER_COLUMNS))
+    table.insert(5, "token_str", _token_strings(model, table["token"].tolist()))
+    heads = (pd.DataFrame(head_rows).groupby(["layer", "head", "role"], as_index=False)
+             ["attn_received"].mean())
+    settings = dict(n_sequences=len(seqs), n_positions=[len(s) for s in seqs][:1000],
+                    layers=layer_list, ratio=ratio, model=str(model.cfg.model_name))
+    return RegisterResult(table, heads, _massive_from_rows(massive_rows, stat_rows, ratio),
+                          settings)
+
+
+def massive_activations(
+    model,
+    inputs,
+    *,
+    ratio: float = 100.0,
+    layers: Sequence[int] | None = None,
+    verbose: bool = True,
+) -> MassiveActivations:
+    """Find massive activations (Sun et al. 2024) in the residual stream.
+
+    An entry ``h_l(j)[d]`` of ``resid_post`` at layer l is massive when
+    ``|h_l(j)[d]| > ratio * median_{j', d'} |h_l(j')[d']|`` (median over the whole window at that
+    layer). Sun et al. use a ratio of about 1000 together with an absolute floor of 100 on 7B
+    models; smaller models have smaller spikes, hence the default of 100.
+
+    Args:
+        model: a ``TransformerBridge``.
+        inputs: sequences or token ids, as for :func:`registers`.
+        ratio: the threshold as a multiple of the layer median.
+        layers: layers to scan (default all).
+        verbose: show a progress bar.
+    """
+    seqs = _as_sequences(inputs)
+    _, _, massive_rows, stat_rows = _scan(model, seqs, _layers(model, layers), ratio, False,
+                                         verbose)
+    return _massive_from_rows(massive_rows, stat_rows, ratio)
+
+
+# ----------------------------------------------------------------------------- ablations
+
+
+def _upcast(x: Float[Tensor, "..."]) -> Float[Tensor, "..."]:
+    """Half-precision logits to float32 for the loss; float32/float64 unchanged."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
+def _loss(model, seq: PausedSequence, fwd_hooks: list) -> tuple[float, int]:
+    """Summed next-token loss over the loss mask, and the number of targets."""
+    dev = _device(model)
+    with torch.no_grad():
+        logits = model.run_with_hooks(seq.tokens[None].to(dev), fwd_hooks=fwd_hooks)[0]
+    mask = seq.loss_mask[:-1].to(dev)
+    nll = F.cross_entropy(_upcast(logits[:-1]), seq.tokens[1:].to(dev), reduction="none")
+    return float(nll[mask].sum()), int(mask.sum())
+
+
+@dataclass
+class AblationResult:
+    """Change in next-token loss under zero- and mean-ablation (Sun et al. 2024).
+
+    Attributes:
+        table: target (``massive`` or ``sink_kv``), method (``none``, ``zero``, ``mean``),
+            loss (mean next-token cross-entropy over the loss mask), delta_loss (vs ``none``),
+            perplexity, n_targets, and a description of what was ablated.
+    """
+
+    table: pd.DataFrame
+
+    def to_pandas(self) -> pd.DataFrame:
+        return self.table.copy()
+
+    def delta(self, target: str, method: str) -> float:
+        row = self.table[(self.table["target"] == target) & (self.table["method"] == method)]
+        return float(row["delta_loss"].iloc[0]) if len(row) else float("nan")
+
+    def save(self, out: str | Path) -> None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        _atomic_csv(self.table, Path(out) / "ablations.csv")
+
+    @classmethod
+    def load(cls, out: str | Path) -> AblationResult:
+        return cls(pd.read_csv(Path(out) / "ablations.csv"))
+
+
+def ablate_massive(
+    model,
+    inputs,
+    massive: MassiveActivations | None = None,
+    *,
+    layer: int | None = None,
+    ratio: float = 100.0,
+    sink_position: int = 0,
+    verbose: bool = True,
+) -> AblationResult:
+    """Zero- versus mean-ablation of the massive activations and of the sink position's K/V.
+
+    * ``massive``: in ``resid_post`` of ``layer`` (default: where the largest massive
+      activation emerges, :meth:`MassiveActivations.emergence_layer`), every entry of a massive
+      dimension that is massive in the sequence at hand (``|h| > ratio * median``) is set to 0
+      (``zero``) or to that dimension's mean over the massive entries found at that layer
+      (``mean``; Sun et al. 2024). The layers after it recompute everything downstream.
+    * ``sink_kv``: at every layer, the key and value of ``sink_position`` (before RoPE, which is
+      the identity at position 0) are set to 0 (``zero``) or to their mean over the sequence's
+      other positions (``mean``). A mean over sequences at the same position would change
+      nothing: position 0 always holds BOS, so its K/V are the same in every sequence.
+
+    A mean-ablation of the BOS entries is, for the same reason, close to a no-op: that is the
+    point of the comparison (a constant, bias-like activation), not a flaw of it.
+
+    The loss is the mean next-token cross-entropy over the loss masks of all sequences.
+
+    Args:
+        model: a ``TransformerBridge``.
+        inputs: sequences or token ids, as for :func:`registers`.
+        massive: massive activations found on these (or similar) inputs; found here if ``None``.
+        layer: where to ablate the massive activations (see above).
+        ratio: threshold for massive entries when ``massive`` is ``None``.
+        sink_position: the sink whose K/V are ablated.
+        verbose: show a progress bar.
+    """
+    seqs = _as_sequences(inputs)
+    if massive is None:
+        massive = massive_activations(model, seqs, ratio=ratio, verbose=verbose)
+    if any(len(s) <= sink_position + 1 for s in seqs):
+        raise InterpError(f"sink_position={sink_position} leaves no later target in some sequence",
+                          "use longer sequences or a smaller sink_position")
+    layer = massive.emergence_layer() if layer is None else _layers(model, [layer])[0]
+    means = massive.mean_values(layer) if layer is not None else {}
+    conditions: list[tuple[str, str, str]] = [("none", "none", "no ablation")]
+    if means:
+        desc = f"massive entries of dims {sorted(means)[:8]} at layer {layer} (resid_post)"
+        conditions += [("massive", "zero", desc), ("massive", "mean", desc)]
+    kv_desc = f"K and V at position {sink_position}, all layers"
+    conditions += [("sink_kv", "zero", kv_desc), ("sink_kv", "mean", kv_desc)]
+    dims = torch.tensor(sorted(means), dtype=torch.long)
+    mean_row = torch.tensor([means[d] for d in sorted(means)])
+
+    def massive_hook(method: str):
+        def hook(x, hook):
+            h = x[0]
+            mask, _ = _massive_mask(h, massive.ratio)
+            sel = torch.zeros_like(mask)
+            sel[:, dims] = mask[:, dims]
+            fill = torch.zeros_like(h)
+            if method == "mean":
+                fill[:, dims] = mean_row.to(h)
+            return torch.where(sel, fill, h)[None]
+        return hook
+
+    def kv_hook(method: str):
+        def hook(x, hook):
+            x = x.clone()
+            others = torch.ones(x.shape[1], dtype=torch.bool, device=x.device)
+            others[sink_position] = False
+            x[:, sink_position] = 0 if method == "zero" else x[:, others].mean(1)
+            return x
+        return hook
+
+    rows = []
+    bar = tqdm(total=len(conditions) * len(seqs), desc="ablations", disable=not verbose)
+    for target, method, desc in conditions:
+        if target == "massive":
+            fwd = [(hooks.resid(layer, "post"), massive_hook(method))]
+        elif target == "sink_kv":
+            fwd = [(name(k), kv_hook(method)) for k in range(model.cfg.n_layers)
+                   for name in (hooks.k, hooks.v)]
+        else:
+            fwd = []
+        loss, count = 0.0, 0
+        for seq in seqs:
+            s, c = _loss(model, seq, fwd)
+            loss, count = loss + s, count + c
+            bar.update()
+        rows.append(dict(target=target, method=method, loss=loss / max(count, 1),
+                         n_targets=count, ablated=desc))
+    bar.close()
+    table = pd.DataFrame(rows)
+    table["delta_loss"] = table["loss"] - table.loc[table["method"] == "none", "loss"].iloc[0]
+    table["perplexity"] = np.exp(table["loss"])
+    return AblationResult(table[["target", "method", "loss", "delta_loss", "perplexity",
+                                 "n_targets", "ablated"]])
+
+
+# ----------------------------------------------------------------------------- eviction
+
+
+def eviction_mask(n: int, window: int, n_sinks: int, device=None) -> Bool[Tensor, "q_pos k_pos"]:
+    """Keys each query keeps: the ``window`` most recent (itself included) and the first
+    ``n_sinks``; ``window >= n`` gives full causal attention."""
+    i = torch.arange(n, device=device)[:, None]
+    j = torch.arange(n, device=device)[None, :]
+    return (j <= i) & ((i - j < window) | (j < n_sinks))
+
+
+@dataclass
+class EvictionResult:
+    """Perplexity with the first tokens evicted from the KV cache or kept (StreamingLLM).
+
+    Attributes:
+        table: condition (``full``, ``window``, ``sinks+window``), n_sinks, window, nll (mean
+            over the scored positions), perplexity, n_scored.
+        per_position: position, condition, n_sinks, nll: the loss of every scored position.
+        settings: n_tokens, window, the first scored position, and how eviction was simulated.
+    """
+
+    table: pd.DataFrame
+    per_position: pd.DataFrame
+    settings: dict = field(default_factory=dict)
+
+    def to_pandas(self) -> pd.DataFrame:
+        return self.table.copy()
+
+    def perplexity(self, n_sinks: int | None) -> float:
+        """Perplexity with ``n_sinks`` sink tokens kept; ``None`` for full attention."""
+        t = self.table
+        row = t[t["condition"] == "full"] if n_sinks is None else t[
+            (t["condition"] != "full") & (t["n_sinks"] == n_sinks)]
+        return float(row["perplexity"].iloc[0])
+
+    def save(self, out: str | Path) -> None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        _atomic_csv(self.table, out / "eviction.csv")
+        _atomic_csv(self.per_position, out / "eviction_positions.csv")
+        _atomic_json(self.settings, out / "eviction.json")
+
+    @classmethod
+    def load(cls, out: str | Path) -> EvictionResult:
+        out = Path(out)
+        settings_path = out / "eviction.json"
+        return cls(pd.read_csv(out / "eviction.csv"), pd.read_csv(out / "eviction_positions.csv"),
+                   json.loads(settings_path.read_text()) if settings_path.is_file() else {})
+
+
+def cache_eviction(
+    model,
+    tokens: Int[Tensor, " pos"] | PausedSequence,
+    *,
+    window: int = 64,
+    sinks: Sequence[int] = (0, 1, 4),
+    verbose: bool = True,
+) -> EvictionResult:
+    """Perplexity on a long text with a sliding KV window, with and without sink tokens.
+
+    For each ``S`` in ``sinks`` every query at position i attends to the keys in
+    ``(i - window, i]`` plus the first ``S`` positions (``S = 0``: window only, i.e. the first
+    tokens evicted); ``full`` is ordinary causal attention. Each layer's attention pattern is
+    restricted to the kept keys and renormalised (see the module docstring for why this equals
+    a real KV cache with evicted entries). Only positions ``i >= max(sinks) + window`` are
+    scored, where eviction has happened under every condition, so all conditions are compared
+    on the same targets.
+
+    Args:
+        model: a ``TransformerBridge``.
+        tokens: the text's token ids (BOS first, if the model expects one).
+        window: recent keys kept per query (the query's own key included).
+        sinks: numbers of initial tokens kept; include 0 for the evicted condition.
+        verbose: show a progress bar.
+
+    Raises:
+        InterpError: a text not longer than ``max(sinks) + window`` (nothing would be evicted),
+            a text longer than the model's context, or a window below 1.
+    """
+    seq = tokens if isinstance(tokens, PausedSequence) else make_sequence(tokens)
+    n = len(seq)
+    sinks = sorted(set(int(s) for s in sinks))
+    if window < 1 or (sinks and sinks[0] < 0):
+        raise InterpError(f"window={window}, sinks={sinks}", "use window >= 1 and sinks >= 0")
+    start = (sinks[-1] if sinks else 0) + window
+    if n <= start + 1:
+        raise InterpError(
+            f"the text has {n} tokens, not more than the eviction window plus sinks "
+            f"({window} + {start - window}), so no token would be evicted",
+            f"give a text longer than {start + 1} tokens (e.g. --eviction-tokens 1024 from a "
+            f"corpus) or a smaller window (now {window})",
+        )
+    check_context(model, n)
+    dev = _device(model)
+    ids = seq.tokens.to(dev)
+    scored = torch.arange(start, n - 1, device=dev)
+    scored = scored[seq.loss_mask[start:n - 1].to(dev)]
+
+    def restrict(keep: Bool[Tensor, "q_pos k_pos"]):
+        def hook(pattern, hook):
+            p = pattern * keep
+            return p / p.sum(-1, keepdim=True)
+        return hook
+
+    conditions = [("full", None)] + [("window" if s == 0 else "sinks+window", s) for s in sinks]
+    rows, pos_rows = [], []
+    for name, s in tqdm(conditions, desc="eviction", disable=not verbose):
+        fwd = []
+        if s is not None:
+            keep = eviction_mask(n, window, s, device=dev)
+            fwd = [(hooks.pattern(layer), restrict(keep)) for layer in range(model.cfg.n_layers)]
+        with torch.no_grad():
+            logits = model.run_with_hooks(ids[None], fwd_hooks=fwd)[0]
+        nll = F.cross_entropy(_upcast(logits[scored]), ids[scored + 1], reduction="none")
+        mean = float(nll.mean())
+        rows.append(dict(condition=name, n_sinks=-1 if s is None else s, window=window,
+                         nll=mean, perplexity=float(np.exp(mean)), n_scored=int(len(scored))))
+        pos_rows += [dict(position=int(p), condition=name, n_sinks=-1 if s is None else s,
+                          nll=float(v)) for p, v in zip(scored.tolist(), nll.tolist(), strict=True)]
+    settings = dict(n_tokens=n, window=window, sinks=sinks, first_scored=start,
+                    method="attention restricted to kept keys and renormalised; absolute RoPE "
+                    "positions kept (a KV cache of pre-rotated keys with entries evicted)")
+    return EvictionResult(pd.DataFrame(rows), pd.DataFrame(pos_rows), settings)
