@@ -13,7 +13,7 @@ Quick start::
     rec.index                                  # tidy table, one row per recorded position
     rec["k"]                                   # [n, layer, kv_head, d_head]
     rec.get("resid_post", layer=10)            # [n, d_model], one layer only
-    is_pause = rec.index.role.eq("pause").to_numpy()
+    rec["k"][rec.mask(role="pause")]           # rows at pause positions only
 
 **Tensors.** ``rec[site]`` has shape ``[n, layer, ...]``; row ``i`` is the position described
 by ``rec.index.iloc[i]`` and axis 1 follows ``rec.layers``. Per position:

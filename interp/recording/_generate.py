@@ -1,9 +1,252 @@
-"""Placeholder: greedy generation with KV-cache recording (in progress)."""
+"""Greedy generation through the bridge, recording what each decode step writes to the KV cache.
+
+Why a loop of our own. ``TransformerBridge.generate`` and Hugging Face ``generate`` do run the
+bridge's hooks, but they give no per-step handle on which positions a step wrote, and they pick
+their own cache handling. Here each step is one bridge forward
+``model(new_tokens, past_key_values=cache, return_type="logits_and_cache")``: the prefill step
+processes the prompt (and any forced pauses), every later step one new token, so the hooks on
+``hook_k``/``hook_v`` (and any other site) see exactly the activations written for the new
+positions. Greedy decoding: the next token is ``argmax`` of the last logits.
+
+Models without a KV cache (TransformerLens-native ones) are run uncached: each step recomputes
+the whole sequence and keeps only the new position. ``use_cache=False`` forces that path on any
+model; it is the reference that the cached path is tested against (same tokens, logits and K/V
+to float tolerance).
+
+Every token in the result has been fed to the model, the last generated one included, so the
+recording has one row per position and ``logits[i]`` is the model's output at position
+``prompt_len - 1 + i`` (the prediction of the token after it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from ..errors import InterpError
+from ..models import check_context
+from ..pauses import PausedSequence, make_sequence, pause_id, tokenize
+from ._capture import BatchCapture
+from ._record import base_meta, model_device, model_dtype, token_strings
+from ._sites import check_layers, check_roles, is_native, plan_sites
+from ._store import Recording, shard_name
+
+GENERATION_SITES = ("k", "v")
 
 
-def generate(*args, **kwargs):
-    raise NotImplementedError
-
-
+@dataclass
 class Generation:
-    """In progress."""
+    """The result of :func:`generate`.
+
+    Attributes:
+        tokens: every position, prompt + forced pauses + generated, ``[pos]``.
+        roles: ``prompt`` (and ``bos``), ``pause``, ``generated`` per position.
+        logits: ``logits[i]`` is the output at position ``prompt_len - 1 + i``; the first
+            row comes from the prefill step, each later row from one decode step.
+        steps: the decode step that processed each position (0 = prefill).
+        recording: the recorded sites, one row per position (index column ``step`` added);
+            ``None`` with ``record=False``.
+        cache_reads: with ``read_cache=True``, for each decode step ``s >= 1`` the cache it
+            read: ``{"k": [layer, kv_head, pos, d_head], "v": ...}`` over the recorded layers,
+            keys as the model caches them (after RoPE for Llama-style models).
+        text: the generated tokens decoded (``None`` without a tokenizer).
+    """
+
+    tokens: Int[Tensor, " pos"]
+    roles: tuple[str, ...]
+    logits: Float[Tensor, "step d_vocab"]
+    steps: Int[Tensor, " pos"]
+    recording: Recording | None
+    cache_reads: list[dict[str, Tensor]] | None
+    text: str | None
+
+    def to_pandas(self, tokenizer=None) -> pd.DataFrame:
+        """One row per position: position, token, token_str (with a tokenizer), role, step."""
+        ids = self.tokens.tolist()
+        df = pd.DataFrame(dict(position=range(len(ids)), token=ids, role=list(self.roles),
+                               step=self.steps.numpy()))
+        if tokenizer is not None:
+            df.insert(2, "token_str", token_strings(tokenizer, ids))
+        return df
+
+
+def supports_cache(model) -> bool:
+    """True when the bridge can run incrementally over a Hugging Face KV cache."""
+    return not is_native(model) and bool(getattr(model.adapter, "supports_kv_cache", True))
+
+
+def _prompt_sequence(model, prompt, pauses: int) -> PausedSequence:
+    if isinstance(prompt, str):
+        seq = tokenize(model, prompt)
+        seq = make_sequence(seq.tokens, [r if r == "bos" else "prompt" for r in seq.roles])
+    elif isinstance(prompt, PausedSequence):
+        seq = prompt
+    elif isinstance(prompt, Tensor | Sequence):
+        ids = torch.as_tensor(prompt, dtype=torch.long).reshape(-1)
+        seq = make_sequence(ids, ["prompt"] * len(ids))
+    else:
+        raise InterpError(f"cannot generate from a prompt of type {type(prompt).__name__}",
+                          "pass a text, token ids or a PausedSequence")
+    if pauses < 0:
+        raise InterpError(f"pauses_before_answer={pauses} is negative", "use 0 or more")
+    if pauses:
+        pid = pause_id(model)
+        seq = PausedSequence(
+            tokens=torch.cat([seq.tokens, torch.full((pauses,), pid, dtype=torch.long)]),
+            roles=tuple(seq.roles) + ("pause",) * pauses,
+            original_position=torch.cat([seq.original_position,
+                                         torch.full((pauses,), -1, dtype=torch.long)]),
+            loss_mask=torch.cat([seq.loss_mask, torch.zeros(pauses, dtype=torch.bool)]),
+            loss_on=seq.loss_on,
+        )
+    return seq
+
+
+def _read_cache(past, layers: Sequence[int]) -> dict[str, Tensor]:
+    """The cache's keys and values for ``layers`` (batch row 0), copied to the CPU."""
+    ks = torch.stack([past.layers[layer].keys[0] for layer in layers]).cpu()
+    vs = torch.stack([past.layers[layer].values[0] for layer in layers]).cpu()
+    return {"k": ks, "v": vs}
+
+
+def generate(
+    model,
+    prompt,
+    max_new_tokens: int = 32,
+    *,
+    pauses_before_answer: int = 0,
+    record: bool | Sequence[str] = True,
+    layers: Sequence[int] | int | None = None,
+    roles: Sequence[str] | None = None,
+    read_cache: bool = False,
+    use_cache: bool | None = None,
+    stop_at_eos: bool = True,
+    dtype: torch.dtype | None = None,
+) -> Generation:
+    """Greedy decoding that records the K/V each step writes (see the module docstring).
+
+    Args:
+        model: a ``TransformerBridge``.
+        prompt: a text (tokenized with an explicit BOS; its tokens get role ``prompt``), token
+            ids, or a ``PausedSequence`` (roles kept).
+        max_new_tokens: tokens to generate (fewer if EOS comes first with ``stop_at_eos``).
+        pauses_before_answer: ``<pause>`` tokens appended after the prompt before the model
+            answers (needs ``interp.add_pause_token(model)``).
+        record: ``True`` records ``k`` and ``v``; a list of sites records those; ``False``
+            nothing.
+        layers: layers to record (``None``: all).
+        roles: roles of the positions to keep in the recording (``None``: all).
+        read_cache: also keep, for every decode step, the cache contents it read.
+        use_cache: run incrementally over the KV cache (default: when the model has one).
+        stop_at_eos: stop after generating the tokenizer's EOS token.
+        dtype: storage dtype of the recording (default: the model's).
+
+    Returns:
+        A :class:`Generation`.
+
+    Raises:
+        InterpError: too long for the context, unknown site or layer, ``use_cache=True`` or
+            ``read_cache=True`` on a model without a KV cache.
+    """
+    seq = _prompt_sequence(model, prompt, pauses_before_answer)
+    if max_new_tokens < 0:
+        raise InterpError(f"max_new_tokens={max_new_tokens} is negative", "use 0 or more")
+    total = len(seq) + max_new_tokens
+    check_context(model, total)
+    sites = GENERATION_SITES if record is True else (() if record is False else tuple(record))
+    plans = plan_sites(model, sites) if sites else []
+    layers = check_layers(model, layers)
+    roles_kept = check_roles(roles)
+    cached = supports_cache(model) if use_cache is None else use_cache
+    if (cached or read_cache) and not supports_cache(model):
+        raise InterpError(
+            "this model has no KV cache (TransformerLens-native models recompute every step)",
+            "call generate(..., use_cache=None, read_cache=False), or use a Hugging Face model",
+        )
+    if read_cache and not cached:
+        raise InterpError("read_cache=True needs use_cache=True", "drop use_cache=False")
+    dtype = dtype or model_dtype(model)
+    device = model_device(model)
+    eos = model.tokenizer.eos_token_id if (stop_at_eos and model.tokenizer is not None) else None
+
+    tokens, roles = seq.tokens.tolist(), list(seq.roles)
+    steps: list[int] = []
+    logits_out, buffers, reads = [], [], []
+    past, start, step = None, 0, 0
+    with torch.no_grad():
+        while True:
+            n_new = len(tokens) - start
+            at = torch.arange(start, len(tokens))
+            # The cached forward sees only the new tokens; the uncached one the whole sequence.
+            inp = torch.tensor(tokens[start:] if cached else tokens, device=device)[None]
+            where = torch.arange(n_new) if cached else at
+            cap = BatchCapture(model, plans, layers, torch.zeros(n_new, dtype=torch.long,
+                                                                 device=device),
+                               where.to(device), total, dtype)
+            if read_cache and past is not None:
+                reads.append(_read_cache(past, layers))
+            with model.hooks(fwd_hooks=cap.fwd_hooks()):
+                if cached:
+                    logits, past = model(inp, return_type="logits_and_cache",
+                                         past_key_values=past)
+                else:
+                    logits = model(inp)
+            logits_out.append(logits[0, -1].detach().cpu())
+            buffers.append(cap.buffers)
+            steps += [step] * n_new
+            n_generated = len(tokens) - len(seq)
+            if n_generated == max_new_tokens or (eos is not None and n_generated
+                                                  and tokens[-1] == eos):
+                break
+            tokens.append(int(logits[0, -1].argmax()))
+            roles.append("generated")
+            start, step = len(tokens) - 1, step + 1
+
+    all_tokens = torch.tensor(tokens)
+    orig = _original_positions(seq, len(tokens))
+    recording = None
+    if plans:
+        recording = _as_recording(model, plans, layers, roles_kept, dtype, buffers, all_tokens,
+                                  roles, orig, steps)
+    tok = model.tokenizer
+    gen_ids = tokens[len(seq):]
+    return Generation(
+        tokens=all_tokens,
+        roles=tuple(roles),
+        logits=torch.stack(logits_out),
+        steps=torch.tensor(steps),
+        recording=recording,
+        cache_reads=reads if read_cache else None,
+        text=None if tok is None else tok.decode(gen_ids),
+    )
+
+
+def _original_positions(seq: PausedSequence, n: int) -> Tensor:
+    """Prompt positions keep theirs; generated tokens continue the uninserted numbering."""
+    orig = seq.original_position.tolist()
+    nxt = (max(orig) + 1) if orig else 0
+    return torch.tensor(orig + list(range(nxt, nxt + n - len(orig))))
+
+
+def _as_recording(model, plans, layers, keep_roles, dtype, buffers, tokens, roles, orig,
+                  steps) -> Recording:
+    """One in-memory shard holding the positions whose role is in ``keep_roles``."""
+    keep = torch.tensor([r in keep_roles for r in roles])
+    tensors = {p.site: torch.cat([b[p.site] for b in buffers])[keep] for p in plans}
+    ids = tokens.tolist()
+    index = pd.DataFrame(dict(
+        sequence=0, document="generation", window=0, position=range(len(ids)),
+        original_position=orig.numpy(), token=ids, token_str=token_strings(model.tokenizer, ids),
+        role=roles, step=steps,
+    ))[keep.numpy()]
+    config = dict(sites=[p.site for p in plans], layers=list(layers), roles=list(keep_roles),
+                  inputs="generation")
+    meta = base_meta(model, plans, layers, keep_roles, dtype, config)
+    meta["shards"] = [dict(name=shard_name(0), rows=len(index), sequences=[0, 1], files={})]
+    meta["complete"] = True
+    return Recording(meta, [tensors], index)

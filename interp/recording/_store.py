@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from jaxtyping import Float
+from jaxtyping import Bool, Float
 from torch import Tensor
 
 from ..errors import InterpError
@@ -163,6 +163,19 @@ class Recording:
             width = max(p.shape[-1] for p in parts)
             parts = [torch.nn.functional.pad(p, (0, width - p.shape[-1])) for p in parts]
         return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    def mask(self, **where) -> Bool[Tensor, " n"]:
+        """Rows whose index columns match, e.g. ``rec.mask(role="pause")`` or
+        ``rec.mask(role=("pause", "regular"), document="assignment")``; use it to index
+        ``rec[site]``."""
+        keep = pd.Series(True, index=self.index.index)
+        for column, value in where.items():
+            if column not in self.index.columns:
+                raise InterpError(f"the index has no column {column!r}",
+                                  f"columns: {', '.join(self.index.columns)}")
+            values = value if isinstance(value, list | tuple | set) else [value]
+            keep &= self.index[column].isin(values)
+        return torch.tensor(keep.to_numpy(dtype=bool))
 
     def to_pandas(self) -> pd.DataFrame:
         """The index table (a copy), one row per recorded position."""
