@@ -36,7 +36,13 @@ from .._types import Float, Tensor
 from ..errors import InterpError
 from ..models import n_kv_heads
 
-__all__ = ["detached_attention", "myopic_attention_output"]
+__all__ = [
+    "attention_scale",
+    "detached_attention",
+    "myopic_attention_output",
+    "qkv_hooks",
+    "rotated_qkv",
+]
 
 
 def myopic_attention_output(
@@ -74,16 +80,6 @@ def myopic_attention_output(
     own = torch.diagonal(pattern, dim1=-2, dim2=-1)[..., None]  # [batch, head, pos, 1]
     z = torch.matmul(pattern, vh.detach()) + own * (vh - vh.detach())
     return z.transpose(1, 2)
-
-
-def _scale(attn) -> float:
-    """Multiplier of q · kᵀ: HF modules keep ``scaling``, native ones divide by ``scale``."""
-    orig = attn.original_component
-    if getattr(orig, "scaling", None) is not None:
-        return float(orig.scaling)
-    if getattr(orig, "scale", None) is not None:
-        return 1.0 / float(orig.scale)
-    return float(attn.cfg.d_head) ** -0.5
 
 
 def _check_supported(model) -> None:
@@ -149,11 +145,9 @@ def detached_attention(model, layers: list[int] | None = None) -> Iterator[None]
         yield
 
 
-def _layer_hooks(model, layer: int, n_kv: int) -> list:
-    attn = model.blocks[layer].attn
-    rotary = getattr(attn.original_component, "rotary", None)
-    scale = _scale(attn)
-    seen: dict[str, Tensor] = {}
+def qkv_hooks(model, layer: int, seen: dict[str, Tensor]) -> list:
+    """Forward hooks that store layer ``layer``'s q, k, v (and q, k after RoPE where the
+    bridge exposes them) in ``seen``; read them back with :func:`rotated_qkv`."""
 
     def capture(key: str):
         def hook(t: Tensor, hook) -> None:
@@ -161,16 +155,49 @@ def _layer_hooks(model, layer: int, n_kv: int) -> list:
 
         return hook
 
+    names = [(hooks.q(layer), capture("q")), (hooks.k(layer), capture("k")),
+             (hooks.v(layer), capture("v"))]
+    if hooks.rot_q(layer) in model.hook_dict:
+        names += [(hooks.rot_q(layer), capture("rot_q")), (hooks.rot_k(layer), capture("rot_k"))]
+    return names
+
+
+def rotated_qkv(model, layer: int, seen: dict[str, Tensor]) -> tuple[
+    Float[Tensor, "batch pos head_index d_head"], Float[Tensor, "batch pos kv_head d_head"],
+    Float[Tensor, "batch pos kv_head d_head"],
+]:
+    """q and k after RoPE, and v, from what :func:`qkv_hooks` stored (emptying ``seen``).
+
+    Native models rotate inside the attention module, where no hook fires, so their stored
+    pre-RoPE q and k are rotated here with the model's own rotary module."""
+    q, k = seen.pop("rot_q", None), seen.pop("rot_k", None)
+    q_pre, k_pre, v = seen.pop("q"), seen.pop("k"), seen.pop("v")
+    if q is None or k is None:
+        rotary = getattr(model.blocks[layer].attn.original_component, "rotary", None)
+        if rotary is None:
+            return q_pre, k_pre, v  # learned absolute positions: no rotation
+        qr, kr = rotary.apply_rope(q_pre.transpose(1, 2), k_pre.transpose(1, 2))
+        return qr.transpose(1, 2), kr.transpose(1, 2), v
+    return q, k, v
+
+
+def attention_scale(model, layer: int) -> float:
+    """Multiplier of q · kᵀ: HF modules keep ``scaling``, native ones divide by ``scale``."""
+    attn = model.blocks[layer].attn
+    orig = attn.original_component
+    if getattr(orig, "scaling", None) is not None:
+        return float(orig.scaling)
+    if getattr(orig, "scale", None) is not None:
+        return 1.0 / float(orig.scale)
+    return float(model.cfg.d_head) ** -0.5
+
+
+def _layer_hooks(model, layer: int, n_kv: int) -> list:
+    scale = attention_scale(model, layer)
+    seen: dict[str, Tensor] = {}
+
     def replace_z(z: Tensor, hook) -> Tensor:
-        q = seen.pop("rot_q", None)
-        k = seen.pop("rot_k", None)
-        q_pre, k_pre, v = seen.pop("q"), seen.pop("k"), seen.pop("v")
-        if q is None or k is None:
-            if rotary is None:
-                q, k = q_pre, k_pre  # no RoPE (learned absolute positions)
-            else:  # native models rotate inside the module, where no hook fires
-                qr, kr = rotary.apply_rope(q_pre.transpose(1, 2), k_pre.transpose(1, 2))
-                q, k = qr.transpose(1, 2), kr.transpose(1, 2)
+        q, k, v = rotated_qkv(model, layer, seen)
         if k.shape[2] != n_kv or k.shape[1] != q.shape[1]:
             raise InterpError(
                 f"layer {layer}: keys of shape {tuple(k.shape)} for queries of shape "
@@ -181,11 +208,7 @@ def _layer_hooks(model, layer: int, n_kv: int) -> list:
         _check_close(b.detach(), z.detach(), layer)
         return z.detach() + (b - b.detach())
 
-    names = [(hooks.q(layer), capture("q")), (hooks.k(layer), capture("k")),
-             (hooks.v(layer), capture("v"))]
-    if hooks.rot_q(layer) in model.hook_dict:
-        names += [(hooks.rot_q(layer), capture("rot_q")), (hooks.rot_k(layer), capture("rot_k"))]
-    return names + [(hooks.z(layer), replace_z)]
+    return qkv_hooks(model, layer, seen) + [(hooks.z(layer), replace_z)]
 
 
 def _check_close(b: Tensor, z: Tensor, layer: int) -> None:
