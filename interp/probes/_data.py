@@ -37,7 +37,7 @@ from ..models import n_kv_heads
 from ..pauses import PausedSequence, add_pause_token, insert_pauses, pad_batch
 from ._spec import ProbeSpec
 
-__all__ = ["ProbeData", "ProbeSequence", "SPLITS", "collect", "load_sequences", "split_groups"]
+__all__ = ["ProbeData", "ProbeSequence", "SPLITS", "collect", "load_sequences", "read_label_table", "split_groups"]
 
 SPLITS = ("train", "val", "test")
 
@@ -184,8 +184,9 @@ def _select(spec: ProbeSpec, seqs: list[ProbeSequence], table) -> list[tuple[np.
     return out
 
 
-def _read_table(spec: ProbeSpec, seqs: list[ProbeSequence]):
-    """The label table, checked against the sequences: ``({window: positions}, labels frame)``."""
+def read_label_table(spec: ProbeSpec, n_sequences: int):
+    """The label table ``target.table``: a CSV with ``window``, ``position`` and the label
+    column (and optionally ``token``), checked for columns, window range and duplicates."""
     import pandas as pd
 
     t = spec.target
@@ -193,40 +194,45 @@ def _read_table(spec: ProbeSpec, seqs: list[ProbeSequence]):
     if not path.is_file():
         raise InterpError(f"probe spec field target.table: {str(path)!r} not found", "give a CSV file")
     df = pd.read_csv(path)
-    need = ["window", "position", t.column]
-    missing = [c for c in need if c not in df.columns]
+    missing = [c for c in ("window", "position", t.column) if c not in df.columns]
     if missing:
         raise InterpError(
             f"probe spec field target.table: {path} has no column(s) {', '.join(missing)}",
             f"it has: {', '.join(map(str, df.columns))}; give window, position and target.column",
         )
-    bad = (df["window"] < 0) | (df["window"] >= len(seqs))
-    lengths = np.array([len(s.seq) for s in seqs])
-    if not bad.any():
-        bad = (df["position"] < 0) | (df["position"] >= lengths[df["window"].to_numpy()])
+    bad = (df["window"] < 0) | (df["window"] >= n_sequences) | (df["position"] < 0)
     if bad.any():
         r = df[bad].iloc[0]
-        raise InterpError(
-            f"probe spec field target.table: the label table does not align with the positions: row "
-            f"window={r['window']}, position={r['position']} is outside the {len(seqs)} sequences "
-            "(of lengths " + ", ".join(map(str, sorted(set(lengths.tolist()))[:5])) + ")",
-            "make the table from the same data (same corpus/recording, n_tokens and pauses)",
-        )
-    if "token" in df.columns:
-        actual = np.array([int(seqs[w].seq.tokens[p]) for w, p in zip(df["window"], df["position"], strict=True)])
-        wrong = np.flatnonzero(actual != df["token"].to_numpy())
-        if len(wrong):
-            r = df.iloc[wrong[0]]
-            raise InterpError(
-                f"probe spec field target.table: the label table does not align with the positions: "
-                f"{len(wrong)} row(s) name a token other than the one there (first: window="
-                f"{r['window']}, position={r['position']}: table {r['token']}, data {actual[wrong[0]]})",
-                "make the table from the same data (same corpus/recording, n_tokens and pauses)",
-            )
-    df = df.sort_values(["window", "position"], kind="stable")
+        raise _misaligned(f"row window={r['window']}, position={r['position']} is outside the {n_sequences} sequences")
     if df.duplicated(["window", "position"]).any():
         raise InterpError("probe spec field target.table: a (window, position) appears twice", "give one label per position")
-    index = {int(w): g["position"].to_numpy() for w, g in df.groupby("window")}
+    return df.sort_values(["window", "position"], kind="stable").reset_index(drop=True)
+
+
+def _misaligned(detail: str) -> InterpError:
+    return InterpError(
+        f"probe spec field target.table: the label table does not align with the positions: {detail}",
+        "make the table from the same data (same corpus or recording, n_tokens and pauses)",
+    )
+
+
+def _read_table(spec: ProbeSpec, seqs: list[ProbeSequence]):
+    """The label table checked against the sequences: ``({window: positions}, table)``."""
+    df = read_label_table(spec, len(seqs))
+    lengths = np.array([len(s.seq) for s in seqs])
+    w, p = df["window"].to_numpy(), df["position"].to_numpy()
+    out = np.flatnonzero(p >= lengths[w])
+    if len(out):
+        raise _misaligned(f"row window={w[out[0]]}, position={p[out[0]]} is past the end of a "
+                          f"{lengths[w[out[0]]]}-token sequence")
+    if "token" in df.columns:
+        actual = np.array([int(seqs[a].seq.tokens[b]) for a, b in zip(w, p, strict=True)])
+        wrong = np.flatnonzero(actual != df["token"].to_numpy())
+        if len(wrong):
+            i = wrong[0]
+            raise _misaligned(f"{len(wrong)} row(s) name a token other than the one there (first: window="
+                              f"{w[i]}, position={p[i]}: table {df['token'].iloc[i]}, data {actual[i]})")
+    index = {int(k): g["position"].to_numpy() for k, g in df.groupby("window")}
     return index, df
 
 

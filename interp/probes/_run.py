@@ -383,15 +383,20 @@ def _check_out(out: Path, spec: ProbeSpec, resume: bool) -> None:
     _write_text(old, spec.to_toml())
 
 
-def _collect_all(spec: ProbeSpec, model, sites: list[str], verbose: bool) -> tuple[_Prepared, list[int]]:
-    layers = _layers(spec, model)
+def _collect_all(spec: ProbeSpec, model, sites: list[str], verbose: bool) -> _Prepared:
     if spec.data.recording is not None:
         from ._recorded import collect_recorded
 
-        data = collect_recorded(spec, sites, layers)
-    else:
-        data = collect(spec, model, load_sequences(spec, model), sites, layers, verbose=verbose)
-    return _prepare(spec, data), layers
+        return _prepare(spec, collect_recorded(spec, sites))
+    data = collect(spec, model, load_sequences(spec, model), sites, _layers(spec, model), verbose=verbose)
+    return _prepare(spec, data)
+
+
+def _model_for(spec: ProbeSpec, model):
+    """The model to run, or ``None`` when the spec reads a recording."""
+    if spec.data.recording is not None:
+        return model
+    return model if model is not None else _load_model(spec)
 
 
 def train_probes(
@@ -443,8 +448,8 @@ def train_probes(
     todo = [s for s in spec.inputs.sites if s not in metrics]
     meta_path = out / "cells" / "description.json" if out is not None else None
     if todo:
-        model = model if model is not None else _load_model(spec)
-        prep, _ = _collect_all(spec, model, todo, verbose)
+        model = _model_for(spec, model)
+        prep = _collect_all(spec, model, todo, verbose)
         desc = _description(spec, prep.kind, {}, prep.classes, getattr(model, "tokenizer", None),
                             prep.tasks + (["control"] if prep.kind == "softmax" and spec.train.control else []))
         for site in todo:
@@ -472,7 +477,7 @@ def train_probes(
 
 def _units_of(metrics: pd.DataFrame) -> list[tuple[int, int]]:
     pairs = metrics[["layer", "head"]].drop_duplicates()
-    return [(int(a), int(b)) for a, b in zip(pairs.layer, pairs.head, strict=True)]
+    return [(int(a), int(b)) for a, b in zip(pairs["layer"], pairs["head"], strict=True)]
 
 
 def evaluate_probes(out_dir: str | Path, *, model=None, verbose: bool = False) -> ProbeResults:
@@ -484,8 +489,8 @@ def evaluate_probes(out_dir: str | Path, *, model=None, verbose: bool = False) -
     saved = load_probes(out_dir)
     spec = saved.spec
     device = resolve_device(None if spec.train.device == "auto" else spec.train.device)
-    model = model if model is not None else _load_model(spec)
-    prep, _ = _collect_all(spec, model, list(spec.inputs.sites), verbose)
+    model = _model_for(spec, model)
+    prep = _collect_all(spec, model, list(spec.inputs.sites), verbose)
     tables = []
     for site in spec.inputs.sites:
         units = prep.data.units[site]

@@ -1,0 +1,99 @@
+"""``interp probe``: train linear probes from a TOML spec, evaluate and show a finished run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SHOW_COLUMNS = ["offset", "layer", "accuracy", "top5", "xent", "baseline_majority", "baseline_unigram",
+                "baseline_bigram", "control_accuracy", "selectivity"]
+SHOW_COLUMNS_R2 = ["offset", "layer", "r2", "baseline_majority", "baseline_bigram"]
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "probe", help="train, evaluate and show linear probes (lookahead, pause content)",
+        description="Linear probes over every layer and offset at once, with majority, unigram and "
+        "bigram baselines and a control task. Specs are TOML files (see probes/*.toml).",
+    )
+    ps = p.add_subparsers(dest="probe_command", metavar="ACTION")
+    t = ps.add_parser("train", help="train the probes a spec describes",
+                      description="Train every probe of SPEC (all layers and offsets in one pass) and "
+                      "write metrics.csv, the probes (safetensors + probes.json), spec.toml and "
+                      "figure.html to --out. An interrupted run resumes where it stopped.")
+    t.add_argument("spec", help="a TOML spec, e.g. probes/lookahead.toml")
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a spec field (dotted key, TOML value), e.g. --set target.offsets=[1,2] "
+                   "--set data.max_windows=50; repeatable")
+    t.add_argument("--out", default=None, help="output directory (default: results/probes/<spec name>)")
+    t.add_argument("--fresh", action="store_true", help="start over instead of resuming")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
+    t.set_defaults(func=run_train)
+    e = ps.add_parser("eval", help="measure the saved probes of a run again",
+                      description="Re-collect the data of a finished run, apply its saved probes and "
+                      "write eval.csv next to metrics.csv (equal when nothing changed).")
+    e.add_argument("dir", help="output directory of `interp probe train`")
+    e.add_argument("--quiet", action="store_true", help="no progress bars")
+    e.set_defaults(func=run_eval)
+    s = ps.add_parser("show", help="summarise a finished run",
+                      description="Print, per offset, the best layer's test metrics next to the baselines.")
+    s.add_argument("dir", help="output directory of `interp probe train`")
+    s.add_argument("--split", default="test", choices=["train", "val", "test"])
+    s.add_argument("--role", default="all", help="a position role, or 'all' (default)")
+    s.add_argument("--site", default=None, help="input site (default: the spec's first)")
+    s.add_argument("--all-layers", action="store_true", help="print every layer, not only the best")
+    s.set_defaults(func=run_show)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def run_train(args) -> int:
+    from ..probes import ProbeSpec, train_probes
+
+    spec = ProbeSpec.from_toml(args.spec, args.overrides)
+    out = Path(args.out) if args.out else Path("results") / "probes" / spec.name
+    res = train_probes(spec, out, resume=not args.fresh, verbose=not args.quiet)
+    print(_table(res, "test", "all", None, False))
+    print(f"wrote {out}/metrics.csv, {out}/probes/, {out}/figure.html")
+    return 0
+
+
+def run_eval(args) -> int:
+    from ..probes import evaluate_probes
+
+    res = evaluate_probes(args.dir, verbose=not args.quiet)
+    path = Path(args.dir) / "eval.csv"
+    tmp = path.with_name(path.name + ".tmp")
+    res.to_pandas().to_csv(tmp, index=False)
+    tmp.replace(path)
+    print(_table(res, "test", "all", None, False))
+    print(f"wrote {path}")
+    return 0
+
+
+def run_show(args) -> int:
+    from ..probes import load_probes
+
+    res = load_probes(args.dir)
+    print(f"{res.spec.name}: {res.spec.description}".rstrip(": "))
+    print(_table(res, args.split, args.role, args.site, args.all_layers))
+    fig = Path(args.dir) / "figure.html"
+    if fig.is_file():
+        print(f"figure: {fig}")
+    return 0
+
+
+def _table(res, split: str, role: str, site: str | None, all_layers: bool) -> str:
+    regression = res.description["kind"] == "ridge"
+    cols = SHOW_COLUMNS_R2 if regression else SHOW_COLUMNS
+    if all_layers:
+        m = res.to_pandas()
+        site = site or res.spec.inputs.sites[0]
+        m = m[(m.split == split) & (m.role == role) & (m.site == site)]
+        if m["head"].max() >= 0:  # K/V sites: the best head per layer
+            key = "r2" if regression else "accuracy"
+            m = m.loc[m.groupby(["offset", "layer"])[key].idxmax()]
+        table = m.sort_values(["offset", "layer"])
+    else:
+        table = res.summary(split=split, role=role, site=site)
+        cols = cols[:2] + ["head"] + cols[2:] if table["head"].max() >= 0 else cols
+    header = f"{'best layer per offset' if not all_layers else 'all layers'} ({split} split, role {role})"
+    return header + "\n" + table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}")
