@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -148,6 +149,7 @@ def record(
         n_tokens=n_tokens, batch_size=batch_size, dtype=str(dtype), shard_bytes=shard_bytes,
         inputs=describe(inputs),
     )
+    config = json.loads(json.dumps(config))  # as the sidecar will hold it (tuples -> lists)
     meta = base_meta(model, plans, layers, roles, dtype, config)
     items = iter_items(model, inputs, n_tokens=n_tokens, policy=policy)
     out_dir = None if out is None else Path(out)

@@ -181,8 +181,11 @@ def test_save_and_load_round_trip(tiny_model, tmp_path):
 
 
 def _stream(model, tokens, out, **kw):
+    """Stream with pauses (a policy in the configuration) and one shard per batch of 2."""
+    interp.add_pause_token(model)
     return interp.record(model, tokens, sites=("resid_post", "v"), roles=None, batch_size=2,
-                         shard_bytes=1, out=out, verbose=False, **kw)
+                         policy=interp.PausePolicy(every=2), shard_bytes=1, out=out,
+                         verbose=False, **kw)
 
 
 def test_streaming_writes_shards_that_resume_skips(tiny_model, tmp_path):
@@ -190,7 +193,7 @@ def test_streaming_writes_shards_that_resume_skips(tiny_model, tmp_path):
     out = tmp_path / "rec"
     rec = _stream(tiny_model, tokens, out)
     mem = interp.record(tiny_model, tokens, sites=("resid_post", "v"), roles=None, batch_size=2,
-                        verbose=False)
+                        policy=interp.PausePolicy(every=2), verbose=False)
     assert len(rec.meta["shards"]) == 4  # one per batch of 2, with shard_bytes=1
     assert torch.equal(rec["v"], mem["v"]) and rec.to_pandas().equals(mem.to_pandas())
     # An interrupted run: the last two shards are lost and the sidecar is unfinished.
