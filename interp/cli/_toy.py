@@ -1,0 +1,145 @@
+"""``interp toy``: train tiny models on synthetic tasks, and compare pauses and myopic training.
+
+``interp toy train --task parity --pauses 4 --out runs/p4`` writes ``metrics.json``,
+``history.csv``, ``checkpoint.safetensors`` and ``state.json`` (rerun to resume).
+``interp toy compare --task parity --pauses 0,4 --modes vanilla --seeds 0,1,2 --out runs/cmp``
+trains the grid and writes ``compare.csv`` (one row per run), ``summary.csv`` (mean and spread
+over seeds), ``histories.csv`` and the figures ``compare.{html,png}`` and ``curves.{html,png}``.
+Options not given take the task's defaults (:data:`interp.train.DEFAULTS`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..errors import InterpError
+from ._common import parse_int_list
+
+# TrainConfig fields settable from the command line: flag -> (field, type)
+_TRAIN_FLAGS = {
+    "--steps": ("steps", int), "--batch-size": ("batch_size", int), "--lr": ("lr", float),
+    "--warmup": ("warmup", int), "--eval-every": ("eval_every", int),
+    "--eval-size": ("eval_size", int), "--n-layers": ("n_layers", int),
+    "--d-model": ("d_model", int), "--n-heads": ("n_heads", int), "--d-mlp": ("d_mlp", int),
+    "--target": ("target", float),
+}
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    from ..tasks import PLACEMENTS
+
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a task option, e.g. --option n_bits=16 (repeatable)")
+    p.add_argument("--placement", default=None, choices=PLACEMENTS,
+                   help="where pauses go (default: before_answer)")
+    for flag, (name, typ) in _TRAIN_FLAGS.items():
+        p.add_argument(flag, dest=name, type=typ, default=None,
+                       help=f"TrainConfig.{name} (default: the task's)")
+    p.add_argument("--positional", default=None, choices=["rotary", "standard"])
+    p.add_argument("--device", default=None, help="cpu, cuda (default: CUDA if present)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def register(sub) -> None:
+    from ..tasks import TASKS
+
+    p = sub.add_parser("toy", help="train tiny models on synthetic tasks (pauses, myopic)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    toy = p.add_subparsers(dest="toy_command", metavar="{train,compare}")
+
+    t = toy.add_parser("train", help="train one tiny model",
+                       description="Train one tiny native model on a synthetic task; writes "
+                       "metrics.json, history.csv and a resumable checkpoint to --out.")
+    t.add_argument("--task", required=True, choices=list(TASKS))
+    t.add_argument("--pauses", type=int, default=0, help="pauses per example (default 0)")
+    t.add_argument("--filler", action="store_true", help="insert '.' fillers instead of <pause>")
+    t.add_argument("--myopic", action="store_true",
+                   help="myopic training: past keys and values detached (Wu et al. 2024)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", required=True, help="output folder")
+    t.add_argument("--no-resume", action="store_true", help="start over even if --out has a checkpoint")
+    _add_common(t)
+    t.set_defaults(func=run_train)
+
+    c = toy.add_parser("compare", help="train a grid (task × pauses × mode × seeds) and compare",
+                       description="Train every combination and write compare.csv, summary.csv, "
+                       "histories.csv and the figures compare.{html,png}, curves.{html,png}.")
+    c.add_argument("--task", required=True, help="task name(s), comma-separated: "
+                   + ", ".join(TASKS))
+    c.add_argument("--pauses", default="0", help="pause counts, e.g. 0,4 (default 0)")
+    c.add_argument("--inserts", default="pause", help="pause and/or filler, e.g. pause,filler")
+    c.add_argument("--modes", default="vanilla,myopic", help="vanilla and/or myopic")
+    c.add_argument("--seeds", default="0,1,2", help="seeds, e.g. 0-2")
+    c.add_argument("--out", required=True, help="output folder")
+    c.add_argument("--format", default="png", choices=["png", "svg", "pdf", "html"],
+                   help="static figure format next to the HTML (default png)")
+    _add_common(c)
+    c.set_defaults(func=run_compare)
+    p.set_defaults(func=lambda args: _usage(p))
+
+
+def _usage(p: argparse.ArgumentParser) -> int:
+    p.print_help()
+    return 2
+
+
+def _parse_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _config(args, task: str, **fixed):
+    from ..train import default_config
+
+    opts = {}
+    for item in args.option:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise InterpError(f"--option {item!r} is not KEY=VALUE", "e.g. --option n_bits=16")
+        opts[key] = _parse_value(value)
+    overrides = {name: getattr(args, name) for name, _ in _TRAIN_FLAGS.values()
+                 if getattr(args, name) is not None}
+    for name in ("placement", "positional", "device"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    cfg = default_config(task, task_options=opts, **overrides, **fixed)
+    cfg.make_task()  # validate the task options now, not mid-grid
+    return cfg
+
+
+def run_train(args) -> int:
+    from ..train import train_toy
+
+    cfg = _config(args, args.task, pauses=args.pauses, filler=args.filler, myopic=args.myopic,
+                  seed=args.seed)
+    res = train_toy(cfg, args.out, resume=not args.no_resume, verbose=not args.quiet)
+    m = res.metrics
+    print(f"{cfg.task} {cfg.mode} pauses={cfg.pauses}: {m['metric']} {m[m['metric']]:.4f} "
+          f"(baseline {m['baseline']:.4f}), {m['tokens_per_second']:.0f} tokens/s -> {args.out}")
+    return 0
+
+
+def run_compare(args) -> int:
+    from ..figures import export
+    from ..figures.toy import compare_bars, training_curves
+    from ..train import compare_toy, grid
+
+    tasks = [t for t in args.task.split(",") if t]
+    configs = []
+    for task in tasks:
+        configs += grid(_config(args, task), pauses=parse_int_list(args.pauses, "pauses") or [0],
+                        modes=args.modes.split(","), inserts=args.inserts.split(","),
+                        seeds=parse_int_list(args.seeds, "seeds") or [0])
+    comp = compare_toy(configs, args.out, verbose=not args.quiet)
+    out = Path(args.out)
+    for name, fig in (("compare", compare_bars(comp)), ("curves", training_curves(comp))):
+        export(fig, out / f"{name}.html")
+        if args.format != "html":
+            export(fig, out / f"{name}.{args.format}")
+    print(comp.summary().to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"-> {out}")
+    return 0
