@@ -77,6 +77,7 @@ __all__ = [
     "real_inputs",
     "task_loss",
     "train_toy",
+    "training_loss",
 ]
 
 DTYPES = ("float32", "float64")
@@ -310,6 +311,16 @@ def evaluate(model, task: Task, batch: TaskBatch) -> dict[str, float]:
                 majority_accuracy=float(counts.iloc[0] / len(answers)))
 
 
+def training_loss(model, task: Task, batch: TaskBatch, *, myopic: bool = False) -> Tensor:
+    """The loss whose gradient trains the model; with ``myopic`` the forward runs inside
+    :func:`interp.gradients.detached_attention`, so ``loss.backward()`` gives the myopic
+    gradient (same value, no path from a loss into earlier positions' keys and values)."""
+    from .gradients import detached_attention
+
+    with detached_attention(model) if myopic else nullcontext():
+        return task_loss(task, forward(model, task, batch), batch)
+
+
 def _metric_name(task: Task) -> str:
     return "normalised_loss" if task.kind == "regression" else "accuracy"
 
@@ -461,8 +472,7 @@ def train_toy(config: TrainConfig, out: str | os.PathLike | None = None, *,
         for group in opt.param_groups:
             group["lr"] = lr_at(step, config)
         batch = task.batch(config.batch_size, (config.seed, step)).to(device, dtype)
-        with _myopic(model) if config.myopic else nullcontext():
-            loss = task_loss(task, forward(model, task, batch), batch)
+        loss = training_loss(model, task, batch, myopic=config.myopic)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip:
@@ -506,12 +516,6 @@ def train_toy(config: TrainConfig, out: str | os.PathLike | None = None, *,
         os.replace(tmp, out_dir / "history.csv")
         _atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=1, default=str))
     return ToyResult(config=config, task=task, model=model, history=hist, metrics=metrics)
-
-
-def _myopic(model):
-    from .gradients import detached_attention
-
-    return detached_attention(model)
 
 
 # -- comparisons --------------------------------------------------------------------------
