@@ -3,8 +3,9 @@
 Forward hooks gather the selected ``(row, position)`` pairs from each hooked activation as it
 is produced, ``act[rows, positions]``, and copy them into preallocated buffers; the full
 ``[batch, pos, ...]`` activation is never kept. So memory grows with the number of selected
-positions, not with sequence length × everything. The forward stops after the deepest
-recorded layer (``stop_at_layer``), so later blocks and the unembedding are not computed.
+positions, not with sequence length × everything. The forward is abandoned once the deepest
+recorded block's output exists (a last hook raises a private exception), so later blocks and
+the unembedding, about a fifth of SmolLM2's compute, are never run.
 
 Pattern rows. Hooks see ``[batch, head_index, q_pos, k_pos]``; the row of each selected query
 position is kept, ``[head_index, k_pos]`` with ``k_pos`` the (padded) batch length. Entries
@@ -21,6 +22,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from .. import hooks
 from ..models import n_kv_heads
 from ._sites import SitePlan, native_rotary
 
@@ -108,11 +110,18 @@ class BatchCapture:
 
     def run(self, tokens: Int[Tensor, "batch pos"]) -> None:
         """One forward pass that fills the buffers, stopping after the deepest layer."""
-        stop = max(self.layers) + 1
-        with torch.no_grad():
-            self.model.run_with_hooks(
-                tokens,
-                fwd_hooks=self.fwd_hooks(),
-                return_type=None,
-                stop_at_layer=stop if stop < self.model.cfg.n_layers else None,
-            )
+
+        def stop(act: Tensor, hook) -> None:
+            raise _StopForward
+
+        # Registered last, so it runs after any recording hook on the same point.
+        last = (hooks.resid(max(self.layers), "post"), stop)
+        try:
+            with torch.no_grad(), self.model.hooks(fwd_hooks=[*self.fwd_hooks(), last]):
+                self.model(tokens, return_type=None)
+        except _StopForward:
+            pass
+
+
+class _StopForward(Exception):
+    """Raised by the last hook of :meth:`BatchCapture.run`: nothing later is needed."""

@@ -107,6 +107,18 @@ def test_native_rot_sites_rebuild_the_attention_scores(tiny_model64):
         assert not torch.equal(rec.get("rot_k", layer), rec.get("k", layer))  # RoPE did rotate
 
 
+def test_forward_stops_after_the_deepest_recorded_layer(tiny_model):
+    fired = []
+    later = [(interp.hooks.resid(1, "pre"), lambda a, hook: fired.append(hook.name)),
+             ("unembed.hook_out", lambda a, hook: fired.append(hook.name))]
+    with tiny_model.hooks(fwd_hooks=later):
+        rec = interp.record(tiny_model, torch.randint(0, 61, (2, 5)), sites=("resid_post",),
+                            layers=[0], roles=None, verbose=False)
+        assert fired == [] and rec["resid_post"].shape == (10, 1, 32)
+        tiny_model(torch.randint(0, 61, (1, 5)))  # the model still runs normally afterwards
+    assert len(fired) == 2
+
+
 def test_kv_stays_per_kv_head_with_an_explicit_map(tiny_model):
     rec = interp.record(tiny_model, torch.randint(0, 61, (1, 5)), sites=("k", "q"), roles=None,
                         verbose=False)
