@@ -1,0 +1,505 @@
+"""Attribution patching (AtP), its AtP* QK fix, and activation patching as ground truth.
+
+Activation patching runs the *clean* input with one activation a (a key, value or head output
+of one head at one position, or the residual stream at one position) replaced by its value on
+a *corrupted* input, and reports the change of a metric M. Attribution patching (Nanda 2023)
+estimates every such change at once from one clean backward pass, to first order:
+
+    AtP(a) = (a_corrupt − a_clean) · ∂M/∂a |clean
+
+It fails where M is far from linear in a, notably for keys that change a saturated attention
+pattern (Kramár et al. 2024). The **AtP* QK fix** recomputes, for a patched key, the attention
+pattern of every query exactly and linearises only downstream of the pattern:
+
+    AtP*(k_i) = Σ_q Σ_j (A'[q, j] − A[q, j]) · ∂M/∂A[q, j]
+
+where A' is the softmax of the clean scores with column i recomputed from the corrupt key.
+
+**Target-resolved** K/V attribution: the metric is each next-token loss ℓ_t of the clean text
+in turn, giving the estimated effect of patching a site at position i on every later loss
+(t ≥ i), from batched vector-Jacobian products; activation patching gets all ℓ_t from each
+patched forward pass.
+
+Conventions: ``position`` is the index in the token sequence the model saw (a prepended BOS
+is position 0); ``head`` is the KV head for k/v, the query head for z, ``-1`` for the residual
+stream or when heads are patched together (``per_head=False``). Effects are M(patched) −
+M(clean) (the *noising* direction). TransformerLens 4's ``attribution_patch`` uses the
+denoising direction, (a_clean − a_corrupt) · ∂M/∂a |corrupt: the same number with clean and
+corrupt swapped.
+
+Example:
+    >>> metric = interp.patching.logit_diff(model, " Paris", " Rome")
+    >>> atp = interp.attribution_patch(model, "The capital of France is",
+    ...                                "The capital of Italy is", metric, verify=True)
+    >>> interp.compare_patching(atp)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from . import hooks
+from ._types import Float, Int, Tensor
+from .errors import InterpError
+from .gradients._detach import attention_scale, qkv_hooks, rotated_qkv
+from .gradients._inputs import activation_gradients_only, parse_layers, site_hook, token_losses
+from .pauses import PausedSequence
+from .pauses import tokenize as tokenize_text
+
+__all__ = [
+    "Attribution",
+    "Metric",
+    "activation_patch",
+    "answer_loss",
+    "attribution_patch",
+    "compare_patching",
+    "logit_diff",
+]
+
+Metric = Callable[[Tensor], Tensor]
+SITES = ("k", "v", "z", "resid_pre", "resid_mid", "resid_post")
+
+
+def _token_id(model, token: int | str) -> int:
+    if isinstance(token, int):
+        return token
+    ids = model.tokenizer(token, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1:
+        raise InterpError(f"{token!r} is {len(ids)} tokens", "give a single-token answer, e.g. ' Paris'")
+    return int(ids[0])
+
+
+def logit_diff(model, correct: int | str, wrong: int | str, position: int = -1) -> Metric:
+    """M = logit[correct] − logit[wrong] at ``position`` (tokens given as ids or strings)."""
+    c, w = _token_id(model, correct), _token_id(model, wrong)
+
+    def metric(logits: Float[Tensor, "batch pos d_vocab"]) -> Tensor:
+        return (logits[:, position, c] - logits[:, position, w]).sum()
+
+    metric.__name__ = "logit_diff"
+    return metric
+
+
+def answer_loss(answer: Sequence[int]) -> Metric:
+    """M = Σ_j −log p(answer_j | everything before it): the summed loss on the last
+    ``len(answer)`` tokens of the input, which must be the answer."""
+    ids = torch.as_tensor(list(answer), dtype=torch.long)
+    if ids.numel() == 0:
+        raise InterpError("empty answer", "give at least one answer token")
+
+    def metric(logits: Float[Tensor, "batch pos d_vocab"]) -> Tensor:
+        n = ids.numel()
+        logp = torch.log_softmax(logits[:, -n - 1:-1], -1)
+        return -logp.gather(-1, ids.to(logits.device)[None, :, None].expand(len(logits), -1, 1)).sum()
+
+    metric.__name__ = "answer_loss"
+    return metric
+
+
+@dataclass
+class Attribution:
+    """Per-node effects of patching clean → corrupt, one row per (layer, site, head, position)
+    (and ``target`` when target-resolved).
+
+    Columns: ``layer``, ``site``, ``head``, ``position``, ``token_str`` (clean token, when a
+    tokenizer exists), ``target`` (target-resolved only: the loss ℓ_t affected), ``atp``,
+    ``atp_star`` (k rows, with the QK fix), ``activation_patch`` (when verified).
+
+    Attributes:
+        table: the rows.
+        meta: metric name, sites, clean and corrupt metric values.
+    """
+
+    table: pd.DataFrame
+    meta: dict = field(default_factory=dict)
+
+    def to_pandas(self) -> pd.DataFrame:
+        return self.table.copy()
+
+    def to_csv(self, path: str | os.PathLike) -> Path:
+        """Write the table (atomically) and its metadata as ``<name>.json`` beside it."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        self.table.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+        meta = path.with_suffix(".json")
+        tmp = meta.with_name(meta.name + ".tmp")
+        tmp.write_text(json.dumps(self.meta, indent=2))
+        os.replace(tmp, meta)
+        return path
+
+    @classmethod
+    def from_csv(cls, path: str | os.PathLike) -> Attribution:
+        """Read a table written by :meth:`to_csv` (no model needed)."""
+        path = Path(path)
+        if not path.is_file():
+            raise InterpError(f"{path} not found", "run `interp patch ... --out DIR` first")
+        table = pd.read_csv(path, keep_default_na=False, na_values=[""])
+        missing = {"layer", "site", "head", "position"} - set(table)
+        if missing:
+            raise InterpError(f"{path} lacks columns {sorted(missing)}",
+                              "give an attribution.csv written by interp")
+        meta_path = path.with_suffix(".json")
+        return cls(table, json.loads(meta_path.read_text()) if meta_path.is_file() else {})
+
+
+def _tokens(model, x) -> Int[Tensor, "1 pos"]:
+    if isinstance(x, str):
+        x = tokenize_text(model, x)
+    if isinstance(x, PausedSequence):
+        x = x.tokens
+    x = torch.as_tensor(x, dtype=torch.long)
+    return x.reshape(1, -1)
+
+
+def _pair(model, clean, corrupt) -> tuple[Tensor, Tensor]:
+    device = next(model.parameters()).device
+    a, b = _tokens(model, clean).to(device), _tokens(model, corrupt).to(device)
+    if a.shape != b.shape:
+        raise InterpError(
+            f"clean and corrupt inputs tokenize to different lengths ({a.shape[1]} and "
+            f"{b.shape[1]} tokens), so their activations cannot be patched position by position",
+            "align them: choose corrupt words with the same number of tokens as the clean ones "
+            "(check with interp.tokenize(model, text).tokens), or pad the shorter prompt with "
+            "neutral tokens at the same place",
+        )
+    if a.shape[1] < 2:
+        raise InterpError("inputs of length 1", "give at least two tokens")
+    return a, b
+
+
+def _parse_sites(sites) -> tuple[str, ...]:
+    sites = (sites,) if isinstance(sites, str) else tuple(sites)
+    sites = tuple("resid_post" if s == "resid" else s for s in sites)
+    for s in sites:
+        if s not in SITES:
+            raise InterpError(f"unknown site {s!r}", f"choose among: {', '.join(SITES)}")
+    return sites
+
+
+def _hook(site: str, layer: int) -> str:
+    return hooks.z(layer) if site == "z" else site_hook(site, layer)
+
+
+def _heads(t: Tensor) -> Tensor:
+    """[batch, pos, head, d] for per-head sites, [batch, pos, 1, d] for the residual stream."""
+    return t if t.ndim == 4 else t[:, :, None]
+
+
+def _capture(model, tokens: Tensor, keys) -> tuple[dict, Tensor]:
+    acts: dict = {}
+
+    def make(key):
+        def hook(t: Tensor, hook) -> None:
+            acts[key] = t.detach()
+
+        return hook
+
+    with torch.no_grad(), model.hooks(fwd_hooks=[(_hook(s, layer), make((s, layer)))
+                                                 for s, layer in keys]):
+        logits = model(tokens)
+    return acts, logits
+
+
+def _frame(model, tokens, rows: list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame(rows)
+    if model.tokenizer is not None and len(df):
+        strs = [model.tokenizer.decode([t]) for t in tokens[0].tolist()]
+        df.insert(4, "token_str", [strs[p] for p in df.position])
+    return df
+
+
+def _node_rows(layer, site, effect: Float[Tensor, "pos head"], per_head: bool, column: str,
+               target: int | None = None) -> list[dict]:
+    if not per_head or site.startswith("resid"):
+        effect = effect.sum(-1, keepdim=True)
+    rows = []
+    heads = -1 if effect.shape[-1] == 1 else None
+    for p in range(effect.shape[0]):
+        for h in range(effect.shape[1]):
+            row = dict(layer=layer, site=site, head=heads if heads is not None else h, position=p)
+            if target is not None:
+                row["target"] = target
+            row[column] = float(effect[p, h])
+            rows.append(row)
+    return rows
+
+
+def attribution_patch(
+    model,
+    clean,
+    corrupt,
+    metric: Metric | None = None,
+    *,
+    sites: str | Sequence[str] = ("k", "v", "z", "resid_post"),
+    layers: Sequence[int] | None = None,
+    per_head: bool = True,
+    qk_fix: bool = False,
+    target_resolved: bool = False,
+    verify: bool = False,
+    verbose: bool = True,
+) -> Attribution:
+    """Estimate the effect of patching each node clean → corrupt, from one backward pass.
+
+    Args:
+        model: a ``TransformerBridge``.
+        clean, corrupt: texts (tokenized with a BOS), token ids or
+            :class:`~interp.PausedSequence`; they must have the same number of tokens.
+        metric: a function of the logits ``[batch, pos, d_vocab]`` returning a scalar, e.g.
+            :func:`logit_diff` or :func:`answer_loss`. Not used when ``target_resolved``.
+        sites: among ``k``, ``v`` (per KV head, before RoPE), ``z`` (per query head),
+            ``resid_pre``/``resid_mid``/``resid_post``.
+        layers: layers to patch (default: all).
+        per_head: one node per head; ``False`` patches all heads of a site at a position at
+            once (the AtP estimate is then the sum over heads).
+        qk_fix: add an ``atp_star`` column for k rows (the AtP* QK fix; see module docstring).
+        target_resolved: use each next-token loss ℓ_t of the clean text as the metric; rows
+            gain a ``target`` column (t ≥ position).
+        verify: also run real activation patching over the same nodes (one forward each).
+        verbose: show progress bars.
+
+    Returns:
+        An :class:`Attribution`; with ``verify``, its ``activation_patch`` column is the
+        ground truth.
+    """
+    if metric is None and not target_resolved:
+        raise InterpError("no metric given", "pass metric=interp.patching.logit_diff(...) or "
+                          "target_resolved=True")
+    sites = _parse_sites(sites)
+    layers = parse_layers(model, layers)
+    clean_t, corrupt_t = _pair(model, clean, corrupt)
+    keys = [(s, layer) for layer in layers for s in sites]
+    corrupt_acts, corrupt_logits = _capture(model, corrupt_t, keys)
+    acts: dict = {}
+    grads: dict = {}
+    pattern_grads: dict = {}
+    qkv: dict = {layer: {} for layer in layers}
+
+    def make(key):
+        def hook(t: Tensor, hook) -> Tensor:
+            acts[key] = t
+            t.register_hook(lambda g: grads.__setitem__(key, g))
+            return t  # returned, so this view is the one on the live path
+
+        return hook
+
+    def read_pattern(layer):
+        def hook(t: Tensor, hook) -> Tensor:
+            t.register_hook(lambda g: pattern_grads.__setitem__(layer, g))
+            qkv[layer]["pattern"] = t.detach()
+            return t
+
+        return hook
+
+    fwd = [(_hook(s, layer), make((s, layer))) for s, layer in keys]
+    fix_layers = [layer for layer in layers if qk_fix and "k" in sites]
+    for layer in fix_layers:
+        fwd += qkv_hooks(model, layer, qkv[layer]) + [(hooks.pattern(layer), read_pattern(layer))]
+    rows: list[dict] = []
+    with activation_gradients_only(model), model.hooks(fwd_hooks=fwd):
+        logits = model(clean_t)
+        if target_resolved:
+            losses = token_losses(logits, clean_t, torch.ones_like(clean_t, dtype=torch.bool))
+            rows = _target_resolved_atp(losses, acts, corrupt_acts, keys, per_head, verbose)
+            clean_value = float(losses.detach().sum())
+        else:
+            value = metric(logits)
+            value.backward()
+            clean_value = float(value.detach())
+            for site, layer in keys:
+                delta = _heads(corrupt_acts[(site, layer)] - acts[(site, layer)].detach())
+                effect = (delta * _heads(grads[(site, layer)])).sum(-1)[0]
+                rows += _node_rows(layer, site, effect, per_head, "atp")
+    table = _frame(model, clean_t, rows)
+    if fix_layers and not target_resolved:
+        star = _qk_fix(model, fix_layers, qkv, pattern_grads, corrupt_t, per_head)
+        table = table.merge(star, on=["layer", "site", "head", "position"], how="left")
+    meta = dict(metric=getattr(metric, "__name__", "ℓ_t") if not target_resolved else "ℓ_t",
+                sites=list(sites), layers=list(layers), per_head=per_head,
+                target_resolved=target_resolved, clean_metric=clean_value,
+                corrupt_metric=(float(metric(corrupt_logits)) if metric is not None
+                                and not target_resolved else None))
+    result = Attribution(table, meta)
+    if verify:
+        truth = activation_patch(model, clean_t, corrupt_t, metric, sites=sites, layers=layers,
+                                 per_head=per_head, target_resolved=target_resolved,
+                                 verbose=verbose)
+        on = ["layer", "site", "head", "position"] + (["target"] if target_resolved else [])
+        result.table = table.merge(truth.table[on + ["activation_patch"]], on=on, how="left")
+    return result
+
+
+def _target_resolved_atp(losses, acts, corrupt_acts, keys, per_head, verbose,
+                         chunk_size: int = 16) -> list[dict]:
+    """(a_corrupt − a_clean) · ∂ℓ_t/∂a for every target t, by batched VJPs over targets."""
+    inputs = [acts[k] for k in keys]
+    deltas = [_heads(corrupt_acts[k] - acts[k].detach()) for k in keys]
+    n_pos = losses.shape[1] - 1  # the last position has no target
+    rows: list[dict] = []
+    for c in tqdm(range(0, n_pos, chunk_size), disable=not verbose, desc="targets"):
+        chunk = list(range(c, min(c + chunk_size, n_pos)))
+        onehot = torch.zeros(len(chunk), *losses.shape, dtype=losses.dtype, device=losses.device)
+        onehot[torch.arange(len(chunk)), :, torch.tensor(chunk)] = 1.0
+        grads = torch.autograd.grad(losses, inputs, grad_outputs=onehot, retain_graph=True,
+                                    is_grads_batched=True)
+        for (site, layer), g, delta in zip(keys, grads, deltas, strict=True):
+            g = g if g.ndim == 5 else g[:, :, :, None]
+            effect = (g * delta[None]).sum(-1)[:, 0]  # [chunk, pos, head]
+            for j, t in enumerate(chunk):
+                rows += [r for r in _node_rows(layer, site, effect[j], per_head, "atp", target=t)
+                         if r["position"] <= t]
+    return rows
+
+
+def _qk_fix(model, layers, qkv, pattern_grads, corrupt_t, per_head) -> pd.DataFrame:
+    """AtP* for keys: the exact change of every query's pattern when key i is patched,
+    times ∂M/∂pattern (linear only downstream of the pattern)."""
+    corrupt_store: dict = {layer: {} for layer in layers}
+    fwd = []
+    for layer in layers:
+        fwd += qkv_hooks(model, layer, corrupt_store[layer])
+    with torch.no_grad(), model.hooks(fwd_hooks=fwd):
+        model(corrupt_t)
+        corrupt_k = {layer: rotated_qkv(model, layer, corrupt_store[layer])[1] for layer in layers}
+    rows = []
+    for layer in layers:
+        with torch.no_grad():
+            q, k, _ = rotated_qkv(model, layer, qkv[layer])
+            q, k = q.detach()[0].transpose(0, 1), k.detach()[0].transpose(0, 1)  # [head, pos, d]
+            kc = corrupt_k[layer][0].transpose(0, 1)
+            pattern = qkv[layer]["pattern"][0]  # [head, q_pos, k_pos]
+            grad = pattern_grads[layer][0]
+            rep = q.shape[0] // k.shape[0]
+            k, kc = k.repeat_interleave(rep, 0), kc.repeat_interleave(rep, 0)
+            scale = attention_scale(model, layer)
+            n = q.shape[1]
+            scores = (q @ k.transpose(-1, -2)) * scale  # [head, q, k]
+            causal = torch.ones(n, n, dtype=torch.bool, device=q.device).triu(1)
+            new_col = (q @ kc.transpose(-1, -2)) * scale  # scores with every key corrupt
+            effect = torch.zeros(q.shape[0], n, dtype=torch.float64, device=q.device)
+            for i in range(n):
+                s = scores.clone()
+                s[:, :, i] = new_col[:, :, i]
+                patched = s.double().masked_fill(causal, float("-inf")).softmax(-1)
+                effect[:, i] = ((patched - pattern.double()) * grad.double()).sum((-1, -2))
+            effect = effect.reshape(k.shape[0] // rep, rep, n).sum(1).T  # [pos, kv_head]
+        rows += _node_rows(layer, "k", effect, per_head, "atp_star")
+    return pd.DataFrame(rows)
+
+
+def activation_patch(
+    model,
+    clean,
+    corrupt,
+    metric: Metric | None = None,
+    *,
+    sites: str | Sequence[str] = ("k", "v", "z", "resid_post"),
+    layers: Sequence[int] | None = None,
+    per_head: bool = True,
+    target_resolved: bool = False,
+    verbose: bool = True,
+) -> Attribution:
+    """Ground truth: patch each node clean → corrupt, one forward pass per node.
+
+    Arguments as for :func:`attribution_patch`; the ``activation_patch`` column is
+    M(clean with the node patched) − M(clean), or, when ``target_resolved``, the change of
+    each next-token loss ℓ_t (t ≥ position) of the clean text.
+    """
+    if metric is None and not target_resolved:
+        raise InterpError("no metric given", "pass a metric or target_resolved=True")
+    sites = _parse_sites(sites)
+    layers = parse_layers(model, layers)
+    clean_t, corrupt_t = _pair(model, clean, corrupt)
+    keys = [(s, layer) for layer in layers for s in sites]
+    corrupt_acts, _ = _capture(model, corrupt_t, keys)
+    ones = torch.ones_like(clean_t, dtype=torch.bool)
+
+    def measure(logits):
+        return token_losses(logits, clean_t, ones)[0] if target_resolved else metric(logits)
+
+    with torch.no_grad():
+        base = measure(model(clean_t))
+    n_pos = clean_t.shape[1]
+    rows: list[dict] = []
+    jobs = []
+    for site, layer in keys:
+        n_heads = 1 if (site.startswith("resid") or not per_head) else corrupt_acts[(site, layer)].shape[2]
+        jobs += [(site, layer, h, p) for p in range(n_pos) for h in range(n_heads)]
+    for site, layer, h, p in tqdm(jobs, disable=not verbose, desc="activation patching"):
+        source = corrupt_acts[(site, layer)]
+
+        def patch(t: Tensor, hook, p=p, h=h, site=site, source=source) -> Tensor:
+            t = t.clone()
+            if site.startswith("resid") or not per_head:
+                t[:, p] = source[:, p]
+            else:
+                t[:, p, h] = source[:, p, h]
+            return t
+
+        with torch.no_grad(), model.hooks(fwd_hooks=[(_hook(site, layer), patch)]):
+            change = measure(model(clean_t)) - base
+        head = h if (per_head and not site.startswith("resid")) else -1
+        if target_resolved:
+            rows += [dict(layer=layer, site=site, head=head, position=p, target=t,
+                          activation_patch=float(change[t])) for t in range(p, n_pos - 1)]
+        else:
+            rows.append(dict(layer=layer, site=site, head=head, position=p,
+                             activation_patch=float(change)))
+    return Attribution(_frame(model, clean_t, rows),
+                       dict(sites=list(sites), layers=list(layers), per_head=per_head,
+                            target_resolved=target_resolved))
+
+
+def compare_patching(
+    result: Attribution | pd.DataFrame,
+    *,
+    estimate: str = "atp",
+    truth: str = "activation_patch",
+    k: int = 10,
+    by: str | None = "site",
+) -> pd.DataFrame:
+    """Agreement of an estimate with activation patching: Spearman and Pearson correlation
+    and the overlap of the top-``k`` nodes by magnitude (|top_k(est) ∩ top_k(truth)| / k).
+
+    Args:
+        result: an :class:`Attribution` with both columns (``attribution_patch(...,
+            verify=True)``), or its table.
+        estimate: ``atp`` or ``atp_star``.
+        truth: the ground-truth column.
+        k: top-k size.
+        by: also compare within groups of this column (``None``: overall only).
+
+    Returns:
+        One row per group plus ``all``: n, spearman, pearson, top_k_overlap.
+    """
+    table = result.table if isinstance(result, Attribution) else result
+    for col in (estimate, truth):
+        if col not in table:
+            raise InterpError(f"no {col!r} column to compare",
+                              "run attribution_patch(..., verify=True) (and qk_fix=True for "
+                              "atp_star)")
+    table = table.dropna(subset=[estimate, truth])
+    groups = [("all", table)]
+    if by is not None:
+        groups += [(str(g), t) for g, t in table.groupby(by, sort=True)]
+    rows = []
+    for name, t in groups:
+        x, y = t[estimate], t[truth]
+        kk = min(k, len(t))
+        top_x = set(x.abs().nlargest(kk).index)
+        top_y = set(y.abs().nlargest(kk).index)
+        rows.append(dict(group=name, n=len(t),
+                         spearman=x.corr(y, method="spearman") if len(t) > 1 else np.nan,
+                         pearson=x.corr(y) if len(t) > 1 else np.nan,
+                         top_k_overlap=len(top_x & top_y) / kk if kk else np.nan, k=kk))
+    return pd.DataFrame(rows)
