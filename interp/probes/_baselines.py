@@ -4,6 +4,7 @@ For a classification target y (the token at offset k, or a label) and the input 
 probed position, all estimated from training counts only:
 
 * **majority**: always predict the most frequent training class; accuracy = its test frequency.
+  (Ties between classes break towards the smaller class id, here and below.)
 * **unigram**: predict by sampling from the training class distribution q; its expected
   accuracy is ``mean q(y)``, top-5 uses the five most frequent classes and the cross-entropy is
   ``−log q̂(y)`` with add-one smoothing.
@@ -48,17 +49,18 @@ def classification_baselines(
         counts = torch.bincount(yt[train], minlength=n_classes).double()
         q = counts / counts.sum()
         q_hat = (counts + 1) / (counts.sum() + n_classes)
-        top_uni = counts.topk(k).indices
+        top_uni = (counts * n_classes + torch.arange(n_classes - 1, -1, -1)).topk(k).indices
         out["majority"].append((yt == top_uni[0]).double())
         out["unigram"].append(q[yt])
         out["unigram_top5"].append((yt[:, None] == top_uni[None]).any(1).double())
         out["unigram_xent"].append(-q_hat[yt].log())
         pair = torch.zeros(len(types), n_classes, dtype=torch.float64)
         pair.index_put_((inv[train], yt[train]), torch.ones(int(train.sum()), dtype=torch.float64), accumulate=True)
-        seen = pair.sum(1) > 0
-        # Unseen input types back off to the unigram ranking (added with a tiny weight).
-        ranked = (pair + 1e-9 * counts[None]).topk(k, 1).indices  # [types, k]
-        ranked[~seen] = top_uni
+        # Rank classes by (pair count, training frequency, smaller id): exact in float64, so
+        # ties break the same way everywhere; unseen types rank by frequency alone.
+        n_train = float(train.sum())
+        key = (pair * (n_train + 1) + counts[None]) * n_classes + torch.arange(n_classes - 1, -1, -1)
+        ranked = key.topk(k, 1).indices  # [types, k]
         top = ranked[inv]
         out["bigram"].append((top[:, 0] == yt).double())
         out["bigram_top5"].append((top == yt[:, None]).any(1).double())

@@ -74,7 +74,7 @@ class ProbeData:
     units: dict[str, list[tuple[int, int]]]
     tokens: Int[Tensor, " n"]
     targets: Int[Tensor, "n offset"] | None
-    values: Float[Tensor, "unit n offset feature"] | None
+    values: Float[Tensor, "target_unit n offset out"] | None
     roles: np.ndarray
     groups: np.ndarray
     window: np.ndarray

@@ -274,7 +274,7 @@ def _r2(pred: Float[Tensor, "unit m task out"], y: Float[Tensor, "unit m task ou
 @torch.no_grad()
 def fit_ridge(
     X: Float[Tensor, "unit n feature"],
-    Y: Float[Tensor, "unit n task out"],
+    Y: Float[Tensor, "target_unit n task out"],
     train: Int[Tensor, " n_train"],
     val: Int[Tensor, " n_val"],
     alphas: list[float],

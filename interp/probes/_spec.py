@@ -22,6 +22,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import tomllib
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,8 +75,6 @@ class ModelSpec:
     add_pause: bool = False
 
     def __post_init__(self) -> None:
-        if isinstance(self.tiny, dict):
-            self.tiny = TinyConfig.from_dict(self.tiny)
         if self.dtype not in DTYPES:
             raise _fail("model.dtype", f"unknown dtype {self.dtype!r}", f"choose one of: {', '.join(DTYPES)}")
 
@@ -108,8 +108,6 @@ class DataSpec:
     pauses: PausePolicy | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.pauses, dict):
-            self.pauses = _build(PausePolicy, self.pauses, "data.pauses")
         for name in ("n_tokens", "max_windows", "batch_size"):
             if getattr(self, name) < 1:
                 raise _fail(f"data.{name}", f"must be >= 1, got {getattr(self, name)}")
@@ -272,9 +270,6 @@ class ProbeSpec:
     train: TrainSpec = field(default_factory=TrainSpec)
 
     def __post_init__(self) -> None:
-        for key, cls in _SECTIONS.items():
-            if isinstance(getattr(self, key), dict):
-                setattr(self, key, _build(cls, getattr(self, key), key))
         if self.data.recording is None and self.model.tiny is not None:
             raise _fail(
                 "model.tiny", "a tiny native model has no tokenizer, so it cannot read data.corpus",
@@ -331,21 +326,73 @@ class ProbeSpec:
         return json.dumps(d, sort_keys=True)
 
 
+# Sub-tables that become objects: (class, field) -> (builder class, whether it is a spec section)
+_TABLES = {
+    (ModelSpec, "tiny"): TinyConfig,
+    (DataSpec, "pauses"): PausePolicy,
+}
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
+    """Whether a TOML value fits a (simple) field annotation."""
+    if hint is Any:
+        return True
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        return any(_type_ok(value, h) for h in typing.get_args(hint))
+    if origin in (list, tuple):
+        inner = typing.get_args(hint)[0]
+        return isinstance(value, (list, tuple)) and all(_type_ok(v, inner) for v in value)
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _coerce(value: Any, hint: Any) -> Any:
+    """TOML integers where floats are expected, lists where tuples are."""
+    if hint is float or (typing.get_origin(hint) in (types.UnionType, typing.Union) and float in typing.get_args(hint)):
+        return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    origin = typing.get_origin(hint)
+    if origin in (list, tuple) and isinstance(value, (list, tuple)):
+        inner = typing.get_args(hint)[0]
+        return origin(_coerce(v, inner) for v in value)
+    return value
+
+
 def _build(cls, d: dict[str, Any], where: str):
+    """Build a dataclass from a TOML table, naming unknown fields and values of the wrong type."""
+    label = where or "(top level)"
     if not isinstance(d, dict):
-        raise _fail(where or "(top level)", f"expected a table, got {d!r}")
+        raise _fail(label, f"expected a table, got {d!r}")
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = [k for k in d if k not in names]
     if unknown:
-        label = f"[{where}]" if where else "the top level"
+        table = f"[{where}]" if where else "the top level"
         raise InterpError(
             f"unknown probe spec field {', '.join(f'{where}.{k}' if where else k for k in unknown)}",
-            f"valid fields in {label}: {', '.join(names)}",
+            f"valid fields in {table}: {', '.join(names)}",
         )
-    try:
-        return cls(**d)
-    except TypeError as e:  # a wrong type deep in a comparison
-        raise _fail(where or "(top level)", f"bad value ({e})") from None
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in d.items():
+        name = f"{where}.{key}" if where else key
+        sub = _SECTIONS.get(key) if cls is ProbeSpec else _TABLES.get((cls, key))
+        if sub is not None and isinstance(value, dict):
+            kwargs[key] = _build(sub, value, name)
+            continue
+        value = _coerce(value, hints[key])
+        if not _type_ok(value, hints[key]):
+            raise _fail(name, f"{value!r} is not of type {_type_name(hints[key])}")
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
 def _parse_value(text: str) -> Any:
