@@ -386,7 +386,8 @@ def _build(cls, d: dict[str, Any], where: str):
             continue
         value = _coerce(value, hints[key])
         if not _type_ok(value, hints[key]):
-            raise _fail(name, f"{value!r} is not of type {_type_name(hints[key])}")
+            raise _fail(name, f"{value!r} is not of type {_type_name(hints[key])}",
+                        f"give a value of type {_type_name(hints[key])} (TOML: strings quoted, lists in [])")
         kwargs[key] = value
     return cls(**kwargs)
 
