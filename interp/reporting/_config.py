@@ -1,0 +1,112 @@
+"""The settings of a report, as one documented dataclass (the CLI builds it from its flags)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from .._types import Int, Tensor
+from ..errors import InterpError, check_choice
+from ..models import DEFAULT_MODEL, TinyConfig
+
+__all__ = ["SECTIONS", "ReportConfig"]
+
+SECTIONS = ("registers", "gradients", "probes", "patching", "toy")
+
+
+@dataclass
+class ReportConfig:
+    """What ``interp report`` runs. The defaults are the main job (about 6 minutes on 2 cores).
+
+    Attributes:
+        model: a model name for :func:`interp.load_model` (default: the bundled SmolLM2) or a
+            :class:`interp.TinyConfig`.
+        corpus: a corpus for :func:`interp.load_corpus` (``None``: the bundled one).
+        tokens: token-id windows ``[batch, pos]`` to analyse instead of a corpus: for models
+            without a tokenizer, such as tiny native models. The eviction text is these rows
+            joined end to end.
+        n_tokens: window length in tokens (BOS included) for the register analysis.
+        n_windows: corpus windows for the register analysis.
+        pause_rate: probability of inserting a ``<pause>`` before each content token
+            (seeded), so pause positions can be compared with regular ones; 0 inserts none.
+        seed: seed for the pause insertion.
+        ratio: massive-activation threshold, a multiple of the layer median.
+        eviction_tokens: length of the KV-eviction text (the longest corpus document's start).
+        eviction_window: recent keys each query keeps in the eviction test.
+        sinks: numbers of initial tokens kept in the eviction test (0: evicted).
+        gradient_windows: windows for the future-gradient decomposition.
+        gradient_tokens: their length in tokens.
+        max_distance: the largest distance t − i for gradients by distance (on one window).
+        probe_layers: every ``probe_layers``-th layer gets a lookahead probe.
+        probe_windows: corpus windows for the probes (``probe_tokens`` tokens each).
+        probe_tokens: probe window length.
+        offsets: probe offsets k (token at i + k).
+        clean, corrupt: the attribution-patching pair (same token length).
+        correct, wrong: the answer tokens of the logit-difference metric; token ids for
+            models without a tokenizer.
+        toy_dir: a finished ``interp toy compare --out DIR`` whose figures join the report.
+        formats: static figure files written beside the report (``png``, ``svg``, ``pdf``,
+            ``html``); the report itself is always self-contained HTML.
+        sections: which sections to run (default all; ``toy`` only draws ``toy_dir``).
+    """
+
+    model: str | TinyConfig = DEFAULT_MODEL
+    corpus: str | None = None
+    tokens: Int[Tensor, "batch pos"] | None = None
+    n_tokens: int = 128
+    n_windows: int = 8
+    pause_rate: float = 0.1
+    seed: int = 0
+    ratio: float = 100.0
+    eviction_tokens: int = 1024
+    eviction_window: int = 64
+    sinks: tuple[int, ...] = (0, 1, 4)
+    gradient_windows: int = 4
+    gradient_tokens: int = 64
+    max_distance: int = 16
+    probe_layers: int = 3
+    probe_windows: int = 96
+    probe_tokens: int = 32
+    offsets: tuple[int, ...] = (1, 2, 3)
+    clean: str = "The capital of France is"
+    corrupt: str = "The capital of Italy is"
+    correct: str | int = " Paris"
+    wrong: str | int = " Rome"
+    toy_dir: str | None = None
+    formats: tuple[str, ...] = ("png",)
+    sections: tuple[str, ...] = field(default_factory=lambda: SECTIONS)
+
+    def __post_init__(self) -> None:
+        for name in ("n_tokens", "n_windows", "eviction_window", "gradient_windows",
+                     "gradient_tokens", "probe_layers", "probe_windows", "probe_tokens"):
+            if getattr(self, name) < 1:
+                raise InterpError(f"ReportConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.n_tokens < 3:
+            raise InterpError(f"ReportConfig.n_tokens={self.n_tokens}", "use n_tokens >= 3")
+        if not 0.0 <= self.pause_rate < 1.0:
+            raise InterpError(f"ReportConfig.pause_rate={self.pause_rate}", "use a rate in [0, 1)")
+        if self.ratio <= 1:
+            raise InterpError(f"ReportConfig.ratio={self.ratio}", "use ratio > 1 (e.g. 100)")
+        if any(s < 0 for s in self.sinks) or not self.sinks:
+            raise InterpError(f"ReportConfig.sinks={self.sinks}", "give sink counts >= 0, e.g. (0, 1, 4)")
+        if any(k < 1 for k in self.offsets) or not self.offsets:
+            raise InterpError(f"ReportConfig.offsets={self.offsets}", "give offsets >= 1")
+        for s in self.sections:
+            check_choice("report section", s, SECTIONS)
+        if self.tokens is not None and self.tokens.shape[-1] < 3:
+            raise InterpError("ReportConfig.tokens windows are shorter than 3 tokens",
+                              "give windows of at least 3 tokens")
+        self.sinks = tuple(int(s) for s in self.sinks)
+        self.offsets = tuple(int(k) for k in self.offsets)
+        self.formats = tuple(f.lower() for f in self.formats)
+        self.sections = tuple(self.sections)
+
+    def settings(self, *names: str) -> dict:
+        """The named fields as JSON-friendly values (the model, and the input, always
+        included): what a cached section is checked against."""
+        d = {n: getattr(self, n) for n in ("model", "corpus", "tokens", *names)}
+        if isinstance(d["model"], TinyConfig):
+            d["model"] = dataclasses.asdict(d["model"])
+        if d["tokens"] is not None:
+            d["tokens"] = d["tokens"].tolist()
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}

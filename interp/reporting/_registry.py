@@ -1,0 +1,272 @@
+"""Which figure functions draw which saved table, so figures are rebuilt from disk, never from
+a model: ``interp figures RESULT_DIR`` and the report both go through :func:`figures_for`.
+
+Each :class:`TableKind` names a table file that an interp command writes, the companion files
+it needs, the command that makes them, how to load the result object, and the figures drawn
+from it with a one-sentence caption each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import plotly.graph_objects as go
+
+from ..errors import InterpError
+
+__all__ = ["KINDS", "Figure", "TableKind", "figures_for", "find_tables"]
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One figure drawn from a loaded result.
+
+    Attributes:
+        name: file stem of the exported figure.
+        draw: result object -> ``go.Figure``.
+        caption: one sentence saying what to look at.
+    """
+
+    name: str
+    draw: Callable[[object], go.Figure]
+    caption: str
+
+
+@dataclass(frozen=True)
+class TableKind:
+    """A table file interp writes and the figures drawn from it.
+
+    Attributes:
+        table: the file name that identifies the kind (e.g. ``registers.csv``).
+        needs: companion files that must sit beside it.
+        command: the command that writes them (named in errors).
+        load: folder (or file) -> result object.
+        figures: the figures drawn from the result.
+        applies: an extra test on the folder (e.g. ``metrics.csv`` only with a probe spec).
+    """
+
+    table: str
+    needs: tuple[str, ...]
+    command: str
+    load: Callable[[Path], object]
+    figures: Callable[[object], list[Figure]]
+    applies: Callable[[Path], bool] = lambda folder: True
+
+
+def _register_figures(res) -> list[Figure]:
+    from ..figures import registers as f
+
+    return [
+        Figure("attention_received", f.attention_received,
+               "Attention each position receives (mean over heads, later queries, windows and "
+               "layers) against uniform attention: the first token is a sink far above it."),
+        Figure("norms_by_position", f.norms_by_position,
+               "Residual-stream and value norms at the middle layer: the sink has a huge "
+               "residual norm but a small value vector, so attending to it adds little."),
+        Figure("attention_heatmap", f.register_heatmap,
+               "Attention received over layers and positions: in which layers the sink forms."),
+    ]
+
+
+def _massive_figures(res) -> list[Figure]:
+    from ..figures import registers as f
+
+    return [Figure("massive_by_layer", f.massive_by_layer,
+                   "The largest residual activations per layer against the median (Sun et al. "
+                   "2024): a few dimensions jump by orders of magnitude at one layer and stay.")]
+
+
+def _ablation_figures(res) -> list[Figure]:
+    from ..figures import registers as f
+
+    return [Figure("ablation_bars", f.ablation_bars,
+                   "Loss increase when the massive activations or the sink's K/V are zeroed "
+                   "versus set to their mean: zero ≫ mean marks a constant, bias-like role.")]
+
+
+def _eviction_figures(res) -> list[Figure]:
+    from ..figures import registers as f
+
+    return [Figure("eviction_perplexity", f.eviction_perplexity,
+                   "Perplexity with a sliding KV window: evicting the first tokens blows it up; "
+                   "keeping them as sinks (StreamingLLM) recovers most of full attention.")]
+
+
+def _gradient_figures(fg) -> list[Figure]:
+    from ..figures import gradients as f
+
+    sites = list(dict.fromkeys(fg.table["site"]))
+    site = "k" if "k" in sites else sites[0]
+    return [
+        Figure("future_share_heatmap", lambda r: f.future_share_heatmap(r, site),
+               f"Share of the gradient at each {site} that comes from later tokens' losses, "
+               "by layer and position: how much each position computes for the future."),
+        Figure("future_share_by_position", f.future_share_by_position,
+               "Future share against position, beside the fraction of later positions that "
+               "naive counting predicts (the first, sink position is reported apart)."),
+    ]
+
+
+def _distance_figures(bd) -> list[Figure]:
+    from ..figures import gradients as f
+
+    sites = list(dict.fromkeys(bd.table["site"]))
+    site = "k" if "k" in sites else sites[0]
+    return [Figure("gradient_by_distance", lambda r: f.gradient_by_distance(r, site),
+                   "Gradient norm from the loss d tokens ahead: how far ahead a position's "
+                   "key is used.")]
+
+
+def _patching_figures(att) -> list[Figure]:
+    from ..figures import patching as f
+
+    figs = []
+    if "activation_patch" in att.table.columns:
+        figs.append(Figure("atp_scatter", f.atp_scatter,
+                           "Attribution patching (a gradient estimate) against real activation "
+                           "patching for every node: points on the diagonal are estimated well."))
+    sites = list(dict.fromkeys(att.table["site"]))
+    site = "v" if "v" in sites else sites[0]
+    figs.append(Figure("atp_heatmap", lambda r: f.atp_heatmap(r, site),
+                       f"Estimated effect of patching the {site} at each layer and position on "
+                       "the metric."))
+    return figs
+
+
+def _probe_figures(res) -> list[Figure]:
+    from ..figures import probes as f
+
+    return [Figure("probe_accuracy", f.probe_accuracy,
+                   "Test accuracy of linear probes predicting the token k positions ahead from "
+                   "each layer, against the bigram baseline (dashed) and a control task.")]
+
+
+def _toy_figures(res) -> list[Figure]:
+    from ..figures import toy as f
+
+    return [Figure("toy_compare", f.compare_bars,
+                   "Final held-out metric of tiny models trained on a synthetic task, per "
+                   "condition (vanilla / myopic, with or without pauses), over seeds."),
+            Figure("toy_curves", f.training_curves,
+                   "Held-out metric during training, one line per seed.")]
+
+
+def _load_registers(d: Path):
+    from ..sinks import RegisterResult
+
+    return RegisterResult.load(d)
+
+
+def _load_massive(d: Path):
+    from ..sinks import MassiveActivations
+
+    return MassiveActivations.load(d)
+
+
+def _load_ablations(d: Path):
+    from ..sinks import AblationResult
+
+    return AblationResult.load(d)
+
+
+def _load_eviction(d: Path):
+    from ..sinks import EvictionResult
+
+    return EvictionResult.load(d)
+
+
+def _load_gradients(d: Path):
+    from ..gradients import FutureGradients
+
+    return FutureGradients.from_csv(d / "future_gradients.csv")
+
+
+def _load_distance(d: Path):
+    from ..gradients import ByDistance
+
+    return ByDistance.from_csv(d / "by_distance.csv")
+
+
+def _load_attribution(d: Path):
+    from ..patching import Attribution
+
+    return Attribution.from_csv(d / "attribution.csv")
+
+
+def _load_probes(d: Path):
+    from ..probes import load_probes
+
+    return load_probes(d)
+
+
+def _load_toy(d: Path):
+    import pandas as pd
+
+    from ..train import ToyComparison
+
+    return ToyComparison(runs=pd.read_csv(d / "compare.csv"),
+                         histories=pd.read_csv(d / "histories.csv"))
+
+
+KINDS: tuple[TableKind, ...] = (
+    TableKind("registers.csv", ("registers_heads.csv", "massive.csv", "massive_layers.csv",
+                                "massive.json"),
+              "interp registers --out DIR", _load_registers, _register_figures),
+    TableKind("massive.csv", ("massive_layers.csv", "massive.json"),
+              "interp registers --out DIR", _load_massive, _massive_figures),
+    TableKind("ablations.csv", (), "interp registers --out DIR (without --no-ablate)",
+              _load_ablations, _ablation_figures),
+    TableKind("eviction.csv", ("eviction_positions.csv",),
+              "interp registers --eviction-window W --out DIR", _load_eviction,
+              _eviction_figures),
+    TableKind("future_gradients.csv", (), "interp gradients --out DIR", _load_gradients,
+              _gradient_figures),
+    TableKind("by_distance.csv", (), "interp gradients --by-distance D --out DIR",
+              _load_distance, _distance_figures),
+    TableKind("attribution.csv", (), "interp patch --clean T --corrupt T --out DIR",
+              _load_attribution, _patching_figures),
+    TableKind("metrics.csv", ("spec.toml", "probes.json"), "interp probe train SPEC --out DIR",
+              _load_probes, _probe_figures, applies=lambda d: (d / "probes.json").is_file()
+              or (d / "spec.toml").is_file()),
+    TableKind("compare.csv", ("histories.csv",), "interp toy compare --out DIR", _load_toy,
+              _toy_figures),
+)
+
+
+def find_tables(root: str | Path) -> list[tuple[TableKind, Path]]:
+    """Every known table under ``root`` (recursively), as (kind, folder) pairs.
+
+    Raises:
+        InterpError: ``root`` is missing, holds no known table, or a table lacks a companion
+            file a figure needs (naming the command that writes it).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise InterpError(f"results folder {root} not found", "give the --out folder of an "
+                          "interp command (registers, gradients, patch, probe train, report)")
+    found = []
+    for kind in KINDS:
+        for path in sorted(root.rglob(kind.table)):
+            folder = path.parent
+            if not kind.applies(folder):
+                continue
+            missing = [n for n in kind.needs if not (folder / n).is_file()]
+            if missing:
+                raise InterpError(
+                    f"{folder} has {kind.table} but lacks {', '.join(missing)}, which its "
+                    "figures need",
+                    f"rerun `{kind.command}` into that folder")
+            found.append((kind, folder))
+    if not found:
+        known = "; ".join(f"{k.table} (from `{k.command}`)" for k in KINDS)
+        raise InterpError(f"{root} holds none of the tables interp draws figures from",
+                          f"make one first: {known}")
+    return found
+
+
+def figures_for(kind: TableKind, folder: Path) -> list[tuple[Figure, go.Figure]]:
+    """Load the result in ``folder`` and draw every figure of ``kind``."""
+    result = kind.load(folder)
+    return [(f, f.draw(result)) for f in kind.figures(result)]

@@ -1,0 +1,296 @@
+"""The report's sections: each computes its tables into its own folder and returns its key
+numbers. Sections are independent, so one that fails (or whose module is missing) leaves a
+labelled gap and the others still run; figures are drawn afterwards from the saved tables
+(:mod:`._registry`), exactly as ``interp figures`` draws them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import InterpError
+from ..pauses import PausedSequence, PausePolicy, add_pause_token, insert_pauses, make_sequence
+from ._config import ReportConfig
+
+__all__ = ["SECTION_SPECS", "Context", "Section"]
+
+
+class Context:
+    """What sections share: the config, the model (loaded on first use) and the windows."""
+
+    def __init__(self, config: ReportConfig, model=None, verbose: bool = True):
+        self.config = config
+        self._model = model
+        self.verbose = verbose
+        self._windows: list[PausedSequence] | None = None
+        self._docs = None
+
+    @property
+    def model(self):
+        if self._model is None:
+            from ..models import load_model
+
+            self._model = load_model(self.config.model)
+        return self._model
+
+    @property
+    def has_tokenizer(self) -> bool:
+        return getattr(self.model, "tokenizer", None) is not None
+
+    def docs(self):
+        if self._docs is None:
+            from ..corpora import load_corpus
+
+            self._docs = load_corpus(self.config.corpus)
+        return self._docs
+
+    def plain_windows(self, n_tokens: int, n_windows: int) -> list[PausedSequence]:
+        """Windows without pauses: the token rows given, or corpus windows (BOS first)."""
+        cfg = self.config
+        if cfg.tokens is not None:
+            return [make_sequence(row[:n_tokens]) for row in cfg.tokens[:n_windows].cpu()]
+        if not self.has_tokenizer:
+            raise InterpError("this model has no tokenizer, so it cannot read a corpus",
+                              "pass ReportConfig(tokens=...) with token-id windows")
+        from ..corpora import windows
+
+        return [w.seq for w in windows(self.model, self.docs(), n_tokens, max_windows=n_windows)]
+
+    def windows(self) -> list[PausedSequence]:
+        """The analysis windows, with pauses inserted at ``pause_rate`` (seeded per window)."""
+        if self._windows is None:
+            cfg = self.config
+            base = self.plain_windows(cfg.n_tokens, cfg.n_windows)
+            if cfg.pause_rate > 0:
+                pid = add_pause_token(self.model)
+                base = [insert_pauses(s, PausePolicy(rate=cfg.pause_rate, seed=cfg.seed + i), pid)
+                        for i, s in enumerate(base)]
+            self._windows = base
+        return self._windows
+
+    def long_text(self) -> torch.Tensor:
+        """The eviction text: the start of the longest corpus document, or the token rows
+        joined end to end."""
+        cfg = self.config
+        if cfg.tokens is not None:
+            return cfg.tokens.reshape(-1)[: cfg.eviction_tokens].cpu()
+        from ..pauses import tokenize
+
+        doc = max(self.docs(), key=lambda d: len(d.text))
+        return tokenize(self.model, doc.text).tokens[: cfg.eviction_tokens]
+
+
+@dataclass(frozen=True)
+class Section:
+    """One part of the report.
+
+    Attributes:
+        name: folder name and anchor.
+        title: heading.
+        intro: what the section measures, in a sentence or two (HTML allowed).
+        keys: the :class:`ReportConfig` fields its results depend on (cache key).
+        run: ``(context, folder) -> key numbers``; writes its tables into ``folder``.
+        command: the stand-alone command that computes the same (named in gaps).
+    """
+
+    name: str
+    title: str
+    intro: str
+    keys: tuple[str, ...]
+    run: Callable[[Context, Path], dict]
+    command: str
+
+
+def _fmt(x: float, digits: int = 3) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), digits)
+
+
+def _run_registers(ctx: Context, out: Path) -> dict:
+    from .. import sinks
+
+    cfg = ctx.config
+    text = ctx.long_text()
+    window = min(cfg.eviction_window, max(len(text) - max(cfg.sinks) - 2, 1))
+    seqs = ctx.windows()
+    reg = sinks.registers(ctx.model, seqs, ratio=cfg.ratio, verbose=ctx.verbose)
+    reg.save(out)
+    ab = sinks.ablate_massive(ctx.model, seqs, reg.massive, verbose=ctx.verbose)
+    ab.save(out / "ablations")
+    ev = sinks.cache_eviction(ctx.model, text, window=window, sinks=cfg.sinks,
+                              verbose=ctx.verbose)
+    ev.save(out / "eviction")
+    roles = reg.by_role().set_index("role")
+    first = reg.massive.first_appearance()
+    numbers = {
+        "sink attention / uniform (first position)": _fmt(roles.loc["bos", "attn_ratio"])
+        if "bos" in roles.index else None,
+        "regular attention / uniform": _fmt(roles.loc["regular", "attn_ratio"]),
+        "residual norm, first position / regular": _fmt(
+            roles.loc[roles.index[0], "resid_norm"] / roles.loc["regular", "resid_norm"], 1),
+        "massive (position, dim) pairs": int(len(first)),
+        "largest massive activation": _fmt(first["max_abs"].max(), 1) if len(first) else None,
+        "layer where it emerges": reg.massive.emergence_layer(),
+        "Δloss, massive zeroed": _fmt(ab.delta("massive", "zero")),
+        "Δloss, massive set to mean": _fmt(ab.delta("massive", "mean")),
+        "Δloss, sink K/V zeroed": _fmt(ab.delta("sink_kv", "zero")),
+        "Δloss, sink K/V set to mean": _fmt(ab.delta("sink_kv", "mean")),
+        "perplexity, full attention": _fmt(ev.perplexity(None), 2),
+    }
+    for s in cfg.sinks:
+        label = "window only" if s == 0 else f"{s} sink{'s' if s > 1 else ''} + window"
+        numbers[f"perplexity, {label} ({window})"] = _fmt(ev.perplexity(s), 2)
+    if "pause" in roles.index:
+        numbers["pause attention / uniform"] = _fmt(roles.loc["pause", "attn_ratio"])
+        numbers["pause residual norm / regular"] = _fmt(
+            roles.loc["pause", "resid_norm"] / roles.loc["regular", "resid_norm"])
+    return numbers
+
+
+def _run_gradients(ctx: Context, out: Path) -> dict:
+    from ..gradients import by_distance, future_gradients
+
+    cfg = ctx.config
+    seqs = [s for s in ctx.windows()][: cfg.gradient_windows]
+    seqs = [_truncate(s, cfg.gradient_tokens) for s in seqs]
+    fg = future_gradients(ctx.model, seqs, sites=("k", "v", "resid_post"), batch_size=1,
+                          verbose=ctx.verbose)
+    fg.to_csv(out / "future_gradients.csv")
+    bd = by_distance(ctx.model, seqs[:1], cfg.max_distance, sites=("k", "v"),
+                     verbose=ctx.verbose)
+    bd.to_csv(out / "by_distance.csv")
+    s = fg.summary().set_index("site")
+    numbers = {}
+    for site in s.index:
+        numbers[f"mean future share, {site}"] = _fmt(s.loc[site, "future_share"])
+        numbers[f"first-position future share, {site}"] = _fmt(s.loc[site, "first_position_share"])
+    role = fg.by_role()
+    pause = role[(role.role == "pause") & (role.site == "k")]
+    if len(pause):
+        numbers["mean future share at pauses, k"] = _fmt(pause["future_share"].iloc[0])
+    return numbers
+
+
+def _truncate(seq: PausedSequence, n: int) -> PausedSequence:
+    """The first ``n`` positions of a sequence, with its roles and its loss mask."""
+    if len(seq) <= n:
+        return seq
+    mask = seq.loss_mask[:n].clone()
+    mask[-1] = False  # its target was cut off
+    return PausedSequence(tokens=seq.tokens[:n], roles=seq.roles[:n],
+                          original_position=seq.original_position[:n], loss_mask=mask,
+                          loss_on=seq.loss_on)
+
+
+def _run_probes(ctx: Context, out: Path) -> dict:
+    from ..probes import train_probes
+
+    cfg = ctx.config
+    if not ctx.has_tokenizer:
+        raise InterpError("the probe section reads a corpus through the model's tokenizer, "
+                          "and this model has none",
+                          "train probes from a recording: `interp record` then `interp probe "
+                          "train` with data.recording")
+    n_layers = ctx.model.cfg.n_layers
+    layers = sorted(set(range(0, n_layers, cfg.probe_layers)) | {n_layers - 1})
+    spec = dict(
+        name="report-lookahead",
+        description="Fast lookahead probes for the report: token at offsets k from resid_post.",
+        model=dict(name=cfg.model if isinstance(cfg.model, str) else "smollm2-135m"),
+        data=dict(corpus=cfg.corpus or "pydoc", n_tokens=cfg.probe_tokens,
+                  max_windows=cfg.probe_windows, windows_per_doc=2, batch_size=16),
+        inputs=dict(layers=layers, sites=["resid_post"], roles=["regular"]),
+        target=dict(kind="token", offsets=list(cfg.offsets), vocab=64),
+        train=dict(seed=cfg.seed, max_epochs=8, patience=2, batch_size=512, lr=0.01),
+    )
+    res = train_probes(spec, out, model=ctx.model, resume=False, verbose=ctx.verbose)
+    best = res.summary()
+    numbers = {}
+    for _, r in best.iterrows():
+        k = int(r["offset"])
+        numbers[f"offset {k}: best layer"] = int(r["layer"])
+        numbers[f"offset {k}: probe accuracy"] = _fmt(r["accuracy"])
+        numbers[f"offset {k}: bigram baseline"] = _fmt(r["baseline_bigram"])
+    return numbers
+
+
+def _run_patching(ctx: Context, out: Path) -> dict:
+    from ..patching import attribution_patch, compare_patching, logit_diff
+
+    cfg = ctx.config
+    model = ctx.model
+    if ctx.has_tokenizer:
+        clean, corrupt = cfg.clean, cfg.corrupt
+        correct, wrong = cfg.correct, cfg.wrong
+    else:  # token ids: corrupt one token in the middle of the first window
+        clean = ctx.plain_windows(cfg.n_tokens, 1)[0].tokens[:12]
+        corrupt = clean.clone()
+        corrupt[len(clean) // 2] = (corrupt[len(clean) // 2] + 1) % model.cfg.d_vocab
+        correct = cfg.correct if isinstance(cfg.correct, int) else 1
+        wrong = cfg.wrong if isinstance(cfg.wrong, int) else 2
+    metric = logit_diff(model, correct, wrong)
+    att = attribution_patch(model, clean, corrupt, metric, sites=("k", "v", "resid_post"),
+                            per_head=False, verify=True, verbose=ctx.verbose)
+    att.to_csv(out / "attribution.csv")
+    cmp = compare_patching(att).set_index("group")
+    numbers = {"metric": f"logit({correct!r}) − logit({wrong!r})",
+               "metric, clean": _fmt(att.meta.get("clean_metric")),
+               "metric, corrupt": _fmt(att.meta.get("corrupt_metric"))}
+    for group, row in cmp.iterrows():
+        numbers[f"Spearman(AtP, activation patching), {group}"] = _fmt(row["spearman"])
+    return numbers
+
+
+def _run_toy(ctx: Context, out: Path) -> dict:
+    import shutil
+
+    import pandas as pd
+
+    src = ctx.config.toy_dir
+    if src is None:
+        raise InterpError("no toy comparison given",
+                          "run `interp toy compare --out DIR` and pass `interp report --toy DIR`")
+    src = Path(src)
+    for name in ("compare.csv", "histories.csv"):
+        if not (src / name).is_file():
+            raise InterpError(f"{src} has no {name}", "give the --out folder of `interp toy compare`")
+        shutil.copyfile(src / name, out / name)
+    runs = pd.read_csv(out / "compare.csv")
+    g = runs.groupby(["task", "mode", "pauses"])["value"].mean()
+    return {f"{t} · {m} · {p} pauses": _fmt(v) for (t, m, p), v in g.items()}
+
+
+SECTION_SPECS: tuple[Section, ...] = (
+    Section("registers", "Registers and attention sinks",
+            "Which positions soak up attention or carry global state: attention received and "
+            "norms by position and role (pauses inserted at random), massive activations "
+            "(Sun et al. 2024) with zero- vs mean-ablation, and KV-cache eviction "
+            "(StreamingLLM, Xiao et al. 2023).",
+            ("n_tokens", "n_windows", "pause_rate", "seed", "ratio", "eviction_tokens",
+             "eviction_window", "sinks"),
+            _run_registers, "interp registers --corpus pydoc --eviction-window 64 --out DIR"),
+    Section("gradients", "Future-loss gradient decomposition",
+            "How much of the gradient at each position's keys, values and residual stream "
+            "comes from later tokens' losses (future share), and from how far ahead.",
+            ("n_tokens", "n_windows", "pause_rate", "seed", "gradient_windows",
+             "gradient_tokens", "max_distance"),
+            _run_gradients, "interp gradients --corpus pydoc --by-distance 16 --out DIR"),
+    Section("probes", "Lookahead probes",
+            "Linear probes read the residual stream at position i and predict the token at "
+            "i + k; k ≥ 2 is lookahead (Future Lens). Baselines: bigram, majority, control task.",
+            ("probe_layers", "probe_windows", "probe_tokens", "offsets", "seed"),
+            _run_probes, "interp probe train probes/lookahead.toml"),
+    Section("patching", "Attribution patching example",
+            "A clean/corrupted prompt pair: the gradient estimate of every node's patching "
+            "effect (AtP) checked against real activation patching.",
+            ("clean", "corrupt", "correct", "wrong", "n_tokens"),
+            _run_patching, "interp patch --clean TEXT --corrupt TEXT --verify --out DIR"),
+    Section("toy", "Toy tasks",
+            "Tiny models trained on synthetic tasks, vanilla vs myopic, with and without "
+            "pauses (from a finished `interp toy compare`).",
+            ("toy_dir",), _run_toy, "interp toy compare --out DIR, then interp report --toy DIR"),
+)
