@@ -40,8 +40,8 @@ def _option_rows(parser: argparse.ArgumentParser) -> list[str]:
     exclusive = {id(a): g for g in parser._mutually_exclusive_groups for a in g._group_actions}
     rows = []
     for action in parser._actions:
-        if isinstance(action, argparse._HelpAction):
-            continue
+        if isinstance(action, argparse._HelpAction | argparse._SubParsersAction):
+            continue  # subcommands get their own sections
         if action.option_strings:
             name = ", ".join(action.option_strings)
             if action.nargs != 0:
@@ -61,18 +61,40 @@ def _option_rows(parser: argparse.ArgumentParser) -> list[str]:
     return rows
 
 
-def cli_markdown() -> str:
-    """One section per ``interp`` subcommand: description, usage and a table of its options."""
-    os.environ["COLUMNS"] = "90"  # argparse wraps usage lines to the terminal width
-    from interp.cli import build_parser
+def _subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction | None:
+    return next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
 
-    parser = build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    helps = {c.dest: c.help for c in sub._choices_actions}
+
+def commands(parser: argparse.ArgumentParser | None = None, prefix: str = "interp"
+             ) -> list[tuple[str, argparse.ArgumentParser, str]]:
+    """Every (sub)command, depth first: ``(name, parser, help)``, e.g. ``("interp toy train",
+    ...)``. Nested subcommands (``interp probe train``) are listed after their parent."""
+    if parser is None:
+        from interp.cli import build_parser
+
+        parser = build_parser()
+    sub = _subparsers(parser)
+    if sub is None:
+        return []
+    helps = {c.dest: c.help or "" for c in sub._choices_actions}
     out = []
     for name, p in sub.choices.items():
-        out.append(f"## `interp {name}`\n")
-        out.append((p.description or helps.get(name) or "") + "\n")
+        out.append((f"{prefix} {name}", p, helps.get(name, "")))
+        out += commands(p, f"{prefix} {name}")
+    return out
+
+
+def cli_markdown() -> str:
+    """One section per subcommand (nested ones included): description, usage, options."""
+    os.environ["COLUMNS"] = "90"  # argparse wraps usage lines to the terminal width
+    out = []
+    for name, p, help_text in commands():
+        level = "#" * min(name.count(" ") + 1, 4)
+        out.append(f"{level} `{name}`\n")
+        description = p.description or help_text
+        if issubclass(p.formatter_class, argparse.RawDescriptionHelpFormatter):
+            description = "```text\n" + description.strip() + "\n```"  # laid out by hand
+        out.append(description + "\n")
         out.append("```text\n" + p.format_usage().strip() + "\n```\n")
         rows = _option_rows(p)
         if rows:
