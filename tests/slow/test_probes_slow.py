@@ -1,0 +1,67 @@
+"""Probes on the bundled SmolLM2-135M: the fast spec end to end, leak-free splits, streamed
+activations equal to a TransformerLens cache, and saved probes that reproduce their metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import interp
+from interp import hooks
+from interp.probes import (
+    ProbeSpec,
+    collect,
+    evaluate_probes,
+    load_sequences,
+    split_groups,
+    train_probes,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def test_tiny_spec_end_to_end(smollm, tmp_path):
+    res = train_probes("probes/tiny.toml", tmp_path / "out", model=smollm)
+    m = res.to_pandas()
+    spec = res.spec
+    assert set(m.layer) == set(spec.inputs.layers) and set(m.offset) == set(spec.target.offsets)
+    test = m[(m.split == "test") & (m.role == "all")]
+    assert test.n.min() > 100
+    # every metric is a probability or a positive cross-entropy; baselines share the rows
+    assert test[["accuracy", "top5", "baseline_bigram", "control_accuracy"]].apply(lambda c: c.between(0, 1)).all().all()
+    assert (test.top5 >= test.accuracy).all() and (test.xent > 0).all()
+    assert (test.baseline_unigram <= test.baseline_majority + 1e-9).all()  # sampling never beats argmax
+    # the report's entry points
+    assert not res.summary().empty and res.figure().data
+    # the saved probes reproduce the metrics from freshly collected activations
+    again = evaluate_probes(tmp_path / "out", model=smollm)
+    cols = ["accuracy", "top5", "xent", "control_accuracy"]
+    pd.testing.assert_frame_equal(again.to_pandas()[cols], m[cols], atol=1e-4, check_dtype=False)
+    assert res.description["class_strings"][-1] == "<other>"
+
+
+def test_documents_never_cross_splits_and_streaming_matches_cache(smollm):
+    spec = ProbeSpec.from_toml("probes/tiny.toml", ["data.max_windows=12", "inputs.layers=[1]"])
+    seqs = load_sequences(spec, smollm)
+    data = collect(spec, smollm, seqs, ["resid_mid", "v"], [1])
+    split = split_groups(data.groups, 0.2, 0.2, seed=0)
+    for doc in set(data.groups):
+        assert len(set(split[data.groups == doc])) == 1
+    assert len(set(data.groups)) == len({s.group for s in seqs}) > 3
+    toks = torch.stack([s.seq.tokens for s in seqs[:2]])
+    _, cache = smollm.run_with_cache(toks, names_filter=[hooks.resid(1, "mid"), hooks.v(1)])
+    rows = np.flatnonzero(data.window < 2)
+    w, p = data.window[rows], data.position[rows]
+    torch.testing.assert_close(data.features["resid_mid"][0, rows], cache[hooks.resid(1, "mid")][w, p])
+    for h in range(3):  # SmolLM2 has 3 KV heads
+        torch.testing.assert_close(data.features["v"][h, rows], cache[hooks.v(1)][w, p, h])
+    # targets are the tokens 1 and 2 ahead in the same window; BOS is never read
+    assert torch.equal(data.targets[rows, 0], toks[w, p + 1]) and torch.equal(data.targets[rows, 1], toks[w, p + 2])
+    assert (data.position > 0).all()
+
+
+def test_layer_out_of_range_on_the_real_model(smollm):
+    with pytest.raises(interp.InterpError, match=r"(?s)inputs.layers.*\[30\].*0\.\.29"):
+        train_probes("probes/tiny.toml", model=smollm, overrides=["inputs.layers=[0, 30]"])
