@@ -296,7 +296,6 @@ def attribution_patch(
     def read_pattern(layer):
         def hook(t: Tensor, hook) -> Tensor:
             t.register_hook(lambda g: pattern_grads.__setitem__(layer, g))
-            qkv[layer]["pattern"] = t.detach()
             return t
 
         return hook
@@ -377,7 +376,6 @@ def _qk_fix(model, layers, qkv, pattern_grads, corrupt_t, per_head) -> pd.DataFr
             q, k, _ = rotated_qkv(model, layer, qkv[layer])
             q, k = q.detach()[0].transpose(0, 1), k.detach()[0].transpose(0, 1)  # [head, pos, d]
             kc = corrupt_k[layer][0].transpose(0, 1)
-            pattern = qkv[layer]["pattern"][0]  # [head, q_pos, k_pos]
             grad = pattern_grads[layer][0]
             rep = q.shape[0] // k.shape[0]
             k, kc = k.repeat_interleave(rep, 0), kc.repeat_interleave(rep, 0)
@@ -386,12 +384,14 @@ def _qk_fix(model, layers, qkv, pattern_grads, corrupt_t, per_head) -> pd.DataFr
             scores = (q @ k.transpose(-1, -2)) * scale  # [head, q, k]
             causal = torch.ones(n, n, dtype=torch.bool, device=q.device).triu(1)
             new_col = (q @ kc.transpose(-1, -2)) * scale  # scores with every key corrupt
+            # the clean pattern recomputed the same way, so unchanged keys give exactly zero
+            pattern = scores.double().masked_fill(causal, float("-inf")).softmax(-1)
             effect = torch.zeros(q.shape[0], n, dtype=torch.float64, device=q.device)
             for i in range(n):
                 s = scores.clone()
                 s[:, :, i] = new_col[:, :, i]
                 patched = s.double().masked_fill(causal, float("-inf")).softmax(-1)
-                effect[:, i] = ((patched - pattern.double()) * grad.double()).sum((-1, -2))
+                effect[:, i] = ((patched - pattern) * grad.double()).sum((-1, -2))
             effect = effect.reshape(k.shape[0] // rep, rep, n).sum(1).T  # [pos, kv_head]
         rows += _node_rows(layer, "k", effect, per_head, "atp_star")
     return pd.DataFrame(rows)
@@ -467,9 +467,14 @@ def compare_patching(
     truth: str = "activation_patch",
     k: int = 10,
     by: str | None = "site",
+    drop_unaffected: bool = True,
 ) -> pd.DataFrame:
     """Agreement of an estimate with activation patching: Spearman and Pearson correlation
     and the overlap of the top-``k`` nodes by magnitude (|top_k(est) ∩ top_k(truth)| / k).
+
+    Nodes that the corruption cannot reach (positions before the first changed token, where
+    both values are exactly zero) agree trivially and would inflate the rank correlation with
+    ties; they are left out unless ``drop_unaffected=False``.
 
     Args:
         result: an :class:`Attribution` with both columns (``attribution_patch(...,
@@ -478,6 +483,7 @@ def compare_patching(
         truth: the ground-truth column.
         k: top-k size.
         by: also compare within groups of this column (``None``: overall only).
+        drop_unaffected: leave out nodes where estimate and truth are both exactly zero.
 
     Returns:
         One row per group plus ``all``: n, spearman, pearson, top_k_overlap.
@@ -489,6 +495,8 @@ def compare_patching(
                               "run attribution_patch(..., verify=True) (and qk_fix=True for "
                               "atp_star)")
     table = table.dropna(subset=[estimate, truth])
+    if drop_unaffected:
+        table = table[(table[estimate] != 0) | (table[truth] != 0)]
     groups = [("all", table)]
     if by is not None:
         groups += [(str(g), t) for g, t in table.groupby(by, sort=True)]

@@ -199,3 +199,20 @@ def test_non_finite_gradient_names_the_layer(tiny_model):
     with tiny_model.hooks(fwd_hooks=[(hooks.resid(1, "mid"), lambda x, hook: _InfGradient.apply(x))]):
         with pytest.raises(interp.InterpError, match="non-finite gradient at layer 1"):
             interp.future_gradients(tiny_model, tokens, verbose=False)
+
+
+def test_figures_from_results_and_from_csv(tiny_model, tmp_path):
+    from interp.figures import gradients as figs
+
+    tokens = torch.randint(0, 61, (2, 9))
+    fg = interp.future_gradients(tiny_model, tokens, verbose=False)
+    back = interp.FutureGradients.from_csv(fg.to_csv(tmp_path / "fg.csv"))
+    heat = figs.future_share_heatmap(back, "k")
+    assert heat.data[0].z.shape == (2, 9) and {t.name for t in heat.data[1:]} == {"regular"}
+    by_pos = figs.future_share_by_position(fg)
+    assert [t.name for t in by_pos.data][:3] == ["key", "value", "resid post"]
+    bd = interp.by_distance(tiny_model, tokens, max_distance=4, verbose=False)
+    line = figs.gradient_by_distance(interp.gradients.ByDistance.from_csv(bd.to_csv(tmp_path / "bd.csv")))
+    assert len(line.data) == 2 and list(line.data[0].x) == [0, 1, 2, 3, 4]
+    with pytest.raises(interp.InterpError, match="no rows for site"):
+        figs.future_share_heatmap(fg, "resid_pre")

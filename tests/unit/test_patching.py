@@ -133,3 +133,18 @@ def test_bad_inputs(tiny_model, tmp_path):
     res = attribution_patch(tiny_model, clean, corrupt, _logit_diff, sites="v", verbose=False)
     back = interp.patching.Attribution.from_csv(res.to_csv(tmp_path / "a.csv"))
     assert len(back.table) == len(res.table) and back.meta["sites"] == ["v"]
+
+
+def test_figures(tiny_model64):
+    from interp.figures import patching as figs
+
+    clean, corrupt = _pair()
+    res = attribution_patch(tiny_model64, clean, corrupt, _logit_diff, sites=("k", "v"),
+                            verify=True, verbose=False)
+    scatter = figs.atp_scatter(res)
+    assert [t.name.split(" ")[0] for t in scatter.data] == ["y", "k", "v"]
+    heat = figs.atp_heatmap(res, "v")
+    assert heat.data[0].z.shape == (2, 8)
+    with pytest.raises(interp.InterpError, match="verify=True"):
+        figs.atp_scatter(attribution_patch(tiny_model64, clean, corrupt, _logit_diff,
+                                           sites="v", verbose=False))

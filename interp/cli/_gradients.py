@@ -1,0 +1,78 @@
+"""``interp gradients``: the self / future decomposition of the K/V and residual gradients."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ._common import (
+    add_input_args,
+    add_model_args,
+    add_pause_args,
+    model_from_args,
+    parse_int_list,
+    policy_from_args,
+)
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "gradients", help="how much of the K/V gradient comes from later tokens' losses",
+        description="Split the gradient of the summed next-token loss at each position's keys, "
+        "values and residual stream into a self term (its own loss) and a future term (later "
+        "losses), exactly, with two backward passes. Writes DIR/future_gradients.csv (one row "
+        "per sequence, layer, site, head, position; conventions in future_gradients.json), "
+        "DIR/summary.csv, DIR/by_distance.csv with --by-distance, and HTML figures. Without "
+        "--text or --corpus, uses the bundled corpus.")
+    add_model_args(p)
+    add_input_args(p, n_tokens=128)
+    add_pause_args(p)
+    p.add_argument("--sites", default="k,v,resid_post",
+                   help="comma-separated among k, v, resid_pre, resid_mid, resid_post")
+    p.add_argument("--layers", default=None, help="e.g. 0,5,10-12 (default: all)")
+    p.add_argument("--by-distance", type=int, default=None, metavar="D",
+                   help="also resolve the gradient by distance d = t - i up to D")
+    p.add_argument("--batch-size", type=int, default=4, help="sequences per pass")
+    p.add_argument("--chunk-size", type=int, default=16,
+                   help="targets per batched backward pass for --by-distance")
+    p.add_argument("--out", required=True, help="output directory")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..corpora import load_corpus
+    from ..figures import export
+    from ..figures import gradients as figs
+    from ..gradients import by_distance, future_gradients
+    from ..pauses import add_pause_token
+
+    model = model_from_args(args)
+    policy = policy_from_args(args, model)
+    if policy.inserts_anything and policy.filler is None:
+        add_pause_token(model)
+    if args.text is not None:
+        inputs, max_windows = args.text, None
+    else:
+        inputs = load_corpus(args.corpus, field=args.field)
+        max_windows = args.max_windows or 4
+    sites = [s for s in args.sites.split(",") if s]
+    layers = parse_int_list(args.layers, "layers")
+    common = dict(sites=sites, layers=layers, policy=policy, n_tokens=args.n_tokens,
+                  max_windows=max_windows)
+    out = Path(args.out)
+    fg = future_gradients(model, inputs, batch_size=args.batch_size, **common)
+    fg.to_csv(out / "future_gradients.csv")
+    summary = fg.summary()
+    tmp = out / "summary.csv.tmp"
+    summary.to_csv(tmp, index=False)
+    tmp.replace(out / "summary.csv")
+    kv = [s for s in ("k", "v") if s in fg.meta["sites"]] or fg.meta["sites"][:1]
+    export(figs.future_share_heatmap(fg, kv[0]), out / "future_share_heatmap.html")
+    export(figs.future_share_by_position(fg), out / "future_share_by_position.html")
+    if args.by_distance is not None:
+        bd = by_distance(model, inputs, args.by_distance, chunk_size=args.chunk_size, **common)
+        bd.to_csv(out / "by_distance.csv")
+        export(figs.gradient_by_distance(bd, kv[0]), out / "by_distance.html")
+    cols = ["site", "future_share", "pooled_future_share", "first_position_share", "n"]
+    print(summary[cols].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    print(f"wrote {out}/")
+    return 0
