@@ -1,0 +1,29 @@
+"""The report end to end on the bundled SmolLM2-135M, in a small setting."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from interp.reporting import ReportConfig, report
+
+pytestmark = pytest.mark.slow
+
+
+def test_report_on_the_bundled_model(smollm_fresh, tmp_path):
+    config = ReportConfig(n_tokens=48, n_windows=2, eviction_tokens=200, eviction_window=32,
+                          sinks=(0, 4), gradient_windows=1, gradient_tokens=24, max_distance=4,
+                          probe_windows=24, probe_tokens=16, probe_layers=15, offsets=(1, 2),
+                          sections=("registers", "gradients", "probes", "patching"),
+                          formats=("png",))
+    page = report(config, tmp_path, model=smollm_fresh, strict=True,
+                  verbose=False).read_text(encoding="utf-8")
+    assert "class='gap'" not in page
+    for section in ("registers", "gradients", "probes", "patching"):
+        assert f"id='{section}'" in page
+    keys = pd.read_csv(tmp_path / "key_numbers.csv").set_index("key")["value"]
+    assert float(keys["Registers and attention sinks: sink attention / uniform (first position)"]) > 5
+    atp = pd.read_csv(tmp_path / "patching" / "attribution.csv")
+    assert {"atp", "activation_patch"} <= set(atp.columns)
+    assert (tmp_path / "probes" / "metrics.csv").is_file()
+    assert len(list((tmp_path / "figures").rglob("*.png"))) == page.count("<figure>")

@@ -1,0 +1,74 @@
+"""Registers and sinks on the bundled SmolLM2-135M: the signatures the papers report."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+import interp
+from interp import sinks
+from interp.cli import main
+
+pytestmark = pytest.mark.slow
+
+TEXT = ("The study of language models has moved quickly. Researchers train them on large "
+        "collections of text, and then ask what the networks have learned. One question is "
+        "whether a model prepares, at one position, information that only later positions "
+        "will use. Another is why so much attention goes to the very first token.")
+
+
+@pytest.fixture(scope="module")
+def windows(smollm):
+    docs = interp.load_corpus(max_docs=12)
+    return [w.seq for w in interp.windows(smollm, docs, 64, max_windows=3)]
+
+
+def test_first_token_is_a_sink_with_massive_activations(smollm, windows):
+    reg = sinks.registers(smollm, windows, verbose=False)
+    roles = reg.by_role().set_index("role")
+    # Xiao et al.: the first token receives far more attention than uniform attention gives
+    assert roles.loc["bos", "attn_ratio"] > 5 * roles.loc["regular", "attn_ratio"]
+    # Sun et al.: a few huge dimensions at the first token, emerging abruptly and staying
+    first = reg.massive.first_appearance()
+    top = first.sort_values("max_abs", ascending=False).iloc[0]
+    assert top["position"] == 0 and top["max_abs"] > 1000
+    assert top["n_layers"] >= 10
+    stats = reg.massive.layer_stats.groupby("layer")[["top1", "median"]].mean()
+    assert (stats["top1"] / stats["median"]).max() > 1000
+    # the sink's value vector is small although its residual norm is huge
+    assert roles.loc["bos", "value_norm"] < roles.loc["regular", "value_norm"]
+    assert roles.loc["bos", "resid_norm"] > 10 * roles.loc["regular", "resid_norm"]
+
+
+def test_zero_ablation_hurts_far_more_than_mean_ablation(smollm, windows):
+    m = sinks.massive_activations(smollm, windows, verbose=False)
+    ab = sinks.ablate_massive(smollm, windows, m, verbose=False)
+    zero, mean = ab.delta("massive", "zero"), ab.delta("massive", "mean")
+    assert zero > 2.0  # nats per token
+    assert zero > 10 * abs(mean)
+
+
+def test_evicting_the_first_tokens_blows_up_perplexity(smollm):
+    docs = interp.load_corpus()
+    doc = max(docs, key=lambda d: len(d.text))
+    ids = interp.tokenize(smollm, doc.text).tokens[:320]
+    ev = sinks.cache_eviction(smollm, ids, window=32, sinks=(0, 4), verbose=False)
+    full, evicted, kept = ev.perplexity(None), ev.perplexity(0), ev.perplexity(4)
+    assert evicted > 1.5 * kept  # StreamingLLM: the window alone breaks down
+    assert kept < 1.6 * full     # keeping 4 sink tokens recovers most of it
+
+
+def test_registers_cli(tmp_path, capsys):
+    assert main(["registers", "--text", TEXT, "--pause-every", "8", "--eviction-window", "16",
+                 "--sinks", "0,1", "--out", str(tmp_path)]) == 0
+    reg = pd.read_csv(tmp_path / "registers.csv")
+    assert list(reg.columns[:4]) == ["window", "layer", "position", "role"]
+    assert {"attn_received", "resid_norm", "value_norm"} <= set(reg.columns)
+    assert set(reg["role"]) == {"bos", "regular", "pause"}
+    massive = pd.read_csv(tmp_path / "massive.csv")
+    assert (massive["position"] == 0).any()
+    assert (tmp_path / "eviction.csv").is_file() and (tmp_path / "ablations.csv").is_file()
+    assert "pause" in capsys.readouterr().out
+    assert main(["registers", "--text", "Too short.", "--eviction-window", "16",
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "eviction window" in capsys.readouterr().err
