@@ -44,10 +44,12 @@ SPLITS = ("train", "val", "test")
 
 @dataclass(frozen=True)
 class ProbeSequence:
-    """One probed sequence: its tokens and roles, the group it belongs to, and an index."""
+    """One probed sequence: its tokens and roles, its split group (document or prompt), and,
+    for a synthetic-task example, its answer words."""
 
     group: str
     seq: PausedSequence
+    answer: str | None = None
 
 
 @dataclass
@@ -88,12 +90,38 @@ class ProbeData:
         return int(self.tokens.shape[0])
 
 
+def _task_sequences(spec: ProbeSpec, model) -> list[ProbeSequence]:
+    """``data.n_examples`` examples of the spec's synthetic task, one split group each."""
+    if spec.data.task is not None:
+        from ..tasks import get_task
+
+        opts = dict(spec.data.task)
+        task = get_task(opts.pop("name"), **opts)
+    else:
+        from ..train import load_toy
+
+        task = load_toy(spec.model.toy)[1]
+    if task.d_vocab > model.cfg.d_vocab:
+        raise InterpError(
+            f"probe spec field data.task: the task has {task.d_vocab} tokens but the model only {model.cfg.d_vocab}",
+            "use a model trained on this task (model.toy) or a larger model.tiny.d_vocab",
+        )
+    out = []
+    for i, seq in enumerate(task.examples(spec.data.n_examples, seed=spec.train.seed)):
+        answer = [int(t) for t, r in zip(seq.tokens.tolist(), seq.roles, strict=True) if r == "answer"]
+        out.append(ProbeSequence(f"prompt{i}", seq, " ".join(task.vocab.decode(answer))))
+    return out
+
+
 def load_sequences(spec: ProbeSpec, model) -> list[ProbeSequence]:
-    """The sequences a spec probes: corpus windows (with pauses inserted when asked).
+    """The sequences a spec probes: synthetic-task examples, or corpus windows (with pauses
+    inserted when asked).
 
     Windows are taken in document order, at most ``data.windows_per_doc`` per document, so that
     many documents (split groups) are covered.
     """
+    if spec.uses_task:
+        return _task_sequences(spec, model)
     d = spec.data
     docs = load_corpus(d.corpus, field=d.field)
     per_doc = d.windows_per_doc or None
@@ -176,6 +204,9 @@ def _select(spec: ProbeSpec, seqs: list[ProbeSequence], table) -> list[tuple[np.
             keep &= anchor + max(t.offsets) < len(text_pos)
             pos = np.flatnonzero(keep)
             tgt = text_pos[anchor[pos][:, None] + np.array(t.offsets)[None, :]]
+        elif t.kind == "answer":
+            pos = np.flatnonzero(keep)
+            tgt = pos[:, None]
         else:
             rows = table.get(w, np.array([], dtype=np.int64))
             pos = rows[keep[rows]] if len(rows) else rows
@@ -335,6 +366,10 @@ def collect(spec: ProbeSpec, model, seqs: list[ProbeSequence], sites: list[str],
     targets = None
     if t.kind == "token":
         targets = torch.tensor(np.concatenate([s.seq.tokens.numpy()[tg] for s, (_, tg) in zip(seqs, sel, strict=True)]))
+    elif t.kind == "answer":
+        answers = np.concatenate([np.full(len(p), s.answer, dtype=object) for s, (p, _) in zip(seqs, sel, strict=True)])
+        label_names, codes = np.unique(answers.astype(str), return_inverse=True)
+        targets = torch.tensor(codes.astype(np.int64))[:, None]
     elif t.kind in ("label", "continuous"):
         key = table.set_index(["window", "position"])[t.column]
         col = key.loc[list(zip(window.tolist(), position.tolist(), strict=True))].to_numpy()
@@ -345,7 +380,7 @@ def collect(spec: ProbeSpec, model, seqs: list[ProbeSequence], sites: list[str],
             targets = torch.tensor(codes.astype(np.int64))[:, None]
     return ProbeData(features=features, units=units, tokens=tokens, targets=targets, values=values,
                      roles=roles, groups=groups, window=window, position=position,
-                     label_names=None if t.kind != "label" else label_names.tolist(),
+                     label_names=label_names.tolist() if t.kind in ("label", "answer") else None,
                      value_layers=hidden_layers)
 
 

@@ -186,6 +186,10 @@ def _load_model(spec: ProbeSpec):
     from ..models import load_model
 
     m = spec.model
+    if m.toy is not None:
+        from ..train import load_toy
+
+        return load_toy(m.toy)[0]
     return load_model(m.tiny if m.tiny is not None else m.name, device=None if m.device == "auto" else m.device,
                       dtype=getattr(torch, m.dtype))
 
@@ -232,7 +236,7 @@ def _prepare(spec: ProbeSpec, data: ProbeData) -> _Prepared:
             m = in_split & (data.roles == r) if r != "all" else in_split
             if m.any():
                 masks[(s, r)] = torch.tensor(m)
-    if t.kind in ("token", "label"):
+    if t.kind in ("token", "label", "answer"):
         if t.kind == "token":
             y, classes = _encode_tokens(data.targets, train, t.vocab, spec.train.min_per_class)
         else:
@@ -261,7 +265,7 @@ def _target_name(spec: ProbeSpec) -> str:
     t = spec.target
     if t.kind == "hidden":
         return "hidden" if t.hidden_layer is None else f"hidden@{t.hidden_layer}"
-    return "token" if t.kind == "token" else t.column
+    return t.kind if t.kind in ("token", "answer") else t.column
 
 
 def _metrics(spec: ProbeSpec, prep: _Prepared, site: str, units: list[tuple[int, int]],

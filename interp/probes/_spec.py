@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 SITES = tuple(f"resid_{s}" for s in RESID_SITES) + ("k", "v")
-TARGET_KINDS = ("token", "hidden", "label", "continuous")
+TARGET_KINDS = ("token", "hidden", "label", "continuous", "answer")
 DTYPES = ("float32", "float64", "bfloat16", "float16")
 
 
@@ -61,7 +61,9 @@ class ModelSpec:
         name: passed to :func:`interp.load_model` (bundled name, ``.gguf`` path, local
             directory or Hub name). Ignored when ``tiny`` is given.
         tiny: fields of :class:`interp.TinyConfig` (the ``[model.tiny]`` table): a tiny native
-            model. It has no tokenizer, so it needs ``data.recording``.
+            model. It has no tokenizer, so it reads ``data.recording`` or ``data.task``.
+        toy: a folder written by ``interp toy train`` (:func:`interp.train.load_toy`): a
+            trained toy model, whose own task is the default ``data.task``.
         device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda:0"``...
         dtype: parameter dtype of the model.
         add_pause: add a ``<pause>`` token to the model (needed when ``data.pauses`` inserts
@@ -70,6 +72,7 @@ class ModelSpec:
 
     name: str = "smollm2-135m"
     tiny: TinyConfig | None = None
+    toy: str | None = None
     device: str = "auto"
     dtype: str = "float32"
     add_pause: bool = False
@@ -96,6 +99,10 @@ class DataSpec:
         batch_size: windows per forward pass while collecting activations.
         pauses: fields of :class:`interp.PausePolicy` (the ``[data.pauses]`` table): insert
             pauses into every window, so probes can read pause positions.
+        task: a synthetic task instead of a corpus (the ``[data.task]`` table): ``name`` and
+            the options of :func:`interp.tasks.get_task` (pauses included). Each example is
+            its own split group (split by prompt).
+        n_examples: how many task examples (seeded by ``train.seed``).
     """
 
     corpus: str = "pydoc"
@@ -106,9 +113,13 @@ class DataSpec:
     windows_per_doc: int = 4
     batch_size: int = 16
     pauses: PausePolicy | None = None
+    task: dict[str, Any] | None = None
+    n_examples: int = 256
 
     def __post_init__(self) -> None:
-        for name in ("n_tokens", "max_windows", "batch_size"):
+        if self.task is not None and not isinstance(self.task.get("name"), str):
+            raise _fail("data.task", "the table needs a name", 'e.g. [data.task] name = "parity"')
+        for name in ("n_tokens", "max_windows", "batch_size", "n_examples"):
             if getattr(self, name) < 1:
                 raise _fail(f"data.{name}", f"must be >= 1, got {getattr(self, name)}")
         if self.n_tokens < 3:
@@ -158,7 +169,9 @@ class TargetSpec:
     Attributes:
         kind: ``"token"`` (the token at offset k, softmax), ``"hidden"`` (the hidden state at
             offset k, ridge regression, R²), ``"label"`` (a class label column of
-            ``table``, softmax) or ``"continuous"`` (a numeric column of ``table``, ridge, R²).
+            ``table``, softmax), ``"continuous"`` (a numeric column of ``table``, ridge, R²)
+            or ``"answer"`` (the answer of the synthetic-task example the position belongs to,
+            softmax; needs ``data.task`` or ``model.toy``).
         offsets: the k of "position i + k" for ``token``/``hidden`` targets (k >= 1; offsets
             count tokens of the text, skipping inserted pauses).
         vocab: for ``token`` targets, keep the ``vocab`` most frequent training targets and map
@@ -186,7 +199,7 @@ class TargetSpec:
                 raise _fail("target.offsets", f"{self.offsets!r} must be a non-empty list of integers >= 1", "e.g. [1, 2, 3, 4]")
             self.offsets = sorted(set(self.offsets))
         else:
-            if self.table is None:
+            if self.table is None and self.kind != "answer":
                 raise _fail("target.table", f"kind={self.kind!r} needs a label table", "set target.table to a CSV file")
             self.offsets = [0]
         if self.vocab < 0:
@@ -269,13 +282,21 @@ class ProbeSpec:
     target: TargetSpec = field(default_factory=TargetSpec)
     train: TrainSpec = field(default_factory=TrainSpec)
 
+    @property
+    def uses_task(self) -> bool:
+        """Whether positions come from a synthetic task (``data.task`` or a toy model's)."""
+        return self.data.recording is None and (self.data.task is not None or self.model.toy is not None)
+
     def __post_init__(self) -> None:
-        if self.data.recording is None and self.model.tiny is not None:
+        if self.data.recording is None and not self.uses_task and self.model.tiny is not None:
             raise _fail(
                 "model.tiny", "a tiny native model has no tokenizer, so it cannot read data.corpus",
-                "set data.recording to a recording made with this model, or use a model with a tokenizer",
+                "set data.recording (a recording made with this model) or data.task (a synthetic task)",
             )
-        if self.target.kind == "token" and self.data.recording is None:
+        if self.target.kind == "answer" and not self.uses_task:
+            raise _fail("target.kind", "'answer' targets need a synthetic task",
+                        "set [data.task] (name and options) or model.toy")
+        if self.target.kind == "token" and self.data.recording is None and not self.uses_task:
             longest = max(self.target.offsets)
             if longest >= self.data.n_tokens - 1:
                 raise _fail(
@@ -343,6 +364,8 @@ def _type_ok(value: Any, hint: Any) -> bool:
     if origin in (list, tuple):
         inner = typing.get_args(hint)[0]
         return isinstance(value, (list, tuple)) and all(_type_ok(v, inner) for v in value)
+    if origin is dict:
+        return isinstance(value, dict)
     if hint is type(None):
         return value is None
     if hint is float:

@@ -93,7 +93,7 @@ def test_bad_spec_values_name_the_field(bad, match):
 
 
 def test_bundled_specs_parse():
-    for name in ("lookahead", "tiny"):
+    for name in ("lookahead", "tiny", "pause_answer"):
         spec = ProbeSpec.from_toml(f"probes/{name}.toml")
         assert spec.name == name
     assert ProbeSpec.from_toml("probes/lookahead.toml").target.offsets == [1, 2, 3, 4]
@@ -378,3 +378,28 @@ def test_figure(tiny_recording):
     names = [t.name for t in fig.data]
     assert "probe, offset 1" in names and "bigram, offset 2" in names and "control task" in names
     assert fig.layout.xaxis.title.text == "layer"
+
+
+# --- synthetic tasks: the answer read at pause positions ---------------------------------------
+
+
+def test_answer_at_pause_positions_of_a_toy_model(tmp_path):
+    from interp.train import TrainConfig, train_toy
+
+    cfg = TrainConfig(task="parity", task_options=dict(n_bits=4), pauses=2, steps=2, eval_every=2,
+                      eval_size=8, batch_size=8, n_layers=1, d_model=16, n_heads=2, device="cpu")
+    train_toy(cfg, tmp_path / "toy", verbose=False)
+    spec = ProbeSpec.from_dict(dict(
+        name="pa", model=dict(toy=str(tmp_path / "toy")), data=dict(n_examples=120),
+        inputs=dict(roles=["pause", "prompt"]), target=dict(kind="answer"),
+        train=dict(max_epochs=3, min_per_class=5),
+    ))
+    res = train_probes(spec)
+    m = res.to_pandas()
+    assert {"pause", "prompt", "all"} <= set(m.role) and (m.target == "answer").all() and set(m.offset) == {0}
+    assert res.description["classes"] == ["0", "1"]
+    pause = m[(m.role == "pause") & (m.split == "test")]
+    # two pauses per example, one example per split group
+    assert (pause.n % 2 == 0).all()
+    with pytest.raises(interp.InterpError, match="target.kind.*synthetic task"):
+        ProbeSpec.from_dict(dict(target=dict(kind="answer")))
