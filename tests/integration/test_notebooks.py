@@ -29,6 +29,8 @@ SETTINGS: dict[str, tuple[dict[str, object], bool]] = {
     "03_lookahead_probes.ipynb": (
         dict(N_WINDOWS=32, N_TOKENS=24, LAYERS=[0, 15, 29], OFFSETS=[1, 2], VOCAB=16,
              MAX_EPOCHS=2), True),
+    "04_registers_and_sinks.ipynb": (
+        dict(N_TOKENS=32, N_WINDOWS=2, EVICTION_TOKENS=48, WINDOW=16, SINKS=[0, 1]), True),
     "05_toy_tasks.ipynb": (
         dict(PRECACHE_STEPS=6, PARITY_STEPS=6, PARITY_BITS=4, PAUSES=[0, 2], EVAL_EVERY=3),
         False),
