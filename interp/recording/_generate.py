@@ -1,12 +1,15 @@
 """Greedy generation through the bridge, recording what each decode step writes to the KV cache.
 
-Why a loop of our own. ``TransformerBridge.generate`` and Hugging Face ``generate`` do run the
-bridge's hooks, but they give no per-step handle on which positions a step wrote, and they pick
-their own cache handling. Here each step is one bridge forward
+Why a loop of our own. ``TransformerBridge.generate``, ``hf_generate`` and Hugging Face
+``generate`` with a cache do fire the bridge's hooks on every step (checked: ``hook_k`` sees the
+prompt once, then one position per step), but they return only tokens: which step wrote which
+position, each step's logits and the cache it read are not exposed, and the last generated
+token is never fed back. So each step here is one bridge forward,
 ``model(new_tokens, past_key_values=cache, return_type="logits_and_cache")``: the prefill step
-processes the prompt (and any forced pauses), every later step one new token, so the hooks on
-``hook_k``/``hook_v`` (and any other site) see exactly the activations written for the new
-positions. Greedy decoding: the next token is ``argmax`` of the last logits.
+processes the prompt (and any forced pauses), every later step one new token, and the hooks
+on ``hook_k``/``hook_v`` (and any other site) see exactly the activations written for the new
+positions. Greedy decoding: the next token is ``argmax`` of the last logits (the tests check
+the tokens equal ``model.generate(..., do_sample=False)``).
 
 Models without a KV cache (TransformerLens-native ones) are run uncached: each step recomputes
 the whole sequence and keeps only the new position. ``use_cache=False`` forces that path on any

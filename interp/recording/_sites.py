@@ -22,7 +22,7 @@ its scores are built from). A model without rotary embeddings has no ``rot_*`` s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .. import hooks
@@ -63,7 +63,7 @@ class SitePlan:
     """
 
     site: str
-    hook: object
+    hook: Callable[[int], str]
     native_rope: bool = False
 
     def hook_name(self, layer: int) -> str:

@@ -289,6 +289,9 @@ def test_cached_generation_equals_uncached_recomputation(tiny_llama):
     uncached = interp.generate(tiny_llama, "w05 w06 w07", 6, use_cache=False, **kw)
     assert cached.roles == ("bos",) + ("prompt",) * 3 + ("pause",) * 2 + ("generated",) * 6
     assert torch.equal(cached.tokens, uncached.tokens)
+    greedy = tiny_llama.generate(cached.tokens[None, :6], max_new_tokens=6, do_sample=False,
+                                 verbose=False)
+    assert torch.equal(cached.tokens, greedy[0])  # the bridge's own greedy decoding agrees
     assert cached.steps.tolist() == [0] * 6 + list(range(1, 7))
     torch.testing.assert_close(cached.logits, uncached.logits, rtol=0, atol=1e-12)
     for site in ("k", "v", "rot_k", "pattern"):
