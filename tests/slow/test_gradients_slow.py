@@ -73,7 +73,7 @@ def test_gradients_cli(tmp_path):
     assert (out / "future_share_heatmap.html").is_file() and (out / "by_distance.html").is_file()
 
 
-def test_patch_cli(tmp_path, capsys):
+def test_patch_cli(tmp_path):
     out = tmp_path / "p"
     assert main(["patch", "--clean", "The capital of France is", "--corrupt",
                  "The capital of Italy is", "--answer", " Paris", "--wrong", " Rome",
@@ -84,7 +84,10 @@ def test_patch_cli(tmp_path, capsys):
     comparison = pd.read_csv(out / "comparison.csv").set_index("group")
     assert comparison.loc["all", "spearman"] > 0.8  # measured 0.99 on this pair
     assert (out / "atp_scatter.html").is_file()
-    assert main(["patch", "--clean", "The capital of France is", "--corrupt",
-                 "The capital of the United Kingdom is", "--answer", " Paris", "--wrong",
-                 " London", "--out", str(out)]) == 2
-    assert "different lengths" in capsys.readouterr().err
+
+
+def test_patch_refuses_prompts_of_different_lengths(smollm):
+    metric = interp.patching.logit_diff(smollm, " Paris", " London")
+    with pytest.raises(interp.InterpError, match="different lengths.*\n.*fix: align"):
+        interp.attribution_patch(smollm, "The capital of France is",
+                                 "The capital of the United Kingdom is", metric, verbose=False)

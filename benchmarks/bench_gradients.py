@@ -1,0 +1,148 @@
+"""Benchmark: the future-loss decomposition and attribution patching on the bundled model.
+
+Measured side by side in one run (ratios are what count on a shared machine):
+
+1. decomposition (total + self backward passes, all layers, sites k, v, resid_post) against
+   one forward + backward pass, at N tokens (default 256);
+2. brute force (one backward pass per target ℓ_t, reading the gradient at position t) against
+   the decomposition; the brute force is timed on ``--brute-targets`` targets and
+   extrapolated to all N − 1;
+3. distance-resolved gradients, batched VJPs against a Python loop of per-target backward
+   passes, at ``--n-distance`` tokens (default 128);
+4. attribution patching against the full activation-patching sweep over (layer, position) of
+   K and V (all heads of a site patched together), on a clean/corrupt pair: speed and
+   agreement (Spearman, Pearson, top-10 overlap), with AtP* for keys;
+5. the mean future share of the K/V gradient at N = 64 and N.
+
+    OMP_NUM_THREADS=2 python benchmarks/bench_gradients.py [--n 256] [--n-distance 128]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+import interp
+from interp.gradients import by_distance, future_gradients
+from interp.gradients._inputs import activation_gradients_only, site_hook, token_losses
+from interp.patching import activation_patch, attribution_patch, compare_patching, logit_diff
+
+
+def _timed(fn, repeat: int = 1) -> tuple[float, object]:
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def _window(model, n: int, index: int = 0):
+    docs = interp.load_corpus()
+    return [w.seq for w in interp.windows(model, docs, n, max_windows=index + 1)][index]
+
+
+def forward_backward(model, seq) -> None:
+    tokens = seq.tokens[None]
+    with activation_gradients_only(model):
+        token_losses(model(tokens), tokens, seq.loss_mask[None]).sum().backward()
+
+
+def brute_force(model, seq, targets: list[int], sites, layers) -> None:
+    """One backward pass per target, reading ∂ℓ_t/∂x_t at every site (what the decomposition
+    gets from one pass)."""
+    tokens = seq.tokens[None]
+    keep = {}
+
+    def reader(key):
+        def hook(t, hook):
+            t.register_hook(lambda g: keep.__setitem__(key, g[:, int(current[0])]))
+            return t
+
+        return hook
+
+    current = [0]
+    fwd = [(site_hook(s, layer), reader((s, layer))) for layer in layers for s in sites]
+    with activation_gradients_only(model):
+        for t in targets:
+            current[0] = t
+            with model.hooks(fwd_hooks=fwd):
+                token_losses(model(tokens), tokens, seq.loss_mask[None])[0, t].backward()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=256)
+    ap.add_argument("--n-distance", type=int, default=128)
+    ap.add_argument("--brute-targets", type=int, default=8)
+    ap.add_argument("--windows-64", type=int, default=8, help="windows for the N = 64 share")
+    args = ap.parse_args()
+    model = interp.load_model(device="cpu")
+    layers = list(range(model.cfg.n_layers))
+    sites = ("k", "v", "resid_post")
+    print(f"SmolLM2-135M, CPU, torch threads {torch.get_num_threads()}")
+    rows = []
+
+    seq = _window(model, args.n)
+    t_fb, _ = _timed(lambda: forward_backward(model, seq), repeat=2)
+    t_dec, fg = _timed(lambda: future_gradients(model, seq, sites=sites, verbose=False), repeat=2)
+    rows.append(("decomposition / forward+backward", f"N={args.n}", t_dec, t_fb, t_dec / t_fb,
+                 "<= 2.5"))
+    targets = list(range(0, args.n - 1, max(1, (args.n - 1) // args.brute_targets)))
+    t_sub, _ = _timed(lambda: brute_force(model, seq, targets, sites, layers))
+    t_brute = t_sub / len(targets) * (args.n - 1)
+    rows.append((f"brute force / decomposition (brute timed on {len(targets)} targets, "
+                 "extrapolated)", f"N={args.n}", t_brute, t_dec, t_brute / t_dec, ">= 50"))
+
+    seq_d = _window(model, args.n_distance)
+    kw = dict(sites=("k", "v"), verbose=False)
+    t_batched, bd = _timed(lambda: by_distance(model, seq_d, args.n_distance, **kw))
+    t_loop, bd_loop = _timed(lambda: by_distance(model, seq_d, args.n_distance, batched=False, **kw))
+    err = float((bd.table.grad_norm - bd_loop.table.grad_norm).abs().max()
+                / bd_loop.table.grad_norm.abs().max())
+    rows.append((f"by distance: loop / batched (max rel. diff {err:.1e})", f"N={args.n_distance}",
+                 t_loop, t_batched, t_loop / t_batched, ">= 3"))
+
+    clean, corrupt = ("When Mary and John went to the store, John gave a drink to",
+                      "When Mary and John went to the store, Mary gave a drink to")
+    metric = logit_diff(model, " Mary", " John")
+    pk = dict(sites=("k", "v"), per_head=False, verbose=False)
+    t_atp, atp = _timed(lambda: attribution_patch(model, clean, corrupt, metric, qk_fix=True, **pk))
+    t_act, act = _timed(lambda: activation_patch(model, clean, corrupt, metric, **pk))
+    n_nodes = len(act.table)
+    rows.append((f"activation-patching sweep / AtP ({n_nodes} (layer, position) nodes of K, V)",
+                 f"N={len(interp.tokenize(model, clean))}", t_act, t_atp, t_act / t_atp, ">= 50"))
+
+    print(f"\n{'measurement':<86} {'size':>6} {'slow s':>8} {'fast s':>8} {'ratio':>7} goal")
+    for name, size, a, b, r, goal in rows:
+        print(f"{name:<86} {size:>6} {a:8.2f} {b:8.2f} {r:7.2f} {goal}")
+
+    on = ["layer", "site", "head", "position"]
+    merged = atp.table.merge(act.table[on + ["activation_patch"]], on=on)
+    print(f"\nAtP vs activation patching, IOI-style pair ({clean!r} / ...{corrupt[-20:]!r}), "
+          "metric logit(' Mary') − logit(' John'):")
+    print(compare_patching(merged).to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    print("AtP* (QK fix) on keys:")
+    print(compare_patching(merged[merged.site == "k"], estimate="atp_star", by=None)
+          .to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    worst = merged.assign(err=(merged.atp - merged.activation_patch).abs()).nlargest(5, "err")
+    print("largest AtP errors:")
+    print(worst[on + ["token_str", "atp", "atp_star", "activation_patch"]]
+          .to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+
+    fg64 = future_gradients(model, interp.load_corpus(), sites=("k", "v"), n_tokens=64,
+                            max_windows=args.windows_64, verbose=False)
+    print("\nmean future share of the K/V gradient (all layers and heads; first position and "
+          "zero-gradient positions left out):")
+    for name, res in ((f"N=64 ({args.windows_64} windows)", fg64), (f"N={args.n} (1 window)", fg)):
+        s = res.summary().set_index("site")
+        print(f"  {name:<22} k {s.loc['k', 'future_share']:.3f} (pooled "
+              f"{s.loc['k', 'pooled_future_share']:.3f}), v {s.loc['v', 'future_share']:.3f} "
+              f"(pooled {s.loc['v', 'pooled_future_share']:.3f}), first position k "
+              f"{s.loc['k', 'first_position_share']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
