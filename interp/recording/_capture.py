@@ -23,6 +23,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from .. import hooks
+from ..errors import InterpError
 from ..models import n_kv_heads
 from ._sites import SitePlan, native_rotary
 
@@ -78,6 +79,7 @@ class BatchCapture:
         self.model, self.plans, self.layers = model, list(plans), list(layers)
         self.rows, self.positions = rows, positions
         n = int(rows.shape[0])
+        self.fired: set[tuple[str, int]] = set()
         self.buffers: dict[str, Tensor] = {
             p.site: torch.empty((n, len(self.layers), *trailing_shape(model, p.site, width)),
                                 dtype=dtype)
@@ -103,10 +105,23 @@ class BatchCapture:
             if plan.native_rope:
                 sel = rope_at(self.model, layer, sel, self.positions)
             buf[:, slot, ..., : sel.shape[-1]].copy_(sel)
+            self.fired.add((plan.site, layer))
             if plan.site == "pattern" and sel.shape[-1] < buf.shape[-1]:
                 buf[:, slot, ..., sel.shape[-1]:].zero_()
 
         return fn
+
+    def check_fired(self) -> None:
+        """Raise when a hook never fired: its buffer would hold uninitialised memory."""
+        for plan in self.plans:
+            for layer in self.layers:
+                if (plan.site, layer) not in self.fired:
+                    raise InterpError(
+                        f"the hook {plan.hook_name(layer)!r} (site {plan.site!r}) did not fire "
+                        "on this model",
+                        "this model does not pass that activation through the bridge's hooks "
+                        "(e.g. attention patterns without eager attention); drop the site",
+                    )
 
     def run(self, tokens: Int[Tensor, "batch pos"]) -> None:
         """One forward pass that fills the buffers, stopping after the deepest layer."""
@@ -121,6 +136,7 @@ class BatchCapture:
                 self.model(tokens, return_type=None)
         except _StopForward:
             pass
+        self.check_fired()
 
 
 class _StopForward(Exception):

@@ -199,6 +199,7 @@ def generate(
                                          past_key_values=past)
                 else:
                     logits = model(inp)
+            cap.check_fired()
             logits_out.append(logits[0, -1].detach().cpu())
             buffers.append(cap.buffers)
             steps += [step] * n_new

@@ -13,6 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import InterpError
+from ..models import n_kv_heads
 from ..pauses import PausePolicy, pad_batch
 from ._capture import BatchCapture
 from ._inputs import Item, describe, iter_items
@@ -58,7 +59,7 @@ def model_meta(model) -> dict:
     return dict(
         name=str(getattr(cfg, "model_name", "") or type(model.original_model).__name__),
         n_layers=int(cfg.n_layers), d_model=int(cfg.d_model), n_heads=int(cfg.n_heads),
-        n_kv_heads=len(set(kv_head_of_query_head(model))), d_head=int(cfg.d_head),
+        n_kv_heads=n_kv_heads(model), d_head=int(cfg.d_head),
         d_vocab=int(cfg.d_vocab), n_ctx=int(cfg.n_ctx),
         pause_id=getattr(model, "interp_pause_id", None),
         tokenizer=None if tok is None else str(getattr(tok, "name_or_path", type(tok).__name__)),

@@ -119,6 +119,18 @@ def test_forward_stops_after_the_deepest_recorded_layer(tiny_model):
     assert len(fired) == 2
 
 
+def test_a_hook_that_never_fires_is_an_error_not_garbage(tiny_model):
+    """Native models expose hook_rot_k but never call it; reading it directly must fail."""
+    from interp.recording._capture import BatchCapture
+    from interp.recording._sites import SitePlan
+
+    zero = torch.zeros(5, dtype=torch.long)
+    cap = BatchCapture(tiny_model, [SitePlan("rot_k", interp.hooks.rot_k)], [0], zero,
+                       torch.arange(5), 5, torch.float32)
+    with pytest.raises(interp.InterpError, match="hook_rot_k.*did not fire"):
+        cap.run(torch.randint(0, 61, (1, 5)))
+
+
 def test_kv_stays_per_kv_head_with_an_explicit_map(tiny_model):
     rec = interp.record(tiny_model, torch.randint(0, 61, (1, 5)), sites=("k", "q"), roles=None,
                         verbose=False)
