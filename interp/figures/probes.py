@@ -23,6 +23,10 @@ def _rows(results, site: str | None, role: str, split: str) -> tuple[pd.DataFram
     return sel, site
 
 
+def _default_metric(rows: pd.DataFrame) -> str:
+    return "accuracy" if rows["accuracy"].notna().any() else "r2"
+
+
 def probe_traces(results, *, site: str | None = None, role: str = "all", split: str = "test",
                  metric: str | None = None) -> list[go.Scatter]:
     """The traces of :func:`probe_accuracy`: per offset, the probe (solid) and the bigram
@@ -31,8 +35,8 @@ def probe_traces(results, *, site: str | None = None, role: str = "all", split: 
     For K/V sites (several heads per layer) each layer shows its best head.
     """
     sel, site = _rows(results, site, role, split)
-    metric = metric or ("accuracy" if sel["accuracy"].notna().any() else "r2")
-    if metric not in sel.columns:
+    metric = metric or _default_metric(sel)
+    if metric not in ("accuracy", "top5", "xent", "r2"):
         raise InterpError(f"unknown metric {metric!r}", "use accuracy, top5, xent or r2")
     agg = "min" if metric == "xent" else "max"
     per = sel.groupby(["offset", "layer"], as_index=False).agg(
@@ -83,14 +87,15 @@ def probe_accuracy(results, *, site: str | None = None, role: str = "all", split
             (default for regression).
         title: figure title (default: spec name, site, role and split).
     """
-    traces = probe_traces(results, site=site, role=role, split=split, metric=metric)
-    fig = go.Figure(traces)
-    site = site or results.spec.inputs.sites[0]
-    metric = metric or ("accuracy" if traces[0].hovertemplate and "accuracy" in traces[0].hovertemplate else "r2")
+    rows, site = _rows(results, site, role, split)
+    metric = metric or _default_metric(rows)
+    fig = go.Figure(probe_traces(results, site=site, role=role, split=split, metric=metric))
     ylab = {"accuracy": "accuracy", "top5": "top-5 accuracy", "xent": "cross-entropy (nats)", "r2": "R²"}[metric]
     heads = "" if site.startswith("resid") else ", best KV head"
     apply_style(fig, title=title or f"{results.spec.name}: {site}{heads}, role {role}, {split} split")
     fig.update_xaxes(title_text="layer", dtick=1 if results.to_pandas().layer.nunique() <= 12 else 2)
     fig.update_yaxes(title_text=f"{split} {ylab}", rangemode="tozero" if metric != "r2" else "normal")
-    fig.update_layout(legend=dict(x=1.02, xanchor="left", y=1, yanchor="top"), margin=dict(r=180))
+    # title aligned with the plot area; legend outside it, so no line is hidden
+    fig.update_layout(title=dict(xref="paper", x=0), legend=dict(x=1.02, xanchor="left", y=1, yanchor="top"),
+                      margin=dict(r=180))
     return fig

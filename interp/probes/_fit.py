@@ -50,8 +50,8 @@ def standardizer(X: Float[Tensor, "unit n feature"], rows: Int[Tensor, " m"]) ->
     """Per-unit feature mean and standard deviation over ``rows`` (σ floored at 1e-6)."""
     mu = torch.zeros(X.shape[0], X.shape[2], dtype=torch.float64)
     sq = torch.zeros_like(mu)
-    for c in range(0, len(rows), _CHUNK * 8):  # float64 sums in chunks: exact enough, small memory
-        x = X[:, rows[c:c + _CHUNK * 8]].double()
+    for c in range(0, len(rows), _CHUNK):  # float64 sums in chunks: exact enough, small memory
+        x = X[:, rows[c:c + _CHUNK]].double()
         mu += x.sum(1)
         sq += (x * x).sum(1)
     mu /= len(rows)
@@ -127,7 +127,9 @@ def _logits(xs: Float[Tensor, "unit m feature"], W: Float[Tensor, "unit feature 
 
 
 def _batch(X, rows, units, state, device) -> Tensor:
-    x = X[units][:, rows].to(device) if units is not None else X[:, rows].to(device)
+    # gather only the rows needed (X[units] alone would copy every example of those units)
+    x = X[units.cpu()[:, None], rows[None, :]] if units is not None else X[:, rows]
+    x = x.to(device)
     mu = state.mu if units is None else state.mu[units]
     sd = state.sd if units is None else state.sd[units]
     return (x - mu[:, None]) / sd[:, None]

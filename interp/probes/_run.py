@@ -207,24 +207,31 @@ def _layers(spec: ProbeSpec, model) -> list[int]:
     return sorted(set(layers))
 
 
-def _encode_tokens(targets: Tensor, train: Tensor, vocab: int, min_count: int) -> tuple[Tensor, list[int]]:
+def _encode_tokens(targets: Tensor, train: Tensor, vocab: int, min_count: int,
+                   classes: list[int] | None = None) -> tuple[Tensor, list[int]]:
     """Map target token ids to classes: the ``vocab`` most frequent training tokens with at
-    least ``min_count`` training occurrences (all of them when ``vocab == 0``), then "other"."""
-    counts = torch.bincount(targets[train].reshape(-1))
-    ids = torch.nonzero(counts >= min_count)[:, 0]
-    order = sorted(ids.tolist(), key=lambda i: (-int(counts[i]), i))
-    kept = order[:vocab] if vocab else order
-    if not kept:
-        raise InterpError(
-            f"too few examples per class for the train split: no target token occurs {min_count} times",
-            "use more data (data.max_windows) or lower train.min_per_class",
-        )
-    lut = torch.full((int(targets.max()) + 1,), len(kept), dtype=torch.long)
+    least ``min_count`` training occurrences (all of them when ``vocab == 0``), then "other"
+    (class id -1 in the returned list). Saved ``classes`` (from probes.json) are reused as given."""
+    if classes is None:
+        counts = torch.bincount(targets[train].reshape(-1))
+        ids = torch.nonzero(counts >= min_count)[:, 0]
+        kept = sorted(ids.tolist(), key=lambda i: (-int(counts[i]), i))
+        kept = kept[:vocab] if vocab else kept
+        if not kept:
+            raise InterpError(
+                f"too few examples per class for the train split: no target token occurs {min_count} times",
+                "use more data (data.max_windows) or lower train.min_per_class",
+            )
+    else:
+        kept = [c for c in classes if c >= 0]
+    lut = torch.full((max(int(targets.max()), max(kept)) + 1,), len(kept), dtype=torch.long)
     lut[torch.tensor(kept)] = torch.arange(len(kept))
     return lut[targets], kept + [-1]
 
 
-def _prepare(spec: ProbeSpec, data: ProbeData) -> _Prepared:
+def _prepare(spec: ProbeSpec, data: ProbeData, classes: list | None = None) -> _Prepared:
+    """Splits, class encoding (or the saved ``classes`` of a run being evaluated), baselines
+    and the control task."""
     t = spec.target
     data.split = split_groups(data.groups, spec.train.val_fraction, spec.train.test_fraction, spec.train.seed)
     train = torch.tensor(data.split == "train")
@@ -238,8 +245,11 @@ def _prepare(spec: ProbeSpec, data: ProbeData) -> _Prepared:
                 masks[(s, r)] = torch.tensor(m)
     if t.kind in ("token", "label", "answer"):
         if t.kind == "token":
-            y, classes = _encode_tokens(data.targets, train, t.vocab, spec.train.min_per_class)
+            y, classes = _encode_tokens(data.targets, train, t.vocab, spec.train.min_per_class, classes)
         else:
+            if classes is not None and list(classes) != list(data.label_names):
+                raise InterpError(f"the data's labels {data.label_names} differ from the saved probes' {classes}",
+                                  "evaluate on data with the same label set")
             y, classes = data.targets, list(data.label_names)
             counts = torch.bincount(y[train, 0], minlength=len(classes))
             rare = [f"{classes[i]!r} ({int(c)})" for i, c in enumerate(counts) if c < spec.train.min_per_class]
@@ -352,14 +362,13 @@ def _fit_site(spec: ProbeSpec, prep: _Prepared, site: str, device: torch.device,
     return metrics, {"W": W, "b": b, **extra}
 
 
-def _description(spec: ProbeSpec, prep_kind: str, units: dict[str, list[tuple[int, int]]], classes: list,
-                 tokenizer, tasks: list) -> dict[str, Any]:
+def _description(spec: ProbeSpec, prep_kind: str, classes: list, tokenizer, tasks: list) -> dict[str, Any]:
+    """probes.json without ``sites`` (added once every site is trained)."""
     desc: dict[str, Any] = dict(
         name=spec.name, kind=prep_kind, target=_target_name(spec),
         formula="logits = x @ W[u, :, t, :] + b[u, t, :]" if prep_kind == "softmax"
         else "prediction = x @ W[u, :, t, :] + b[u, t, :]",
         tasks=tasks,
-        sites={s: dict(units=[list(u) for u in us]) for s, us in units.items()},
     )
     if prep_kind == "softmax":
         desc["classes"] = classes
@@ -387,13 +396,13 @@ def _check_out(out: Path, spec: ProbeSpec, resume: bool) -> None:
     _write_text(old, spec.to_toml())
 
 
-def _collect_all(spec: ProbeSpec, model, sites: list[str], verbose: bool) -> _Prepared:
+def _collect_all(spec: ProbeSpec, model, sites: list[str], verbose: bool, classes: list | None = None) -> _Prepared:
     if spec.data.recording is not None:
         from ._recorded import collect_recorded
 
-        return _prepare(spec, collect_recorded(spec, sites))
+        return _prepare(spec, collect_recorded(spec, sites), classes)
     data = collect(spec, model, load_sequences(spec, model), sites, _layers(spec, model), verbose=verbose)
-    return _prepare(spec, data)
+    return _prepare(spec, data, classes)
 
 
 def _model_for(spec: ProbeSpec, model):
@@ -454,7 +463,7 @@ def train_probes(
     if todo:
         model = _model_for(spec, model)
         prep = _collect_all(spec, model, todo, verbose)
-        desc = _description(spec, prep.kind, {}, prep.classes, getattr(model, "tokenizer", None),
+        desc = _description(spec, prep.kind, prep.classes, getattr(model, "tokenizer", None),
                             prep.tasks + (["control"] if prep.kind == "softmax" and spec.train.control else []))
         for site in todo:
             metrics[site], tensors[site] = _fit_site(spec, prep, site, device, out, verbose)
@@ -494,7 +503,7 @@ def evaluate_probes(out_dir: str | Path, *, model=None, verbose: bool = False) -
     spec = saved.spec
     device = resolve_device(None if spec.train.device == "auto" else spec.train.device)
     model = _model_for(spec, model)
-    prep = _collect_all(spec, model, list(spec.inputs.sites), verbose)
+    prep = _collect_all(spec, model, list(spec.inputs.sites), verbose, saved.description.get("classes"))
     tables = []
     for site in spec.inputs.sites:
         units = prep.data.units[site]
