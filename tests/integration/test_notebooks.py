@@ -26,6 +26,8 @@ NOTEBOOKS = ROOT / "notebooks"
 # notebook -> (size knobs for the test, runs the bundled model)
 SETTINGS: dict[str, tuple[dict[str, object], bool]] = {
     "01_quickstart.ipynb": (dict(N_TOKENS=32, N_WINDOWS=3), True),
+    "02_future_loss_gradients.ipynb": (
+        dict(N_TOKENS=16, N_WINDOWS=1, DISTANCE_TOKENS=12, MAX_DISTANCE=6), True),
     "03_lookahead_probes.ipynb": (
         dict(N_WINDOWS=32, N_TOKENS=24, LAYERS=[0, 15, 29], OFFSETS=[1, 2], VOCAB=16,
              MAX_EPOCHS=2), True),
