@@ -431,7 +431,7 @@ def registers(
     table.insert(5, "token_str", _token_strings(model, table["token"].tolist()))
     heads = (pd.DataFrame(head_rows).groupby(["layer", "head", "role"], as_index=False)
              ["attn_received"].mean())
-    settings = dict(n_sequences=len(seqs), n_positions=[len(s) for s in seqs][:1000],
+    settings = dict(n_sequences=len(seqs), lengths=[len(s) for s in seqs],
                     layers=layer_list, ratio=ratio, model=str(model.cfg.model_name))
     return RegisterResult(table, heads, _massive_from_rows(massive_rows, stat_rows, ratio),
                           settings)

@@ -25,7 +25,8 @@ def register(sub) -> None:
     p.add_argument("--toy", default=None, metavar="DIR",
                    help="include a finished `interp toy compare --out DIR`")
     p.add_argument("--sections", default=None,
-                   help="comma-separated subset of: registers, gradients, probes, patching, toy")
+                   help="comma-separated subset of: registers, gradients, probes, patching "
+                   "(default all), toy (joins by itself with --toy)")
     p.add_argument("--formats", default="png",
                    help="static figure files to write beside the report: any of png, svg, pdf, "
                    "html, comma-separated, or 'none' (default png)")
@@ -34,12 +35,13 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..reporting import SECTIONS, ReportConfig, report
+    from ..reporting import ReportConfig, report
+    from ..reporting._config import DEFAULT_SECTIONS
     from ..reporting._export import check_format
 
     formats = () if args.formats == "none" else tuple(
         check_format(f) for f in args.formats.split(",") if f)
-    sections = SECTIONS if args.sections is None else tuple(
+    sections = DEFAULT_SECTIONS if args.sections is None else tuple(
         s.strip() for s in args.sections.split(",") if s.strip())
     config = ReportConfig(model=args.model, corpus=args.corpus, pause_rate=args.pause_rate,
                           n_windows=args.n_windows, n_tokens=args.n_tokens, toy_dir=args.toy,

@@ -76,7 +76,7 @@ def attention_received(res: RegisterResult, *, layers: Sequence[int] | None = No
     fig.add_trace(go.Scatter(x=base["position"], y=base["uniform"], mode="lines",
                              name="uniform attention", line=dict(color="#777777", dash="dash")))
     apply_style(fig, title=f"Attention received by position ({_layer_note(layers)})")
-    fig.update_yaxes(type="log", title="attention received", exponentformat="power", dtick=1)
+    fig.update_yaxes(type="log", title="attention received", exponentformat="power", dtick="D2")
     fig.update_xaxes(title="position")
     return fig
 
@@ -94,8 +94,7 @@ def norms_by_position(res: RegisterResult, *, layer: int | None = None) -> go.Fi
         for trace in _role_scatter(df, value, show_legend=col == 1):
             fig.add_trace(trace, row=1, col=col)
     apply_style(fig, title=f"Norms by position at layer {layer}", width=900, height=420)
-    fig.update_yaxes(type="log", exponentformat="power", dtick=1, row=1, col=1)
-    fig.update_yaxes(type="log", row=1, col=2)
+    fig.update_yaxes(type="log", exponentformat="power", dtick="D2")
     fig.update_yaxes(title="‖resid_post‖", row=1, col=1)
     fig.update_yaxes(title="mean ‖v‖ over KV heads", row=1, col=2)
     fig.update_xaxes(title="position")
@@ -123,7 +122,7 @@ def register_heatmap(res: RegisterResult, quantity: str = "attn_received") -> go
         hovertemplate="layer %{y}<br>position %{x}<br>log10 value %{z:.2f}<extra></extra>"))
     apply_style(fig, title=f"{label.capitalize()} by layer and position (mean over windows)")
     fig.update_xaxes(title="position", showgrid=False)
-    fig.update_yaxes(title="layer", showgrid=False)
+    fig.update_yaxes(title="layer", showgrid=False, dtick=max(1, len(grid.index) // 10))
     return fig
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .._types import Int, Tensor
 from ..errors import InterpError, check_choice
@@ -12,6 +12,7 @@ from ..models import DEFAULT_MODEL, TinyConfig
 __all__ = ["SECTIONS", "ReportConfig"]
 
 SECTIONS = ("registers", "gradients", "probes", "patching", "toy")
+DEFAULT_SECTIONS = SECTIONS[:4]
 
 
 @dataclass
@@ -47,7 +48,8 @@ class ReportConfig:
         toy_dir: a finished ``interp toy compare --out DIR`` whose figures join the report.
         formats: static figure files written beside the report (``png``, ``svg``, ``pdf``,
             ``html``); the report itself is always self-contained HTML.
-        sections: which sections to run (default all; ``toy`` only draws ``toy_dir``).
+        sections: which sections to run (default all but ``toy``, which joins when
+            ``toy_dir`` is given; it draws that comparison and trains nothing).
     """
 
     model: str | TinyConfig = DEFAULT_MODEL
@@ -74,7 +76,7 @@ class ReportConfig:
     wrong: str | int = " Rome"
     toy_dir: str | None = None
     formats: tuple[str, ...] = ("png",)
-    sections: tuple[str, ...] = field(default_factory=lambda: SECTIONS)
+    sections: tuple[str, ...] = DEFAULT_SECTIONS
 
     def __post_init__(self) -> None:
         for name in ("n_tokens", "n_windows", "eviction_window", "gradient_windows",
@@ -100,6 +102,8 @@ class ReportConfig:
         self.offsets = tuple(int(k) for k in self.offsets)
         self.formats = tuple(f.lower() for f in self.formats)
         self.sections = tuple(self.sections)
+        if self.toy_dir is not None and "toy" not in self.sections:
+            self.sections += ("toy",)
 
     def settings(self, *names: str) -> dict:
         """The named fields as JSON-friendly values (the model, and the input, always

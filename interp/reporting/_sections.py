@@ -126,12 +126,13 @@ def _run_registers(ctx: Context, out: Path) -> dict:
     ev.save(out / "eviction")
     roles = reg.by_role().set_index("role")
     first = reg.massive.first_appearance()
+    pos = reg.by_position()
+    sink = pos[pos["position"] == 0].iloc[0]
+    regular = roles.loc["regular"]
     numbers = {
-        "sink attention / uniform (first position)": _fmt(roles.loc["bos", "attn_ratio"])
-        if "bos" in roles.index else None,
-        "regular attention / uniform": _fmt(roles.loc["regular", "attn_ratio"]),
-        "residual norm, first position / regular": _fmt(
-            roles.loc[roles.index[0], "resid_norm"] / roles.loc["regular", "resid_norm"], 1),
+        "first-position attention / uniform": _fmt(sink["attn_received"] / sink["uniform"]),
+        "regular attention / uniform": _fmt(regular["attn_ratio"]),
+        "residual norm, first position / regular": _fmt(sink["resid_norm"] / regular["resid_norm"], 1),
         "massive (position, dim) pairs": int(len(first)),
         "largest massive activation": _fmt(first["max_abs"].max(), 1) if len(first) else None,
         "layer where it emerges": reg.massive.emergence_layer(),

@@ -22,7 +22,7 @@ def test_report_on_the_bundled_model(smollm_fresh, tmp_path):
     for section in ("registers", "gradients", "probes", "patching"):
         assert f"id='{section}'" in page
     keys = pd.read_csv(tmp_path / "key_numbers.csv").set_index("key")["value"]
-    assert float(keys["Registers and attention sinks: sink attention / uniform (first position)"]) > 5
+    assert float(keys["Registers and attention sinks: first-position attention / uniform"]) > 5
     atp = pd.read_csv(tmp_path / "patching" / "attribution.csv")
     assert {"atp", "activation_patch"} <= set(atp.columns)
     assert (tmp_path / "probes" / "metrics.csv").is_file()
