@@ -27,22 +27,35 @@ def _default_metric(rows: pd.DataFrame) -> str:
     return "accuracy" if rows["accuracy"].notna().any() else "r2"
 
 
+# For each metric: the bigram-like baseline column and the context-free one (name, column).
+_BASELINES = {
+    "accuracy": ("baseline_bigram", ("majority", "baseline_majority")),
+    "top5": ("baseline_bigram_top5", None),
+    "xent": ("baseline_bigram_xent", ("unigram", "baseline_unigram_xent")),
+    "r2": ("baseline_bigram", ("training mean", "baseline_majority")),
+}
+
+
 def probe_traces(results, *, site: str | None = None, role: str = "all", split: str = "test",
                  metric: str | None = None) -> list[go.Scatter]:
     """The traces of :func:`probe_accuracy`: per offset, the probe (solid) and the bigram
-    baseline (dashed, same colour); the majority baseline and the control task (grey).
+    baseline of the same metric (dashed, same colour; for R² the token-type mean); the
+    context-free baseline (majority / unigram / training mean) and, for accuracy, the
+    control task (grey).
 
     For K/V sites (several heads per layer) each layer shows its best head.
     """
     sel, site = _rows(results, site, role, split)
     metric = metric or _default_metric(sel)
-    if metric not in ("accuracy", "top5", "xent", "r2"):
-        raise InterpError(f"unknown metric {metric!r}", "use accuracy, top5, xent or r2")
+    if metric not in _BASELINES:
+        raise InterpError(f"unknown metric {metric!r}", f"use one of: {', '.join(_BASELINES)}")
+    bigram_col, flat = _BASELINES[metric]
     agg = "min" if metric == "xent" else "max"
     per = sel.groupby(["offset", "layer"], as_index=False).agg(
-        value=(metric, agg), bigram=("baseline_bigram", "first"), majority=("baseline_majority", "first"),
-        control=("control_accuracy", agg), selectivity=("selectivity", agg), n=("n", "first"))
-    base_col = {"accuracy": "bigram", "r2": "bigram"}.get(metric)
+        value=(metric, agg), bigram=(bigram_col, "first"),
+        flat=(flat[1] if flat else bigram_col, "first"),
+        control=("control_accuracy", "max"), selectivity=("selectivity", "max"), n=("n", "first"))
+    bigram_name = "token mean" if metric == "r2" else "bigram"
     traces: list[go.Scatter] = []
     for i, (k, g) in enumerate(per.groupby("offset")):
         color = CYCLE[i % len(CYCLE)]
@@ -51,32 +64,33 @@ def probe_traces(results, *, site: str | None = None, role: str = "all", split: 
             x=g.layer, y=g.value, mode="lines+markers", name=f"probe, {label}", legendgroup=str(k),
             line=dict(color=color, width=2), marker=dict(size=6, color=color),
             customdata=g[["bigram", "selectivity", "n"]].to_numpy(),
-            hovertemplate=(f"{label}<br>layer %{{x}}<br>{metric} %{{y:.3f}}<br>bigram %{{customdata[0]:.3f}}"
+            hovertemplate=(f"{label}<br>layer %{{x}}<br>{metric} %{{y:.3f}}<br>{bigram_name} %{{customdata[0]:.3f}}"
                            "<br>selectivity %{customdata[1]:.3f}<br>n = %{customdata[2]}<extra></extra>"),
         ))
-        if base_col and g[base_col].notna().any():
+        if g["bigram"].notna().any():
             traces.append(go.Scatter(
-                x=g.layer, y=g[base_col], mode="lines", name=f"bigram, {label}" if metric == "accuracy"
-                else f"token mean, {label}", legendgroup=str(k), line=dict(color=color, dash="dash", width=1.5),
-                hovertemplate=f"{label} baseline %{{y:.3f}}<extra></extra>",
+                x=g.layer, y=g["bigram"], mode="lines", name=f"{bigram_name}, {label}", legendgroup=str(k),
+                line=dict(color=color, dash="dash", width=1.5),
+                hovertemplate=f"{label}: {bigram_name} baseline %{{y:.3f}}<extra></extra>",
             ))
-    if metric == "accuracy":
-        first = per[per.offset == per.offset.min()]
-        traces.append(go.Scatter(x=first.layer, y=first.majority, mode="lines", name="majority",
+    first = per[per.offset == per.offset.min()]
+    if flat and first.flat.notna().any():
+        traces.append(go.Scatter(x=first.layer, y=first.flat, mode="lines", name=flat[0],
                                  line=dict(color="#999999", dash="dot", width=1.5),
-                                 hovertemplate="majority %{y:.3f}<extra></extra>"))
-        if first.control.notna().any():
-            traces.append(go.Scatter(x=first.layer, y=first.control, mode="lines+markers", name="control task",
-                                     line=dict(color="#555555", dash="dot", width=1.5),
-                                     marker=dict(size=4, symbol="x", color="#555555"),
-                                     hovertemplate="layer %{x}<br>control accuracy %{y:.3f}<extra></extra>"))
+                                 hovertemplate=f"{flat[0]} %{{y:.3f}}<extra></extra>"))
+    if metric == "accuracy" and first.control.notna().any():
+        traces.append(go.Scatter(x=first.layer, y=first.control, mode="lines+markers", name="control task",
+                                 line=dict(color="#555555", dash="dot", width=1.5),
+                                 marker=dict(size=4, symbol="x", color="#555555"),
+                                 hovertemplate="layer %{x}<br>control accuracy %{y:.3f}<extra></extra>"))
     return traces
 
 
 def probe_accuracy(results, *, site: str | None = None, role: str = "all", split: str = "test",
                    metric: str | None = None, title: str | None = None) -> go.Figure:
-    """Probe accuracy (or R², top-5, cross-entropy) by layer, one line per offset, against the
-    bigram (dashed), majority and control-task baselines.
+    """Probe accuracy (or top-5, cross-entropy, R²) by layer, one line per offset, against the
+    baselines of the same metric: bigram (dashed, per offset), majority or unigram (grey
+    dotted) and, for accuracy, the control task.
 
     Args:
         results: :class:`interp.probes.ProbeResults`.
@@ -94,7 +108,7 @@ def probe_accuracy(results, *, site: str | None = None, role: str = "all", split
     heads = "" if site.startswith("resid") else ", best KV head"
     apply_style(fig, title=title or f"{results.spec.name}: {site}{heads}, role {role}, {split} split")
     fig.update_xaxes(title_text="layer", dtick=1 if results.to_pandas().layer.nunique() <= 12 else 2)
-    fig.update_yaxes(title_text=f"{split} {ylab}", rangemode="tozero" if metric != "r2" else "normal")
+    fig.update_yaxes(title_text=f"{split} {ylab}")
     # title aligned with the plot area; legend outside it, so no line is hidden
     fig.update_layout(title=dict(xref="paper", x=0), legend=dict(x=1.02, xanchor="left", y=1, yanchor="top"),
                       margin=dict(r=180))

@@ -267,7 +267,8 @@ def _prepare(spec: ProbeSpec, data: ProbeData, classes: list | None = None) -> _
         return _Prepared(data, "softmax", list(t.offsets), y=y, n_classes=n_classes, classes=classes,
                          baselines=base, masks=masks)
     Y = data.values
-    base = {k: v for k, v in regression_baselines(data.tokens, Y[0], train).items()} if Y.shape[0] == 1 else {}
+    # per-layer hidden targets (no target.hidden_layer) have no single baseline target
+    base = regression_baselines(data.tokens, Y[0], train) if Y.shape[0] == 1 else {}
     return _Prepared(data, "ridge", list(t.offsets), Y=Y, baselines=base, masks=masks)
 
 
