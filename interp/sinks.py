@@ -106,10 +106,10 @@ def _device(model) -> torch.device:
 
 
 def _token_strings(model, tokens: Sequence[int]) -> list[str]:
+    """The decoded string of each token id (the id itself without a tokenizer)."""
     tok = getattr(model, "tokenizer", None)
-    if tok is None:
-        return [str(t) for t in tokens]
-    return [tok.decode([t]) for t in tokens]
+    decoded = {t: str(t) if tok is None else tok.decode([t]) for t in set(tokens)}
+    return [decoded[t] for t in tokens]
 
 
 def _check_sequence(model, seq: PausedSequence) -> None:

@@ -37,6 +37,11 @@ __all__ = [
 _ROLE_ORDER = ("regular", "prompt", "answer", "generated", "filler", "pause", "bos", "pad")
 
 
+# log axes spanning decades: labels at powers of ten only, unlabelled minor ticks between
+_LOG_DECADES = dict(type="log", exponentformat="power", dtick=1,
+                    minor=dict(ticks="outside", dtick="D1", showgrid=False))
+
+
 def _roles(df: pd.DataFrame) -> list[str]:
     present = set(df["role"])
     return [r for r in _ROLE_ORDER if r in present]
@@ -76,7 +81,7 @@ def attention_received(res: RegisterResult, *, layers: Sequence[int] | None = No
     fig.add_trace(go.Scatter(x=base["position"], y=base["uniform"], mode="lines",
                              name="uniform attention", line=dict(color="#777777", dash="dash")))
     apply_style(fig, title=f"Attention received by position ({_layer_note(layers)})")
-    fig.update_yaxes(type="log", title="attention received", exponentformat="power", dtick="D2")
+    fig.update_yaxes(title="attention received", **_LOG_DECADES)
     fig.update_xaxes(title="position")
     return fig
 
@@ -94,7 +99,8 @@ def norms_by_position(res: RegisterResult, *, layer: int | None = None) -> go.Fi
         for trace in _role_scatter(df, value, show_legend=col == 1):
             fig.add_trace(trace, row=1, col=col)
     apply_style(fig, title=f"Norms by position at layer {layer}", width=900, height=420)
-    fig.update_yaxes(type="log", exponentformat="power", dtick="D2")
+    fig.update_yaxes(**_LOG_DECADES, row=1, col=1)
+    fig.update_yaxes(type="log", row=1, col=2)  # within a decade: plotly's own ticks read best
     fig.update_yaxes(title="‖resid_post‖", row=1, col=1)
     fig.update_yaxes(title="mean ‖v‖ over KV heads", row=1, col=2)
     fig.update_xaxes(title="position")
@@ -141,8 +147,7 @@ def massive_by_layer(massive: MassiveActivations) -> go.Figure:
                              name=f"{massive.ratio:g} × median",
                              line=dict(color="#555555", dash="dot")))
     apply_style(fig, title="Massive activations: largest |h| per layer")
-    fig.update_yaxes(type="log", title="|activation| (resid_post)", exponentformat="power",
-                     dtick=1)
+    fig.update_yaxes(title="|activation| (resid_post)", **_LOG_DECADES)
     fig.update_xaxes(title="layer")
     first = massive.first_appearance()
     if len(first):

@@ -53,8 +53,11 @@ def export_many(figures: list[tuple[go.Figure, Path]], fmt: str) -> list[Path]:
         p.parent.mkdir(parents=True, exist_ok=True)
     tmps = [p.with_name(p.name + ".tmp") for p in paths]
     try:
-        pio.write_images([f for f, _ in figures], tmps, format=fmt,
-                         scale=2 if fmt == "png" else 1)
+        # kaleido's batch call ignores the layout's size unless it is passed explicitly
+        figs = [f for f, _ in figures]
+        pio.write_images(figs, tmps, format=fmt, scale=2 if fmt == "png" else 1,
+                         width=[f.layout.width for f in figs],
+                         height=[f.layout.height for f in figs])
     except Exception as e:  # kaleido raises its own types (browser failed, timeout, ...)
         for t in tmps:
             t.unlink(missing_ok=True)
