@@ -20,7 +20,8 @@ From Python::
     >>> res = interp.train_probes("probes/lookahead.toml", "results/probes/lookahead",
     ...                           overrides=["data.max_windows=100"], verbose=True)
     >>> res.to_pandas().query("split == 'test' and role == 'all' and offset == 2")
-    >>> fig = interp.figures.probe_accuracy(res)
+    >>> from interp.figures import probe_accuracy
+    >>> fig = probe_accuracy(res, metric="top5")       # or res.figure()
 
 From the shell: ``interp probe train probes/lookahead.toml --set data.max_windows=100``,
 ``interp probe show results/probes/lookahead``, ``interp probe eval results/probes/lookahead``.

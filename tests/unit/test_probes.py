@@ -374,7 +374,9 @@ def test_layer_not_recorded(tiny_recording):
 def test_figure(tiny_recording):
     path, _ = tiny_recording
     res = train_probes(_rec_spec(path))
-    fig = interp.figures.probe_accuracy(res)
+    from interp.figures import probe_accuracy
+
+    fig = probe_accuracy(res)
     names = [t.name for t in fig.data]
     assert "probe, offset 1" in names and "bigram, offset 2" in names and "control task" in names
     assert fig.layout.xaxis.title.text == "layer"
