@@ -523,7 +523,7 @@ def train_toy(config: TrainConfig, out: str | os.PathLike | None = None, *,
 #: Default per-task settings for ``interp toy train/compare`` and the benchmark: sizes that
 #: train in a few minutes on 2 CPU cores. Explicit options override them.
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "precache": dict(task_options=dict(freq=3.0), d_model=64, steps=800, batch_size=32,
+    "precache": dict(task_options=dict(freq=5.0), d_model=64, steps=800, batch_size=32,
                      eval_every=100, eval_size=256, lr=3e-3, target=0.1),
     "parity": dict(task_options=dict(n_bits=12), d_model=64, steps=600, batch_size=64,
                    eval_every=50, lr=3e-3, target=0.95),

@@ -75,7 +75,7 @@ def training_curves(result, *, title: str | None = None) -> go.Figure:
                     "<extra></extra>"), row=1, col=c)
         base = runs.loc[runs["task"] == task, "baseline"].mean()
         fig.add_hline(y=base, line=dict(dash="dash", color="#777777", width=1), row=1, col=c,
-                      annotation_text="baseline", annotation_position="bottom right")
+                      annotation_text="baseline", annotation_position="top left")
     fig.update_xaxes(title_text="training step")
     fig.update_yaxes(title_text=_METRIC_LABEL.get(metric, metric), col=1)
     if metric == "normalised_loss":
@@ -120,12 +120,13 @@ def compare_bars(result, *, title: str | None = None) -> go.Figure:
         ), row=1, col=c)
         fig.add_hline(y=float(sub["baseline"].mean()), row=1, col=c,
                       line=dict(dash="dash", color="#777777", width=1),
-                      annotation_text="baseline", annotation_position="top right")
+                      annotation_text="baseline", annotation_position="top left")
     fig.update_yaxes(title_text="final " + _METRIC_LABEL.get(metric, metric), col=1)
     if metric == "normalised_loss":
         fig.update_yaxes(type="log")
     elif metric == "accuracy":
         fig.update_yaxes(range=[0, 1.05])
     apply_style(fig, title=title or "Final " + metric.replace("_", " ") + " by condition",
-                width=max(560, 160 * len(runs["condition"].unique()) * len(tasks)))
+                width=max(560, 120 + 190 * len(runs["condition"].unique()) * len(tasks)))
+    fig.update_layout(legend=dict(orientation="h", x=1, xanchor="right", y=1.0, yanchor="bottom"))
     return fig
