@@ -49,7 +49,9 @@ def _option_rows(parser: argparse.ArgumentParser) -> list[str]:
         else:
             name = action.metavar or action.dest
         default = action.default
-        shown = "" if default in (None, False, argparse.SUPPRESS) else f"`{default}`"
+        # identity, not equality: a default of 0 is worth showing, False (a flag) is not
+        hidden = default is None or default is False or default is argparse.SUPPRESS
+        shown = "" if hidden else f"`{default}`"
         help_text = (action.help or "") % {"default": default, "prog": parser.prog}
         if action.choices is not None:
             help_text += " (choices: " + ", ".join(map(str, action.choices)) + ")"
