@@ -198,24 +198,32 @@ def _run_probes(ctx: Context, out: Path) -> dict:
                           "train` with data.recording")
     n_layers = ctx.model.cfg.n_layers
     layers = sorted(set(range(0, n_layers, cfg.probe_layers)) | {n_layers - 1})
+    pauses = cfg.pause_rate > 0
     spec = dict(
         name="report-lookahead",
-        description="Fast lookahead probes for the report: token at offsets k from resid_post.",
-        model=dict(name=cfg.model if isinstance(cfg.model, str) else "smollm2-135m"),
+        description="Fast lookahead probes for the report: token at offsets k from resid_post, "
+        "read at regular and (inserted) pause positions.",
+        model=dict(name=cfg.model if isinstance(cfg.model, str) else "smollm2-135m",
+                   add_pause=pauses),
         data=dict(corpus=cfg.corpus or "pydoc", n_tokens=cfg.probe_tokens,
-                  max_windows=cfg.probe_windows, windows_per_doc=2, batch_size=16),
-        inputs=dict(layers=layers, sites=["resid_post"], roles=["regular"]),
+                  max_windows=cfg.probe_windows, windows_per_doc=2, batch_size=16,
+                  **({"pauses": dict(rate=cfg.pause_rate, seed=cfg.seed)} if pauses else {})),
+        inputs=dict(layers=layers, sites=["resid_post"],
+                    roles=["regular", "pause"] if pauses else ["regular"]),
         target=dict(kind="token", offsets=list(cfg.offsets), vocab=64),
         train=dict(seed=cfg.seed, max_epochs=8, patience=2, batch_size=512, lr=0.01),
     )
     res = train_probes(spec, out, model=ctx.model, resume=False, verbose=ctx.verbose)
-    best = res.summary()
     numbers = {}
-    for _, r in best.iterrows():
+    for _, r in res.summary().iterrows():
         k = int(r["offset"])
         numbers[f"offset {k}: best layer"] = int(r["layer"])
         numbers[f"offset {k}: probe accuracy"] = _fmt(r["accuracy"])
         numbers[f"offset {k}: bigram baseline"] = _fmt(r["baseline_bigram"])
+    if pauses:  # what a pause position holds: the upcoming text tokens, read from it
+        for _, r in res.summary(role="pause").iterrows():
+            numbers[f"offset {int(r['offset'])}: accuracy at pauses (best layer "
+                    f"{int(r['layer'])})"] = _fmt(r["accuracy"])
     return numbers
 
 
@@ -282,8 +290,10 @@ SECTION_SPECS: tuple[Section, ...] = (
             _run_gradients, "interp gradients --corpus pydoc --by-distance 16 --out DIR"),
     Section("probes", "Lookahead probes",
             "Linear probes read the residual stream at position i and predict the token at "
-            "i + k; k ≥ 2 is lookahead (Future Lens). Baselines: bigram, majority, control task.",
-            ("probe_layers", "probe_windows", "probe_tokens", "offsets", "seed"),
+            "i + k; k ≥ 2 is lookahead (Future Lens). Baselines: bigram, majority, control task. "
+            "Pause positions are probed too (their k counts text tokens after the pause): "
+            "what a register-like position holds.",
+            ("probe_layers", "probe_windows", "probe_tokens", "offsets", "seed", "pause_rate"),
             _run_probes, "interp probe train probes/lookahead.toml"),
     Section("patching", "Attribution patching example",
             "A clean/corrupted prompt pair: the gradient estimate of every node's patching "
