@@ -114,19 +114,32 @@ def kv_future_share(model, task, n: int = 64) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny settings, for a smoke run")
+    ap.add_argument("--parts", default="cost,precache,parity",
+                    help="comma-separated sections to run: cost, precache, parity")
     args = ap.parse_args()
+    parts = args.parts.split(",")
     short = dict(steps=40, eval_every=20) if args.quick else {}
     seeds = [0] if args.quick else [0, 1, 2]
 
+    if "cost" in parts:
+        cost_table(steps=5 if args.quick else 20)
+    if "precache" in parts:
+        precache_table(default_config("precache", **short))
+    if "parity" in parts:
+        parity_table(default_config("parity", **short), seeds)
+
+
+def cost_table(steps: int) -> None:
     print("== step cost (median of 3 alternating blocks) ==")
     print(f"{'task':<10}{'tokens/step':>12}{'vanilla tok/s':>15}{'myopic tok/s':>14}{'myopic/vanilla':>16}")
     for task in ("precache", "parity"):
-        r = step_cost(task, steps=5 if args.quick else 20)
+        r = step_cost(task, steps=steps)
         print(f"{r['task']:<10}{r['tokens_per_step']:>12}{r['vanilla_tok_s']:>15.0f}"
-              f"{r['myopic_tok_s']:>14.0f}{r['ratio']:>16.2f}")
+              f"{r['myopic_tok_s']:>14.0f}{r['ratio']:>16.2f}", flush=True)
 
+
+def precache_table(base) -> None:
     print("\n== pre-caching: vanilla vs myopic (default precache config) ==")
-    base = default_config("precache", **short)
     print(f"task options {base.task_options}, d_model {base.d_model}, {base.steps} steps")
     print(f"{'mode':<9}{'norm. loss':>11}{'s to target':>13}{'wall s':>8}{'tok/s':>8}"
           f"{'probe R2 L1':>13}{'K/V future share':>18}")
@@ -138,10 +151,11 @@ def main() -> None:
         tt = "-" if m["seconds_to_target"] is None else f"{m['seconds_to_target']:.0f}"
         print(f"{mode:<9}{m['normalised_loss']:>11.4f}{tt:>13}{wall:>8.0f}"
               f"{m['tokens_per_second']:>8.0f}{probe_r2(res.model, res.task, 1):>13.3f}"
-              f"{kv_future_share(res.model, res.task):>18.3f}")
+              f"{kv_future_share(res.model, res.task):>18.3f}", flush=True)
 
+
+def parity_table(base, seeds: list[int]) -> None:
     print("\n== pauses: parity with and without pauses (default parity config) ==")
-    base = default_config("parity", **short)
     start = time.perf_counter()
     comp = compare_toy(grid(base, pauses=[0, base.task_options.get("n_bits", 8)],
                             modes=["vanilla"], inserts=["pause"], seeds=seeds), verbose=False)
