@@ -195,9 +195,10 @@ def _call_name(call: ast.Call) -> str:
 
 
 class _Finder(ast.NodeVisitor):
-    def __init__(self, module: str, helpers: dict[str, _Helper]):
+    def __init__(self, module: str, helpers: dict[str, _Helper], constants: dict[str, str]):
         self.module = module
         self.helpers = helpers
+        self.constants = constants
         self.scope: list[str] = []
         self.sites: list[ErrorSite] = []
 
@@ -228,8 +229,38 @@ class _Finder(ast.NodeVisitor):
         elif name == "check_choice" and len(node.args) == 3:
             kind, _, valid = node.args
             self._add(node, name, f"unknown {_template(kind)} {{value!r}}",
-                      "choose one of: " + (_template(valid) or ""))
+                      "choose one of: " + _choices(valid, self.constants))
         self.generic_visit(node)
+
+
+def _constants(tree: ast.Module) -> dict[str, str]:
+    """Module-level tuples/lists of literals, rendered ``a, b, c`` (the valid choices of a
+    ``check_choice``)."""
+    out = {}
+    for stmt in tree.body:
+        target = stmt.targets[0] if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 \
+            else stmt.target if isinstance(stmt, ast.AnnAssign) else None
+        if isinstance(target, ast.Name) and isinstance(stmt.value, ast.Tuple | ast.List):
+            try:
+                out[target.id] = ", ".join(map(str, ast.literal_eval(stmt.value)))
+            except ValueError:
+                continue  # not all literals
+    return out
+
+
+def _choices(node: ast.expr, constants: dict[str, str]) -> str:
+    """The valid choices of a ``check_choice`` call, spelled out where they are literals."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+            and node.func.id in ("list", "tuple") and len(node.args) == 1:
+        node = node.args[0]
+    if isinstance(node, ast.Tuple | ast.List):
+        try:
+            return ", ".join(map(str, ast.literal_eval(node)))
+        except ValueError:
+            pass
+    if isinstance(node, ast.Name) and node.id in constants:
+        return constants[node.id]
+    return _hole(node)
 
 
 def _module_name(path: Path) -> str:
@@ -240,10 +271,15 @@ def _module_name(path: Path) -> str:
 
 def error_sites(package: Path = PACKAGE) -> list[ErrorSite]:
     """Every ``InterpError(...)`` and ``check_choice(...)`` call in the package, in file order."""
+    trees = {path: ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+             for path in sorted(package.rglob("*.py"))}
+    constants: dict[str, str] = {}  # choices are often imported, so look across the package
+    for tree in trees.values():
+        constants.update(_constants(tree))
     sites = []
-    for path in sorted(package.rglob("*.py")):
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-        finder = _Finder(_module_name(path), _helpers(tree))
+    for path, tree in trees.items():
+        own = {**constants, **_constants(tree)}  # a module's own name wins over a namesake
+        finder = _Finder(_module_name(path), _helpers(tree), own)
         finder.visit(tree)
         sites += finder.sites
     return sites
