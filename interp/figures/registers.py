@@ -6,6 +6,7 @@ Each function takes a result object and returns a styled ``go.Figure``:
   uniform-attention baseline (log scale);
 * :func:`norms_by_position` — residual-stream and value norms by position, per role (log scale);
 * :func:`register_heatmap` — a quantity over layer × position (log colour scale);
+* :func:`sink_heads` — per layer and head, the attention the first position receives;
 * :func:`massive_by_layer` — top-1/2/3 activation magnitudes and the median per layer
   (Sun et al. 2024, Fig. 1);
 * :func:`ablation_bars` — loss change under zero- versus mean-ablation;
@@ -31,6 +32,7 @@ __all__ = [
     "massive_by_layer",
     "norms_by_position",
     "register_heatmap",
+    "sink_heads",
 ]
 
 # draw the many regular points first so rarer roles stay visible on top
@@ -128,6 +130,31 @@ def register_heatmap(res: RegisterResult, quantity: str = "attn_received") -> go
         hovertemplate="layer %{y}<br>position %{x}<br>log10 value %{z:.2f}<extra></extra>"))
     apply_style(fig, title=f"{label.capitalize()} by layer and position (mean over windows)")
     fig.update_xaxes(title="position", showgrid=False)
+    fig.update_yaxes(title="layer", showgrid=False, dtick=max(1, len(grid.index) // 10))
+    return fig
+
+
+def sink_heads(res: RegisterResult, role: str | None = None) -> go.Figure:
+    """Per layer and query head, the mean attention that the positions of ``role`` receive
+    from later queries (default: ``bos`` if present, else the most common role), as a
+    heatmap: which heads use the sink."""
+    heads = res.heads
+    if role is None:
+        role = "bos" if "bos" in set(heads["role"]) else heads["role"].mode().iloc[0]
+    if role not in set(heads["role"]):
+        from ..errors import InterpError
+
+        raise InterpError(f"no position has role {role!r}",
+                          f"roles present: {', '.join(sorted(set(heads['role'])))}")
+    grid = heads[heads["role"] == role].pivot_table(index="layer", columns="head",
+                                                   values="attn_received")
+    fig = go.Figure(go.Heatmap(
+        z=grid.to_numpy(), x=grid.columns, y=grid.index, colorscale=SEQUENTIAL, zmin=0,
+        colorbar=dict(title=dict(text="attention received", side="right")),
+        hovertemplate="layer %{y}<br>head %{x}<br>attention %{z:.3f}<extra></extra>"))
+    who = "the BOS position" if role == "bos" else f"{role} positions"
+    apply_style(fig, title=f"Attention received by {who}, per head", width=620, height=520)
+    fig.update_xaxes(title="query head", showgrid=False, dtick=1)
     fig.update_yaxes(title="layer", showgrid=False, dtick=max(1, len(grid.index) // 10))
     return fig
 

@@ -67,6 +67,9 @@ def _register_figures(res) -> list[Figure]:
                "residual norm but a small value vector, so attending to it adds little."),
         Figure("attention_heatmap", f.register_heatmap,
                "Attention received over layers and positions: in which layers the sink forms."),
+        Figure("sink_heads", f.sink_heads,
+               "Attention the first (BOS) position receives, per layer and query head: which "
+               "heads park their attention on the sink."),
     ]
 
 

@@ -82,7 +82,8 @@ def test_figures_cli_redraws_everything_without_a_model(tiny_report, tmp_path, c
     out, _ = tiny_report
     assert main(["figures", str(out), "--format", "svg", "--out", str(tmp_path)]) == 0
     svgs = {p.stem for p in tmp_path.rglob("*.svg")}
-    assert {"attention_received", "norms_by_position", "attention_heatmap", "massive_by_layer",
+    assert {"attention_received", "norms_by_position", "attention_heatmap", "sink_heads",
+            "massive_by_layer",
             "ablation_bars", "eviction_perplexity", "future_share_heatmap",
             "gradient_by_distance", "atp_scatter"} <= svgs
 
