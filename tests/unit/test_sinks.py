@@ -177,3 +177,21 @@ def test_save_load_roundtrip(tiny_model, tmp_path):
     np.testing.assert_allclose(back.table["resid_norm"], res.table["resid_norm"], rtol=1e-6)
     assert back.by_role()["role"].tolist() == ["regular"]
     assert list(back.massive.layer_stats.columns) == list(res.massive.layer_stats.columns)
+
+
+def test_figures_show_roles_tokens_and_log_scales(tiny_model):
+    from interp.figures import registers as figs
+
+    seqs = [_paused(tiny_model, seed=s) for s in range(2)]
+    res = sinks.registers(tiny_model, seqs, verbose=False)
+    fig = figs.attention_received(res)
+    names = [t.name for t in fig.data]
+    assert names == ["regular", "pause", "bos", "uniform attention"]  # bos drawn on top
+    assert fig.layout.yaxis.type == "log"
+    assert all("token" in h for h in fig.data[0].hovertext)
+    norms = figs.norms_by_position(res, layer=1)
+    assert norms.layout.yaxis.type == norms.layout.yaxis2.type == "log"
+    heads = figs.sink_heads(res)
+    assert heads.data[0].z.shape == (2, 4)  # layers x query heads
+    with pytest.raises(InterpError, match="roles present"):
+        figs.sink_heads(res, role="answer")
