@@ -7,7 +7,9 @@ One run, side by side:
 * the same report rerun: every section is reused from disk (ratio fresh / rerun);
 * static export of the report's figures: one ``plotly.io.write_images`` call for all of them
   (what the report does) against one ``interp.figures.export`` call per figure (ratio);
-* the machine's load average, since these machines are shared and absolute times are noisy.
+* the CPU seconds the fresh run used (this process, all threads, plus Chrome for the figures)
+  and the machine's load average: these machines are shared, so the wall time alone is noisy;
+  on 2 idle cores the wall time lies between CPU / 2 and CPU.
 
     OMP_NUM_THREADS=2 python benchmarks/bench_report.py [--out DIR] [--quick]
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +31,12 @@ from interp.figures import export
 from interp.reporting import ReportConfig, report
 from interp.reporting._export import export_many
 from interp.reporting._registry import figures_for, find_tables
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process (all threads) and its finished children."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def main() -> None:
@@ -44,9 +53,11 @@ def main() -> None:
     print(f"torch threads: {torch.get_num_threads()}, load average before: "
           f"{os.getloadavg()[0]:.1f}")
 
+    cpu0 = _cpu_seconds()
     t0 = time.perf_counter()
     report(config, out, fresh=True, verbose=False)
     fresh = time.perf_counter() - t0
+    cpu = _cpu_seconds() - cpu0
     load_fresh = os.getloadavg()[0]
     t0 = time.perf_counter()
     report(config, out, verbose=False)
@@ -77,6 +88,8 @@ def main() -> None:
     print(f"{'PNG export, one batch':<34}{batched:>10.1f}   ({len(figs)} figures)")
     print(f"{'PNG export, one call per figure':<34}{single:>10.1f}   single / batch = "
           f"{single / batched:.1f}x")
+    print(f"{'CPU seconds of the fresh run':<34}{cpu:>10.1f}   on 2 idle cores: "
+          f"{cpu / 2:.0f}-{cpu:.0f} s wall")
     print(f"load average during the fresh run: {load_fresh:.1f} (2 cores); report in {out}")
     print(f"interp {interp.__version__}")
 
