@@ -58,7 +58,9 @@ def register(sub) -> None:
 def run(args) -> int:
     import interp
 
+    from ..errors import check_choice
     from ..recording import DEFAULT_ROLES
+    from ..recording._sites import check_roles
 
     sites = _names(args.sites) or list(interp.recording.SITES)
     roles = _names(args.roles or ("all" if args.generate is not None else ",".join(DEFAULT_ROLES)))
@@ -73,6 +75,10 @@ def run(args) -> int:
             "add --generate N to insert the pauses between the prompt and the model's answer, "
             "or use --pause-every K",
         )
+    # Names are checked before the model loads, so a typo fails at once.
+    check_roles(roles)
+    for site in sites:
+        check_choice("site", site, interp.recording.SITES)
     model = model_from_args(args)
     policy = policy_from_args(args, model)
     if policy.filler is None and (policy.inserts_anything or args.pauses_before_answer):

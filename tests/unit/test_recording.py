@@ -346,3 +346,8 @@ def test_cli_help_and_input_errors(capsys, tmp_path):
     assert main(["record", "--text", "hi", "--pauses-before-answer", "2",
                  "--out", str(tmp_path)]) == 2
     assert "--generate N" in capsys.readouterr().err
+    for option, value, message in [("--sites", "kv", "unknown site 'kv'"),
+                                    ("--roles", "pauses", "unknown role 'pauses'")]:
+        assert main(["record", "--text", "hi", option, value, "--out", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "choose" in err  # checked before any model is loaded
