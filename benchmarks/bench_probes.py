@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -63,20 +64,24 @@ def main() -> None:
     t_ours = time.perf_counter() - t0
     ours = softmax_outputs(X, y, W, b, torch.device("cpu"))["correct"][:, :, test].float().mean(-1)
 
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
     C = 1.0 / (2 * spec.train.weight_decay * len(train))
     ref = torch.zeros(len(layers), len(offsets))
     t0 = time.perf_counter()
-    for u in range(len(layers)):
-        x = X[u].numpy()
-        mu, sd = x[train].mean(0), x[train].std(0) + 1e-6
-        xs = (x - mu) / sd
-        for k in range(len(offsets)):
-            clf = LogisticRegression(C=C, max_iter=args.sklearn_max_iter)
-            clf.fit(xs[train], y[train, k].numpy())
-            ref[u, k] = clf.score(xs[test], y[test, k].numpy())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        for u in range(len(layers)):
+            x = X[u].numpy()
+            mu, sd = x[train].mean(0), x[train].std(0) + 1e-6
+            xs = (x - mu) / sd
+            for k in range(len(offsets)):
+                clf = LogisticRegression(C=C, max_iter=args.sklearn_max_iter)
+                clf.fit(xs[train], y[train, k].numpy())
+                ref[u, k] = clf.score(xs[test], y[test, k].numpy())
     t_sk = time.perf_counter() - t0
+    unconverged = sum(issubclass(w.category, ConvergenceWarning) for w in caught)
 
     print(f"\n{'layer':>5} {'offset':>6} {'interp acc':>10} {'sklearn acc':>11}")
     for u, layer in enumerate(layers):
@@ -87,7 +92,8 @@ def main() -> None:
     print(f"{'sklearn LogisticRegression/cell':<34} {t_sk:>9.2f} {ref.mean():>14.4f}")
     print(f"speed-up: {t_sk / t_ours:.1f}x; accuracy difference (interp - sklearn): "
           f"{float(ours.mean() - ref.mean()):+.4f} (per cell: min {float((ours - ref).min()):+.3f}, "
-          f"max {float((ours - ref).max()):+.3f}); {len(layers) * len(offsets)} cells")
+          f"max {float((ours - ref).max()):+.3f}); {len(layers) * len(offsets)} cells, "
+          f"{unconverged} sklearn fits stopped at max_iter={args.sklearn_max_iter}")
 
 
 if __name__ == "__main__":

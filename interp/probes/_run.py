@@ -189,7 +189,10 @@ def _load_model(spec: ProbeSpec):
     if m.toy is not None:
         from ..train import load_toy
 
-        return load_toy(m.toy)[0]
+        try:
+            return load_toy(m.toy)[0]
+        except InterpError as e:
+            raise InterpError(f"probe spec field model.toy: {e.problem}", e.fix) from None
     return load_model(m.tiny if m.tiny is not None else m.name, device=None if m.device == "auto" else m.device,
                       dtype=getattr(torch, m.dtype))
 

@@ -65,3 +65,16 @@ def test_documents_never_cross_splits_and_streaming_matches_cache(smollm):
 def test_layer_out_of_range_on_the_real_model(smollm):
     with pytest.raises(interp.InterpError, match=r"(?s)inputs.layers.*\[30\].*0\.\.29"):
         train_probes("probes/tiny.toml", model=smollm, overrides=["inputs.layers=[0, 30]"])
+
+
+def test_pause_positions_in_corpus_windows(smollm_fresh):
+    """With [data.pauses] the bundled model gains a <pause> token, and probes read pauses too."""
+    res = train_probes("probes/tiny.toml", model=smollm_fresh, overrides=[
+        "model.add_pause=true", "data.pauses.every=4", "data.pauses.n=1", "data.max_windows=24",
+        'inputs.roles=["regular", "pause"]', "inputs.layers=[1]", "train.max_epochs=2"])
+    m = res.to_pandas()
+    counts = m[(m.layer == 1) & (m.offset == 1)].groupby(["split", "role"]).n.first()
+    assert {"pause", "regular", "all"} <= set(m.role)
+    # one pause after every 4 text tokens: about a quarter as many pause rows as regular ones
+    assert 0.15 < counts["train", "pause"] / counts["train", "regular"] < 0.35
+    assert counts["train", "all"] == counts["train", "pause"] + counts["train", "regular"]
