@@ -72,6 +72,11 @@ def brute_force(model, seq, targets: list[int], sites, layers) -> None:
                 token_losses(model(tokens), tokens, seq.loss_mask[None])[0, t].backward()
 
 
+def _row(name: str, size: str, slow: float, fast: float, ratio: float, goal: str) -> None:
+    # printed as soon as measured: on a busy machine the whole run is long
+    print(f"{name:<86} {size:>6} {slow:8.2f} {fast:8.2f} {ratio:7.2f} {goal}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=256)
@@ -83,18 +88,17 @@ def main() -> None:
     layers = list(range(model.cfg.n_layers))
     sites = ("k", "v", "resid_post")
     print(f"SmolLM2-135M, CPU, torch threads {torch.get_num_threads()}")
-    rows = []
+    print(f"\n{'measurement':<86} {'size':>6} {'slow s':>8} {'fast s':>8} {'ratio':>7} goal")
 
     seq = _window(model, args.n)
     t_fb, _ = _timed(lambda: forward_backward(model, seq), repeat=2)
     t_dec, fg = _timed(lambda: future_gradients(model, seq, sites=sites, verbose=False), repeat=2)
-    rows.append(("decomposition / forward+backward", f"N={args.n}", t_dec, t_fb, t_dec / t_fb,
-                 "<= 2.5"))
+    _row("decomposition / forward+backward", f"N={args.n}", t_dec, t_fb, t_dec / t_fb, "<= 2.5")
     targets = list(range(0, args.n - 1, max(1, (args.n - 1) // args.brute_targets)))
     t_sub, _ = _timed(lambda: brute_force(model, seq, targets, sites, layers))
     t_brute = t_sub / len(targets) * (args.n - 1)
-    rows.append((f"brute force / decomposition (brute timed on {len(targets)} targets, "
-                 "extrapolated)", f"N={args.n}", t_brute, t_dec, t_brute / t_dec, ">= 50"))
+    _row(f"brute force / decomposition (brute timed on {len(targets)} targets, extrapolated)",
+         f"N={args.n}", t_brute, t_dec, t_brute / t_dec, ">= 50")
 
     seq_d = _window(model, args.n_distance)
     kw = dict(sites=("k", "v"), verbose=False)
@@ -102,8 +106,8 @@ def main() -> None:
     t_loop, bd_loop = _timed(lambda: by_distance(model, seq_d, args.n_distance, batched=False, **kw))
     err = float((bd.table.grad_norm - bd_loop.table.grad_norm).abs().max()
                 / bd_loop.table.grad_norm.abs().max())
-    rows.append((f"by distance: loop / batched (max rel. diff {err:.1e})", f"N={args.n_distance}",
-                 t_loop, t_batched, t_loop / t_batched, ">= 3"))
+    _row(f"by distance: loop / batched (max rel. diff {err:.1e})", f"N={args.n_distance}",
+         t_loop, t_batched, t_loop / t_batched, ">= 3")
 
     clean, corrupt = ("When Mary and John went to the store, John gave a drink to",
                       "When Mary and John went to the store, Mary gave a drink to")
@@ -112,12 +116,9 @@ def main() -> None:
     t_atp, atp = _timed(lambda: attribution_patch(model, clean, corrupt, metric, qk_fix=True, **pk))
     t_act, act = _timed(lambda: activation_patch(model, clean, corrupt, metric, **pk))
     n_nodes = len(act.table)
-    rows.append((f"activation-patching sweep / AtP ({n_nodes} (layer, position) nodes of K, V)",
-                 f"N={len(interp.tokenize(model, clean))}", t_act, t_atp, t_act / t_atp, ">= 50"))
+    _row(f"activation-patching sweep / AtP ({n_nodes} (layer, position) nodes of K, V)",
+         f"N={len(interp.tokenize(model, clean))}", t_act, t_atp, t_act / t_atp, ">= 50")
 
-    print(f"\n{'measurement':<86} {'size':>6} {'slow s':>8} {'fast s':>8} {'ratio':>7} goal")
-    for name, size, a, b, r, goal in rows:
-        print(f"{name:<86} {size:>6} {a:8.2f} {b:8.2f} {r:7.2f} {goal}")
 
     on = ["layer", "site", "head", "position"]
     merged = atp.table.merge(act.table[on + ["activation_patch"]], on=on)
