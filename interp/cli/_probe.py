@@ -42,7 +42,11 @@ def register(sub) -> None:
     s.add_argument("--site", default=None, help="input site (default: the spec's first)")
     s.add_argument("--all-layers", action="store_true", help="print every layer, not only the best")
     s.set_defaults(func=run_show)
-    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+    def no_action(args) -> int:
+        p.print_help()
+        return 2
+
+    p.set_defaults(func=no_action)
 
 
 def run_train(args) -> int:
