@@ -137,3 +137,16 @@ def test_code_in_the_docs_names_only_real_api():
             _resolve(name)
         except (AttributeError, ImportError) as e:
             raise AssertionError(f"the docs use {name}, which does not exist ({e})") from None
+
+
+def test_rst_habits_become_markdown():
+    spec = importlib.util.spec_from_file_location("griffe_rst", ROOT / "scripts/griffe_rst.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    text = ("See :func:`future_gradients` and :class:`~interp.PausePolicy`.\n\n"
+            "Example::\n\n    import interp\n    m = interp.load_model()\n\nAfter.\n\n"
+            ">>> x = 1\n>>> x\n1\n\nEnd.")
+    assert mod.convert(text) == (
+        "See `future_gradients` and `PausePolicy`.\n\n"
+        "Example:\n\n```\nimport interp\nm = interp.load_model()\n```\n\nAfter.\n\n"
+        "```pycon\n>>> x = 1\n>>> x\n1\n```\n\nEnd.")
