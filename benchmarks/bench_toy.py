@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -93,7 +94,9 @@ def kv_future_share(model, task, n: int = 64) -> float:
         store: dict[str, torch.Tensor] = {}
 
         def capture(x, hook, store=store):
+            # TransformerLens hands each hook its own view: return it to put it on the live path
             x.register_hook(lambda g, name=hook.name: store.__setitem__(name, g))
+            return x
 
         fwd = [(site(layer), capture) for layer in range(model.cfg.n_layers)
                for site in (hooks.k, hooks.v)]
@@ -114,6 +117,8 @@ def kv_future_share(model, task, n: int = 64) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny settings, for a smoke run")
+    ap.add_argument("--out", default="/tmp/bench_toy",
+                    help="folder for the trained runs (a rerun resumes finished ones)")
     ap.add_argument("--parts", default="cost,precache,parity",
                     help="comma-separated sections to run: cost, precache, parity")
     args = ap.parse_args()
@@ -124,9 +129,9 @@ def main() -> None:
     if "cost" in parts:
         cost_table(steps=5 if args.quick else 20)
     if "precache" in parts:
-        precache_table(default_config("precache", **short))
+        precache_table(default_config("precache", **short), Path(args.out) / "precache")
     if "parity" in parts:
-        parity_table(default_config("parity", **short), seeds)
+        parity_table(default_config("parity", **short), seeds, Path(args.out) / "parity")
 
 
 def cost_table(steps: int) -> None:
@@ -138,14 +143,15 @@ def cost_table(steps: int) -> None:
               f"{r['myopic_tok_s']:>14.0f}{r['ratio']:>16.2f}", flush=True)
 
 
-def precache_table(base) -> None:
+def precache_table(base, out: Path) -> None:
     print("\n== pre-caching: vanilla vs myopic (default precache config) ==")
     print(f"task options {base.task_options}, d_model {base.d_model}, {base.steps} steps")
     print(f"{'mode':<9}{'norm. loss':>11}{'s to target':>13}{'wall s':>8}{'tok/s':>8}"
           f"{'probe R2 L1':>13}{'K/V future share':>18}")
     for mode in ("vanilla", "myopic"):
         start = time.perf_counter()
-        res = train_toy(dataclasses.replace(base, myopic=mode == "myopic"), verbose=False)
+        res = train_toy(dataclasses.replace(base, myopic=mode == "myopic"), out / mode,
+                        verbose=False)
         wall = time.perf_counter() - start
         m = res.metrics
         tt = "-" if m["seconds_to_target"] is None else f"{m['seconds_to_target']:.0f}"
@@ -154,11 +160,12 @@ def precache_table(base) -> None:
               f"{kv_future_share(res.model, res.task):>18.3f}", flush=True)
 
 
-def parity_table(base, seeds: list[int]) -> None:
+def parity_table(base, seeds: list[int], out: Path) -> None:
     print("\n== pauses: parity with and without pauses (default parity config) ==")
     start = time.perf_counter()
     comp = compare_toy(grid(base, pauses=[0, base.task_options.get("n_bits", 8)],
-                            modes=["vanilla"], inserts=["pause"], seeds=seeds), verbose=False)
+                            modes=["vanilla"], inserts=["pause"], seeds=seeds), out,
+                       verbose=False)
     wall = time.perf_counter() - start
     print(f"task options {base.task_options}, {base.steps} steps, seeds {seeds}; "
           f"comparison wall time {wall:.0f} s")
