@@ -80,6 +80,22 @@ def test_notebook_is_stripped(name):
     )
 
 
+def test_strip_removes_outputs_and_keeps_source(tmp_path):
+    strip = _strip_module()
+    nb = _read("01_quickstart.ipynb")
+    cell = _code_cells(nb)[1]
+    cell.outputs = [nbformat.v4.new_output("stream", text="hello")]
+    cell.execution_count = 3
+    cell.metadata["execution"] = {"iopub.status.busy": "2026-01-01"}
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, path)
+    assert strip.main(["--check", str(path)]) == 1
+    assert strip.main([str(path)]) == 0
+    again = nbformat.read(path, as_version=4)
+    assert strip.is_stripped(again) and strip.main(["--check", str(path)]) == 0
+    assert [c.source for c in again.cells] == [c.source for c in _read("01_quickstart.ipynb").cells]
+
+
 @pytest.mark.parametrize("name", sorted(SETTINGS))
 def test_notebook_is_thin(name):
     """Opens with a markdown cell saying what to look for; its code imports interp and calls
