@@ -371,9 +371,12 @@ def test_layer_not_recorded(tiny_recording):
         train_probes(_rec_spec(path, inputs=dict(layers=[7])))
 
 
-def test_figure(tiny_recording):
+def test_deterministic_and_figure(tiny_recording):
     path, _ = tiny_recording
     res = train_probes(_rec_spec(path))
+    pd.testing.assert_frame_equal(train_probes(_rec_spec(path)).to_pandas(), res.to_pandas())
+    torch.testing.assert_close(train_probes(_rec_spec(path)).probes["resid_post"]["W"], res.probes["resid_post"]["W"],
+                               rtol=0, atol=0)
     from interp.figures import probe_accuracy
 
     fig = probe_accuracy(res)
