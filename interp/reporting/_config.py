@@ -42,6 +42,8 @@ class ReportConfig:
         probe_windows: corpus windows for the probes (``probe_tokens`` tokens each).
         probe_tokens: probe window length.
         offsets: probe offsets k (token at i + k).
+        patch_layers: every ``patch_layers``-th layer is patched (activation patching runs
+            one forward per node, so this bounds its cost).
         clean, corrupt: the attribution-patching pair (same token length).
         correct, wrong: the answer tokens of the logit-difference metric; token ids for
             models without a tokenizer.
@@ -70,6 +72,7 @@ class ReportConfig:
     probe_windows: int = 96
     probe_tokens: int = 32
     offsets: tuple[int, ...] = (1, 2, 3)
+    patch_layers: int = 1
     clean: str = "The capital of France is"
     corrupt: str = "The capital of Italy is"
     correct: str | int = " Paris"
@@ -80,7 +83,8 @@ class ReportConfig:
 
     def __post_init__(self) -> None:
         for name in ("n_tokens", "n_windows", "eviction_window", "gradient_windows",
-                     "gradient_tokens", "probe_layers", "probe_windows", "probe_tokens"):
+                     "gradient_tokens", "probe_layers", "probe_windows", "probe_tokens",
+                     "patch_layers"):
             if getattr(self, name) < 1:
                 raise InterpError(f"ReportConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.n_tokens < 3:

@@ -156,7 +156,7 @@ def _run_gradients(ctx: Context, out: Path) -> dict:
     from ..gradients import by_distance, future_gradients
 
     cfg = ctx.config
-    seqs = [s for s in ctx.windows()][: cfg.gradient_windows]
+    seqs = ctx.windows()[: cfg.gradient_windows]
     seqs = [_truncate(s, cfg.gradient_tokens) for s in seqs]
     fg = future_gradients(ctx.model, seqs, sites=("k", "v", "resid_post"), batch_size=1,
                           verbose=ctx.verbose)
@@ -242,8 +242,9 @@ def _run_patching(ctx: Context, out: Path) -> dict:
         correct = cfg.correct if isinstance(cfg.correct, int) else 1
         wrong = cfg.wrong if isinstance(cfg.wrong, int) else 2
     metric = logit_diff(model, correct, wrong)
+    layers = list(range(0, model.cfg.n_layers, cfg.patch_layers))
     att = attribution_patch(model, clean, corrupt, metric, sites=("k", "v", "resid_post"),
-                            per_head=False, verify=True, verbose=ctx.verbose)
+                            layers=layers, per_head=False, verify=True, verbose=ctx.verbose)
     att.to_csv(out / "attribution.csv")
     cmp = compare_patching(att).set_index("group")
     numbers = {"metric": f"logit({correct!r}) − logit({wrong!r})",
@@ -298,7 +299,7 @@ SECTION_SPECS: tuple[Section, ...] = (
     Section("patching", "Attribution patching example",
             "A clean/corrupted prompt pair: the gradient estimate of every node's patching "
             "effect (AtP) checked against real activation patching.",
-            ("clean", "corrupt", "correct", "wrong", "n_tokens"),
+            ("clean", "corrupt", "correct", "wrong", "n_tokens", "patch_layers"),
             _run_patching, "interp patch --clean TEXT --corrupt TEXT --verify --out DIR"),
     Section("toy", "Toy tasks",
             "Tiny models trained on synthetic tasks, vanilla vs myopic, with and without "
