@@ -17,6 +17,7 @@ from ._style import CYCLE, apply_style
 
 __all__ = ["compare_bars", "training_curves"]
 
+_LOG_TICKS = [m * 10.0**e for e in range(-4, 1) for m in (1, 2, 5)] + [1.0, 2.0]
 _METRIC_LABEL = {"accuracy": "accuracy (exact match)",
                  "normalised_loss": "normalised loss Σ(ŷ−y)²/Σy²"}
 
@@ -50,6 +51,16 @@ def _tables(result) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     return runs, hist, str(runs["metric"].iloc[0])
 
 
+def _baseline(fig: go.Figure, y: float, col: int) -> None:
+    """A dashed line at the task's baseline, named once in the legend. (A line annotation
+    would be misplaced on log axes, so the legend carries the name.)"""
+    style = dict(dash="dash", color="#777777", width=1.2)
+    fig.add_hline(y=y, line=style, row=1, col=col)
+    if col == 1:
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line=style, name="baseline",
+                                 hoverinfo="skip"), row=1, col=1)
+
+
 def training_curves(result, *, title: str | None = None) -> go.Figure:
     """Held-out metric against training step: one colour per condition, one line per seed.
 
@@ -73,13 +84,11 @@ def training_curves(result, *, title: str | None = None) -> go.Figure:
                     name=cond, legendgroup=cond, showlegend=c == 1 and j == 0,
                     hovertemplate=f"{cond}, seed {seed}<br>step %{{x}}<br>{metric} %{{y:.4f}}"
                     "<extra></extra>"), row=1, col=c)
-        base = runs.loc[runs["task"] == task, "baseline"].mean()
-        fig.add_hline(y=base, line=dict(dash="dash", color="#777777", width=1), row=1, col=c,
-                      annotation_text="baseline", annotation_position="top left")
+        _baseline(fig, float(runs.loc[runs["task"] == task, "baseline"].mean()), c)
     fig.update_xaxes(title_text="training step")
     fig.update_yaxes(title_text=_METRIC_LABEL.get(metric, metric), col=1)
     if metric == "normalised_loss":
-        fig.update_yaxes(type="log")
+        fig.update_yaxes(type="log", tickvals=_LOG_TICKS, tickformat="~g")
     apply_style(fig, title=title or "Training curves: " + ", ".join(tasks),
                 width=max(560, 420 * len(tasks)))
     return fig
@@ -118,12 +127,10 @@ def compare_bars(result, *, title: str | None = None) -> go.Figure:
             name="one seed", showlegend=c == 1, customdata=sub["seed"],
             hovertemplate="%{x}, seed %{customdata}<br>%{y:.4f}<extra></extra>",
         ), row=1, col=c)
-        fig.add_hline(y=float(sub["baseline"].mean()), row=1, col=c,
-                      line=dict(dash="dash", color="#777777", width=1),
-                      annotation_text="baseline", annotation_position="top left")
+        _baseline(fig, float(sub["baseline"].mean()), c)
     fig.update_yaxes(title_text="final " + _METRIC_LABEL.get(metric, metric), col=1)
     if metric == "normalised_loss":
-        fig.update_yaxes(type="log")
+        fig.update_yaxes(type="log", tickvals=_LOG_TICKS, tickformat="~g")
     elif metric == "accuracy":
         fig.update_yaxes(range=[0, 1.05])
     apply_style(fig, title=title or "Final " + metric.replace("_", " ") + " by condition",

@@ -196,5 +196,7 @@ def test_figures_show_every_seed():
     assert list(bars.data[0].y) == pytest.approx([0.55, 0.95])
     assert len(bars.data[1].y) == 4
     curves = training_curves(comp)
-    assert len(curves.data) == 4 and sum(tr.showlegend for tr in curves.data) == 2
+    lines = [tr for tr in curves.data if tr.name != "baseline"]
+    assert len(lines) == 4 and sum(tr.showlegend for tr in lines) == 2  # 2 conditions × 2 seeds
+    assert [tr.name for tr in bars.data].count("baseline") == 1
     assert interp.figures.compare_bars is compare_bars
