@@ -11,7 +11,8 @@ import torch.nn.functional as F
 import interp
 from interp.cli import main
 from interp.gradients import detached_attention
-from interp.gradients._inputs import site_hook
+from interp.gradients._inputs import activation_gradients_only, site_hook
+from interp.patching import logit_diff
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +46,7 @@ def test_self_term_equals_brute_force(smollm):
     brute = {k: [] for k in ((s, layer) for s in sites for layer in layers)}
     fwd = [(site_hook(s, layer), reader((s, layer))) for s, layer in brute]
     n = tokens.shape[1]
-    with interp.gradients._inputs.activation_gradients_only(smollm):
+    with activation_gradients_only(smollm):
         for t in range(n - 1):  # one backward per target ℓ_t, read at position t
             with smollm.hooks(fwd_hooks=fwd):
                 logp = F.log_softmax(smollm(tokens), -1)
@@ -87,7 +88,7 @@ def test_patch_cli(tmp_path):
 
 
 def test_patch_refuses_prompts_of_different_lengths(smollm):
-    metric = interp.patching.logit_diff(smollm, " Paris", " London")
+    metric = logit_diff(smollm, " Paris", " London")
     with pytest.raises(interp.InterpError, match="different lengths.*\n.*fix: align"):
         interp.attribution_patch(smollm, "The capital of France is",
                                  "The capital of the United Kingdom is", metric, verbose=False)

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 import interp
 from interp import hooks
-from interp.gradients import detached_attention
+from interp.gradients import ByDistance, detached_attention
+from interp.gradients._inputs import site_hook
 
 
 def _token_losses(model, tokens):
@@ -90,7 +91,7 @@ def test_self_term_equals_brute_force(tiny_model64, site):
     tokens = torch.randint(0, 61, (2, 9))
     fg = interp.future_gradients(tiny_model64, tokens, sites=[site], verbose=False)
     for layer in range(2):
-        brute = _brute_force_self(tiny_model64, tokens, interp.gradients._inputs.site_hook(site, layer))
+        brute = _brute_force_self(tiny_model64, tokens, site_hook(site, layer))
         expected = brute.norm(dim=-1).flatten()  # [batch, pos, (head)] -> sequence, pos, head
         torch.testing.assert_close(_norms(fg, site, layer, "self_norm"), expected,
                                    rtol=1e-5, atol=1e-12)
@@ -212,7 +213,7 @@ def test_figures_from_results_and_from_csv(tiny_model, tmp_path):
     by_pos = figs.future_share_by_position(fg)
     assert [t.name for t in by_pos.data][:3] == ["key", "value", "resid post"]
     bd = interp.by_distance(tiny_model, tokens, max_distance=4, verbose=False)
-    line = figs.gradient_by_distance(interp.gradients.ByDistance.from_csv(bd.to_csv(tmp_path / "bd.csv")))
+    line = figs.gradient_by_distance(ByDistance.from_csv(bd.to_csv(tmp_path / "bd.csv")))
     assert len(line.data) == 2 and list(line.data[0].x) == [0, 1, 2, 3, 4]
     with pytest.raises(interp.InterpError, match="no rows for site"):
         figs.future_share_heatmap(fg, "resid_pre")

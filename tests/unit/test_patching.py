@@ -8,7 +8,13 @@ from transformer_lens.tools.analysis import attribution_patching as tl_atp
 
 import interp
 from interp.gradients._inputs import token_losses
-from interp.patching import activation_patch, answer_loss, attribution_patch, compare_patching
+from interp.patching import (
+    Attribution,
+    activation_patch,
+    answer_loss,
+    attribution_patch,
+    compare_patching,
+)
 
 
 def _model(n_kv_heads, **kw):
@@ -131,7 +137,7 @@ def test_bad_inputs(tiny_model, tmp_path):
         compare_patching(attribution_patch(tiny_model, clean, corrupt, _logit_diff,
                                            sites="v", verbose=False))
     res = attribution_patch(tiny_model, clean, corrupt, _logit_diff, sites="v", verbose=False)
-    back = interp.patching.Attribution.from_csv(res.to_csv(tmp_path / "a.csv"))
+    back = Attribution.from_csv(res.to_csv(tmp_path / "a.csv"))
     assert len(back.table) == len(res.table) and back.meta["sites"] == ["v"]
 
 
