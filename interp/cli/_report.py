@@ -10,7 +10,7 @@ def register(sub) -> None:
         "register and sink analysis, the future-loss gradient decomposition, fast lookahead "
         "probes and an attribution-patching example, written as one self-contained "
         "report.html (works offline) plus every table and figure. Finished sections are "
-        "reused on a rerun unless --fresh. About 6 minutes on 2 CPU cores.")
+        "reused on a rerun unless --fresh. A few minutes on 2 idle CPU cores.")
     p.add_argument("--model", default="smollm2-135m",
                    help="bundled name, .gguf path, local HF directory or Hub name "
                    "(default: smollm2-135m)")

@@ -13,7 +13,7 @@ atomically, holding the settings it ran with; a section whose settings changed, 
 command that computes the same thing, and the other sections still run.
 
 Example:
-    >>> interp.report(out="results/report")                       # the defaults, ~6 min
+    >>> interp.report(out="results/report")                       # the defaults
     >>> interp.report(ReportConfig(model=interp.TinyConfig(), tokens=ids), out="/tmp/r")
 """
 

@@ -17,7 +17,7 @@ DEFAULT_SECTIONS = SECTIONS[:4]
 
 @dataclass
 class ReportConfig:
-    """What ``interp report`` runs. The defaults are the main job (about 6 minutes on 2 cores).
+    """What ``interp report`` runs. The defaults are the main job (a few minutes on 2 cores).
 
     Attributes:
         model: a model name for :func:`interp.load_model` (default: the bundled SmolLM2) or a
@@ -32,6 +32,8 @@ class ReportConfig:
             (seeded), so pause positions can be compared with regular ones; 0 inserts none.
         seed: seed for the pause insertion.
         ratio: massive-activation threshold, a multiple of the layer median.
+        ablation_windows: how many of the windows the zero/mean ablations run on (each
+            condition is one forward pass per window).
         eviction_tokens: length of the KV-eviction text (the longest corpus document's start).
         eviction_window: recent keys each query keeps in the eviction test.
         sinks: numbers of initial tokens kept in the eviction test (0: evicted).
@@ -62,7 +64,8 @@ class ReportConfig:
     pause_rate: float = 0.1
     seed: int = 0
     ratio: float = 100.0
-    eviction_tokens: int = 1024
+    ablation_windows: int = 4
+    eviction_tokens: int = 512
     eviction_window: int = 64
     sinks: tuple[int, ...] = (0, 1, 4)
     gradient_windows: int = 4
@@ -72,7 +75,7 @@ class ReportConfig:
     probe_windows: int = 96
     probe_tokens: int = 32
     offsets: tuple[int, ...] = (1, 2, 3)
-    patch_layers: int = 1
+    patch_layers: int = 2
     clean: str = "The capital of France is"
     corrupt: str = "The capital of Italy is"
     correct: str | int = " Paris"
@@ -82,7 +85,7 @@ class ReportConfig:
     sections: tuple[str, ...] = DEFAULT_SECTIONS
 
     def __post_init__(self) -> None:
-        for name in ("n_tokens", "n_windows", "eviction_window", "gradient_windows",
+        for name in ("n_tokens", "n_windows", "ablation_windows", "eviction_window", "gradient_windows",
                      "gradient_tokens", "probe_layers", "probe_windows", "probe_tokens",
                      "patch_layers"):
             if getattr(self, name) < 1:

@@ -119,7 +119,8 @@ def _run_registers(ctx: Context, out: Path) -> dict:
     seqs = ctx.windows()
     reg = sinks.registers(ctx.model, seqs, ratio=cfg.ratio, verbose=ctx.verbose)
     reg.save(out)
-    ab = sinks.ablate_massive(ctx.model, seqs, reg.massive, verbose=ctx.verbose)
+    ab = sinks.ablate_massive(ctx.model, seqs[: cfg.ablation_windows], reg.massive,
+                              verbose=ctx.verbose)
     ab.save(out / "ablations")
     ev = sinks.cache_eviction(ctx.model, text, window=window, sinks=cfg.sinks,
                               verbose=ctx.verbose)
@@ -280,8 +281,8 @@ SECTION_SPECS: tuple[Section, ...] = (
             "norms by position and role (pauses inserted at random), massive activations "
             "(Sun et al. 2024) with zero- vs mean-ablation, and KV-cache eviction "
             "(StreamingLLM, Xiao et al. 2023).",
-            ("n_tokens", "n_windows", "pause_rate", "seed", "ratio", "eviction_tokens",
-             "eviction_window", "sinks"),
+            ("n_tokens", "n_windows", "pause_rate", "seed", "ratio", "ablation_windows",
+             "eviction_tokens", "eviction_window", "sinks"),
             _run_registers, "interp registers --corpus pydoc --eviction-window 64 --out DIR"),
     Section("gradients", "Future-loss gradient decomposition",
             "How much of the gradient at each position's keys, values and residual stream "
