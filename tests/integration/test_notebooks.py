@@ -37,7 +37,7 @@ SETTINGS: dict[str, tuple[dict[str, object], bool]] = {
         dict(PRECACHE_STEPS=6, PARITY_STEPS=6, PARITY_BITS=4, PAUSES=[0, 2], EVAL_EVERY=3),
         False),
     "06_attribution_patching.ipynb": (
-        dict(LAYERS=[0, 20], SITES=["k", "resid_post"], TARGET_LAYERS=[0]), True),
+        dict(LAYERS=[20], SITES=["k", "resid_post"], TARGET_LAYERS=[0]), True),
 }
 
 
