@@ -83,43 +83,68 @@ def main() -> None:
     ap.add_argument("--n-distance", type=int, default=128)
     ap.add_argument("--brute-targets", type=int, default=8)
     ap.add_argument("--windows-64", type=int, default=8, help="windows for the N = 64 share")
+    ap.add_argument("--parts", default="decomposition,distance,patching,share",
+                    help="comma-separated subset of the measurements to run")
     args = ap.parse_args()
+    parts = set(args.parts.split(","))
     model = interp.load_model(device="cpu")
     layers = list(range(model.cfg.n_layers))
     sites = ("k", "v", "resid_post")
     print(f"SmolLM2-135M, CPU, torch threads {torch.get_num_threads()}")
     print(f"\n{'measurement':<86} {'size':>6} {'slow s':>8} {'fast s':>8} {'ratio':>7} goal")
 
-    seq = _window(model, args.n)
-    t_fb, _ = _timed(lambda: forward_backward(model, seq), repeat=2)
-    t_dec, fg = _timed(lambda: future_gradients(model, seq, sites=sites, verbose=False), repeat=2)
-    _row("decomposition / forward+backward", f"N={args.n}", t_dec, t_fb, t_dec / t_fb, "<= 2.5")
-    targets = list(range(0, args.n - 1, max(1, (args.n - 1) // args.brute_targets)))
-    t_sub, _ = _timed(lambda: brute_force(model, seq, targets, sites, layers))
-    t_brute = t_sub / len(targets) * (args.n - 1)
-    _row(f"brute force / decomposition (brute timed on {len(targets)} targets, extrapolated)",
-         f"N={args.n}", t_brute, t_dec, t_brute / t_dec, ">= 50")
+    fg = None
+    if "decomposition" in parts:
+        seq = _window(model, args.n)
+        t_fb, _ = _timed(lambda: forward_backward(model, seq), repeat=2)
+        t_dec, fg = _timed(lambda: future_gradients(model, seq, sites=sites, verbose=False), repeat=2)
+        _row("decomposition / forward+backward", f"N={args.n}", t_dec, t_fb, t_dec / t_fb, "<= 2.5")
+        targets = list(range(0, args.n - 1, max(1, (args.n - 1) // args.brute_targets)))
+        t_sub, _ = _timed(lambda: brute_force(model, seq, targets, sites, layers))
+        t_brute = t_sub / len(targets) * (args.n - 1)
+        _row(f"brute force / decomposition (brute timed on {len(targets)} targets, extrapolated)",
+             f"N={args.n}", t_brute, t_dec, t_brute / t_dec, ">= 50")
 
-    seq_d = _window(model, args.n_distance)
-    kw = dict(sites=("k", "v"), verbose=False)
-    t_batched, bd = _timed(lambda: by_distance(model, seq_d, args.n_distance, **kw))
-    t_loop, bd_loop = _timed(lambda: by_distance(model, seq_d, args.n_distance, batched=False, **kw))
-    err = float((bd.table.grad_norm - bd_loop.table.grad_norm).abs().max()
-                / bd_loop.table.grad_norm.abs().max())
-    _row(f"by distance: loop / batched (max rel. diff {err:.1e})", f"N={args.n_distance}",
-         t_loop, t_batched, t_loop / t_batched, ">= 3")
+    if "distance" in parts:
+        seq_d = _window(model, args.n_distance)
+        kw = dict(sites=("k", "v"), verbose=False)
+        t_batched, bd = _timed(lambda: by_distance(model, seq_d, args.n_distance, **kw))
+        t_loop, bd_loop = _timed(lambda: by_distance(model, seq_d, args.n_distance, batched=False,
+                                                     **kw))
+        err = float((bd.table.grad_norm - bd_loop.table.grad_norm).abs().max()
+                    / bd_loop.table.grad_norm.abs().max())
+        _row(f"by distance: loop / batched (max rel. diff {err:.1e})", f"N={args.n_distance}",
+             t_loop, t_batched, t_loop / t_batched, ">= 3")
 
+    if "patching" in parts:
+        _patching(model)
+
+    if "share" in parts:
+        if fg is None:
+            fg = future_gradients(model, _window(model, args.n), sites=("k", "v"), verbose=False)
+        fg64 = future_gradients(model, interp.load_corpus(), sites=("k", "v"), n_tokens=64,
+                                max_windows=args.windows_64, verbose=False)
+        print("\nmean future share of the K/V gradient (all layers and heads; first position and "
+              "zero-gradient positions left out):")
+        for name, res in ((f"N=64 ({args.windows_64} windows)", fg64),
+                          (f"N={args.n} (1 window)", fg)):
+            s = res.summary().set_index("site")
+            print(f"  {name:<22} k {s.loc['k', 'future_share']:.3f} (pooled "
+                  f"{s.loc['k', 'pooled_future_share']:.3f}), v {s.loc['v', 'future_share']:.3f} "
+                  f"(pooled {s.loc['v', 'pooled_future_share']:.3f}), first position k "
+                  f"{s.loc['k', 'first_position_share']:.3f}")
+
+
+def _patching(model) -> None:
+    """AtP (and AtP* on keys) against the activation-patching sweep over (layer, position)."""
     clean, corrupt = ("When Mary and John went to the store, John gave a drink to",
                       "When Mary and John went to the store, Mary gave a drink to")
     metric = logit_diff(model, " Mary", " John")
     pk = dict(sites=("k", "v"), per_head=False, verbose=False)
     t_atp, atp = _timed(lambda: attribution_patch(model, clean, corrupt, metric, qk_fix=True, **pk))
     t_act, act = _timed(lambda: activation_patch(model, clean, corrupt, metric, **pk))
-    n_nodes = len(act.table)
-    _row(f"activation-patching sweep / AtP ({n_nodes} (layer, position) nodes of K, V)",
+    _row(f"activation-patching sweep / AtP ({len(act.table)} (layer, position) nodes of K, V)",
          f"N={len(interp.tokenize(model, clean))}", t_act, t_atp, t_act / t_atp, ">= 50")
-
-
     on = ["layer", "site", "head", "position"]
     merged = atp.table.merge(act.table[on + ["activation_patch"]], on=on)
     print(f"\nAtP vs activation patching, IOI-style pair ({clean!r} / ...{corrupt[-20:]!r}), "
@@ -132,18 +157,6 @@ def main() -> None:
     print("largest AtP errors:")
     print(worst[on + ["token_str", "atp", "atp_star", "activation_patch"]]
           .to_string(index=False, float_format=lambda x: f"{x:.4f}"))
-
-    fg64 = future_gradients(model, interp.load_corpus(), sites=("k", "v"), n_tokens=64,
-                            max_windows=args.windows_64, verbose=False)
-    print("\nmean future share of the K/V gradient (all layers and heads; first position and "
-          "zero-gradient positions left out):")
-    for name, res in ((f"N=64 ({args.windows_64} windows)", fg64), (f"N={args.n} (1 window)", fg)):
-        s = res.summary().set_index("site")
-        print(f"  {name:<22} k {s.loc['k', 'future_share']:.3f} (pooled "
-              f"{s.loc['k', 'pooled_future_share']:.3f}), v {s.loc['v', 'future_share']:.3f} "
-              f"(pooled {s.loc['v', 'pooled_future_share']:.3f}), first position k "
-              f"{s.loc['k', 'first_position_share']:.3f}")
-
 
 if __name__ == "__main__":
     main()
