@@ -178,6 +178,7 @@ def report(
     ctx = Context(config, model=model, verbose=verbose)
     t0 = time.perf_counter()
     body, key_rows, nav, notes, files = [], {}, [], [], []
+    compute_s = 0.0
     chosen = [s for s in SECTION_SPECS if s.name in config.sections]
     for i, section in enumerate(chosen, start=1):
         if verbose:
@@ -196,11 +197,12 @@ def report(
             body.append(head + _gap(section, problem))
             key_rows[f"{section.title}"] = "missing (see its section)"
             continue
+        compute_s += record["seconds"]
         state = ("reused from an earlier run" if record["status"] == "cached"
                  else "computed") + f" in {record['seconds']} s"
         figs, written = _figures_html(section, out / section.name, out, config.formats, notes)
         files += written
-        for k, v in list(record["numbers"].items())[:4]:
+        for k, v in section.key_numbers(record["numbers"]).items():
             key_rows[f"{section.title}: {k}"] = v
         body.append(head + f"<p class='cached'>{state}</p>" + _numbers_table(record["numbers"])
                     + figs)
@@ -218,6 +220,7 @@ def report(
         title="interp report: where and when does the model compute for the future?",
         subtitle=html.escape(f"{model_name} · {source} · "
                              f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC · "
+                             f"sections computed in {compute_s:.0f} s, this run took "
                              f"{elapsed:.0f} s"),
         nav=" ".join(nav),
         key_numbers=_numbers_table(key_rows),

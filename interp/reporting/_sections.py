@@ -96,6 +96,8 @@ class Section:
         keys: the :class:`ReportConfig` fields its results depend on (cache key).
         run: ``(context, folder) -> key numbers``; writes its tables into ``folder``.
         command: the stand-alone command that computes the same (named in gaps).
+        key: name prefixes of the numbers that go to the report's "Key numbers" table
+            (empty: the first four).
     """
 
     name: str
@@ -104,6 +106,12 @@ class Section:
     keys: tuple[str, ...]
     run: Callable[[Context, Path], dict]
     command: str
+    key: tuple[str, ...] = ()
+
+    def key_numbers(self, numbers: dict) -> dict:
+        if not self.key:
+            return dict(list(numbers.items())[:4])
+        return {k: v for k, v in numbers.items() if k.startswith(self.key)}
 
 
 def _fmt(x: float, digits: int = 3) -> float | None:
@@ -283,7 +291,8 @@ SECTION_SPECS: tuple[Section, ...] = (
             "(StreamingLLM, Xiao et al. 2023).",
             ("n_tokens", "n_windows", "pause_rate", "seed", "ratio", "ablation_windows",
              "eviction_tokens", "eviction_window", "sinks"),
-            _run_registers, "interp registers --corpus pydoc --eviction-window 64 --out DIR"),
+            _run_registers, "interp registers --corpus pydoc --eviction-window 64 --out DIR",
+            key=("first-position attention", "Δloss, massive", "perplexity", "pause attention")),
     Section("gradients", "Future-loss gradient decomposition",
             "How much of the gradient at each position's keys, values and residual stream "
             "comes from later tokens' losses (future share), and from how far ahead.",
@@ -296,12 +305,14 @@ SECTION_SPECS: tuple[Section, ...] = (
             "Pause positions are probed too (their k counts text tokens after the pause): "
             "what a register-like position holds.",
             ("probe_layers", "probe_windows", "probe_tokens", "offsets", "seed", "pause_rate"),
-            _run_probes, "interp probe train probes/lookahead.toml"),
+            _run_probes, "interp probe train probes/lookahead.toml",
+            key=("offset 2:",)),
     Section("patching", "Attribution patching example",
             "A clean/corrupted prompt pair: the gradient estimate of every node's patching "
             "effect (AtP) checked against real activation patching.",
             ("clean", "corrupt", "correct", "wrong", "n_tokens", "patch_layers"),
-            _run_patching, "interp patch --clean TEXT --corrupt TEXT --verify --out DIR"),
+            _run_patching, "interp patch --clean TEXT --corrupt TEXT --verify --out DIR",
+            key=("metric, ", "Spearman(AtP, activation patching), all")),
     Section("toy", "Toy tasks",
             "Tiny models trained on synthetic tasks, vanilla vs myopic, with and without "
             "pauses (from a finished `interp toy compare`).",
