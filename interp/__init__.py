@@ -78,9 +78,16 @@ __all__ = [
 ]
 
 
+# Submodules reachable as attributes after a plain ``import interp`` (interp.figures, ...).
+_SUBMODULES = ("figures", "gradients", "hooks", "patching", "probes", "recording", "reporting",
+               "sinks", "tasks", "train")
+
+
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f"interp.{name}")
     raise AttributeError(f"module 'interp' has no attribute {name!r}")

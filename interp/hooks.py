@@ -19,13 +19,15 @@ gradients reliably, register a tensor hook inside a forward hook instead (see
 
 from __future__ import annotations
 
+from .errors import InterpError
+
 RESID_SITES = ("pre", "mid", "post")
 
 
 def resid(layer: int, site: str = "post") -> str:
     """Residual stream before the block (``pre``), after attention (``mid``), after it (``post``)."""
     if site not in RESID_SITES:
-        raise ValueError(f"residual site must be one of {RESID_SITES}, got {site!r}")
+        raise InterpError(f"unknown residual site {site!r}", f"choose one of: {', '.join(RESID_SITES)}")
     return f"blocks.{layer}.hook_resid_{site}"
 
 

@@ -32,9 +32,10 @@ def add_pause_args(p: argparse.ArgumentParser) -> None:
                    help="insert pauses after every K tokens")
     p.add_argument("--pauses", type=int, default=1, metavar="N", help="pauses per insertion")
     p.add_argument("--pause-rate", type=float, default=0.0, help="insert pauses at random with this rate")
-    p.add_argument("--pauses-before-answer", type=int, default=0, metavar="N")
+    p.add_argument("--pauses-before-answer", type=int, default=0, metavar="N",
+                   help="insert N pauses before each answer span")
     p.add_argument("--filler", default=None, help="insert this existing token instead of <pause>")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed for random pause insertion")
 
 
 def model_from_args(args):
