@@ -9,7 +9,8 @@ The public API, re-exported from the subpackages (see ``docs/`` for concepts and
 * recording: :func:`record`, :class:`Recording`, :func:`load_recording`, :func:`generate`
 * gradients: :func:`future_gradients`, :func:`by_distance`, :func:`detached_attention`
 * patching: :func:`attribution_patch`, :func:`activation_patch`, :func:`compare_patching`
-* probes: :func:`train_probes`, :class:`ProbeSpec`
+* probes: :func:`train_probes`, :class:`ProbeSpec`, :class:`ProbeResults`, :func:`load_probes`,
+  :func:`evaluate_probes`
 * registers: :func:`registers`, :func:`massive_activations`, :func:`ablate_massive`,
   :func:`cache_eviction`
 * toy tasks: :mod:`interp.tasks`, :func:`train_toy`
@@ -51,6 +52,9 @@ _LAZY = {
     "compare_patching": "interp.patching",
     "train_probes": "interp.probes",
     "ProbeSpec": "interp.probes",
+    "ProbeResults": "interp.probes",
+    "load_probes": "interp.probes",
+    "evaluate_probes": "interp.probes",
     "registers": "interp.sinks",
     "massive_activations": "interp.sinks",
     "ablate_massive": "interp.sinks",

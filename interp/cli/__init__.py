@@ -27,13 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            mod = importlib.import_module(f"interp.cli._{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"interp.cli._{name}":
-                continue  # subcommand not built yet
-            raise
-        mod.register(sub)
+        importlib.import_module(f"interp.cli._{name}").register(sub)
     return parser
 
 
