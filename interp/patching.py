@@ -36,11 +36,8 @@ Example:
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -48,6 +45,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import hooks
+from ._io import TableResult
 from ._types import Float, Int, Tensor
 from .errors import InterpError
 from .gradients._detach import attention_scale, qkv_hooks, rotated_qkv
@@ -106,7 +104,7 @@ def answer_loss(answer: Sequence[int]) -> Metric:
 
 
 @dataclass
-class Attribution:
+class Attribution(TableResult):
     """Per-node effects of patching clean → corrupt, one row per (layer, site, head, position)
     (and ``target`` when target-resolved).
 
@@ -119,38 +117,8 @@ class Attribution:
         meta: metric name, sites, clean and corrupt metric values.
     """
 
-    table: pd.DataFrame
-    meta: dict = field(default_factory=dict)
-
-    def to_pandas(self) -> pd.DataFrame:
-        return self.table.copy()
-
-    def to_csv(self, path: str | os.PathLike) -> Path:
-        """Write the table (atomically) and its metadata as ``<name>.json`` beside it."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        self.table.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-        meta = path.with_suffix(".json")
-        tmp = meta.with_name(meta.name + ".tmp")
-        tmp.write_text(json.dumps(self.meta, indent=2))
-        os.replace(tmp, meta)
-        return path
-
-    @classmethod
-    def from_csv(cls, path: str | os.PathLike) -> Attribution:
-        """Read a table written by :meth:`to_csv` (no model needed)."""
-        path = Path(path)
-        if not path.is_file():
-            raise InterpError(f"{path} not found", "run `interp patch ... --out DIR` first")
-        table = pd.read_csv(path, keep_default_na=False, na_values=[""])
-        missing = {"layer", "site", "head", "position"} - set(table)
-        if missing:
-            raise InterpError(f"{path} lacks columns {sorted(missing)}",
-                              "give an attribution.csv written by interp")
-        meta_path = path.with_suffix(".json")
-        return cls(table, json.loads(meta_path.read_text()) if meta_path.is_file() else {})
+    REQUIRED = frozenset({"layer", "site", "head", "position"})
+    MADE_BY = "interp patch ... --out DIR"
 
 
 def _tokens(model, x) -> Int[Tensor, "1 pos"]:

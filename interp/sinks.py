@@ -42,7 +42,6 @@ Example:
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +55,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from . import hooks
+from ._io import atomic_write_csv, atomic_write_json
 from .errors import InterpError
 from .models import check_context
 from .pauses import PausedSequence, make_sequence
@@ -127,18 +127,6 @@ def _layers(model, layers: Sequence[int] | None) -> list[int]:
     if bad:
         raise InterpError(f"layer(s) {bad} out of range", f"this model has layers 0..{n - 1}")
     return sorted(set(int(layer) for layer in layers))
-
-
-def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-
-
-def _atomic_json(obj: dict, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -241,9 +229,9 @@ class MassiveActivations:
     def save(self, out: str | Path) -> None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        _atomic_csv(self.table, out / "massive.csv")
-        _atomic_csv(self.layer_stats, out / "massive_layers.csv")
-        _atomic_json(dict(ratio=self.ratio), out / "massive.json")
+        atomic_write_csv(out / "massive.csv", self.table)
+        atomic_write_csv(out / "massive_layers.csv", self.layer_stats)
+        atomic_write_json(out / "massive.json", dict(ratio=self.ratio))
 
     @classmethod
     def load(cls, out: str | Path) -> MassiveActivations:
@@ -313,10 +301,10 @@ class RegisterResult:
         """Write ``registers.csv``, ``registers_heads.csv``, ``massive*.csv`` and settings."""
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        _atomic_csv(self.table, out / "registers.csv")
-        _atomic_csv(self.heads, out / "registers_heads.csv")
+        atomic_write_csv(out / "registers.csv", self.table)
+        atomic_write_csv(out / "registers_heads.csv", self.heads)
         self.massive.save(out)
-        _atomic_json(self.settings, out / "registers.json")
+        atomic_write_json(out / "registers.json", self.settings)
 
     @classmethod
     def load(cls, out: str | Path) -> RegisterResult:
@@ -504,7 +492,7 @@ class AblationResult:
 
     def save(self, out: str | Path) -> None:
         Path(out).mkdir(parents=True, exist_ok=True)
-        _atomic_csv(self.table, Path(out) / "ablations.csv")
+        atomic_write_csv(Path(out) / "ablations.csv", self.table)
 
     @classmethod
     def load(cls, out: str | Path) -> AblationResult:
@@ -649,9 +637,9 @@ class EvictionResult:
     def save(self, out: str | Path) -> None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        _atomic_csv(self.table, out / "eviction.csv")
-        _atomic_csv(self.per_position, out / "eviction_positions.csv")
-        _atomic_json(self.settings, out / "eviction.json")
+        atomic_write_csv(out / "eviction.csv", self.table)
+        atomic_write_csv(out / "eviction_positions.csv", self.per_position)
+        atomic_write_json(out / "eviction.json", self.settings)
 
     @classmethod
     def load(cls, out: str | Path) -> EvictionResult:

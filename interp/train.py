@@ -56,6 +56,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from . import hooks
+from ._io import atomic_write_text
 from ._types import Float, Tensor
 from .errors import InterpError, check_choice
 from .models import TinyConfig, load_model, resolve_device
@@ -346,12 +347,6 @@ def lr_at(step: int, config: TrainConfig) -> float:
 
 # -- checkpoints --------------------------------------------------------------------------
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _save(out: Path, model, opt: torch.optim.AdamW, config: TrainConfig, task: Task,
           step: int, history: list[dict], elapsed: float) -> None:
     params = _named_parameters(model)
@@ -367,7 +362,7 @@ def _save(out: Path, model, opt: torch.optim.AdamW, config: TrainConfig, task: T
     os.replace(tmp, out / "checkpoint.safetensors")
     state = dict(step=step, config=config.to_dict(), task=task.config(), history=history,
                  elapsed_s=elapsed)
-    _atomic_write_text(out / "state.json", json.dumps(state, indent=1))
+    atomic_write_text(out / "state.json", json.dumps(state, indent=1))
 
 
 def _load_tensors(out: Path, model, opt: torch.optim.AdamW | None, step: int) -> None:
@@ -514,7 +509,7 @@ def train_toy(config: TrainConfig, out: str | os.PathLike | None = None, *,
         tmp = out_dir / "history.csv.tmp"
         hist.to_csv(tmp, index=False)
         os.replace(tmp, out_dir / "history.csv")
-        _atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=1, default=str))
+        atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=1, default=str))
     return ToyResult(config=config, task=task, model=model, history=hist, metrics=metrics)
 
 

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from .._io import TableResult
 from .._types import Bool, Float, Tensor
 from ..errors import InterpError
 from ..pauses import PausePolicy
@@ -44,7 +42,7 @@ STAT_COLUMNS = ("self_norm", "future_norm", "total_norm", "future_share", "cos_s
 
 
 @dataclass
-class FutureGradients:
+class FutureGradients(TableResult):
     """The self / future decomposition, one row per (sequence, layer, site, head, position).
 
     Columns: ``sequence``, ``layer``, ``site`` (``k``, ``v``, ``resid_pre``/``mid``/``post``),
@@ -63,11 +61,8 @@ class FutureGradients:
         meta: model name, sites, layers, conventions.
     """
 
-    table: pd.DataFrame
-    meta: dict = field(default_factory=dict)
-
-    def to_pandas(self) -> pd.DataFrame:
-        return self.table.copy()
+    REQUIRED = frozenset({"layer", "site", "head", "position", "role", *STAT_COLUMNS})
+    MADE_BY = "interp gradients ... --out DIR"
 
     def _rest(self) -> pd.DataFrame:
         t = self.table
@@ -117,34 +112,6 @@ class FutureGradients:
     def first_position(self) -> pd.DataFrame:
         """The first position (BOS / sink), per site and layer."""
         return self._agg(self.table[self.table.position == 0], ["site", "layer"])
-
-    def to_csv(self, path: str | os.PathLike) -> Path:
-        """Write the table (atomically) and its metadata as ``<name>.json`` beside it."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        self.table.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-        meta = path.with_suffix(".json")
-        tmp = meta.with_name(meta.name + ".tmp")
-        tmp.write_text(json.dumps(self.meta, indent=2))
-        os.replace(tmp, meta)
-        return path
-
-    @classmethod
-    def from_csv(cls, path: str | os.PathLike) -> FutureGradients:
-        """Read a table written by :meth:`to_csv` (no model needed)."""
-        path = Path(path)
-        if not path.is_file():
-            raise InterpError(f"{path} not found", "run `interp gradients ... --out DIR` first")
-        table = pd.read_csv(path, keep_default_na=False, na_values=[""])
-        missing = {"layer", "site", "head", "position", "role", *STAT_COLUMNS} - set(table)
-        if missing:
-            raise InterpError(f"{path} lacks columns {sorted(missing)}",
-                              "give a future_gradients.csv written by interp")
-        meta_path = path.with_suffix(".json")
-        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-        return cls(table, meta)
 
 
 class _Reader:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from .._io import TableResult
 from .._types import Bool, Float, Tensor
 from ..errors import InterpError
 from ..pauses import PausePolicy
@@ -28,7 +26,7 @@ from ._inputs import (
 
 
 @dataclass
-class ByDistance:
+class ByDistance(TableResult):
     """Gradient of later losses by distance, one row per (layer, site, distance).
 
     Columns:
@@ -44,38 +42,8 @@ class ByDistance:
         meta: model, sites, layers, max_distance.
     """
 
-    table: pd.DataFrame
-    meta: dict = field(default_factory=dict)
-
-    def to_pandas(self) -> pd.DataFrame:
-        return self.table.copy()
-
-    def to_csv(self, path: str | os.PathLike) -> Path:
-        """Write the table (atomically) and its metadata as ``<name>.json`` beside it."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        self.table.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-        meta = path.with_suffix(".json")
-        tmp = meta.with_name(meta.name + ".tmp")
-        tmp.write_text(json.dumps(self.meta, indent=2))
-        os.replace(tmp, meta)
-        return path
-
-    @classmethod
-    def from_csv(cls, path: str | os.PathLike) -> ByDistance:
-        """Read a table written by :meth:`to_csv` (no model needed)."""
-        path = Path(path)
-        if not path.is_file():
-            raise InterpError(f"{path} not found", "run `interp gradients --by-distance D` first")
-        table = pd.read_csv(path)
-        missing = {"layer", "site", "distance", "grad_norm"} - set(table)
-        if missing:
-            raise InterpError(f"{path} lacks columns {sorted(missing)}",
-                              "give a by_distance.csv written by interp")
-        meta_path = path.with_suffix(".json")
-        return cls(table, json.loads(meta_path.read_text()) if meta_path.is_file() else {})
+    REQUIRED = frozenset({"layer", "site", "distance", "grad_norm"})
+    MADE_BY = "interp gradients --by-distance D ... --out DIR"
 
 
 class _Accumulator:

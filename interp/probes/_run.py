@@ -15,7 +15,6 @@ An output directory holds::
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +24,10 @@ import numpy as np
 import pandas as pd
 import torch
 from jaxtyping import Float
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor
 
+from .._io import atomic_save_tensors, atomic_write_csv, atomic_write_text
 from ..errors import InterpError
 from ..models import resolve_device
 from ._baselines import classification_baselines, control_labels, regression_baselines
@@ -113,34 +113,16 @@ class ProbeResults:
         """Write metrics.csv, the probes, probes.json, spec.toml and figure.html (atomically)."""
         out = Path(out_dir)
         (out / "probes").mkdir(parents=True, exist_ok=True)
-        _write_text(out / "spec.toml", self.spec.to_toml())
+        atomic_write_text(out / "spec.toml", self.spec.to_toml())
         for site, tensors in self.probes.items():
-            _save_tensors(out / "probes" / f"{site}.safetensors", tensors)
-        _write_text(out / "probes.json", json.dumps(self.description, indent=2))
-        _write_csv(out / "metrics.csv", self.metrics)
+            atomic_save_tensors(out / "probes" / f"{site}.safetensors", tensors)
+        atomic_write_text(out / "probes.json", json.dumps(self.description, indent=2))
+        atomic_write_csv(out / "metrics.csv", self.metrics)
         from ..figures import export
 
         export(self.figure(), out / "figure.html")
         self.out_dir = out
         return out
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _write_csv(path: Path, df: pd.DataFrame) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-
-
-def _save_tensors(path: Path, tensors: dict[str, Tensor]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(tmp))
-    os.replace(tmp, path)
 
 
 def load_probes(out_dir: str | Path) -> ProbeResults:
@@ -355,7 +337,7 @@ def _fit_site(spec: ProbeSpec, prep: _Prepared, site: str, device: torch.device,
 
         def save(st: SoftmaxState) -> None:
             ckpt.parent.mkdir(parents=True, exist_ok=True)
-            _save_tensors(ckpt, st.tensors())
+            atomic_save_tensors(ckpt, st.tensors())
 
         state = fit_softmax(X, prep.y, prep.n_classes, train, val, spec.train, device, state=state,
                             on_epoch=save if ckpt is not None else None, verbose=verbose)
@@ -397,7 +379,7 @@ def _check_out(out: Path, spec: ProbeSpec, resume: bool) -> None:
         for name in ("cells", "checkpoints", "probes"):
             shutil.rmtree(out / name, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
-    _write_text(old, spec.to_toml())
+    atomic_write_text(old, spec.to_toml())
 
 
 def _collect_all(spec: ProbeSpec, model, sites: list[str], verbose: bool, classes: list | None = None) -> _Prepared:
@@ -474,9 +456,9 @@ def train_probes(
             if out is not None:
                 (out / "cells").mkdir(exist_ok=True)
                 (out / "probes").mkdir(exist_ok=True)
-                _save_tensors(out / "probes" / f"{site}.safetensors", tensors[site])
-                _write_csv(out / "cells" / f"{site}.csv", metrics[site])
-                _write_text(meta_path, json.dumps(desc))
+                atomic_save_tensors(out / "probes" / f"{site}.safetensors", tensors[site])
+                atomic_write_csv(out / "cells" / f"{site}.csv", metrics[site])
+                atomic_write_text(meta_path, json.dumps(desc))
                 (out / "checkpoints" / f"{site}.safetensors").unlink(missing_ok=True)
         units = prep.data.units
     else:

@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from .._io import atomic_write_json
 from ..errors import InterpError
 from ..models import n_kv_heads
 from ..pauses import PausePolicy, pad_batch
@@ -37,7 +38,6 @@ from ._store import (
     read_sidecar,
     shard_name,
     verify_shard,
-    write_json_atomic,
     write_shard,
 )
 
@@ -223,7 +223,7 @@ def _prepare_out(out: Path, config: dict, *, resume: bool, overwrite: bool) -> l
                 e["name"] for e in kept
             }:
                 p.unlink()
-        write_json_atomic(out / SIDECAR, dict(existing, shards=kept, complete=False))
+        atomic_write_json(out / SIDECAR, dict(existing, shards=kept, complete=False))
     return kept
 
 
@@ -326,7 +326,7 @@ class _ShardSink:
         if self.out is not None:
             entry["files"] = write_shard(self.out, i, tensors, index)
             self.meta["shards"].append(entry)
-            write_json_atomic(self.out / SIDECAR, self.meta)
+            atomic_write_json(self.out / SIDECAR, self.meta)
         else:
             self.meta["shards"].append(entry)
             self.shards.append(tensors)
@@ -337,7 +337,7 @@ class _ShardSink:
         self._flush()
         self.meta["complete"] = True
         if self.out is not None:
-            write_json_atomic(self.out / SIDECAR, self.meta)
+            atomic_write_json(self.out / SIDECAR, self.meta)
         if not self.indexes:
             self.indexes.append(empty_index())
 

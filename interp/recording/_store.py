@@ -28,6 +28,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from .._io import atomic_write_json
 from ..errors import InterpError
 
 SIDECAR = "recording.json"
@@ -43,12 +44,6 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 22), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def write_json_atomic(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
 
 
 def shard_name(i: int) -> str:
@@ -203,7 +198,7 @@ class Recording:
             meta["shards"].append(dict(entry, files=files))
             start += rows
         meta["complete"] = True
-        write_json_atomic(out / SIDECAR, meta)
+        atomic_write_json(out / SIDECAR, meta)
         return out
 
 

@@ -30,17 +30,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from .._io import atomic_write_text
 from ..errors import InterpError
 from ._config import SECTIONS, ReportConfig
 from ._sections import SECTION_SPECS, Context, Section
 
 __all__ = ["SECTIONS", "ReportConfig", "report"]
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _cached(folder: Path, settings: dict) -> dict | None:
@@ -69,7 +64,7 @@ def _run_section(section: Section, ctx: Context, out: Path, fresh: bool) -> dict
     numbers = section.run(ctx, folder)
     record = dict(settings=settings, numbers=numbers, seconds=round(time.perf_counter() - t0, 1),
                   finished=datetime.now(UTC).isoformat(timespec="seconds"))
-    _write_atomic(folder / "section.json", json.dumps(record, indent=2, default=str))
+    atomic_write_text(folder / "section.json", json.dumps(record, indent=2, default=str))
     return {**record, "status": "ok"}
 
 
@@ -234,7 +229,7 @@ def report(
     )
     template = resources.files(__package__).joinpath("template.html").read_text(encoding="utf-8")
     path = out / "report.html"
-    _write_atomic(path, string.Template(template).substitute(fields))
+    atomic_write_text(path, string.Template(template).substitute(fields))
     pd.DataFrame([dict(key=k, value=_show(v)) for k, v in key_rows.items()]).to_csv(
         out / "key_numbers.csv.tmp", index=False)
     os.replace(out / "key_numbers.csv.tmp", out / "key_numbers.csv")
