@@ -5,4 +5,3 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . .venv/bin/activate
 interp report --out results/report "$@"
-echo "open results/report/report.html"

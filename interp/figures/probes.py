@@ -107,7 +107,12 @@ def probe_accuracy(results, *, site: str | None = None, role: str = "all", split
     ylab = {"accuracy": "accuracy", "top5": "top-5 accuracy", "xent": "cross-entropy (nats)", "r2": "R²"}[metric]
     heads = "" if site.startswith("resid") else ", best KV head"
     apply_style(fig, title=title or f"{results.spec.name}: {site}{heads}, role {role}, {split} split")
-    fig.update_xaxes(title_text="layer", dtick=1 if results.to_pandas().layer.nunique() <= 12 else 2)
+    layers = sorted(results.to_pandas().layer.unique().tolist())
+    if len(layers) <= 12:  # tick exactly the layers probed (e.g. every third layer)
+        fig.update_xaxes(title_text="layer", tickmode="array", tickvals=layers, tickangle=0)
+    else:
+        step = max(1, -(-(layers[-1] - layers[0]) // 10))
+        fig.update_xaxes(title_text="layer", dtick=step, tickangle=0)
     fig.update_yaxes(title_text=f"{split} {ylab}")
     # title aligned with the plot area; legend outside it, so no line is hidden
     fig.update_layout(title=dict(xref="paper", x=0), legend=dict(x=1.02, xanchor="left", y=1, yanchor="top"),
