@@ -273,7 +273,9 @@ def load_model(
         path = Path(name)
         if not path.is_file():
             raise InterpError(f"GGUF file {name!r} not found", "check the path")
-        hf, tok = _load_gguf(path, path.stem, hf_kwargs, use_cache)
+        # the bundled file given by path shares the bundled model's cache entry
+        cache_name = next((k for k, b in BUNDLED.items() if _same_file(path, b)), path.stem)
+        hf, tok = _load_gguf(path, cache_name, hf_kwargs, use_cache)
         arch_name = path.stem
     elif Path(name).is_dir():
         hf, tok = _load_hf_dir(Path(name), hf_kwargs)
@@ -286,6 +288,13 @@ def load_model(
     if device_map is None:
         hf = hf.to(dev)
     return _bridge(hf, tok, arch_name)
+
+
+def _same_file(path: Path, bundled: BundledModel) -> bool:
+    try:
+        return path.resolve() == bundled.path().resolve()
+    except InterpError:
+        return False
 
 
 _KNOWN_HUB_NAMES = {"gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "distilgpt2"}
