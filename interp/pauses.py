@@ -302,7 +302,7 @@ def insert_pauses(
     old = seq.tokens.tolist()
     for p in range(n + 1):
         k = int(before[p])
-        tokens += [int(insert_id)] * k if k else []
+        tokens += [int(insert_id)] * k
         new_roles += [inserted_role] * k
         orig += [-1] * k
         if p < n:

@@ -52,11 +52,11 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from . import hooks
-from ._io import atomic_write_text
+from ._io import atomic_save_tensors, atomic_write_csv, atomic_write_text
 from ._types import Float, Tensor
 from .errors import InterpError, check_choice
 from .models import TinyConfig, load_model, resolve_device
@@ -357,9 +357,7 @@ def _save(out: Path, model, opt: torch.optim.AdamW, config: TrainConfig, task: T
             for key, t in opt.state.get(p, {}).items():
                 if key != "step":
                     tensors[f"{key}.{index[id(p)]}"] = t.contiguous()
-    tmp = out / "checkpoint.safetensors.tmp"
-    save_file(tensors, str(tmp))
-    os.replace(tmp, out / "checkpoint.safetensors")
+    atomic_save_tensors(out / "checkpoint.safetensors", tensors)
     state = dict(step=step, config=config.to_dict(), task=task.config(), history=history,
                  elapsed_s=elapsed)
     atomic_write_text(out / "state.json", json.dumps(state, indent=1))
@@ -506,9 +504,7 @@ def train_toy(config: TrainConfig, out: str | os.PathLike | None = None, *,
         config=config.to_dict(), task_config=task.config(),
     )
     if out_dir is not None:
-        tmp = out_dir / "history.csv.tmp"
-        hist.to_csv(tmp, index=False)
-        os.replace(tmp, out_dir / "history.csv")
+        atomic_write_csv(out_dir / "history.csv", hist)
         atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=1, default=str))
     return ToyResult(config=config, task=task, model=model, history=hist, metrics=metrics)
 
@@ -590,9 +586,7 @@ def compare_toy(configs: list[TrainConfig], out: str | os.PathLike | None = None
     if out is not None:
         for name, df in (("compare.csv", comp.runs), ("summary.csv", comp.summary()),
                          ("histories.csv", comp.histories)):
-            tmp = Path(out) / (name + ".tmp")
-            df.to_csv(tmp, index=False)
-            os.replace(tmp, Path(out) / name)
+            atomic_write_csv(Path(out) / name, df)
     return comp
 
 

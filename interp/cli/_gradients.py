@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .._io import atomic_write_csv
 from ._common import (
     add_input_args,
     add_model_args,
@@ -62,9 +63,7 @@ def run(args) -> int:
     fg = future_gradients(model, inputs, batch_size=args.batch_size, **common)
     fg.to_csv(out / "future_gradients.csv")
     summary = fg.summary()
-    tmp = out / "summary.csv.tmp"
-    summary.to_csv(tmp, index=False)
-    tmp.replace(out / "summary.csv")
+    atomic_write_csv(out / "summary.csv", summary)
     kv = [s for s in ("k", "v") if s in fg.meta["sites"]] or fg.meta["sites"][:1]
     export(figs.future_share_heatmap(fg, kv[0]), out / "future_share_heatmap.html")
     export(figs.future_share_by_position(fg), out / "future_share_by_position.html")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .._io import atomic_write_csv
 from ._common import add_model_args, model_from_args, parse_int_list
 
 METRICS = ("logit_diff", "loss", "target")
@@ -74,9 +75,7 @@ def run(args) -> int:
             star = compare_patching(result, estimate="atp_star", by=None)
             stats = pd.concat([stats.assign(estimate="atp"), star.assign(estimate="atp_star")],
                               ignore_index=True)
-        tmp = out / "comparison.csv.tmp"
-        stats.to_csv(tmp, index=False)
-        tmp.replace(out / "comparison.csv")
+        atomic_write_csv(out / "comparison.csv", stats)
         export(figs.atp_scatter(result), out / "atp_scatter.html")
         print(stats.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     print(f"clean metric {result.meta['clean_metric']:.4g}; wrote {out}/")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .._io import atomic_write_csv
+
 SHOW_COLUMNS = ["offset", "layer", "accuracy", "top5", "xent", "baseline_majority", "baseline_unigram",
                 "baseline_bigram", "control_accuracy", "selectivity"]
 SHOW_COLUMNS_R2 = ["offset", "layer", "r2", "baseline_majority", "baseline_bigram"]
@@ -65,9 +67,7 @@ def run_eval(args) -> int:
 
     res = evaluate_probes(args.dir, verbose=not args.quiet)
     path = Path(args.dir) / "eval.csv"
-    tmp = path.with_name(path.name + ".tmp")
-    res.to_pandas().to_csv(tmp, index=False)
-    tmp.replace(path)
+    atomic_write_csv(path, res.to_pandas())
     print(_table(res, "test", "all", None, False))
     print(f"wrote {path}")
     return 0

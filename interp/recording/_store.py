@@ -28,7 +28,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from .._io import atomic_write_json
+from .._io import atomic_save_tensors, atomic_write_json
 from ..errors import InterpError
 
 SIDECAR = "recording.json"
@@ -54,15 +54,9 @@ def write_shard(
     out: Path, i: int, tensors: dict[str, Tensor], index: pd.DataFrame
 ) -> dict[str, str]:
     """Write shard ``i`` (tensors + index) atomically; return ``{file name: sha256}``."""
-    from safetensors.torch import save_file
-
     name = shard_name(i)
-    files = {}
     st, pq = out / f"{name}.safetensors", out / f"{name}.parquet"
-    tmp = st.with_name(st.name + ".tmp")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
-    files[st.name] = sha256_file(tmp)
-    os.replace(tmp, st)
+    files = {st.name: sha256_file(atomic_save_tensors(st, tensors))}
     tmp = pq.with_name(pq.name + ".tmp")
     index.to_parquet(tmp, index=False)
     files[pq.name] = sha256_file(tmp)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .._io import atomic_write_text
+from .._io import atomic_write_csv, atomic_write_text
 from ..errors import InterpError
 from ._config import SECTIONS, ReportConfig
 from ._sections import SECTION_SPECS, Context, Section
@@ -230,9 +230,8 @@ def report(
     template = resources.files(__package__).joinpath("template.html").read_text(encoding="utf-8")
     path = out / "report.html"
     atomic_write_text(path, string.Template(template).substitute(fields))
-    pd.DataFrame([dict(key=k, value=_show(v)) for k, v in key_rows.items()]).to_csv(
-        out / "key_numbers.csv.tmp", index=False)
-    os.replace(out / "key_numbers.csv.tmp", out / "key_numbers.csv")
+    atomic_write_csv(out / "key_numbers.csv",
+                     pd.DataFrame([dict(key=k, value=_show(v)) for k, v in key_rows.items()]))
     if verbose:
         print(f"wrote {path} ({elapsed:.0f} s)")
     return path
