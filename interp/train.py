@@ -63,16 +63,19 @@ from .models import TinyConfig, load_model, resolve_device
 from .tasks import PLACEMENTS, TASKS, Task, TaskBatch, get_task
 
 __all__ = [
+    "CONDITIONS",
     "DEFAULTS",
     "ToyComparison",
     "ToyResult",
     "TrainConfig",
     "build_model",
     "compare_toy",
+    "condition_grid",
     "default_config",
     "grid",
     "evaluate",
     "forward",
+    "load_comparison",
     "load_toy",
     "lr_at",
     "real_inputs",
@@ -82,6 +85,9 @@ __all__ = [
 ]
 
 DTYPES = ("float32", "float64")
+#: What a run inserts between prompt and answer: nothing, ``<pause>`` tokens, filler ``.``
+#: tokens, or fillers trained with the parallel chain-of-thought mixture (Pfau et al. 2024).
+CONDITIONS = ("none", "pause", "filler", "filler_cot")
 _EVAL_SEED = 1_000_003  # the held-out set's seed stream, disjoint from training's (seed, step)
 
 
@@ -94,6 +100,9 @@ class TrainConfig:
         task_options: the task's own options (e.g. ``{"n_bits": 8}`` for parity).
         pauses: pauses (or fillers) per example; 0 for none.
         filler: insert the filler token ``.`` instead of ``<pause>``.
+        cot_mixture: fraction of *training* examples whose filler positions hold the task's
+            parallel chain of thought instead (Pfau et al. 2024; needs ``filler`` and
+            ``pauses`` = the task's ``n_cot``). Evaluation is always on filler examples.
         placement: ``"before_answer"`` or ``"interleaved"`` (see :class:`interp.tasks.Task`).
         myopic: train with past keys and values detached (Wu et al. 2024).
         n_layers: transformer blocks.
@@ -121,6 +130,7 @@ class TrainConfig:
     task_options: dict[str, Any] = field(default_factory=dict)
     pauses: int = 0
     filler: bool = False
+    cot_mixture: float = 0.0
     placement: str = "before_answer"
     myopic: bool = False
     n_layers: int = 2
@@ -152,6 +162,10 @@ class TrainConfig:
                 raise InterpError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.pauses < 0 or self.warmup < 0:
             raise InterpError("TrainConfig.pauses and warmup must be >= 0")
+        if not 0.0 <= self.cot_mixture <= 1.0:
+            raise InterpError(f"TrainConfig.cot_mixture must be in [0, 1], got {self.cot_mixture}",
+                              "give the fraction of training examples that carry the chain "
+                              "of thought (0: fillers only)")
         if not (self.lr > 0 and 0 <= self.min_lr_ratio <= 1 and self.grad_clip >= 0
                 and self.weight_decay >= 0):
             raise InterpError("TrainConfig needs lr > 0, 0 <= min_lr_ratio <= 1, grad_clip >= 0 "
@@ -162,11 +176,14 @@ class TrainConfig:
         """``"myopic"`` or ``"vanilla"``."""
         return "myopic" if self.myopic else "vanilla"
 
-    def make_task(self) -> Task:
-        """The task this config trains on (pause options included)."""
+    def make_task(self, *, evaluation: bool = False) -> Task:
+        """The task this config trains on (pause options and the chain-of-thought mixture
+        included), or with ``evaluation`` the one it is evaluated on (no mixture)."""
         opts = dict(self.task_options)
         if self.pauses:
             opts.update(pauses=self.pauses, placement=self.placement, filler=self.filler)
+        if self.cot_mixture and not evaluation:
+            opts.update(cot_mixture=self.cot_mixture)
         return get_task(self.task, **opts)
 
     def to_dict(self) -> dict:
@@ -212,8 +229,11 @@ class ToyResult:
 
 
 def run_labels(config: TrainConfig) -> dict[str, Any]:
-    """The columns that identify a run in a comparison table."""
+    """The columns that identify a run in a comparison table; ``insert`` is one of
+    :data:`CONDITIONS` (``filler_cot``: fillers with the chain-of-thought mixture)."""
     insert = "none" if not config.pauses else ("filler" if config.filler else "pause")
+    if config.cot_mixture:
+        insert += "_cot"
     return dict(task=config.task, mode=config.mode, pauses=config.pauses, insert=insert,
                 seed=config.seed)
 
@@ -430,7 +450,8 @@ def train_toy(config: TrainConfig, out: str | os.PathLike | None = None, *,
     task = config.make_task()
     device = resolve_device(config.device)
     dtype = getattr(torch, config.dtype)
-    eval_batch = task.batch(config.eval_size, (_EVAL_SEED, config.seed)).to(device, dtype)
+    eval_task = config.make_task(evaluation=True)
+    eval_batch = eval_task.batch(config.eval_size, (_EVAL_SEED, config.seed)).to(device, dtype)
     model = build_model(config, task, int(eval_batch.tokens.shape[1]))
     params = _named_parameters(model)
     decay = [p for p in params.values() if p.ndim >= 2]
@@ -474,7 +495,7 @@ def train_toy(config: TrainConfig, out: str | os.PathLike | None = None, *,
         train_losses.append(float(loss.detach()))
         done = step + 1
         if done % config.eval_every == 0 or done == config.steps:
-            ev = evaluate(model, task, eval_batch)
+            ev = evaluate(model, eval_task, eval_batch)
             row = dict(step=done, lr=lr_at(step, config),
                        train_loss=float(np.mean(train_losses)), eval_loss=ev["loss"],
                        metric=ev[metric], elapsed_s=time.perf_counter() - t0,
@@ -489,7 +510,7 @@ def train_toy(config: TrainConfig, out: str | os.PathLike | None = None, *,
 
     hist = pd.DataFrame(history, columns=["step", "lr", "train_loss", "eval_loss", "metric",
                                           "elapsed_s", "tokens"])
-    final = evaluate(model, task, eval_batch)
+    final = evaluate(model, eval_task, eval_batch)
     reached = hist[[_reached(task, v, config.target) for v in hist["metric"]]]
     total_s = float(hist["elapsed_s"].iloc[-1]) if len(hist) else 0.0
     metrics: dict[str, Any] = dict(
@@ -516,13 +537,17 @@ def train_toy(config: TrainConfig, out: str | os.PathLike | None = None, *,
 #: because with the paper's ω = 10 ordinary training did not leave the trivial baseline within
 #: 1,500 CPU steps (pass ``task_options=dict(freq=10.0)`` for the paper's task); 6-bit parity
 #: with learned absolute positions and batches of 256 leaves the 50 % plateau after about 300
-#: steps. The other tasks' settings are untuned starting points. Explicit options override.
+#: steps. ``3sum`` is the width-bound filler task (4 tuples of 2 digits mod 3, learned
+#: positions so a filler position can address the digits of its triple; see
+#: ``docs/concepts/toy-tasks.md`` for the measured none / filler / filler + CoT comparison).
+#: The other tasks' settings are untuned starting points. Explicit options override.
 DEFAULTS: dict[str, dict[str, Any]] = {
     "precache": dict(task_options=dict(freq=5.0), d_model=64, steps=800, batch_size=32,
                      eval_every=100, eval_size=256, lr=3e-3, target=0.1),
     "parity": dict(task_options=dict(n_bits=6), positional="standard", d_model=64, steps=400,
                    batch_size=256, eval_every=50, eval_size=256, lr=3e-3, target=0.95),
-    "3sum": dict(task_options=dict(length=6, dim=2), d_model=64, steps=1000, lr=1e-3),
+    "3sum": dict(task_options=dict(length=4, dim=2, mod=3), positional="standard", d_model=64,
+                 steps=800, batch_size=64, eval_every=100, eval_size=512, lr=3e-3, target=0.9),
     "2sum_transform": dict(task_options=dict(length=6, dim=2), d_model=64, steps=1000, lr=1e-3),
     "primes": dict(d_model=64, steps=1000, lr=1e-3),
     "addition": dict(task_options=dict(n_digits=3), d_model=64, steps=1000, lr=1e-3),
@@ -554,6 +579,19 @@ class ToyComparison:
     def to_pandas(self) -> pd.DataFrame:
         return self.runs
 
+    @classmethod
+    def load(cls, out: str | os.PathLike) -> ToyComparison:
+        """Read a comparison written by :func:`compare_toy` (``compare.csv`` and
+        ``histories.csv`` in ``out``); no model is needed."""
+        out = Path(out)
+        tables = {}
+        for name in ("compare.csv", "histories.csv"):
+            if not (out / name).is_file():
+                raise InterpError(f"{out} has no {name}",
+                                  "give the --out folder of `interp toy compare`")
+            tables[name] = pd.read_csv(out / name)
+        return cls(runs=tables["compare.csv"], histories=tables["histories.csv"])
+
     def summary(self) -> pd.DataFrame:
         """Mean, standard deviation, min and max of the final metric over seeds, per condition."""
         keys = ["task", "mode", "pauses", "insert", "metric"]
@@ -561,6 +599,11 @@ class ToyComparison:
         out = g["value"].agg(["mean", "std", "min", "max", "count"]).reset_index()
         out["baseline"] = g["baseline"].mean().to_numpy()
         return out.rename(columns={"count": "seeds"})
+
+
+def load_comparison(out: str | os.PathLike) -> ToyComparison:
+    """The :class:`ToyComparison` saved in ``out`` by ``interp toy compare`` / :func:`compare_toy`."""
+    return ToyComparison.load(out)
 
 
 _RUN_COLUMNS = ["metric", "loss", "baseline", "steps_to_target", "seconds_to_target",
@@ -591,21 +634,63 @@ def compare_toy(configs: list[TrainConfig], out: str | os.PathLike | None = None
 
 
 def grid(base: TrainConfig, *, pauses: list[int], modes: list[str], inserts: list[str],
-         seeds: list[int]) -> list[TrainConfig]:
+         seeds: list[int], cot_mixture: float = 0.5) -> list[TrainConfig]:
     """The configs of a task × pauses × insert × mode × seed grid around ``base``.
 
-    ``inserts`` holds ``"pause"`` and/or ``"filler"``; it only matters where pauses > 0, so a
-    pause count of 0 appears once per mode and seed.
+    ``inserts`` holds ``"pause"``, ``"filler"`` and/or ``"filler_cot"`` (fillers, with
+    ``cot_mixture`` of the training examples carrying the chain of thought instead); it only
+    matters where pauses > 0, so a pause count of 0 appears once per mode and seed.
     """
     for m in modes:
         check_choice("mode", m, ("vanilla", "myopic"))
     for i in inserts:
-        check_choice("insert", i, ("pause", "filler"))
+        check_choice("insert", i, CONDITIONS[1:])
     out = []
     for p in pauses:
         for ins in inserts if p else inserts[:1]:
             for mode in modes:
                 for seed in seeds:
-                    out.append(dataclasses.replace(base, pauses=p, filler=ins == "filler",
-                                                   myopic=mode == "myopic", seed=seed))
+                    out.append(dataclasses.replace(
+                        base, pauses=p, filler=bool(p) and ins.startswith("filler"),
+                        cot_mixture=cot_mixture if p and ins == "filler_cot" else 0.0,
+                        myopic=mode == "myopic", seed=seed))
     return out
+
+
+def condition_grid(base: TrainConfig, conditions: list[str], *, seeds: list[int],
+                   fillers: int | None = None, cot_mixture: float = 0.5,
+                   modes: list[str] | None = None) -> list[TrainConfig]:
+    """The configs that compare :data:`CONDITIONS` at one insert count, per mode and seed.
+
+    Args:
+        base: the shared settings (task, model, schedule).
+        conditions: names from :data:`CONDITIONS`, e.g. ``["none", "filler", "filler_cot"]``.
+        seeds: one run per seed and condition.
+        fillers: tokens inserted before the answer in every condition but ``none``; default
+            the task's chain-of-thought length (``n_cot``), which ``filler_cot`` requires.
+        cot_mixture: for ``filler_cot``, the fraction of training examples with the chain.
+        modes: ``vanilla`` and/or ``myopic`` (default ``["vanilla"]``).
+
+    Raises:
+        InterpError: an unknown condition, a negative filler count, a mixture outside [0, 1].
+    """
+    if not conditions:
+        raise InterpError("no conditions to compare", f"choose from: {', '.join(CONDITIONS)}")
+    for c in conditions:
+        check_choice("condition", c, CONDITIONS)
+    if fillers is None:
+        fillers = base.make_task().n_cot or 0
+        if not fillers:
+            raise InterpError(f"task {base.task!r} has no chain-of-thought length to default to",
+                              "give the number of fillers (--fillers N)")
+    inserts = [c for c in dict.fromkeys(conditions) if c != "none"]
+    if fillers < 0 or (fillers == 0 and inserts):
+        raise InterpError(f"the filler count must be >= 1, got {fillers}",
+                          "give the number of tokens to insert before the answer (or only "
+                          "the condition 'none')")
+    if not 0.0 <= cot_mixture <= 1.0:
+        raise InterpError(f"the chain-of-thought mixture must be in [0, 1], got {cot_mixture}",
+                          "give the fraction of training examples that carry the chain")
+    pauses = ([0] if "none" in conditions else []) + ([fillers] if inserts else [])
+    return grid(base, pauses=pauses, modes=modes or ["vanilla"], inserts=inserts or ["pause"],
+                seeds=seeds, cot_mixture=cot_mixture)

@@ -5,6 +5,9 @@
 ``interp toy compare --task parity --pauses 0,4 --modes vanilla --seeds 0,1,2 --out runs/cmp``
 trains the grid and writes ``compare.csv`` (one row per run), ``summary.csv`` (mean and spread
 over seeds), ``histories.csv`` and the figures ``compare.{html,png}`` and ``curves.{html,png}``.
+``interp toy compare --task 3sum --conditions none,filler,filler_cot --out runs/fillers``
+compares answering at once, after filler tokens, and after fillers trained with the parallel
+chain-of-thought mixture (Pfau et al. 2024), as many fillers as the task's chain has tokens.
 Options not given take the task's defaults (:data:`interp.train.DEFAULTS`).
 """
 
@@ -55,6 +58,10 @@ def register(sub) -> None:
     t.add_argument("--task", required=True, choices=list(TASKS))
     t.add_argument("--pauses", type=int, default=0, help="pauses per example (default 0)")
     t.add_argument("--filler", action="store_true", help="insert '.' fillers instead of <pause>")
+    t.add_argument("--cot-mixture", type=float, default=0.0, metavar="F",
+                   help="fraction of training examples whose fillers are replaced by the "
+                   "task's parallel chain of thought (3sum, 2sum_transform; needs --filler "
+                   "and --pauses equal to the chain's length)")
     t.add_argument("--myopic", action="store_true",
                    help="myopic training: past keys and values detached (Wu et al. 2024)")
     t.add_argument("--seed", type=int, default=0)
@@ -68,8 +75,19 @@ def register(sub) -> None:
                        "histories.csv and the figures compare.{html,png}, curves.{html,png}.")
     c.add_argument("--task", required=True, help="task name(s), comma-separated: "
                    + ", ".join(TASKS))
-    c.add_argument("--pauses", default="0", help="pause counts, e.g. 0,4 (default 0)")
-    c.add_argument("--inserts", default="pause", help="pause and/or filler, e.g. pause,filler")
+    c.add_argument("--pauses", default=None, help="pause counts, e.g. 0,4 (default 0)")
+    c.add_argument("--inserts", default=None,
+                   help="pause, filler and/or filler_cot, e.g. pause,filler (default pause)")
+    c.add_argument("--conditions", default=None,
+                   help="instead of --pauses/--inserts: none, pause, filler and/or filler_cot "
+                   "(fillers with the parallel chain-of-thought mixture), all with --fillers "
+                   "tokens, e.g. none,filler,filler_cot")
+    c.add_argument("--fillers", type=int, default=None, metavar="N",
+                   help="with --conditions: tokens inserted before the answer (default: the "
+                   "task's chain-of-thought length)")
+    c.add_argument("--cot-mixture", type=float, default=0.5, metavar="F",
+                   help="fraction of training examples carrying the chain of thought in the "
+                   "filler_cot condition (default 0.5)")
     c.add_argument("--modes", default="vanilla,myopic", help="vanilla and/or myopic")
     c.add_argument("--seeds", default="0,1,2", help="seeds, e.g. 0-2")
     c.add_argument("--out", required=True, help="output folder")
@@ -115,7 +133,7 @@ def run_train(args) -> int:
     from ..train import train_toy
 
     cfg = _config(args, args.task, pauses=args.pauses, filler=args.filler, myopic=args.myopic,
-                  seed=args.seed)
+                  cot_mixture=args.cot_mixture, seed=args.seed)
     res = train_toy(cfg, args.out, resume=not args.no_resume, verbose=not args.quiet)
     m = res.metrics
     print(f"{cfg.task} {cfg.mode} pauses={cfg.pauses}: {m['metric']} {m[m['metric']]:.4f} "
@@ -126,14 +144,25 @@ def run_train(args) -> int:
 def run_compare(args) -> int:
     from ..figures import export
     from ..figures.toy import compare_bars, training_curves
-    from ..train import compare_toy, grid
+    from ..train import compare_toy, condition_grid, grid
 
     tasks = [t for t in args.task.split(",") if t]
+    seeds = parse_int_list(args.seeds, "seeds") or [0]
+    modes = args.modes.split(",")
+    if args.conditions is not None and (args.pauses is not None or args.inserts is not None):
+        raise InterpError("--conditions was given with --pauses or --inserts",
+                          "give either --conditions (with --fillers) or --pauses/--inserts")
     configs = []
     for task in tasks:
-        configs += grid(_config(args, task), pauses=parse_int_list(args.pauses, "pauses") or [0],
-                        modes=args.modes.split(","), inserts=args.inserts.split(","),
-                        seeds=parse_int_list(args.seeds, "seeds") or [0])
+        if args.conditions is not None:
+            configs += condition_grid(_config(args, task), args.conditions.split(","),
+                                      seeds=seeds, fillers=args.fillers,
+                                      cot_mixture=args.cot_mixture, modes=modes)
+        else:
+            configs += grid(_config(args, task), seeds=seeds, modes=modes,
+                            pauses=parse_int_list(args.pauses or "0", "pauses") or [0],
+                            inserts=(args.inserts or "pause").split(","),
+                            cot_mixture=args.cot_mixture)
     comp = compare_toy(configs, args.out, verbose=not args.quiet)
     out = Path(args.out)
     for name, fig in (("compare", compare_bars(comp)), ("curves", training_curves(comp))):

@@ -23,12 +23,14 @@ _METRIC_LABEL = {"accuracy": "accuracy (exact match)",
 
 
 def _condition(df: pd.DataFrame) -> pd.Series:
-    """A readable label per row: ``vanilla``, ``myopic · 4 pauses``, ``vanilla · 4 fillers``."""
+    """A readable label per row: ``vanilla``, ``myopic · 4 pauses``, ``vanilla · 4 fillers``,
+    ``vanilla · 40 fillers + CoT mix`` (trained with the chain-of-thought mixture)."""
     def one(r) -> str:
         if not r["pauses"]:
             return r["mode"]
-        kind = "filler" if r["insert"] == "filler" else "pause"
-        return f"{r['mode']} · {r['pauses']} {kind}{'s' if r['pauses'] > 1 else ''}"
+        kind = "pause" if r["insert"] == "pause" else "filler"
+        mix = " + CoT mix" if r["insert"] == "filler_cot" else ""
+        return f"{r['mode']} · {r['pauses']} {kind}{'s' if r['pauses'] > 1 else ''}{mix}"
 
     return df.apply(one, axis=1)
 

@@ -205,12 +205,9 @@ def _load_probes(d: Path):
 
 
 def _load_toy(d: Path):
-    import pandas as pd
+    from ..train import load_comparison
 
-    from ..train import ToyComparison
-
-    return ToyComparison(runs=pd.read_csv(d / "compare.csv"),
-                         histories=pd.read_csv(d / "histories.csv"))
+    return load_comparison(d)
 
 
 KINDS: tuple[TableKind, ...] = (

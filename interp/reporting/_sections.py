@@ -279,8 +279,9 @@ def _run_toy(ctx: Context, out: Path) -> dict:
             raise InterpError(f"{src} has no {name}", "give the --out folder of `interp toy compare`")
         shutil.copyfile(src / name, out / name)
     runs = pd.read_csv(out / "compare.csv")
-    g = runs.groupby(["task", "mode", "pauses"])["value"].mean()
-    return {f"{t} · {m} · {p} pauses": _fmt(v) for (t, m, p), v in g.items()}
+    g = runs.groupby(["task", "mode", "pauses", "insert"])["value"].mean()
+    return {f"{t} · {m} · {p} pauses" + ("" if i in ("none", "pause") else f" ({i})"): _fmt(v)
+            for (t, m, p, i), v in g.items()}
 
 
 SECTION_SPECS: tuple[Section, ...] = (

@@ -55,7 +55,7 @@ __all__ = [
 TASKS: dict[str, type[Task]] = {
     cls.name: cls for cls in (Precache, Parity, ThreeSum, TwoSumTransform, PrimeDigitSum, Addition)
 }
-_PAUSE_OPTIONS = ("pauses", "placement", "filler", "policy")
+_PAUSE_OPTIONS = ("pauses", "placement", "filler", "policy", "cot_mixture")
 
 
 def task_options(name: str) -> list[str]:
@@ -72,7 +72,8 @@ def get_task(name: str, **options) -> Task:
         name: one of :data:`TASKS` (``precache``, ``parity``, ``3sum``, ``2sum_transform``,
             ``primes``, ``addition``).
         **options: the task's own options (see its class) and the pause options ``pauses``,
-            ``placement`` (one of ``before_answer``, ``interleaved``), ``filler``, ``policy``.
+            ``placement`` (one of ``before_answer``, ``interleaved``), ``filler``, ``policy``,
+            ``cot_mixture`` (see :class:`Task`).
 
     Raises:
         InterpError: an unknown task (listing the tasks) or option (listing the valid ones).
@@ -84,4 +85,6 @@ def get_task(name: str, **options) -> Task:
     if unknown:
         raise InterpError(f"unknown option(s) for task {name!r}: {', '.join(unknown)}",
                           f"valid options: {', '.join(valid)}")
-    return TASKS[name](**options)
+    task = TASKS[name](**options)
+    task.check_cot_mixture()
+    return task

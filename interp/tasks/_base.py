@@ -8,6 +8,15 @@ by inserting ``<pause>`` (or filler ``.``) tokens with an :class:`interp.PausePo
 (``loss_on="answer"``): position t counts when token t + 1 is an answer token, so no pause,
 filler or prompt output is ever trained (Goyal et al. 2023; Pfau et al. 2024).
 
+**Parallel chain-of-thought mixture** (Pfau et al. 2024). A task that defines :meth:`Task.cot`
+(the intermediate results a solution computes, one token each, in a fixed order) can mix
+training sequences: with ``cot_mixture=f``, each example independently has probability f of
+carrying the chain of thought *in place of* its filler tokens (same positions, same length;
+the chain-of-thought tokens have role ``answer`` and are trained), and 1 − f of carrying
+fillers (only the final answer trained). The filler position that precedes chain-of-thought
+token r is then taught, in the mixed-in sequences, to compute intermediate r: the supervision
+that lets a model learn to use filler positions at all.
+
 Examples are deterministic given a seed: ``task.batch(n, seed)`` always returns the same
 tensors, and a training run draws batch ``s`` with seed ``(seed, s)``, so a resumed run sees
 the same data as an uninterrupted one.
@@ -161,6 +170,9 @@ class Task:
             ``<pause>``.
         policy: an explicit :class:`interp.PausePolicy`; overrides the three options above.
             Its ``loss_on`` is forced to ``"answer"``.
+        cot_mixture: fraction of examples whose filler positions hold the parallel chain of
+            thought instead (see the module docstring); needs ``filler=True``,
+            ``placement="before_answer"`` and ``pauses`` equal to :attr:`n_cot`.
     """
 
     name: ClassVar[str] = ""
@@ -168,16 +180,22 @@ class Task:
     vocab: Vocab
 
     def __init__(self, *, pauses: int = 0, placement: str = "before_answer",
-                 filler: bool = False, policy: PausePolicy | None = None):
+                 filler: bool = False, policy: PausePolicy | None = None,
+                 cot_mixture: float = 0.0):
         check_choice("pause placement", placement, PLACEMENTS)
         if pauses < 0:
-            raise InterpError(f"pauses must be >= 0, got {pauses}")
+            raise InterpError(f"pauses must be >= 0, got {pauses}",
+                              "give 0 for no pauses or fillers, or a positive count")
+        if not 0.0 <= cot_mixture <= 1.0:
+            raise InterpError(f"cot_mixture must be in [0, 1], got {cot_mixture}",
+                              "give the fraction of examples that carry the chain of thought")
         if policy is not None:
             policy = dataclasses.replace(policy, loss_on="answer")
         self.pauses = pauses
         self.placement = placement
         self.filler = filler
         self.policy = policy
+        self.cot_mixture = float(cot_mixture)
 
     # -- to implement ---------------------------------------------------------------------
     def sample(self, rng: np.random.Generator) -> RawExample:
@@ -192,6 +210,17 @@ class Task:
         """The task's own options (for metadata and to rebuild it with :func:`get_task`)."""
         raise NotImplementedError
 
+    def cot(self, prompt: Sequence[str]) -> tuple[str, ...]:
+        """The parallel chain of thought for the prompt words: :attr:`n_cot` intermediate
+        results, computed from the prompt alone. Only tasks with a parallel solution have one."""
+        raise InterpError(f"task {self.name!r} has no parallel chain of thought",
+                          "use cot_mixture only with 3sum or 2sum_transform")
+
+    @property
+    def n_cot(self) -> int | None:
+        """Length of the parallel chain of thought (``None``: the task has none)."""
+        return None
+
     # -- shared ---------------------------------------------------------------------------
     @property
     def d_vocab(self) -> int:
@@ -203,7 +232,25 @@ class Task:
                    placement=self.placement, filler=self.filler)
         if self.policy is not None:
             out["policy"] = self.policy.to_dict()
+        if self.cot_mixture:
+            out["cot_mixture"] = self.cot_mixture
         return out
+
+    def check_cot_mixture(self) -> None:
+        """Refuse a chain-of-thought mixture whose chain cannot stand in for the fillers
+        (called by :func:`interp.tasks.get_task` once the task's own options are set)."""
+        if not self.cot_mixture:
+            return
+        n = self.n_cot
+        if n is None:
+            self.cot(())  # raises: the task has no chain of thought
+        if not (self.filler and self.placement == "before_answer" and self.pauses == n
+                and self.policy is None):
+            raise InterpError(
+                f"cot_mixture needs {n} filler tokens before the answer (one per "
+                f"chain-of-thought token), got pauses={self.pauses}, filler={self.filler}, "
+                f"placement={self.placement!r}",
+                f"set pauses={n}, filler=True, placement='before_answer' (no policy)")
 
     def _policy(self, roles: Sequence[str]) -> PausePolicy | None:
         if self.policy is not None:
@@ -227,10 +274,29 @@ class Task:
             return seq
         return insert_pauses(seq, policy, self.vocab.pause_id)
 
+    def to_cot_sequence(self, raw: RawExample) -> PausedSequence:
+        """The raw example with its parallel chain of thought (role ``answer``, trained)
+        between the prompt and the answer: where :meth:`to_sequence` puts the fillers."""
+        start = raw.roles.index("answer")
+        cot = self.cot(raw.words[:start])
+        words = raw.words[:start] + cot + raw.words[start:]
+        roles = raw.roles[:start] + ("answer",) * len(cot) + raw.roles[start:]
+        return make_sequence(self.vocab.encode(words), roles, loss_on="answer")
+
     def examples(self, n: int, seed: int | Sequence[int] = 0) -> list[PausedSequence]:
-        """``n`` examples, deterministic given ``seed`` (an int or a tuple of ints)."""
-        rng = np.random.default_rng(seed)
-        return [self.to_sequence(self.sample(rng)) for _ in range(n)]
+        """``n`` examples, deterministic given ``seed`` (an int or a tuple of ints).
+
+        With a chain-of-thought mixture, which examples carry the chain is drawn from a
+        stream of its own, so the prompts are the same as without the mixture.
+        """
+        seeds = np.random.SeedSequence(seed)
+        rng = np.random.default_rng(seeds)
+        raws = [self.sample(rng) for _ in range(n)]
+        if not self.cot_mixture:
+            return [self.to_sequence(raw) for raw in raws]
+        with_cot = np.random.default_rng(seeds.spawn(1)[0]).random(n) < self.cot_mixture
+        return [self.to_cot_sequence(raw) if c else self.to_sequence(raw)
+                for raw, c in zip(raws, with_cot, strict=True)]
 
     def batch(self, n: int, seed: int | Sequence[int] = 0) -> TaskBatch:
         """``n`` examples as padded tensors with next-token targets on answer positions."""

@@ -19,12 +19,29 @@ Format (3SUM, length 3, dim 2, two fillers)::
 
 Each tuple is ``dim`` digit tokens, no separator (positions are fixed). Classes are balanced:
 half the examples get a planted solution (a random pair/triple whose last member is set to
-make the sum vanish), the other half are resampled until they have none. Pfau et al. also
-train on parallel chain-of-thought sequences mixed with filler ones; that is not built here.
+make the sum vanish), the other half are resampled until they have none.
+
+**Parallel chain of thought.** Pfau et al. only got models to use fillers when training mixed
+filler sequences with sequences whose filler positions hold a *parallel* chain of thought:
+intermediate results that can all be computed at once, from the input alone. Here it is every
+k-subset's sum, digit by digit: for each pair/triple c = (i < j [< l]) in lexicographic order
+and each dimension d, the token ``(Σ_{i∈c} x_i[d]) mod mod`` (for 2SUM-Transform, of the
+unshifted x). That is ``dim · C(length, k)`` tokens, and the answer is ``Y`` exactly when some
+subset's ``dim`` tokens are all ``0``. Each token needs one gather of k digits (one attention
+step) and a sum; the answer needs one more step over the tokens: a width-bound, depth-2
+solution, where answering at once needs every subset checked in a single position::
+
+    <bos> 1 3 4 0 5 7 : 0 0 Y        (length 3, dim 2: the one triple's sums, 10 and 10)
+
+Pfau et al.'s own 3SUM chain names one summand of each pair and then either the matching third
+tuple or one digit of the pair's sum; the digit-wise subset sums are simpler and equally
+parallel. Use it with ``pauses=task.n_cot, filler=True, cot_mixture=f`` (see
+:class:`interp.tasks.Task`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from itertools import combinations
 
@@ -96,6 +113,17 @@ class _KSum(Task):
 
     def answer(self, prompt: Sequence[str]) -> tuple[str, ...]:
         return ("Y" if self._has_solution(self._tuples(prompt)) else "N",)
+
+    @property
+    def n_cot(self) -> int:
+        return self.dim * math.comb(self.length, self.k)
+
+    def cot(self, prompt: Sequence[str]) -> tuple[str, ...]:
+        """Every k-subset's sum mod ``mod``, digit by digit, subsets in lexicographic order."""
+        x = self._tuples(prompt)
+        subsets = np.array(list(combinations(range(self.length), self.k)))
+        sums = x[subsets].sum(1) % self.mod  # [subset, dim]
+        return tuple(str(d) for d in sums.ravel())
 
 
 class ThreeSum(_KSum):

@@ -34,7 +34,8 @@ SETTINGS: dict[str, tuple[dict[str, object], bool]] = {
     "04_registers_and_sinks.ipynb": (
         dict(N_TOKENS=32, N_WINDOWS=2, EVICTION_TOKENS=48, WINDOW=16, SINKS=[0, 1]), True),
     "05_toy_tasks.ipynb": (
-        dict(PRECACHE_STEPS=6, PARITY_STEPS=6, PARITY_BITS=4, PAUSES=[0, 2], EVAL_EVERY=3),
+        dict(PRECACHE_STEPS=6, PARITY_STEPS=6, PARITY_BITS=4, PAUSES=[0, 2], EVAL_EVERY=3,
+             FILLER_STEPS=3),
         False),
     "06_attribution_patching.ipynb": (
         dict(LAYERS=[20], SITES=["k", "resid_post"], TARGET_LAYERS=[0]), True),
