@@ -206,10 +206,13 @@ def countdown_index(tokens: Int[Tensor, "batch pos"], pause_id: int,
 
 
 def _base_key(model) -> dict:
-    """What identifies a base model for an adapter: its name and shape."""
+    """What identifies a base model for an adapter: its name and shape (the vocabulary
+    without the ``<pause>`` token)."""
     cfg = model.cfg
+    extra = 1 if getattr(model, "interp_pause_id", None) is not None else 0
     return dict(model_name=str(cfg.model_name), n_layers=int(cfg.n_layers),
-                d_model=int(cfg.d_model))
+                d_model=int(cfg.d_model), n_heads=int(cfg.n_heads),
+                d_vocab=int(cfg.d_vocab) - extra)
 
 
 def _base_name(base: str | dict) -> str:
@@ -363,10 +366,11 @@ def load_adapter(model, path: str | os.PathLike, *, base: str | dict | None = No
     """
     cfg = read_adapter_config(path)
     key = _base_key(model)
-    if (base is not None and _base_name(base) != _base_name(cfg["base"])) or key != cfg["base_key"]:
+    if key != cfg["base_key"]:
         raise InterpError(
-            f"the adapter in {path} was trained on {_base_name(cfg['base'])} "
-            f"({cfg['base_key']}), not on this model ({_base_name(base or '?')}, {key})",
+            f"the adapter in {path} was trained on another base model, "
+            f"{_base_name(cfg['base'])} ({cfg['base_key']}), not on this one "
+            f"({_base_name(base) if base is not None else '?'}, {key})",
             f"load it with interp.load_model({str(path)!r}), which loads its own base model")
     if getattr(model, "interp_pause_id", None) not in (None, cfg["pause_id"]):
         raise InterpError("this model already has a different <pause> token",
