@@ -26,13 +26,18 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
 from . import hooks
+from ._io import atomic_write_csv, atomic_write_json
 from ._types import Float, Tensor
 from .errors import InterpError
 from .pauses import (
@@ -44,8 +49,11 @@ from .pauses import (
 )
 
 __all__ = [
+    "TABLES",
+    "PauseComparison",
     "adaptive_summary",
     "adaptive_vs_random",
+    "compare_checkpoint",
     "compare_instruments",
     "loss_summary",
     "pause_losses",
@@ -330,3 +338,118 @@ def _generation(model, prompt, pauses, max_new_tokens, layers, label) -> pd.Data
                 rows.append(dict(layer=layer, role=role, k_norm=float(kn[m].mean()),
                                  v_norm=float(vn[m].mean()), n=int(m.sum())))
     return pd.DataFrame(rows).assign(model=label, text=gen.text)
+
+
+# -- the whole comparison, saved and loaded ---------------------------------------------------
+
+#: The tables of a :class:`PauseComparison`, by file stem (``pause_<name>.csv``).
+TABLES = ("losses", "adaptive", "registers", "massive", "future_share", "generation", "history")
+
+
+@dataclass
+class PauseComparison:
+    """Everything :func:`compare_checkpoint` measures, as tables (see the functions above).
+
+    Attributes:
+        tables: ``losses`` (:func:`pause_losses`), ``adaptive`` (:func:`adaptive_vs_random`),
+            ``registers``, ``massive``, ``future_share``, ``generation``
+            (:func:`compare_instruments`), ``history`` (the training run's evaluations);
+            a table that was not computed is absent.
+        settings: what was run (checkpoint, windows, seeds, ...).
+    """
+
+    tables: dict[str, pd.DataFrame]
+    settings: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.tables) - set(TABLES)
+        if unknown:
+            raise InterpError(f"unknown pause-comparison table(s) {sorted(unknown)}",
+                              f"known: {', '.join(TABLES)}")
+        if "losses" not in self.tables:
+            raise InterpError("a pause comparison needs its losses table",
+                              "make it with `interp pause-compare CKPT --out DIR`")
+
+    def loss_summary(self) -> pd.DataFrame:
+        return loss_summary(self.tables["losses"])
+
+    def adaptive_summary(self) -> pd.DataFrame | None:
+        t = self.tables.get("adaptive")
+        return None if t is None else adaptive_summary(t)
+
+    def save(self, out: str | os.PathLike) -> Path:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, df in self.tables.items():
+            atomic_write_csv(out / f"pause_{name}.csv", df)
+        atomic_write_json(out / "pause_compare.json", self.settings)
+        return out
+
+    @classmethod
+    def load(cls, out: str | os.PathLike) -> PauseComparison:
+        out = Path(out)
+        if not (out / "pause_losses.csv").is_file():
+            raise InterpError(f"{out} holds no pause comparison (pause_losses.csv)",
+                              "make one with `interp pause-compare CKPT --out DIR`")
+        tables = {n: pd.read_csv(out / f"pause_{n}.csv", keep_default_na=False, na_values=[""])
+                  for n in TABLES if (out / f"pause_{n}.csv").is_file()}
+        settings = (json.loads((out / "pause_compare.json").read_text())
+                    if (out / "pause_compare.json").is_file() else {})
+        return cls(tables, settings)
+
+
+def compare_checkpoint(checkpoint: str | os.PathLike, *, n_windows: int = 8, seeds: Sequence[int] = (0, 1, 2),
+                       entropy_top: float = 0.1, layers: Sequence[int] | None = None,
+                       gradient_windows: int = 2, prompt: str | None = "The capital of France is",
+                       pauses: int = 3, instruments: bool = True,
+                       verbose: bool = True) -> PauseComparison:
+    """Load the base and the pause-trained model of ``checkpoint`` and run every comparison
+    on held-out windows (the documents the training run held out).
+
+    Args:
+        checkpoint: a folder written by :func:`interp.pause_training.pause_train`.
+        n_windows: held-out windows (the first ones of the held-out documents).
+        seeds: random pause placements per window (losses and the adaptive control).
+        entropy_top: fraction of positions that get an entropy-triggered pause run.
+        layers: layers the instruments read (default all).
+        gradient_windows: windows for the gradient decomposition.
+        prompt: generation prompt (``None``: no generation).
+        pauses: forced pauses in generation.
+        instruments: also run :func:`compare_instruments` (the slowest part).
+        verbose: progress bars.
+    """
+    from .models import load_model
+    from .pause_training import PauseTrainConfig, read_adapter_config, split_windows
+
+    checkpoint = Path(checkpoint)
+    acfg = read_adapter_config(checkpoint)
+    state = json.loads((checkpoint / "state.json").read_text())
+    config = dataclasses.replace(PauseTrainConfig.from_dict(state["config"]),
+                                 eval_windows=n_windows)
+    trained = load_model(checkpoint)
+    base = load_model(config.base if not isinstance(config.base, dict) else acfg["base"])
+    add_pause_token(base)
+    if getattr(trained, "tokenizer", None) is None:
+        raise InterpError("the checkpoint's base model has no tokenizer, so it cannot read the "
+                          "corpus", "compare tiny models with pause_losses() on token windows")
+    _, held = split_windows(trained, config)
+    models = {"base": base, "pause-trained": trained}
+    policy = PausePolicy(rate=config.pause_rate, n=config.pause_n, n_max=config.pause_n_max)
+    tables = dict(losses=pause_losses(models, held, policy=policy, seeds=seeds, verbose=verbose),
+                  adaptive=adaptive_vs_random(models, held, entropy_top=entropy_top,
+                                              n=config.pause_n, seeds=seeds, verbose=verbose))
+    if instruments:
+        pid = trained.interp_pause_id
+        paused = [insert_pauses(w, dataclasses.replace(policy, seed=i), pid)
+                  for i, w in enumerate(held)]
+        tables.update(compare_instruments(models, paused, layers=layers, prompt=prompt,
+                                          pauses=pauses, gradient_windows=gradient_windows,
+                                          verbose=verbose))
+    if (checkpoint / "history.csv").is_file():
+        tables["history"] = pd.read_csv(checkpoint / "history.csv")
+    settings = dict(checkpoint=str(checkpoint), base=acfg["base"], step=state["step"],
+                    n_windows=len(held), n_tokens=config.n_tokens, seeds=list(seeds),
+                    entropy_top=entropy_top, policy=policy.to_dict(), prompt=prompt,
+                    pauses=pauses, layers=None if layers is None else list(layers),
+                    gradient_windows=gradient_windows)
+    return PauseComparison(tables, settings)

@@ -478,7 +478,8 @@ def _load_base(config: PauseTrainConfig, device):
 def pause_train(config: PauseTrainConfig, out: str | os.PathLike | None = None, *,
                 model=None, train_windows: Sequence[PausedSequence] | None = None,
                 eval_windows: Sequence[PausedSequence] | None = None, resume: bool = True,
-                device: str | None = None, verbose: bool = True) -> PauseTrainResult:
+                stop_after: int | None = None, device: str | None = None,
+                verbose: bool = True) -> PauseTrainResult:
     """Pause-train ``config.base`` (see the module docstring).
 
     Args:
@@ -488,6 +489,8 @@ def pause_train(config: PauseTrainConfig, out: str | os.PathLike | None = None, 
         train_windows, eval_windows: token windows to use instead of the corpus (models
             without a tokenizer); the training ones are used in the order given.
         resume: continue from the checkpoint in ``out`` when there is one.
+        stop_after: stop after this step (checkpointed there when it is an evaluation step),
+            as an interruption would; the schedule still runs to ``config.steps``.
         device: ``None`` or ``"auto"``: CUDA when present.
         verbose: progress bar.
 
@@ -546,7 +549,8 @@ def pause_train(config: PauseTrainConfig, out: str | os.PathLike | None = None, 
     losses: list[float] = []
     n_tok = 0
     t0 = time.perf_counter() - elapsed
-    bar = tqdm(range(start, config.steps), initial=start, total=config.steps,
+    end = config.steps if stop_after is None else min(stop_after, config.steps)
+    bar = tqdm(range(start, end), initial=start, total=config.steps,
                disable=not verbose, desc="pause-train")
     for step in bar:
         lr = cosine_lr(step, lr=config.lr, warmup=config.warmup, steps=config.steps,
