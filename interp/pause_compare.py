@@ -324,8 +324,7 @@ def _massive_by_role(model, windows, layers, label, ratio: float = 100.0) -> pd.
 def _generation(model, prompt, pauses, max_new_tokens, layers, label) -> pd.DataFrame:
     from .recording import generate
 
-    gen = generate(model, prompt, max_new_tokens, pauses_before_answer=pauses, layers=layers,
-                   read_cache=True)
+    gen = generate(model, prompt, max_new_tokens, pauses_before_answer=pauses, layers=layers)
     rec = gen.recording
     rows = []
     roles = rec.index["role"].replace({"bos": "prompt"}).to_numpy()

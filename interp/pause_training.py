@@ -39,7 +39,7 @@ result is an ordinary bridge on which every instrument runs unchanged;
 matches.
 
 Example:
-    >>> cfg = interp.pause_training.PauseTrainConfig(steps=150)
+    >>> cfg = interp.pause_training.PauseTrainConfig()          # the defaults: 100 steps
     >>> result = interp.pause_train(cfg, out="results/pause_ckpt")
     >>> model = interp.load_model("results/pause_ckpt")
 """
@@ -122,7 +122,7 @@ class PauseTrainConfig:
 
     base: str | dict = "smollm2-135m"
     corpus: str | None = None
-    n_tokens: int = 128
+    n_tokens: int = 64
     pause_rate: float = 0.1
     pause_n: int = 1
     pause_n_max: int | None = 3
@@ -130,11 +130,11 @@ class PauseTrainConfig:
     rank: int = 8
     alpha: float = 16.0
     targets: tuple[str, ...] = LORA_TARGETS
-    steps: int = 120
+    steps: int = 100
     batch_size: int = 4
-    lr: float = 1e-3
+    lr: float = 2e-3
     weight_decay: float = 0.0
-    warmup: int = 10
+    warmup: int = 5
     min_lr_ratio: float = 0.1
     grad_clip: float = 1.0
     holdout: float = 0.1
