@@ -38,7 +38,7 @@ import torch
 
 from . import hooks
 from ._io import atomic_write_csv, atomic_write_json
-from ._types import Float, Tensor
+from ._types import Float, Int, Tensor
 from .errors import InterpError
 from .pauses import (
     PausedSequence,
@@ -231,7 +231,8 @@ def _role_kind(table: pd.DataFrame) -> pd.Series:
 
 
 def compare_instruments(models: Mapping[str, object], windows: Sequence[PausedSequence], *,
-                        layers: Sequence[int] | None = None, prompt: str | None = None,
+                        layers: Sequence[int] | None = None,
+                        prompt: str | Int[Tensor, " pos"] | None = None,
                         pauses: int = 3, max_new_tokens: int = 8, gradient_windows: int = 2,
                         verbose: bool = False) -> dict[str, pd.DataFrame]:
     """Every instrument on every model, at pause and regular positions.
@@ -240,8 +241,8 @@ def compare_instruments(models: Mapping[str, object], windows: Sequence[PausedSe
         models: label → bridge (each with the ``<pause>`` token the windows use).
         windows: sequences with pauses inserted (e.g. by the training policy).
         layers: layers to read (default all).
-        prompt: a prompt for generation with ``pauses`` forced pauses before the answer
-            (``None``: no generation; needs a tokenizer and a KV cache).
+        prompt: a text (or token ids) for generation with ``pauses`` forced pauses before the
+            answer (``None``: no generation).
         pauses: forced pauses in generation.
         max_new_tokens: generated tokens.
         gradient_windows: how many of the windows the gradient decomposition runs on (one

@@ -26,7 +26,7 @@ tokens" is comparable between the two.
 clipping, and the checkpoint format of :mod:`interp.train` (parameters and AdamW moments in one
 safetensors file, then ``state.json`` written atomically).
 
-**Files** (``out``): ``adapter.safetensors`` (``lora.<layer>.<module>.A|B``, ``pause_row``,
+**Files** (``out``): ``adapter.safetensors`` (``lora.<layer>_<module>_A|B``, ``pause_row``,
 ``countdown``; the trained weights alone), ``adapter_config.json`` (the base model, rank, α,
 targets, pause token id: what :func:`interp.load_model` needs), ``checkpoint.safetensors``
 (weights + AdamW moments) and ``state.json`` (step, config, history) for resuming, and at the
@@ -239,7 +239,8 @@ class PauseAdapter(torch.nn.Module):
         self._linears: dict[str, torch.nn.Linear] = {}
         g = torch.Generator().manual_seed(seed)
         emb = model.embed.original_component
-        self._embedding = emb
+        # kept out of the module tree: the adapter's parameters are its own weights only
+        object.__setattr__(self, "_embedding", emb)
         param = emb.weight
         self.lora = torch.nn.ParameterDict()
         for layer, block in enumerate(model.blocks):
