@@ -14,6 +14,8 @@ The public API, re-exported from the subpackages (see ``docs/`` for concepts and
 * registers: :func:`registers`, :func:`massive_activations`, :func:`ablate_massive`,
   :func:`cache_eviction`
 * toy tasks: :mod:`interp.tasks`, :func:`train_toy`
+* pause training: :func:`pause_train` (:mod:`interp.pause_training`), base vs pause-trained
+  in :mod:`interp.pause_compare`
 * figures and the report: :mod:`interp.figures`, :func:`report`
 """
 
@@ -60,6 +62,7 @@ _LAZY = {
     "ablate_massive": "interp.sinks",
     "cache_eviction": "interp.sinks",
     "train_toy": "interp.train",
+    "pause_train": "interp.pause_training",
     "report": "interp.reporting",
 }
 
@@ -84,7 +87,7 @@ __all__ = [
 
 # Submodules reachable as attributes after a plain ``import interp`` (interp.figures, ...).
 _SUBMODULES = ("figures", "gradients", "hooks", "patching", "probes", "recording", "reporting",
-               "sinks", "tasks", "train")
+               "sinks", "tasks", "train", "pause_training", "pause_compare")
 
 
 def __getattr__(name: str) -> Any:

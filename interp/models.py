@@ -228,6 +228,7 @@ def load_model(
     n_devices: int | None = None,
     trust_remote_code: bool = False,
     use_cache: bool = True,
+    adapter: str | os.PathLike | None = None,
 ):
     """Load a model as a TransformerLens ``TransformerBridge`` with unprocessed weights.
 
@@ -241,15 +242,31 @@ def load_model(
             ``max_memory`` for the first ``n_devices`` GPUs).
         trust_remote_code: allow a Hub model's own code to run. Off unless you ask.
         use_cache: read and write interp's dequantized-weight cache for GGUF models.
+        adapter: a pause-training folder (``interp pause-train --out DIR``) to merge into the
+            model; it must have been trained on this base. ``load_model(DIR)`` alone does the
+            same, loading the base that ``DIR/adapter_config.json`` names.
 
     Returns:
         The bridge. ``bridge.tokenizer`` is ``None`` for tiny native models.
 
     Raises:
-        InterpError: unknown name, missing bundled package, unreachable Hub.
+        InterpError: unknown name, missing bundled package, unreachable Hub, an adapter of
+            another base model.
     """
     if name is None:
         name = DEFAULT_MODEL
+    if adapter is not None or (isinstance(name, str | os.PathLike)
+                               and _is_adapter_dir(Path(name))):
+        from .pause_training import load_adapter, read_adapter_config
+
+        if adapter is None:
+            adapter, name = name, read_adapter_config(name)["base"]
+        base = TinyConfig.from_dict(name) if isinstance(name, dict) else name
+        model = load_model(base, device=device, dtype=dtype, device_map=device_map,
+                           n_devices=n_devices, trust_remote_code=trust_remote_code,
+                           use_cache=use_cache)
+        return load_adapter(model, adapter, base=name if not isinstance(name, TinyConfig)
+                            else dataclasses.asdict(name))
     dev = resolve_device(device)
     if isinstance(name, TinyConfig):
         return _load_native(name, dev, dtype)
@@ -288,6 +305,12 @@ def load_model(
     if device_map is None:
         hf = hf.to(dev)
     return _bridge(hf, tok, arch_name)
+
+
+def _is_adapter_dir(path: Path) -> bool:
+    from .pause_training import ADAPTER_CONFIG
+
+    return (path / ADAPTER_CONFIG).is_file()
 
 
 def _same_file(path: Path, bundled: BundledModel) -> bool:

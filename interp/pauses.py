@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from jaxtyping import Bool, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from .errors import InterpError, check_choice
@@ -46,9 +46,11 @@ __all__ = [
     "ROLES",
     "PausePolicy",
     "PausedSequence",
+    "adaptive_pauses",
     "add_pause_token",
     "insert_pauses",
     "make_sequence",
+    "next_token_entropy",
     "pad_batch",
     "pause_id",
     "tokenize",
@@ -202,6 +204,12 @@ class PausePolicy:
         before_answer: insert this many pauses before each answer span.
         after_prompt: insert this many pauses right after each prompt span.
         rate: insert ``n`` pauses before each content token with this probability (seeded).
+        n_max: with ``rate``, draw each run's length uniformly from ``n``..``n_max`` (seeded)
+            instead of always ``n``.
+        entropy_top: adaptive pauses (the "System 1/2 switch"): insert ``n`` pauses before the
+            tokens the model is least sure of, i.e. before token t + 1 for the fraction
+            ``entropy_top`` of content positions t with the highest next-token entropy.
+            Needs the entropies (:func:`adaptive_pauses` computes them with one forward).
         positions: insert ``n`` pauses before each of these original positions.
         filler: insert this existing token id instead of ``<pause>`` (role ``filler``).
         seed: seed for ``rate``.
@@ -213,6 +221,8 @@ class PausePolicy:
     before_answer: int = 0
     after_prompt: int = 0
     rate: float = 0.0
+    n_max: int | None = None
+    entropy_top: float = 0.0
     positions: tuple[int, ...] = field(default_factory=tuple)
     filler: int | None = None
     seed: int = 0
@@ -225,13 +235,19 @@ class PausePolicy:
             raise InterpError("PausePolicy.n, before_answer and after_prompt must be >= 0")
         if not 0.0 <= self.rate < 1.0:
             raise InterpError(f"PausePolicy.rate must be in [0, 1), got {self.rate}")
+        if self.n_max is not None and self.n_max < self.n:
+            raise InterpError(f"PausePolicy.n_max={self.n_max} is below n={self.n}",
+                              "use n_max >= n, or None for always n")
+        if not 0.0 <= self.entropy_top <= 1.0:
+            raise InterpError(f"PausePolicy.entropy_top must be in [0, 1], got {self.entropy_top}",
+                              "give the fraction of positions that get pauses, e.g. 0.1")
         check_choice("loss_on", self.loss_on, LOSS_ON)
         object.__setattr__(self, "positions", tuple(int(p) for p in self.positions))
 
     @property
     def inserts_anything(self) -> bool:
         return bool(
-            (self.n and (self.every or self.rate or self.positions))
+            (self.n and (self.every or self.rate or self.positions or self.entropy_top))
             or self.before_answer
             or self.after_prompt
         )
@@ -245,6 +261,7 @@ def insert_pauses(
     policy: PausePolicy,
     pause_id: int | None = None,
     roles: Sequence[str] | None = None,
+    entropy: Float[Tensor, " pos"] | None = None,
 ) -> PausedSequence:
     """Insert pause (or filler) tokens according to ``policy``.
 
@@ -254,6 +271,8 @@ def insert_pauses(
         pause_id: the ``<pause>`` id (from :func:`add_pause_token`); not needed with
             ``policy.filler``.
         roles: roles of ``seq`` when it is plain token ids.
+        entropy: for ``policy.entropy_top``: the model's next-token entropy at every position
+            of ``seq`` (``entropy[t]`` is that of the prediction of token t + 1).
 
     Returns:
         The new sequence; ``result.remove_pauses().tokens`` equals the input tokens.
@@ -280,9 +299,24 @@ def insert_pauses(
     if policy.rate:
         rng = np.random.default_rng(policy.seed)
         draws = rng.random(len(content))
-        for p, d in zip(content[1:], draws[1:], strict=True):
+        # the run lengths come from the same stream after the draws, so n_max=None leaves
+        # the positions (and every earlier result) unchanged
+        lengths = (rng.integers(policy.n, policy.n_max + 1, len(content))
+                   if policy.n_max is not None else np.full(len(content), policy.n))
+        for p, d, k in zip(content[1:], draws[1:], lengths[1:], strict=True):
             if d < policy.rate:
-                before[p] += policy.n
+                before[p] += k
+    if policy.entropy_top:
+        if entropy is None or entropy.shape[0] != n:
+            raise InterpError(
+                "PausePolicy.entropy_top needs the next-token entropy at every position",
+                "call interp.pauses.adaptive_pauses(model, seq, policy), or pass entropy=[pos]")
+        eligible = content[1:]
+        k = int(round(policy.entropy_top * len(eligible)))
+        if k:
+            scores = entropy.detach().float().cpu()[torch.tensor(eligible) - 1]
+            for i in torch.argsort(scores, descending=True, stable=True)[:k].tolist():
+                before[eligible[i]] += policy.n
     for p in policy.positions:
         if not 0 <= p <= n:
             raise InterpError(f"pause position {p} is outside the sequence (0..{n})")
@@ -442,3 +476,30 @@ def add_pause_token(
             )
     model.interp_pause_id = new_id
     return new_id
+
+
+@torch.no_grad()
+def next_token_entropy(model, seq: PausedSequence) -> Float[Tensor, " pos"]:
+    """The entropy H_t = −Σ_v p_t(v) log p_t(v) of the model's next-token distribution at every
+    position of ``seq`` (one forward pass, in nats)."""
+    logits = model(seq.tokens[None].to(next(model.parameters()).device))[0].float()
+    logp = torch.log_softmax(logits, -1)
+    return -(logp.exp() * logp).sum(-1).cpu()
+
+
+def adaptive_pauses(model, seq: PausedSequence, policy: PausePolicy,
+                    pause_token: int | None = None) -> PausedSequence:
+    """Insert pauses where ``model`` is unsure: :func:`insert_pauses` with the next-token
+    entropies of ``seq`` under ``model`` (see ``PausePolicy.entropy_top``).
+
+    Args:
+        model: a bridge; with ``pause_token=None`` it needs :func:`add_pause_token`.
+        seq: a sequence without insertions.
+        policy: with ``entropy_top > 0`` (its other rules apply too).
+        pause_token: the pause id (default: the model's).
+    """
+    if not policy.entropy_top:
+        raise InterpError("adaptive_pauses needs PausePolicy(entropy_top=...) > 0",
+                          "set entropy_top to the fraction of positions that get pauses")
+    pid = pause_id(model) if pause_token is None and policy.filler is None else pause_token
+    return insert_pauses(seq, policy, pid, entropy=next_token_entropy(model, seq))

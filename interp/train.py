@@ -77,7 +77,10 @@ __all__ = [
     "forward",
     "load_comparison",
     "load_toy",
+    "cosine_lr",
+    "load_training_tensors",
     "lr_at",
+    "save_training_tensors",
     "real_inputs",
     "task_loss",
     "train_toy",
@@ -351,25 +354,31 @@ def _reached(task: Task, value: float, target: float) -> bool:
 
 
 def lr_at(step: int, config: TrainConfig) -> float:
+    """Learning rate at ``step`` (0-based) for ``config``: see :func:`cosine_lr`."""
+    return cosine_lr(step, lr=config.lr, warmup=config.warmup, steps=config.steps,
+                     min_lr_ratio=config.min_lr_ratio)
+
+
+def cosine_lr(step: int, *, lr: float, warmup: int, steps: int, min_lr_ratio: float) -> float:
     """Learning rate at ``step`` (0-based): linear warm-up, then cosine to the floor.
 
     ``lr · (step + 1) / warmup`` during warm-up, then
     ``lr · (r + (1 − r) · ½(1 + cos(π · p)))`` with p the fraction of the remaining steps done
     and r = ``min_lr_ratio``.
     """
-    if step < config.warmup:
-        return config.lr * (step + 1) / config.warmup
-    span = max(config.steps - config.warmup, 1)
-    p = min((step - config.warmup) / span, 1.0)
-    r = config.min_lr_ratio
-    return config.lr * (r + (1 - r) * 0.5 * (1 + math.cos(math.pi * p)))
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    span = max(steps - warmup, 1)
+    p = min((step - warmup) / span, 1.0)
+    r = min_lr_ratio
+    return lr * (r + (1 - r) * 0.5 * (1 + math.cos(math.pi * p)))
 
 
 # -- checkpoints --------------------------------------------------------------------------
 
-def _save(out: Path, model, opt: torch.optim.AdamW, config: TrainConfig, task: Task,
-          step: int, history: list[dict], elapsed: float) -> None:
-    params = _named_parameters(model)
+def save_training_tensors(path: Path, params: dict[str, Tensor], opt: torch.optim.Optimizer) -> None:
+    """Write the parameters (``param.<name>``) and AdamW's moments (``exp_avg.<name>``,
+    ``exp_avg_sq.<name>``) to one safetensors file, atomically."""
     tensors = {f"param.{k}": p.detach().contiguous() for k, p in params.items()}
     index = {id(p): k for k, p in params.items()}
     for group in opt.param_groups:
@@ -377,15 +386,16 @@ def _save(out: Path, model, opt: torch.optim.AdamW, config: TrainConfig, task: T
             for key, t in opt.state.get(p, {}).items():
                 if key != "step":
                     tensors[f"{key}.{index[id(p)]}"] = t.contiguous()
-    atomic_save_tensors(out / "checkpoint.safetensors", tensors)
-    state = dict(step=step, config=config.to_dict(), task=task.config(), history=history,
-                 elapsed_s=elapsed)
-    atomic_write_text(out / "state.json", json.dumps(state, indent=1))
+    atomic_save_tensors(path, tensors)
 
 
-def _load_tensors(out: Path, model, opt: torch.optim.AdamW | None, step: int) -> None:
-    tensors = load_file(str(out / "checkpoint.safetensors"), device=str(_device(model)))
-    params = _named_parameters(model)
+def load_training_tensors(path: Path, params: dict[str, Tensor],
+                          opt: torch.optim.Optimizer | None, step: int) -> None:
+    """Read back what :func:`save_training_tensors` wrote: parameters in place, and AdamW's
+    moments with its step count set to ``step`` (so the next update is the one an
+    uninterrupted run would make)."""
+    device = next(iter(params.values())).device
+    tensors = load_file(str(path), device=str(device))
     with torch.no_grad():
         for k, p in params.items():
             p.copy_(tensors[f"param.{k}"])
@@ -395,6 +405,18 @@ def _load_tensors(out: Path, model, opt: torch.optim.AdamW | None, step: int) ->
         if f"exp_avg.{k}" in tensors:
             opt.state[p] = dict(step=torch.tensor(float(step)), exp_avg=tensors[f"exp_avg.{k}"],
                                 exp_avg_sq=tensors[f"exp_avg_sq.{k}"])
+
+
+def _save(out: Path, model, opt: torch.optim.AdamW, config: TrainConfig, task: Task,
+          step: int, history: list[dict], elapsed: float) -> None:
+    save_training_tensors(out / "checkpoint.safetensors", _named_parameters(model), opt)
+    state = dict(step=step, config=config.to_dict(), task=task.config(), history=history,
+                 elapsed_s=elapsed)
+    atomic_write_text(out / "state.json", json.dumps(state, indent=1))
+
+
+def _load_tensors(out: Path, model, opt: torch.optim.AdamW | None, step: int) -> None:
+    load_training_tensors(out / "checkpoint.safetensors", _named_parameters(model), opt, step)
 
 
 def _read_state(out: Path) -> dict | None:

@@ -16,7 +16,8 @@ from ..errors import InterpError
 
 __all__ = ["main", "build_parser"]
 
-COMMANDS = ("models", "record", "gradients", "patch", "probe", "registers", "figures", "report", "toy")
+COMMANDS = ("models", "record", "gradients", "patch", "probe", "registers", "figures", "report", "toy",
+            "pause_train")
 
 
 def build_parser() -> argparse.ArgumentParser:

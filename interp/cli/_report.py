@@ -24,6 +24,10 @@ def register(sub) -> None:
     p.add_argument("--n-tokens", type=int, default=128, help="window length in tokens")
     p.add_argument("--toy", default=None, metavar="DIR",
                    help="include a finished `interp toy compare --out DIR`")
+    p.add_argument("--pauses", default=None, metavar="DIR",
+                   help="include base vs pause-trained: an `interp pause-compare --out DIR` "
+                   "folder, or an `interp pause-train --out DIR` checkpoint (compared on small "
+                   "settings)")
     p.add_argument("--sections", default=None,
                    help="comma-separated subset of: registers, gradients, probes, patching "
                    "(default all), toy (joins by itself with --toy)")
@@ -45,6 +49,7 @@ def run(args) -> int:
         s.strip() for s in args.sections.split(",") if s.strip())
     config = ReportConfig(model=args.model, corpus=args.corpus, pause_rate=args.pause_rate,
                           n_windows=args.n_windows, n_tokens=args.n_tokens, toy_dir=args.toy,
+                          pause_dir=args.pauses,
                           formats=formats, sections=sections)
     path = report(config, args.out, fresh=args.fresh, verbose=not args.quiet)
     print(f"open {path}")

@@ -11,7 +11,7 @@ from ..models import DEFAULT_MODEL, TinyConfig
 
 __all__ = ["SECTIONS", "ReportConfig"]
 
-SECTIONS = ("registers", "gradients", "probes", "patching", "toy")
+SECTIONS = ("registers", "gradients", "probes", "patching", "toy", "pause_training")
 DEFAULT_SECTIONS = SECTIONS[:4]
 
 
@@ -50,10 +50,15 @@ class ReportConfig:
         correct, wrong: the answer tokens of the logit-difference metric; token ids for
             models without a tokenizer.
         toy_dir: a finished ``interp toy compare --out DIR`` whose figures join the report.
+        pause_dir: base vs pause-trained: a finished ``interp pause-compare --out DIR`` (its
+            tables join the report), or an ``interp pause-train --out DIR`` checkpoint
+            (compared here on small settings: up to 4 held-out windows, two seeds, every
+            third layer; several minutes on 2 CPU cores).
         formats: static figure files written beside the report (``png``, ``svg``, ``pdf``,
             ``html``); the report itself is always self-contained HTML.
         sections: which sections to run (default all but ``toy``, which joins when
-            ``toy_dir`` is given; it draws that comparison and trains nothing).
+            ``toy_dir`` is given; it draws that comparison and trains nothing; and
+            ``pause_training``, which joins when ``pause_dir`` is given).
     """
 
     model: str | TinyConfig = DEFAULT_MODEL
@@ -81,6 +86,7 @@ class ReportConfig:
     correct: str | int = " Paris"
     wrong: str | int = " Rome"
     toy_dir: str | None = None
+    pause_dir: str | None = None
     formats: tuple[str, ...] = ("png",)
     sections: tuple[str, ...] = DEFAULT_SECTIONS
 
@@ -111,6 +117,8 @@ class ReportConfig:
         self.sections = tuple(self.sections)
         if self.toy_dir is not None and "toy" not in self.sections:
             self.sections += ("toy",)
+        if self.pause_dir is not None and "pause_training" not in self.sections:
+            self.sections += ("pause_training",)
 
     def settings(self, *names: str) -> dict:
         """The named fields as JSON-friendly values (the model, and the input, always

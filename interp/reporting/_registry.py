@@ -210,6 +210,34 @@ def _load_toy(d: Path):
     return load_comparison(d)
 
 
+def _load_pause_comparison(d: Path):
+    from ..pause_compare import PauseComparison
+
+    return PauseComparison.load(d)
+
+
+def _pause_figures(res) -> list[Figure]:
+    from ..figures import pause_training as f
+
+    figs = [Figure("pause_losses", f.pause_losses,
+                   "Loss on held-out real tokens without and with random pauses, base vs "
+                   "pause-trained: pauses hurt an untrained model; does training undo that?")]
+    if res.adaptive_summary() is not None:
+        figs.append(Figure("pause_adaptive", f.pause_adaptive,
+                           "Δloss of the token right after a pause run: pauses before "
+                           "high-entropy tokens vs the same number at random positions."))
+    for name, draw, caption in (
+            ("registers", f.pause_registers, "Attention received (over uniform) and residual "
+             "norm at pause vs regular positions, per layer: register-like or not."),
+            ("future_share", f.pause_future_share, "Future share of the K/V gradient at regular "
+             "positions, masked pauses (1 by construction) and the last pause of a run."),
+            ("generation", f.pause_generation, "Key norms written into the KV cache during "
+             "generation with forced pauses, per role and layer.")):
+        if name in res.tables:
+            figs.append(Figure(f"pause_{name}", draw, caption))
+    return figs
+
+
 KINDS: tuple[TableKind, ...] = (
     TableKind("registers.csv", ("registers_heads.csv", "massive.csv", "massive_layers.csv",
                                 "massive.json"),
@@ -232,6 +260,8 @@ KINDS: tuple[TableKind, ...] = (
               or (d / "spec.toml").is_file()),
     TableKind("compare.csv", ("histories.csv",), "interp toy compare --out DIR", _load_toy,
               _toy_figures),
+    TableKind("pause_losses.csv", (), "interp pause-compare CKPT --out DIR",
+              _load_pause_comparison, _pause_figures),
 )
 
 

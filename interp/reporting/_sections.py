@@ -284,6 +284,35 @@ def _run_toy(ctx: Context, out: Path) -> dict:
             for (t, m, p, i), v in g.items()}
 
 
+def _run_pause_training(ctx: Context, out: Path) -> dict:
+    from ..pause_compare import PauseComparison, compare_checkpoint
+    from ..pause_training import is_adapter_dir
+
+    src = ctx.config.pause_dir
+    how = ("train one with `interp pause-train --out DIR` (see `interp pause-train --help`), "
+           "then pass `interp report --pauses DIR`")
+    if src is None:
+        raise InterpError("no pause-training checkpoint or comparison given", how)
+    src = Path(src)
+    if (src / "pause_losses.csv").is_file():
+        comp = PauseComparison.load(src)
+    elif is_adapter_dir(src):
+        n_layers = ctx.model.cfg.n_layers
+        comp = compare_checkpoint(src, n_windows=min(ctx.config.n_windows, 4), seeds=(0, 1),
+                                  layers=list(range(0, n_layers, 3)), gradient_windows=1,
+                                  verbose=ctx.verbose)
+    else:
+        raise InterpError(f"{src} holds neither a pause-training checkpoint nor a comparison", how)
+    comp.save(out)
+    numbers = {f"pause loss · {r.model} · {r.condition}": _fmt(r.loss)
+               for r in comp.loss_summary().itertuples()}
+    adaptive = comp.adaptive_summary()
+    if adaptive is not None:
+        numbers.update({f"pause Δloss after pauses · {r.model} · {r.placement}":
+                        _fmt(r.delta_following) for r in adaptive.itertuples()})
+    return numbers
+
+
 SECTION_SPECS: tuple[Section, ...] = (
     Section("registers", "Registers and attention sinks",
             "Which positions soak up attention or carry global state: attention received and "
@@ -318,4 +347,12 @@ SECTION_SPECS: tuple[Section, ...] = (
             "Tiny models trained on synthetic tasks, vanilla vs myopic, with and without "
             "pauses (from a finished `interp toy compare`).",
             ("toy_dir",), _run_toy, "interp toy compare --out DIR, then interp report --toy DIR"),
+    Section("pause_training", "Pause training: base vs pause-trained",
+            "SmolLM2 fine-tuned with random &lt;pause&gt; tokens (Goyal et al. 2024; LoRA + pause "
+            "embedding), against its base: loss on real tokens with and without pauses, "
+            "attention and norms at pauses, the future share of their K/V gradient, the KV "
+            "cache with forced pauses, and entropy-triggered vs random pauses.",
+            ("pause_dir",), _run_pause_training,
+            "interp pause-train --out CKPT, then interp report --pauses CKPT",
+            key=("pause loss", "pause Δloss")),
 )

@@ -39,6 +39,9 @@ SETTINGS: dict[str, tuple[dict[str, object], bool]] = {
         False),
     "06_attribution_patching.ipynb": (
         dict(LAYERS=[20], SITES=["k", "resid_post"], TARGET_LAYERS=[0]), True),
+    "07_pause_training.ipynb": (
+        dict(CHECKPOINT=None, SHORT_STEPS=1, N_TOKENS=12, N_WINDOWS=1, SEEDS=[0], LAYERS=[0, 29]),
+        True),
 }
 
 

@@ -1,0 +1,119 @@
+"""``interp pause-train`` and ``interp pause-compare``: pause-train a real LM (Goyal et al. 2024),
+then compare it with its base on the loss and on every instrument.
+
+``interp pause-train --out results/pause_ckpt`` fine-tunes the bundled SmolLM2 with ``<pause>``
+tokens inserted at random (a LoRA adapter + the pause embedding row; see
+:mod:`interp.pause_training`) and writes ``adapter.safetensors``, ``adapter_config.json``,
+``checkpoint.safetensors``, ``state.json`` and ``history.csv``. Rerun the same command to
+resume; ``interp.load_model("results/pause_ckpt")`` loads the result.
+
+``interp pause-compare results/pause_ckpt --out results/pause_cmp`` writes the comparison tables
+(``pause_losses.csv``, ``pause_adaptive.csv``, ``pause_registers.csv``, ``pause_massive.csv``,
+``pause_future_share.csv``, ``pause_generation.csv``) and their figures; ``interp report
+--pauses results/pause_cmp`` (or the checkpoint folder) adds them to the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from ._common import parse_int_list
+
+_DESCRIPTION = __doc__
+
+
+def _config_flags(p: argparse.ArgumentParser) -> None:
+    from ..pause_training import PauseTrainConfig
+
+    defaults = PauseTrainConfig()
+    for f in dataclasses.fields(PauseTrainConfig):
+        if f.name in ("base", "corpus", "targets", "pause_n_max"):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        value = getattr(defaults, f.name)
+        p.add_argument(flag, dest=f.name, type=type(value), default=None,
+                       help=f"PauseTrainConfig.{f.name} (default {value})")
+    p.add_argument("--pause-n-max", dest="pause_n_max", type=int, default=None,
+                   help=f"most pauses per run (default {defaults.pause_n_max}; 0: always "
+                   "--pause-n)")
+    p.add_argument("--targets", default=None,
+                   help=f"LoRA targets, comma-separated (default {','.join(defaults.targets)})")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("pause-train", help="pause-train a real LM (LoRA + <pause> embedding)",
+                       description=_DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="smollm2-135m", help="base model (default: bundled SmolLM2)")
+    p.add_argument("--corpus", default=None, help="corpus (default: the bundled one)")
+    p.add_argument("--out", required=True, help="output folder (rerun to resume)")
+    p.add_argument("--no-resume", action="store_true", help="start over even if --out has a checkpoint")
+    p.add_argument("--device", default=None, help="cpu, cuda (default: CUDA if present)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _config_flags(p)
+    p.set_defaults(func=run_train)
+
+    c = sub.add_parser("pause-compare", help="base vs pause-trained on the loss and every instrument",
+                       description=_DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("checkpoint", help="an `interp pause-train --out` folder")
+    c.add_argument("--out", required=True, help="output folder for the tables and figures")
+    c.add_argument("--windows", type=int, default=8, help="held-out windows (default 8)")
+    c.add_argument("--seeds", default="0,1,2", help="random pause placements per window")
+    c.add_argument("--entropy-top", type=float, default=0.1,
+                   help="fraction of positions that get an entropy-triggered pause (default 0.1)")
+    c.add_argument("--layers", default=None, help="layers the instruments read (default all)")
+    c.add_argument("--gradient-windows", type=int, default=2, help="windows for the gradients")
+    c.add_argument("--prompt", default="The capital of France is",
+                   help="generation prompt (forced pauses before the answer)")
+    c.add_argument("--pauses", type=int, default=3, help="forced pauses in generation")
+    c.add_argument("--no-instruments", action="store_true",
+                   help="losses and adaptive pauses only (skip registers, gradients, generation)")
+    c.add_argument("--format", default="png", choices=["png", "svg", "pdf", "html"],
+                   help="static figure format next to the HTML (default png)")
+    c.add_argument("--quiet", action="store_true", help="no progress bars")
+    c.set_defaults(func=run_compare)
+
+
+def run_train(args) -> int:
+    from ..pause_training import PauseTrainConfig, pause_train
+
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(PauseTrainConfig)
+                 if getattr(args, f.name, None) is not None and f.name not in ("targets",
+                                                                                "pause_n_max")}
+    if args.pause_n_max is not None:
+        overrides["pause_n_max"] = args.pause_n_max or None
+    if args.targets:
+        overrides["targets"] = tuple(t for t in args.targets.split(",") if t)
+    cfg = PauseTrainConfig(base=args.model, corpus=args.corpus, **overrides)
+    res = pause_train(cfg, args.out, resume=not args.no_resume, device=args.device,
+                      verbose=not args.quiet)
+    last = res.history.iloc[-1]
+    print(f"step {int(last['step'])}: held-out loss {last['eval_loss_plain']:.3f} without "
+          f"pauses, {last['eval_loss_pauses']:.3f} with -> {args.out}")
+    return 0
+
+
+def run_compare(args) -> int:
+    from ..figures import export
+    from ..pause_compare import compare_checkpoint
+    from ..reporting._registry import KINDS, figures_for
+
+    comp = compare_checkpoint(
+        args.checkpoint, n_windows=args.windows, seeds=parse_int_list(args.seeds, "seeds") or [0],
+        entropy_top=args.entropy_top, layers=parse_int_list(args.layers, "layers"),
+        gradient_windows=args.gradient_windows, prompt=args.prompt or None, pauses=args.pauses,
+        instruments=not args.no_instruments, verbose=not args.quiet)
+    out = comp.save(args.out)
+    kind = next(k for k in KINDS if k.table == "pause_losses.csv")
+    for fig_spec, fig in figures_for(kind, Path(out)):
+        export(fig, out / f"{fig_spec.name}.html")
+        export(fig, out / f"{fig_spec.name}.{args.format}")
+    print(comp.loss_summary().to_string(index=False))
+    adaptive = comp.adaptive_summary()
+    if adaptive is not None:
+        print(adaptive.to_string(index=False))
+    print(f"-> {out}")
+    return 0

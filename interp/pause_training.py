@@ -1,0 +1,640 @@
+"""Pause training of a real LM (Goyal et al. 2024): fine-tune with ``<pause>`` tokens inserted
+at random, their own losses masked, so the model learns to use the extra positions.
+
+**What is trained.** A low-rank adapter (LoRA, Hu et al. 2021) on every attention and MLP
+projection (``W x`` becomes ``W x + (α / r) · B A x`` with ``A: [r, d_in]`` random and
+``B: [d_out, r]`` zero at the start, so the first step starts from the base model), plus the new
+``<pause>`` embedding row (initialised to the mean embedding by :func:`interp.add_pause_token`)
+and, with ``countdown``, a learned countdown embedding: the k-th pause of a run of n gets
+``c[min(n − k, C − 1)]`` added to its embedding ("pauses left after this one"), so the model
+knows when the run ends. The base weights stay frozen; with a tied unembedding the pause row is
+also the pause logit's row (kept equal to the trained row, no gradient through it).
+
+**Data.** The corpus is cut into windows of ``n_tokens`` tokens (BOS first); documents are
+split into training and held-out ones (every ``1 / holdout``-th document, by position). The
+training windows are shuffled once with ``seed``; step s reads windows ``s·B … s·B + B − 1``
+(no window is seen twice) and inserts pauses with ``PausePolicy(rate, n, n_max)`` seeded by
+``(seed, s, b)``. So the data at a step depend on the step only, and a resumed run is the
+uninterrupted one.
+
+**Loss.** The mean next-token cross-entropy over the loss mask of :mod:`interp.pauses`: no
+position is asked to predict a pause, and the last pause of a run predicts the next real token.
+Every real token is the target of exactly one position with or without pauses, so "loss on real
+tokens" is comparable between the two.
+
+**Optimiser.** AdamW with the warm-up/cosine schedule of :func:`interp.train.lr_at`, gradient
+clipping, and the checkpoint format of :mod:`interp.train` (parameters and AdamW moments in one
+safetensors file, then ``state.json`` written atomically).
+
+**Files** (``out``): ``adapter.safetensors`` (``lora.<layer>_<module>_A|B``, ``pause_row``,
+``countdown``; the trained weights alone), ``adapter_config.json`` (the base model, rank, α,
+targets, pause token id: what :func:`interp.load_model` needs), ``checkpoint.safetensors``
+(weights + AdamW moments) and ``state.json`` (step, config, history) for resuming, and at the
+end ``history.csv``.
+
+**Loading.** ``interp.load_model(out)`` loads the base named in ``adapter_config.json``, adds
+the ``<pause>`` token, and merges the adapter into the weights (``W += (α / r) · B A``), so the
+result is an ordinary bridge on which every instrument runs unchanged;
+``interp.load_model("smollm2-135m", adapter=out)`` does the same and checks that the base
+matches.
+
+Example:
+    >>> cfg = interp.pause_training.PauseTrainConfig()          # the defaults: 100 steps
+    >>> result = interp.pause_train(cfg, out="results/pause_ckpt")
+    >>> model = interp.load_model("results/pause_ckpt")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file
+from tqdm.auto import tqdm
+
+from ._io import atomic_save_tensors, atomic_write_csv, atomic_write_json
+from ._types import Bool, Float, Int, Tensor
+from .errors import InterpError
+from .pauses import PausedSequence, PausePolicy, add_pause_token, insert_pauses, pad_batch
+from .train import cosine_lr, load_training_tensors, save_training_tensors
+
+__all__ = [
+    "ADAPTER_CONFIG",
+    "LORA_TARGETS",
+    "PauseAdapter",
+    "PauseTrainConfig",
+    "PauseTrainResult",
+    "countdown_index",
+    "load_adapter",
+    "pause_train",
+    "real_token_loss",
+    "split_windows",
+]
+
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_FILE = "adapter.safetensors"
+ADAPTER_FORMAT = "interp-pause-adapter-1"
+#: The projections a LoRA can target, by their TransformerLens bridge names.
+LORA_TARGETS = ("q", "k", "v", "o", "gate", "in", "out")
+_ATTN = ("q", "k", "v", "o")
+
+
+@dataclass
+class PauseTrainConfig:
+    """One pause-training run.
+
+    Attributes:
+        base: the model to fine-tune: a name for :func:`interp.load_model` or a
+            :class:`interp.TinyConfig` as a dict (tests).
+        corpus: a corpus for :func:`interp.load_corpus` (``None``: the bundled one).
+        n_tokens: window length in tokens, BOS included, before pauses are inserted.
+        pause_rate: probability of a pause run before each content token, in [0, 1).
+        pause_n: fewest pauses per run.
+        pause_n_max: most pauses per run (uniform between ``pause_n`` and this; ``None``:
+            always ``pause_n``).
+        countdown: size C of the learned countdown embedding (0: none); see the module
+            docstring.
+        rank: LoRA rank r.
+        alpha: LoRA scale α (the update is ``(α / r) · B A``).
+        targets: projections that get a LoRA, among :data:`LORA_TARGETS`.
+        steps: optimiser steps.
+        batch_size: windows per step.
+        lr: peak learning rate.
+        weight_decay: AdamW weight decay (LoRA matrices only).
+        warmup: linear warm-up steps.
+        min_lr_ratio: the cosine schedule ends at ``min_lr_ratio · lr``.
+        grad_clip: clip the global gradient norm (0: no clipping).
+        holdout: fraction of documents held out for evaluation.
+        eval_windows: held-out windows evaluated every ``eval_every`` steps.
+        eval_every: evaluate and checkpoint every this many steps.
+        seed: seeds the adapter's initialisation, the window order and the pause positions.
+    """
+
+    base: str | dict = "smollm2-135m"
+    corpus: str | None = None
+    n_tokens: int = 64
+    pause_rate: float = 0.1
+    pause_n: int = 1
+    pause_n_max: int | None = 3
+    countdown: int = 0
+    rank: int = 8
+    alpha: float = 16.0
+    targets: tuple[str, ...] = LORA_TARGETS
+    steps: int = 100
+    batch_size: int = 4
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    warmup: int = 5
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+    holdout: float = 0.1
+    eval_windows: int = 8
+    eval_every: int = 20
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.pause_rate < 1.0:
+            raise InterpError(f"pause_rate={self.pause_rate} is outside [0, 1)",
+                              "use a probability such as 0.1 (0 trains without pauses)")
+        for name in ("n_tokens", "pause_n", "rank", "steps", "batch_size", "eval_windows",
+                     "eval_every"):
+            if getattr(self, name) < 1:
+                raise InterpError(f"PauseTrainConfig.{name} must be >= 1, got "
+                                  f"{getattr(self, name)}")
+        if self.pause_n_max is not None and self.pause_n_max < self.pause_n:
+            raise InterpError(f"pause_n_max={self.pause_n_max} is below pause_n={self.pause_n}",
+                              "use pause_n_max >= pause_n, or None for a fixed count")
+        if self.countdown < 0 or self.warmup < 0:
+            raise InterpError("PauseTrainConfig.countdown and warmup must be >= 0")
+        if not (self.lr > 0 and 0 <= self.min_lr_ratio <= 1 and self.grad_clip >= 0
+                and self.weight_decay >= 0 and self.alpha > 0):
+            raise InterpError("PauseTrainConfig needs lr > 0, alpha > 0, 0 <= min_lr_ratio <= 1, "
+                              "grad_clip >= 0 and weight_decay >= 0")
+        if not 0.0 < self.holdout < 1.0:
+            raise InterpError(f"holdout={self.holdout} is outside (0, 1)", "use e.g. 0.1")
+        self.targets = tuple(self.targets)
+        bad = sorted(set(self.targets) - set(LORA_TARGETS))
+        if bad or not self.targets:
+            raise InterpError(f"unknown LoRA target(s) {bad or '(none given)'}",
+                              f"choose among: {', '.join(LORA_TARGETS)}")
+
+    def policy(self, seed: int) -> PausePolicy:
+        """The random insertion policy of one training window."""
+        return PausePolicy(rate=self.pause_rate, n=self.pause_n, n_max=self.pause_n_max,
+                           seed=seed)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["targets"] = list(self.targets)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PauseTrainConfig:
+        """Build from a dict (``state.json``), naming any unknown field."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise InterpError(f"unknown PauseTrainConfig field(s): {', '.join(sorted(unknown))}",
+                              f"valid fields: {', '.join(sorted(names))}")
+        return cls(**d)
+
+
+# -- the adapter ---------------------------------------------------------------------------
+
+def countdown_index(tokens: Int[Tensor, "batch pos"], pause_id: int,
+                    size: int) -> Int[Tensor, "batch pos"]:
+    """For each pause, how many pauses of its run follow it, clipped to ``size − 1``; −1 at
+    every other position. The k-th pause of a run of n gets n − k."""
+    is_pause = tokens == pause_id
+    out = torch.full_like(tokens, -1)
+    left = torch.zeros(tokens.shape[0], dtype=tokens.dtype, device=tokens.device)
+    for p in range(tokens.shape[1] - 1, -1, -1):
+        here = is_pause[:, p]
+        out[:, p] = torch.where(here, left.clamp(max=size - 1), out[:, p])
+        left = torch.where(here, left + 1, torch.zeros_like(left))
+    return out
+
+
+def _base_key(model) -> dict:
+    """What identifies a base model for an adapter: its name and shape (the vocabulary
+    without the ``<pause>`` token)."""
+    cfg = model.cfg
+    extra = 1 if getattr(model, "interp_pause_id", None) is not None else 0
+    return dict(model_name=str(cfg.model_name), n_layers=int(cfg.n_layers),
+                d_model=int(cfg.d_model), n_heads=int(cfg.n_heads),
+                d_vocab=int(cfg.d_vocab) - extra)
+
+
+def _base_name(base: str | dict) -> str:
+    return json.dumps(base, sort_keys=True) if isinstance(base, dict) else str(base)
+
+
+class PauseAdapter(torch.nn.Module):
+    """LoRA matrices, the pause row and the countdown embedding, attached to a bridge by
+    PyTorch forward hooks on its projections and its embedding (nothing in the bridge is
+    replaced, so TransformerLens hooks see the adapted activations).
+
+    Args:
+        model: the bridge; gets a ``<pause>`` token if it has none.
+        rank, alpha, targets, countdown: see :class:`PauseTrainConfig`.
+        seed: seeds the A matrices (Kaiming-uniform, as in ``nn.Linear``).
+    """
+
+    def __init__(self, model, *, rank: int, alpha: float, targets: Sequence[str],
+                 countdown: int = 0, seed: int = 0):
+        super().__init__()
+        self.pause_id = add_pause_token(model)
+        self.scale = alpha / rank
+        self.rank, self.alpha, self.targets, self.countdown_size = rank, alpha, tuple(targets), countdown
+        self._linears: dict[str, torch.nn.Linear] = {}
+        g = torch.Generator().manual_seed(seed)
+        emb = model.embed.original_component
+        # kept out of the module tree: the adapter's parameters are its own weights only
+        object.__setattr__(self, "_embedding", emb)
+        param = emb.weight
+        self.lora = torch.nn.ParameterDict()
+        for layer, block in enumerate(model.blocks):
+            for t in self.targets:
+                lin = getattr(block.attn if t in _ATTN else block.mlp, t, None)
+                lin = getattr(lin, "original_component", None)
+                if not isinstance(lin, torch.nn.Linear):
+                    raise InterpError(f"layer {layer} has no linear projection {t!r} for a LoRA",
+                                      f"choose targets among those this model has (tried {t!r})")
+                key = f"{layer}_{t}"
+                a = torch.empty(rank, lin.in_features)
+                bound = 1 / math.sqrt(lin.in_features)
+                a.uniform_(-bound, bound, generator=g)
+                self.lora[f"{key}_A"] = torch.nn.Parameter(a.to(param))
+                self.lora[f"{key}_B"] = torch.nn.Parameter(param.new_zeros(lin.out_features, rank))
+                self._linears[key] = lin
+        self.pause_row = torch.nn.Parameter(param[self.pause_id].detach().clone())
+        self.countdown = torch.nn.Parameter(param.new_zeros(max(countdown, 1), param.shape[1]),
+                                            requires_grad=countdown > 0)
+        self._handles: list = []
+
+    def tensors(self) -> dict[str, Tensor]:
+        """The trained weights by their file names (see the module docstring)."""
+        out = {f"lora.{k}": p.detach().contiguous() for k, p in self.lora.items()}
+        out["pause_row"] = self.pause_row.detach().contiguous()
+        if self.countdown_size:
+            out["countdown"] = self.countdown.detach().contiguous()
+        return out
+
+    def load_tensors(self, tensors: dict[str, Tensor]) -> None:
+        with torch.no_grad():
+            for k, p in self.lora.items():
+                p.copy_(tensors[f"lora.{k}"])
+            self.pause_row.copy_(tensors["pause_row"])
+            if self.countdown_size:
+                self.countdown.copy_(tensors["countdown"])
+            self.sync_pause_row()
+
+    @torch.no_grad()
+    def sync_pause_row(self) -> None:
+        """Copy the trained pause row into the embedding matrix (and so, when tied, into the
+        unembedding) so that the frozen model and the hooked one agree."""
+        self._embedding.weight[self.pause_id] = self.pause_row
+
+    def _lora_hook(self, key: str):
+        a, b = self.lora[f"{key}_A"], self.lora[f"{key}_B"]
+
+        def hook(module, inputs, output):
+            return output + (inputs[0] @ a.T @ b.T) * self.scale
+
+        return hook
+
+    def _embed_hook(self, module, inputs, output):
+        ids = inputs[0]
+        is_pause = (ids == self.pause_id)[..., None]
+        out = torch.where(is_pause, self.pause_row.to(output.dtype), output)
+        if self.countdown_size:
+            idx = countdown_index(ids, self.pause_id, self.countdown_size)
+            out = out + torch.where(idx[..., None] >= 0, self.countdown[idx.clamp(min=0)], 0.0)
+        return out
+
+    def attach(self, *, lora: bool = True) -> PauseAdapter:
+        """Register the hooks (the LoRA ones only with ``lora``); :meth:`detach` removes them."""
+        self.detach()
+        self._handles.append(self._embedding.register_forward_hook(self._embed_hook))
+        if lora:
+            for key, lin in self._linears.items():
+                self._handles.append(lin.register_forward_hook(self._lora_hook(key)))
+        return self
+
+    def detach(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        """Add ``(α / r) · B A`` to every adapted weight and the pause row to the embedding;
+        afterwards only the countdown (if any) still needs the embedding hook."""
+        self.detach()
+        for key, lin in self._linears.items():
+            lin.weight += (self.lora[f"{key}_B"] @ self.lora[f"{key}_A"]) * self.scale
+        self.sync_pause_row()
+        if self.countdown_size:
+            self._handles.append(self._embedding.register_forward_hook(self._embed_hook))
+
+    def config(self, base: str | dict, base_key: dict) -> dict:
+        return dict(format=ADAPTER_FORMAT, base=base, base_key=base_key, rank=self.rank,
+                    alpha=self.alpha, targets=list(self.targets), countdown=self.countdown_size,
+                    pause_id=self.pause_id)
+
+
+def is_adapter_dir(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a folder written by :func:`pause_train`."""
+    return (Path(path) / ADAPTER_CONFIG).is_file()
+
+
+def read_adapter_config(path: str | os.PathLike) -> dict:
+    """The ``adapter_config.json`` of a pause-training folder, checked."""
+    path = Path(path)
+    if not is_adapter_dir(path) or not (path / ADAPTER_FILE).is_file():
+        raise InterpError(f"{path} holds no pause adapter ({ADAPTER_CONFIG} + {ADAPTER_FILE})",
+                          "point at a folder written by `interp pause-train --out DIR`")
+    cfg = json.loads((path / ADAPTER_CONFIG).read_text())
+    if cfg.get("format") != ADAPTER_FORMAT:
+        raise InterpError(f"{path / ADAPTER_CONFIG} has format {cfg.get('format')!r}, not "
+                          f"{ADAPTER_FORMAT!r}", "retrain with this version of interp")
+    return cfg
+
+
+def load_adapter(model, path: str | os.PathLike, *, base: str | dict | None = None):
+    """Merge the adapter in ``path`` into ``model`` (see the module docstring).
+
+    Args:
+        model: the base model, freshly loaded (it gets the ``<pause>`` token).
+        path: a folder written by :func:`pause_train`.
+        base: the name ``model`` was loaded from, checked against the adapter's base.
+
+    Returns:
+        ``model``, adapted in place (``model.interp_adapter`` holds the :class:`PauseAdapter`).
+
+    Raises:
+        InterpError: no adapter in ``path``, or an adapter trained on another base model.
+    """
+    cfg = read_adapter_config(path)
+    key = _base_key(model)
+    if key != cfg["base_key"]:
+        raise InterpError(
+            f"the adapter in {path} was trained on another base model, "
+            f"{_base_name(cfg['base'])} ({cfg['base_key']}), not on this one "
+            f"({_base_name(base) if base is not None else '?'}, {key})",
+            f"load it with interp.load_model({str(path)!r}), which loads its own base model")
+    if getattr(model, "interp_pause_id", None) not in (None, cfg["pause_id"]):
+        raise InterpError("this model already has a different <pause> token",
+                          "load a fresh base model for the adapter")
+    adapter = PauseAdapter(model, rank=cfg["rank"], alpha=cfg["alpha"], targets=cfg["targets"],
+                           countdown=cfg["countdown"])
+    if adapter.pause_id != cfg["pause_id"]:
+        raise InterpError(f"the <pause> id is {adapter.pause_id} here but {cfg['pause_id']} in "
+                          "the adapter", "load the adapter into the base model it was trained on")
+    adapter.load_tensors(load_file(str(Path(path) / ADAPTER_FILE)))
+    adapter.merge()
+    for p in adapter.parameters():
+        p.requires_grad_(False)
+    model.interp_adapter = adapter
+    return model
+
+
+# -- data and loss ---------------------------------------------------------------------------
+
+def split_windows(model, config: PauseTrainConfig) -> tuple[list[PausedSequence], list[PausedSequence]]:
+    """Training and held-out windows of the corpus (split by document; see the module
+    docstring); the training ones shuffled with ``config.seed``."""
+    from .corpora import load_corpus, windows
+
+    docs = load_corpus(config.corpus)
+    every = max(int(round(1 / config.holdout)), 2)
+    held = [d for i, d in enumerate(docs) if i % every == every - 1]
+    train = [d for i, d in enumerate(docs) if i % every != every - 1]
+    if not held:
+        raise InterpError(f"the corpus has {len(docs)} documents, too few to hold some out",
+                          "use a corpus with more documents or a larger holdout")
+    tr = [w.seq for w in windows(model, train, config.n_tokens)]
+    ev = [w.seq for w in windows(model, held, config.n_tokens, max_windows=config.eval_windows)]
+    order = np.random.default_rng(config.seed).permutation(len(tr))
+    return [tr[i] for i in order], ev
+
+
+def real_token_loss(model, seqs: Sequence[PausedSequence], *, batch_size: int = 4,
+                    pad_id: int = 0) -> Float[Tensor, " batch"]:
+    """Mean next-token loss over each sequence's loss mask (real targets only), one value per
+    sequence, computed with gradients when enabled."""
+    from .gradients._inputs import token_losses
+
+    out = []
+    for i in range(0, len(seqs), batch_size):
+        tokens, _, _, mask = pad_batch(list(seqs[i:i + batch_size]), pad_id)
+        tokens, mask = tokens.to(_device(model)), mask.to(_device(model))
+        losses = token_losses(model(tokens), tokens, mask)
+        out.append(losses.sum(1) / mask.sum(1).clamp(min=1))
+    return torch.cat(out)
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _paused(config: PauseTrainConfig, seqs: Sequence[PausedSequence], pause_id: int,
+            seed: tuple[int, ...]) -> list[PausedSequence]:
+    """``seqs`` with pauses inserted at random, window b seeded by ``(*seed, b)``."""
+    if config.pause_rate == 0:
+        return list(seqs)
+    return [insert_pauses(s, config.policy(hash_seed(*seed, b)), pause_id)
+            for b, s in enumerate(seqs)]
+
+
+def hash_seed(*parts: int) -> int:
+    """One integer seed from several (stable across runs, unlike ``hash``)."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
+
+
+# -- training ---------------------------------------------------------------------------------
+
+@dataclass
+class PauseTrainResult:
+    """A pause-training run.
+
+    Attributes:
+        config: the run's configuration.
+        model: the bridge with the adapter attached by hooks (eval mode).
+        adapter: the :class:`PauseAdapter`.
+        history: one row per evaluation: ``step``, ``lr``, ``train_loss``,
+            ``eval_loss_pauses``, ``eval_loss_plain``, ``elapsed_s``, ``tokens``.
+        out: the output folder (``None`` when kept in memory).
+    """
+
+    config: PauseTrainConfig
+    model: Any
+    adapter: PauseAdapter
+    history: pd.DataFrame
+    out: Path | None = None
+    timings: dict = field(default_factory=dict)
+
+
+HISTORY_COLUMNS = ["step", "lr", "train_loss", "eval_loss_pauses", "eval_loss_plain",
+                   "elapsed_s", "tokens"]
+
+
+def _load_base(config: PauseTrainConfig, device):
+    from .models import TinyConfig, load_model
+
+    base = TinyConfig.from_dict(config.base) if isinstance(config.base, dict) else config.base
+    return load_model(base, device=device)
+
+
+def pause_train(config: PauseTrainConfig, out: str | os.PathLike | None = None, *,
+                model=None, train_windows: Sequence[PausedSequence] | None = None,
+                eval_windows: Sequence[PausedSequence] | None = None, resume: bool = True,
+                stop_after: int | None = None, device: str | None = None,
+                verbose: bool = True) -> PauseTrainResult:
+    """Pause-train ``config.base`` (see the module docstring).
+
+    Args:
+        config: the run.
+        out: folder for the adapter, checkpoint and history; ``None`` keeps it in memory.
+        model: the base model already loaded (must be ``config.base``; it is modified).
+        train_windows, eval_windows: token windows to use instead of the corpus (models
+            without a tokenizer); the training ones are used in the order given.
+        resume: continue from the checkpoint in ``out`` when there is one.
+        stop_after: stop after this step (checkpointed there when it is an evaluation step),
+            as an interruption would; the schedule still runs to ``config.steps``.
+        device: ``None`` or ``"auto"``: CUDA when present.
+        verbose: progress bar.
+
+    Returns:
+        A :class:`PauseTrainResult`.
+
+    Raises:
+        InterpError: too few windows for ``steps × batch_size``; a checkpoint in ``out`` from
+            another configuration or base model.
+    """
+    out_dir = Path(out) if out is not None else None
+    state = None
+    if out_dir is not None and resume and (out_dir / "state.json").is_file():
+        state = json.loads((out_dir / "state.json").read_text())
+        _check_resume(out_dir, state, config)
+    model = model if model is not None else _load_base(config, device)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    adapter = PauseAdapter(model, rank=config.rank, alpha=config.alpha, targets=config.targets,
+                           countdown=config.countdown, seed=config.seed)
+    pid = adapter.pause_id
+    if train_windows is None or eval_windows is None:
+        tr, ev = split_windows(model, config)
+        train_windows = tr if train_windows is None else train_windows
+        eval_windows = ev if eval_windows is None else eval_windows
+    need = config.steps * config.batch_size
+    if len(train_windows) < need:
+        raise InterpError(
+            f"the corpus gives {len(train_windows)} training windows of {config.n_tokens} tokens, "
+            f"fewer than steps × batch_size = {config.steps} × {config.batch_size} = {need} "
+            "(no window is used twice)",
+            "use fewer --steps, a smaller --batch-size or --n-tokens, or a larger --corpus")
+    eval_plain = list(eval_windows)
+    eval_paused = _paused(config, eval_plain, pid, (config.seed, 10**9))
+
+    lora = [p for k, p in adapter.lora.items()]
+    named = dict(adapter.named_parameters())
+    opt = torch.optim.AdamW(
+        [dict(params=lora, weight_decay=config.weight_decay),
+         dict(params=[adapter.pause_row, adapter.countdown] if config.countdown
+              else [adapter.pause_row], weight_decay=0.0)],
+        lr=config.lr, betas=(0.9, 0.98))
+    trainable = {k: p for k, p in named.items() if p.requires_grad}
+    start, history, elapsed = 0, [], 0.0
+    if state is not None:
+        start, history, elapsed = state["step"], state["history"], state["elapsed_s"]
+        load_training_tensors(out_dir / "checkpoint.safetensors", trainable, opt, start)
+        adapter.sync_pause_row()
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out_dir / ADAPTER_CONFIG, adapter.config(config.base, _base_key(model)))
+
+    adapter.attach()
+    model.train()
+    pad = _pad_id(model)
+    losses: list[float] = []
+    n_tok = 0
+    t0 = time.perf_counter() - elapsed
+    end = config.steps if stop_after is None else min(stop_after, config.steps)
+    bar = tqdm(range(start, end), initial=start, total=config.steps,
+               disable=not verbose, desc="pause-train")
+    for step in bar:
+        lr = cosine_lr(step, lr=config.lr, warmup=config.warmup, steps=config.steps,
+                       min_lr_ratio=config.min_lr_ratio)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        batch = train_windows[step * config.batch_size:(step + 1) * config.batch_size]
+        seqs = _paused(config, batch, pid, (config.seed, step))
+        tokens, _, _, mask = pad_batch(seqs, pad)
+        loss = _batch_loss(model, tokens, mask)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(list(trainable.values()), config.grad_clip)
+        opt.step()
+        adapter.sync_pause_row()
+        losses.append(float(loss.detach()))
+        n_tok += int(tokens.numel())
+        done = step + 1
+        if done % config.eval_every == 0 or done == config.steps:
+            row = dict(step=done, lr=lr, train_loss=float(np.mean(losses)),
+                       **_eval(model, eval_paused, eval_plain, pad),
+                       elapsed_s=time.perf_counter() - t0, tokens=done * config.batch_size
+                       * config.n_tokens)
+            history.append(row)
+            losses.clear()
+            bar.set_postfix(loss=f"{row['eval_loss_pauses']:.3f}")
+            if out_dir is not None:
+                _save(out_dir, adapter, trainable, opt, config, done, history, row["elapsed_s"])
+    bar.close()
+    model.eval()
+    hist = pd.DataFrame(history, columns=HISTORY_COLUMNS)
+    if out_dir is not None:
+        atomic_write_csv(out_dir / "history.csv", hist)
+    return PauseTrainResult(config=config, model=model, adapter=adapter, history=hist,
+                            out=out_dir)
+
+
+def _pad_id(model) -> int:
+    tok = getattr(model, "tokenizer", None)
+    pad = None if tok is None else tok.pad_token_id
+    return 0 if pad is None else int(pad)
+
+
+def _batch_loss(model, tokens: Int[Tensor, "batch pos"],
+                mask: Bool[Tensor, "batch pos"]) -> Float[Tensor, ""]:
+    """Mean next-token loss over every position the mask keeps (the whole batch at once)."""
+    from .gradients._inputs import token_losses
+
+    tokens, mask = tokens.to(_device(model)), mask.to(_device(model))
+    return token_losses(model(tokens), tokens, mask).sum() / mask.sum().clamp(min=1)
+
+
+@torch.no_grad()
+def _eval(model, paused: list[PausedSequence], plain: list[PausedSequence],
+          pad: int) -> dict[str, float]:
+    was = model.training
+    model.eval()
+    res = dict(eval_loss_pauses=float(real_token_loss(model, paused, pad_id=pad).mean()),
+               eval_loss_plain=float(real_token_loss(model, plain, pad_id=pad).mean()))
+    model.train(was)
+    return res
+
+
+def _save(out: Path, adapter: PauseAdapter, trainable: dict, opt, config: PauseTrainConfig,
+          step: int, history: list[dict], elapsed: float) -> None:
+    # The adapter file first, then the full checkpoint, then state.json: a run killed at any
+    # point leaves a state.json that matches the checkpoint beside it.
+    atomic_save_tensors(out / ADAPTER_FILE, adapter.tensors())
+    save_training_tensors(out / "checkpoint.safetensors", trainable, opt)
+    atomic_write_json(out / "state.json", dict(step=step, config=config.to_dict(),
+                                                history=history, elapsed_s=elapsed))
+
+
+def _check_resume(out: Path, state: dict, config: PauseTrainConfig) -> None:
+    saved = dict(state["config"])
+    if _base_name(saved.get("base")) != _base_name(config.base):
+        raise InterpError(f"{out} holds a pause-training checkpoint of another base model "
+                          f"({_base_name(saved.get('base'))}, not {_base_name(config.base)})",
+                          "use another --out folder, or --no-resume to start over")
+    mine = config.to_dict()
+    diff = sorted(k for k in mine if k != "steps" and saved.get(k) != mine[k])
+    if diff:
+        raise InterpError(f"{out} holds a pause-training run with a different configuration "
+                          f"({', '.join(diff)})",
+                          "use another --out folder, or --no-resume to start over")
