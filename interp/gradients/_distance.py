@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from .._io import TableResult
 from .._types import Bool, Float, Tensor
+from ..distributed import all_reduce_sum, check_same
 from ..errors import InterpError
 from ..pauses import PausePolicy
 from ._inputs import (
@@ -85,6 +86,11 @@ class _Accumulator:
         self.dot[key].index_add_(0, d_idx, dots[sel].cpu())
         self.count[key].index_add_(0, d_idx, torch.ones_like(d_idx, dtype=torch.float64))
 
+    def all_reduce(self) -> None:
+        """Add up the sums of every process (under ``torchrun``; else nothing happens)."""
+        all_reduce_sum([t for d in (self.norm, self.dot, self.count, self.total_sq)
+                        for _, t in sorted(d.items())])
+
     def table(self) -> pd.DataFrame:
         rows = []
         for (site, layer), norm in self.norm.items():
@@ -152,7 +158,7 @@ def by_distance(
     acc = _Accumulator(keys, max_distance, include_first)
     batches, total = iter_batches(model, inputs, policy=policy, loss_mask=loss_mask,
                                   n_tokens=n_tokens, batch_size=batch_size,
-                                  max_windows=max_windows)
+                                  max_windows=max_windows, split_ranks=True)
     device = next(model.parameters()).device
     with activation_gradients_only(model), tqdm(total=total, disable=not verbose,
                                                 desc="gradients by distance", unit="seq") as bar:
@@ -161,6 +167,9 @@ def by_distance(
             bar.update(len(batch.names))
     meta = dict(model=str(getattr(model.cfg, "model_name", "")), sites=list(sites),
                 layers=list(layers), max_distance=max_distance, include_first=include_first)
+    check_same("gradient configuration", dict(meta, n_tokens=n_tokens, batch_size=batch_size,
+                                              max_windows=max_windows))
+    acc.all_reduce()  # under torchrun: add up every process's sums
     return ByDistance(acc.table(), meta)
 
 
