@@ -139,7 +139,7 @@ document.getElementById("r").addEventListener("load", () => setTimeout(() => {
   document.getElementById("result").textContent = JSON.stringify({
     plots: plots.length, figures: d.querySelectorAll("figure").length,
     rendered: plots.filter(p => p.querySelector("svg.main-svg") &&
-                                p.querySelectorAll(".plot .trace, .plot path").length > 0).length,
+                                p.querySelectorAll("g.trace, g.hm image").length > 0).length,
     links: links});
 }, 2000));
 </script></body></html>"""
@@ -181,7 +181,7 @@ def test_report_renders_in_a_real_browser(tiny_report, tmp_path):
     seen = json.loads(html.unescape(re.search(r'<pre id="result">(.*?)</pre>', dom, re.S)[1]))
     page = path.read_text(encoding="utf-8")
     assert seen["plots"] == page.count("<figure>") == seen["figures"] >= 8
-    assert seen["rendered"] == seen["plots"]  # every plotly div drew an svg with its traces
+    assert seen["rendered"] == seen["plots"]  # each plotly div drew an svg with traces/heatmap
     names = re.findall(r"<h2 id='([^']+)'>", page)
     assert [link["href"] for link in seen["links"]] == [f"#{n}" for n in names]
     for link in seen["links"]:  # each link moved the page to its section
