@@ -470,11 +470,11 @@ def _score(logits_fn, n: int, model_top: Tensor, true: Tensor) -> dict[str, floa
         lp = torch.log_softmax(logits_fn(rows).float(), -1).cpu()
         top = lp.topk(5, -1).indices
         m, y = model_top[rows], true[rows]
-        hits["agreement_top1"] += float((top[:, 0] == m).sum())
-        hits["agreement_top5"] += float((top == m[:, None]).any(1).sum())
-        hits["accuracy"] += float((top[:, 0] == y).sum())
-        hits["accuracy_top5"] += float((top == y[:, None]).any(1).sum())
-        hits["xent"] -= float(lp.gather(1, y[:, None]).sum())
+        hits["agreement_top1"] += int((top[:, 0] == m).sum())
+        hits["agreement_top5"] += int((top == m[:, None]).any(1).sum())
+        hits["accuracy"] += int((top[:, 0] == y).sum())
+        hits["accuracy_top5"] += int((top == y[:, None]).any(1).sum())
+        hits["xent"] -= float(lp.gather(1, y[:, None]).double().sum())
     return {k: v / n for k, v in hits.items()}
 
 
@@ -643,10 +643,11 @@ def _baselines(seqs, pos: _Positions, offsets: list[int], test: list[tuple[int, 
 
 def _base_cols(base: dict[str, Tensor], ki: int, model_top: Tensor, true: Tensor) -> dict[str, float]:
     """The model's own accuracy and the n-gram baselines' scores at offset ``ki``."""
-    out = {"model_accuracy": float((model_top == true).float().mean())}
+    n = len(true)  # counts / n, exactly as _score computes its rates
+    out = {"model_accuracy": int((model_top == true).sum()) / n}
     for name, pred in base.items():
         p = pred[:, ki]
-        out[f"{name}_agreement"] = float((p[:, 0] == model_top).float().mean())
-        out[f"{name}_accuracy"] = float((p[:, 0] == true).float().mean())
-        out[f"{name}_top5_accuracy"] = float((p == true[:, None]).any(1).float().mean())
+        out[f"{name}_agreement"] = int((p[:, 0] == model_top).sum()) / n
+        out[f"{name}_accuracy"] = int((p[:, 0] == true).sum()) / n
+        out[f"{name}_top5_accuracy"] = int((p == true[:, None]).any(1).sum()) / n
     return out
