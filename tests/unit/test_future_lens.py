@@ -11,7 +11,14 @@ import torch
 
 import interp
 from interp import hooks
-from interp.probes import FutureLensSpec, LensStats, ProbeSpec, fit_lens, future_lens, load_future_lens
+from interp.probes import (
+    FutureLensSpec,
+    LensStats,
+    ProbeSpec,
+    fit_lens,
+    future_lens,
+    load_future_lens,
+)
 from interp.probes._future_lens import _sse, decoder, ngram_predictions
 
 TINY = dict(n_layers=2, d_model=32, n_heads=4, n_kv_heads=2, d_vocab=61, n_ctx=64)

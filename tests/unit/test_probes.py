@@ -96,7 +96,9 @@ def test_bundled_specs_parse():
     for name in ("lookahead", "tiny", "pause_answer"):
         spec = ProbeSpec.from_toml(f"probes/{name}.toml")
         assert spec.name == name
-    assert ProbeSpec.from_toml("probes/lookahead.toml").target.offsets == [1, 2, 3, 4]
+    lookahead = ProbeSpec.from_toml("probes/lookahead.toml")
+    assert lookahead.target.offsets == [1, 2, 3] and lookahead.method == "future_lens"
+    assert ProbeSpec.from_toml("probes/tiny.toml").method == "classifier"
 
 
 # --- splits --------------------------------------------------------------------------------
