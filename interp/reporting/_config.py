@@ -44,6 +44,7 @@ class ReportConfig:
         probe_windows: corpus windows for the probes (``probe_tokens`` tokens each).
         probe_tokens: probe window length.
         offsets: probe offsets k (token at i + k).
+        probe_eval_positions: held-out positions the Future Lens decodes per layer and offset.
         patch_layers: every ``patch_layers``-th layer is patched (activation patching runs
             one forward per node, so this bounds its cost).
         clean, corrupt: the attribution-patching pair (same token length).
@@ -75,6 +76,7 @@ class ReportConfig:
     probe_windows: int = 96
     probe_tokens: int = 32
     offsets: tuple[int, ...] = (1, 2, 3)
+    probe_eval_positions: int = 600
     patch_layers: int = 2
     clean: str = "The capital of France is"
     corrupt: str = "The capital of Italy is"
@@ -86,7 +88,7 @@ class ReportConfig:
 
     def __post_init__(self) -> None:
         for name in ("n_tokens", "n_windows", "ablation_windows", "eviction_window", "gradient_windows",
-                     "gradient_tokens", "probe_layers", "probe_windows", "probe_tokens",
+                     "gradient_tokens", "probe_layers", "probe_windows", "probe_tokens", "probe_eval_positions",
                      "patch_layers"):
             if getattr(self, name) < 1:
                 raise InterpError(f"ReportConfig.{name} must be >= 1, got {getattr(self, name)}")

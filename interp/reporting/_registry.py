@@ -146,6 +146,18 @@ def _probe_figures(res) -> list[Figure]:
                    "each layer, against the bigram baseline (dashed) and a control task.")]
 
 
+def _lens_figures(res) -> list[Figure]:
+    from ..figures import probes as f
+
+    return [Figure("future_lens_agreement", f.future_lens_agreement,
+                   "Future Lens: how often a linear map from layer l at position t, decoded by "
+                   "the model's own head, names the token the model will predict for t + k, "
+                   "against bigram (dashed) and trigram (dotted) baselines; diamonds: learned "
+                   "prompt."),
+            Figure("future_lens_accuracy", lambda r: f.future_lens_agreement(r, metric="accuracy"),
+                   "The same maps scored on the true token t + k.")]
+
+
 def _toy_figures(res) -> list[Figure]:
     from ..figures import toy as f
 
@@ -204,6 +216,12 @@ def _load_probes(d: Path):
     return load_probes(d)
 
 
+def _load_lens(d: Path):
+    from ..probes import load_future_lens
+
+    return load_future_lens(d)
+
+
 def _load_toy(d: Path):
     import pandas as pd
 
@@ -233,6 +251,8 @@ KINDS: tuple[TableKind, ...] = (
     TableKind("metrics.csv", ("spec.toml", "probes.json"), "interp probe train SPEC --out DIR",
               _load_probes, _probe_figures, applies=lambda d: (d / "probes.json").is_file()
               or (d / "spec.toml").is_file()),
+    TableKind("future_lens.csv", ("future_lens.json",), "interp probe train probes/lookahead.toml --out DIR",
+              _load_lens, _lens_figures),
     TableKind("compare.csv", ("histories.csv",), "interp toy compare --out DIR", _load_toy,
               _toy_figures),
 )

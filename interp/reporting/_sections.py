@@ -207,32 +207,27 @@ def _run_probes(ctx: Context, out: Path) -> dict:
                           "train` with data.recording")
     n_layers = ctx.model.cfg.n_layers
     layers = sorted(set(range(0, n_layers, cfg.probe_layers)) | {n_layers - 1})
-    pauses = cfg.pause_rate > 0
     spec = dict(
-        name="report-lookahead",
-        description="Fast lookahead probes for the report: token at offsets k from resid_post, "
-        "read at regular and (inserted) pause positions.",
-        model=dict(name=cfg.model if isinstance(cfg.model, str) else "smollm2-135m",
-                   add_pause=pauses),
+        name="report-lookahead", method="future_lens",
+        description="Future Lens for the report: the token at t + k from resid_post at t, "
+        "decoded through the model's own head.",
+        model=dict(name=cfg.model if isinstance(cfg.model, str) else "smollm2-135m"),
         data=dict(corpus=cfg.corpus or "pydoc", n_tokens=cfg.probe_tokens,
-                  max_windows=cfg.probe_windows, windows_per_doc=2, batch_size=16,
-                  **({"pauses": dict(rate=cfg.pause_rate, seed=cfg.seed)} if pauses else {})),
-        inputs=dict(layers=layers, sites=["resid_post"],
-                    roles=["regular", "pause"] if pauses else ["regular"]),
-        target=dict(kind="token", offsets=list(cfg.offsets), vocab=64),
-        train=dict(seed=cfg.seed, max_epochs=8, patience=2, batch_size=512, lr=0.01),
+                  max_windows=cfg.probe_windows, windows_per_doc=2, batch_size=16),
+        inputs=dict(layers=layers, sites=["resid_post"], roles=["regular"]),
+        target=dict(kind="token", offsets=list(cfg.offsets)),
+        train=dict(seed=cfg.seed),
+        future_lens=dict(eval_positions=cfg.probe_eval_positions, save_weights=False),
     )
     res = train_probes(spec, out, model=ctx.model, resume=False, verbose=ctx.verbose)
-    numbers = {}
+    numbers = {"headline": res.headline()}
     for _, r in res.summary().iterrows():
         k = int(r["offset"])
         numbers[f"offset {k}: best layer"] = int(r["layer"])
-        numbers[f"offset {k}: probe accuracy"] = _fmt(r["accuracy"])
-        numbers[f"offset {k}: bigram baseline"] = _fmt(r["baseline_bigram"])
-    if pauses:  # what a pause position holds: the upcoming text tokens, read from it
-        for _, r in res.summary(role="pause").iterrows():
-            numbers[f"offset {int(r['offset'])}: accuracy at pauses (best layer "
-                    f"{int(r['layer'])})"] = _fmt(r["accuracy"])
+        numbers[f"offset {k}: top-1 agreement with the model"] = _fmt(r["agreement_top1"])
+        numbers[f"offset {k}: bigram agreement"] = _fmt(r["bigram_agreement"])
+        numbers[f"offset {k}: true-token accuracy"] = _fmt(r["accuracy"])
+        numbers[f"offset {k}: bigram accuracy"] = _fmt(r["bigram_accuracy"])
     return numbers
 
 
@@ -299,14 +294,16 @@ SECTION_SPECS: tuple[Section, ...] = (
             ("n_tokens", "n_windows", "pause_rate", "seed", "gradient_windows",
              "gradient_tokens", "max_distance"),
             _run_gradients, "interp gradients --corpus pydoc --by-distance 16 --out DIR"),
-    Section("probes", "Lookahead probes",
-            "Linear probes read the residual stream at position i and predict the token at "
-            "i + k; k ≥ 2 is lookahead (Future Lens). Baselines: bigram, majority, control task. "
-            "Pause positions are probed too (their k counts text tokens after the pause): "
-            "what a register-like position holds.",
-            ("probe_layers", "probe_windows", "probe_tokens", "offsets", "seed", "pause_rate"),
+    Section("probes", "Lookahead: Future Lens",
+            "From the residual stream at position t, a linear map to the model's own final "
+            "state at t + k − 1, read through its final norm and unembedding over the full "
+            "vocabulary (Future Lens, Pal et al. 2023): how often it names the token the model "
+            "will predict for t + k, against bigram and trigram baselines at the same distance, "
+            "on held-out documents. k ≥ 2 is lookahead.",
+            ("probe_layers", "probe_windows", "probe_tokens", "offsets", "seed",
+             "probe_eval_positions"),
             _run_probes, "interp probe train probes/lookahead.toml",
-            key=("offset 2:",)),
+            key=("headline", "offset 2:")),
     Section("patching", "Attribution patching example",
             "A clean/corrupted prompt pair: the gradient estimate of every node's patching "
             "effect (AtP) checked against real activation patching.",
