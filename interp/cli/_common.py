@@ -41,9 +41,8 @@ def add_pause_args(p: argparse.ArgumentParser) -> None:
 
 
 def model_from_args(args):
-    from ..models import load_model
-
     from ..distributed import rank_info
+    from ..models import load_model
 
     info = rank_info()  # under torchrun: starts the process group; each process its own GPU
     device = args.device or (str(info.device) if info.distributed else None)

@@ -53,6 +53,7 @@ from tqdm.auto import tqdm
 
 from .. import hooks
 from .._io import TableResult, atomic_save_tensors
+from ..distributed import all_reduce_sum, shard
 from ..errors import InterpError
 from ..pauses import make_sequence, pad_batch
 from ._data import ProbeSequence, _grab, _StopForward, split_groups
@@ -186,10 +187,16 @@ def accumulate_stats(model, seqs: list[ProbeSequence], layers: list[int], offset
                      positions: list[np.ndarray], *, batch_size: int = 16,
                      verbose: bool = False) -> LensStats:
     """Sums over ``positions`` (per sequence) of every layer in ``layers`` and offset: the
-    accumulation step on its own, whose output adds across shards or processes."""
+    accumulation step on its own, whose output adds across shards or processes.
+
+    Under ``torchrun`` each process sums every world-size-th sequence and the sums are
+    all-reduced (:func:`interp.distributed.all_reduce_sum`), so every process returns the
+    statistics of all sequences, as one process would (up to float64 rounding)."""
+    mine = list(shard(range(len(seqs))))
     stats = LensStats.zeros(len(layers), len(offsets), int(model.cfg.d_model))
-    _pass(model, seqs, layers, offsets, batch_size, verbose,
-          [(positions, lambda X, Y, _b, _p: stats.update(X, Y))])
+    _pass(model, [seqs[i] for i in mine], layers, offsets, batch_size, verbose,
+          [([positions[i] for i in mine], lambda X, Y, _b, _p: stats.update(X, Y))])
+    all_reduce_sum(list(stats.tensors().values()))
     return stats
 
 

@@ -13,10 +13,12 @@ import shutil
 import socket
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 import torch.multiprocessing as mp
+from safetensors.torch import load_file, save_file
 
 import interp
 from interp.errors import InterpError
@@ -39,6 +41,16 @@ def _record(out, inputs=None, **kw):
                     shard_bytes=4000, out=out, verbose=False)
     settings.update(kw)
     return interp.record(_model(), _tokens() if inputs is None else inputs, **settings)
+
+
+def _lens_stats(model):
+    """Future-Lens sufficient statistics (XᵀX, XᵀY per layer) of every sequence."""
+    from interp.probes import accumulate_stats
+    from interp.probes._data import ProbeSequence
+
+    seqs = [ProbeSequence(str(i), interp.make_sequence(r)) for i, r in enumerate(_tokens())]
+    positions = [np.arange(1, N_POS - 3) for _ in seqs]
+    return accumulate_stats(model, seqs, [0, 1], [1, 2], positions, batch_size=2)
 
 
 def _gradients(model):
@@ -70,9 +82,11 @@ def _worker(rank: int, world: int, port: int, jobs: tuple[str, ...], out: str) -
             _record(out + "/rec")
         elif job == "gradients":
             fg, bd = _gradients(_model())
+            stats = _lens_stats(_model())
             if rank == 0:
                 fg.to_csv(out + "/fg.csv")
                 bd.to_csv(out + "/bd.csv")
+                save_file(stats.tensors(), out + "/lens.safetensors")
         elif job == "mismatch":
             try:
                 _record(out + "/mismatch", layers=[0] if rank == 1 else None)
@@ -132,6 +146,12 @@ def test_two_processes_compute_the_gradients_of_one(runs, tmp_path):
     assert len(fg2.table) == len(fg1.table) > 0
     pd.testing.assert_frame_equal(fg2.table, fg1.table, rtol=1e-6, atol=1e-9)
     pd.testing.assert_frame_equal(bd2.table, bd1.table, rtol=1e-9, atol=1e-12)
+    # the Future-Lens sums, all-reduced over the two processes
+    one = _lens_stats(_model()).tensors()
+    two = load_file(out / "lens.safetensors")
+    assert float(two["n"]) == N_SEQ * (N_POS - 4)
+    for name, t in one.items():
+        torch.testing.assert_close(two[name], t, rtol=1e-10, atol=1e-9)
 
 
 def test_a_rank_that_dies_leaves_a_resumable_recording(runs, tmp_path):
