@@ -122,6 +122,21 @@ def _distance_figures(bd) -> list[Figure]:
                    "key is used.")]
 
 
+def _length_figures(table) -> list[Figure]:
+    from ..figures import gradients as f
+
+    return [Figure("future_share_by_length", f.future_share_by_length,
+                   "Future share of the key gradient against position for windows of several "
+                   "lengths N (dashed: the fraction of later positions, the naive prediction). "
+                   "Counting later losses predicts the share grows with N.")]
+
+
+def _load_lengths(d: Path):
+    import pandas as pd
+
+    return pd.read_csv(d / "long_context.csv")
+
+
 def _patching_figures(att) -> list[Figure]:
     from ..figures import patching as f
 
@@ -244,6 +259,8 @@ KINDS: tuple[TableKind, ...] = (
               _eviction_figures),
     TableKind("future_gradients.csv", (), "interp gradients --out DIR", _load_gradients,
               _gradient_figures),
+    TableKind("long_context.csv", (), "interp report (ReportConfig.long_context_tokens)",
+              _load_lengths, _length_figures),
     TableKind("by_distance.csv", (), "interp gradients --by-distance D --out DIR",
               _load_distance, _distance_figures),
     TableKind("attribution.csv", (), "interp patch --clean T --corrupt T --out DIR",

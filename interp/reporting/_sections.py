@@ -73,16 +73,17 @@ class Context:
             self._windows = base
         return self._windows
 
-    def long_text(self) -> torch.Tensor:
-        """The eviction text: the start of the longest corpus document, or the token rows
-        joined end to end."""
+    def long_text(self, n: int | None = None) -> torch.Tensor:
+        """The first ``n`` tokens (default: the eviction length) of the longest corpus
+        document (BOS first), or of the token rows joined end to end."""
         cfg = self.config
+        n = n or cfg.eviction_tokens
         if cfg.tokens is not None:
-            return cfg.tokens.reshape(-1)[: cfg.eviction_tokens].cpu()
+            return cfg.tokens.reshape(-1)[:n].cpu()
         from ..pauses import tokenize
 
         doc = max(self.docs(), key=lambda d: len(d.text))
-        return tokenize(self.model, doc.text).tokens[: cfg.eviction_tokens]
+        return tokenize(self.model, doc.text).tokens[:n]
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,9 @@ def _run_registers(ctx: Context, out: Path) -> dict:
 
 
 def _run_gradients(ctx: Context, out: Path) -> dict:
+    import pandas as pd
+
+    from .._io import atomic_write_csv
     from ..gradients import by_distance, future_gradients
 
     cfg = ctx.config
@@ -182,6 +186,21 @@ def _run_gradients(ctx: Context, out: Path) -> dict:
     pause = role[(role.role == "pause") & (role.site == "k")]
     if len(pause):
         numbers["mean future share at pauses, k"] = _fmt(pause["future_share"].iloc[0])
+    # long context: one window per length; naive counting predicts the share grows with N
+    text = ctx.long_text(max(cfg.long_context_tokens, default=0))
+    rows = [fg.by_position().assign(n_tokens=cfg.gradient_tokens)]
+    for n in cfg.long_context_tokens:
+        if n > min(len(text), int(ctx.model.cfg.n_ctx)):
+            continue
+        long = future_gradients(ctx.model, text[None, :n], sites=("k", "v"),
+                                verbose=ctx.verbose)
+        rows.append(long.by_position().assign(n_tokens=n))
+        s = long.summary().set_index("site")
+        for site in s.index:
+            numbers[f"mean future share, {site}, one window of N={n}"] = _fmt(
+                s.loc[site, "future_share"])
+    if len(rows) > 1:
+        atomic_write_csv(out / "long_context.csv", pd.concat(rows, ignore_index=True))
     return numbers
 
 
@@ -292,7 +311,7 @@ SECTION_SPECS: tuple[Section, ...] = (
             "How much of the gradient at each position's keys, values and residual stream "
             "comes from later tokens' losses (future share), and from how far ahead.",
             ("n_tokens", "n_windows", "pause_rate", "seed", "gradient_windows",
-             "gradient_tokens", "max_distance"),
+             "gradient_tokens", "max_distance", "long_context_tokens"),
             _run_gradients, "interp gradients --corpus pydoc --by-distance 16 --out DIR"),
     Section("probes", "Lookahead: Future Lens",
             "From the residual stream at position t, a linear map to the model's own final "

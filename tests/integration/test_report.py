@@ -22,6 +22,7 @@ def _config(**overrides) -> ReportConfig:
     settings = dict(model=interp.TinyConfig(**TINY), tokens=tokens, n_tokens=20, n_windows=3,
                     pause_rate=0.2, eviction_tokens=60, eviction_window=8, sinks=(0, 2),
                     gradient_windows=2, gradient_tokens=12, max_distance=4,
+                    long_context_tokens=(40, 500),  # 500 > the context: skipped
                     sections=("registers", "gradients", "patching"), formats=("png",))
     settings.update(overrides)
     return ReportConfig(**settings)
@@ -51,6 +52,9 @@ def test_report_is_one_self_contained_page(tiny_report):
     assert {"layer", "position", "role", "attn_received", "resid_norm", "value_norm"} <= set(reg)
     assert {"bos", "regular", "pause"} - {"bos"} <= set(reg["role"])  # pauses were inserted
     assert (out / "gradients" / "future_gradients.csv").is_file()
+    lengths = pd.read_csv(out / "gradients" / "long_context.csv")
+    assert sorted(set(lengths.n_tokens)) == [12, 40] and "future share by length" not in page
+    assert "Future share of the key gradient against position for windows" in page
     assert (out / "patching" / "attribution.csv").is_file()
     pngs = sorted((out / "figures").rglob("*.png"))
     assert len(pngs) == page.count("<figure>") >= 8
