@@ -128,12 +128,17 @@ def by_distance(
 ) -> ByDistance:
     """‖∂ℓ_t/∂x_i‖ for every target t ≥ i, aggregated by distance d = t − i per layer and site.
 
-    One forward pass per batch; the per-target gradients are vector-Jacobian products of the
-    per-position losses ℓ with one-hot cotangents, computed ``chunk_size`` targets at a time
-    with ``torch.autograd.grad(..., is_grads_batched=True)`` (memory grows with
-    ``chunk_size``), and reduced on the fly to sums by distance. One ordinary backward gives
-    the total g_i = ∂L/∂x_i, against which each term is projected (the ``share`` column).
-    Losses are summed over positions, as in :func:`future_gradients`.
+    The per-target gradients are vector-Jacobian products of the per-position losses ℓ with
+    one-hot cotangents, reduced on the fly to sums by distance. Under the causal mask ℓ_t
+    depends only on positions ≤ t, so the targets are taken ``chunk_size`` at a time and the
+    forward runs on the prefix that ends at the chunk's last target, with the unembedding
+    read only at the chunk's targets (its input is narrowed in a hook): each backward covers
+    that prefix instead of the whole sequence (on average half of it) and never touches the
+    vocabulary at other positions. The result is exact (the prefix's activations are those of
+    the full forward). One ordinary backward gives the total g_i = ∂L/∂x_i, against which
+    each term is projected (the ``share`` column). Losses are summed over positions, as in
+    :func:`future_gradients`. Under ``torchrun`` each process takes every world-size-th
+    sequence and the sums are all-reduced.
 
     Args:
         model: a ``TransformerBridge``.
@@ -142,10 +147,13 @@ def by_distance(
             dropped; use ``n_tokens`` or more to keep all, so shares add up to 1).
         sites, layers, policy, loss_mask, n_tokens, batch_size, max_windows: as for
             :func:`future_gradients`.
-        chunk_size: targets per batched backward pass.
+        chunk_size: targets per forward pass on a prefix (and per batched VJP call).
         include_first: also average over source position 0 (the BOS / sink).
-        batched: ``False`` runs one backward pass per target in a Python loop (the
-            reference the batched path is checked and benchmarked against).
+        method: ``"prefix"`` (one backward per target over its chunk's prefix),
+            ``"prefix-batched"`` (the chunk's VJPs in one ``torch.autograd.grad(...,
+            is_grads_batched=True)`` call; memory grows with ``chunk_size``), ``"loop"`` (the
+            reference: one forward, one backward per target through the whole graph), or
+            ``"auto"``: ``prefix-batched`` on a GPU, ``prefix`` on the CPU.
         verbose: show a progress bar.
 
     Returns:
