@@ -145,7 +145,8 @@ def test_two_processes_compute_the_gradients_of_one(runs, tmp_path):
     bd2 = interp.gradients.ByDistance.from_csv(out / "bd.csv")
     assert len(fg2.table) == len(fg1.table) > 0
     pd.testing.assert_frame_equal(fg2.table, fg1.table, rtol=1e-6, atol=1e-9)
-    pd.testing.assert_frame_equal(bd2.table, bd1.table, rtol=1e-9, atol=1e-12)
+    # float32 model, and the workers run 1 torch thread: GEMM sums in another order (~1e-8)
+    pd.testing.assert_frame_equal(bd2.table, bd1.table, rtol=1e-6, atol=1e-9)
     # the Future-Lens sums, all-reduced over the two processes
     one = _lens_stats(_model()).tensors()
     two = load_file(out / "lens.safetensors")
