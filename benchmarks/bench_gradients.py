@@ -7,19 +7,29 @@ Measured side by side in one run (ratios are what count on a shared machine):
 2. brute force (one backward pass per target ℓ_t, reading the gradient at position t) against
    the decomposition; the brute force is timed on ``--brute-targets`` targets and
    extrapolated to all N − 1;
-3. distance-resolved gradients, batched VJPs against a Python loop of per-target backward
-   passes, at ``--n-distance`` tokens (default 128);
+3. distance-resolved gradients: the prefix method (a forward per chunk of targets on the
+   prefix that ends at its last target, one backward per target over that prefix) and the
+   batched VJPs over the same prefixes, against the reference loop (one forward, one backward
+   per target through the whole graph), at each of ``--n-distance`` (default 128,512); beyond
+   ``--loop-full-max`` tokens the loop is timed on ``--loop-targets`` targets and
+   extrapolated (its cost per target does not depend on the target);
 4. attribution patching against the full activation-patching sweep over (layer, position) of
    K and V (all heads of a site patched together), on a clean/corrupt pair: speed and
    agreement (Spearman, Pearson, top-10 overlap), with AtP* for keys;
-5. the mean future share of the K/V gradient at N = 64 and N.
+5. the mean future share of the K/V gradient at N = 64 and N;
+6. long context (``--parts long``): the decomposition (sites k, v) on one window of each of
+   ``--n-long`` tokens (default 1024,2048), each in a fresh process, with its wall time, peak
+   resident memory (``ru_maxrss``) and the future share against position.
 
-    OMP_NUM_THREADS=2 python benchmarks/bench_gradients.py [--n 256] [--n-distance 128]
+    OMP_NUM_THREADS=2 python benchmarks/bench_gradients.py [--n 256] [--n-distance 128,512]
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
+import subprocess
+import sys
 import time
 
 import torch
@@ -80,7 +90,10 @@ def _row(name: str, size: str, slow: float, fast: float, ratio: float, goal: str
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=256)
-    ap.add_argument("--n-distance", type=int, default=128)
+    ap.add_argument("--n-distance", default="128,512")
+    ap.add_argument("--loop-full-max", type=int, default=128)
+    ap.add_argument("--loop-targets", type=int, default=12)
+    ap.add_argument("--n-long", default="1024,2048")
     ap.add_argument("--brute-targets", type=int, default=8)
     ap.add_argument("--windows-64", type=int, default=8, help="windows for the N = 64 share")
     ap.add_argument("--parts", default="decomposition,distance,patching,share",
@@ -106,15 +119,16 @@ def main() -> None:
              f"N={args.n}", t_brute, t_dec, t_brute / t_dec, ">= 50")
 
     if "distance" in parts:
-        seq_d = _window(model, args.n_distance)
-        kw = dict(sites=("k", "v"), verbose=False)
-        t_batched, bd = _timed(lambda: by_distance(model, seq_d, args.n_distance, **kw))
-        t_loop, bd_loop = _timed(lambda: by_distance(model, seq_d, args.n_distance, batched=False,
-                                                     **kw))
-        err = float((bd.table.grad_norm - bd_loop.table.grad_norm).abs().max()
-                    / bd_loop.table.grad_norm.abs().max())
-        _row(f"by distance: loop / batched (max rel. diff {err:.1e})", f"N={args.n_distance}",
-             t_loop, t_batched, t_loop / t_batched, ">= 3")
+        for n in map(int, args.n_distance.split(",")):
+            _distance(model, n, args)
+
+    if "long-one" in parts:  # one length in this process, so ru_maxrss is its own peak
+        _long_one(model, int(args.n_long))
+        return
+    if "long" in parts:
+        for n in args.n_long.split(","):
+            subprocess.run([sys.executable, __file__, "--parts", "long-one", "--n-long", n],
+                           check=True)
 
     if "patching" in parts:
         _patching(model)
@@ -133,6 +147,50 @@ def main() -> None:
                   f"{s.loc['k', 'pooled_future_share']:.3f}), v {s.loc['v', 'future_share']:.3f} "
                   f"(pooled {s.loc['v', 'pooled_future_share']:.3f}), first position k "
                   f"{s.loc['k', 'first_position_share']:.3f}")
+
+
+def _distance(model, n: int, args) -> None:
+    """The by-distance methods against the reference loop at N = n (all layers, k and v)."""
+    seq = _window(model, n)
+    kw = dict(sites=("k", "v"), verbose=False)
+    t_prefix, bd = _timed(lambda: by_distance(model, seq, n, method="prefix", **kw))
+    t_batched, bd_b = _timed(lambda: by_distance(model, seq, n, method="prefix-batched", **kw))
+    if n <= args.loop_full_max:
+        t_loop, bd_loop = _timed(lambda: by_distance(model, seq, n, method="loop", **kw))
+        for name, res in (("prefix", bd), ("prefix-batched", bd_b)):
+            err = float(((res.table.grad_norm - bd_loop.table.grad_norm).abs()
+                         / bd_loop.table.grad_norm.abs()).max())
+            print(f"  N={n}: {name} vs loop, max relative difference of grad_norm {err:.1e}")
+        note = "loop timed in full"
+    else:  # keep a few targets in the loss: the loop costs the same per target
+        targets = list(range(1, n - 1, (n - 2) // args.loop_targets))[:args.loop_targets]
+        mask = torch.zeros(n, dtype=torch.bool)
+        mask[targets] = True
+        t_sub, _ = _timed(lambda: by_distance(model, seq.tokens, n, loss_mask=mask,
+                                              method="loop", **kw))
+        t_loop = t_sub / len(targets) * int(seq.loss_mask.sum())
+        note = f"loop timed on {len(targets)} targets, extrapolated"
+    _row(f"by distance: loop / prefix ({note})", f"N={n}", t_loop, t_prefix,
+         t_loop / t_prefix, ">= 3")
+    _row("by distance: loop / prefix-batched (vmapped VJPs)", f"N={n}", t_loop, t_batched,
+         t_loop / t_batched, "")
+
+
+def _long_one(model, n: int) -> None:
+    """The decomposition on one window of n tokens: time, peak RSS, share against position."""
+    seq = _window(model, n)
+    t, fg = _timed(lambda: future_gradients(model, seq, sites=("k", "v"), verbose=False))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
+    s = fg.summary().set_index("site")
+    pos = fg.by_position()
+    pos = pos[pos.site == "k"]
+    bins = [1, n // 8, n // 4, n // 2, 3 * n // 4, n - 1]
+    shares = [pos[(pos.position >= a) & (pos.position < b)].future_share.mean()
+              for a, b in zip(bins[:-1], bins[1:], strict=True)]
+    print(f"long context N={n}: {t:.1f} s, peak RSS {rss:.2f} GiB; mean future share k "
+          f"{s.loc['k', 'future_share']:.3f}, v {s.loc['v', 'future_share']:.3f}; k by position "
+          + ", ".join(f"[{a},{b}) {x:.3f}" for a, b, x in zip(bins[:-1], bins[1:], shares,
+                                                               strict=True)), flush=True)
 
 
 def _patching(model) -> None:

@@ -10,7 +10,7 @@ The public API, re-exported from the subpackages (see ``docs/`` for concepts and
 * gradients: :func:`future_gradients`, :func:`by_distance`, :func:`detached_attention`
 * patching: :func:`attribution_patch`, :func:`activation_patch`, :func:`compare_patching`
 * probes: :func:`train_probes`, :class:`ProbeSpec`, :class:`ProbeResults`, :func:`load_probes`,
-  :func:`evaluate_probes`
+  :func:`evaluate_probes`, :func:`future_lens`, :func:`load_future_lens`
 * registers: :func:`registers`, :func:`massive_activations`, :func:`ablate_massive`,
   :func:`cache_eviction`
 * toy tasks: :mod:`interp.tasks`, :func:`train_toy`
@@ -57,6 +57,9 @@ _LAZY = {
     "ProbeResults": "interp.probes",
     "load_probes": "interp.probes",
     "evaluate_probes": "interp.probes",
+    "future_lens": "interp.probes",
+    "FutureLensResults": "interp.probes",
+    "load_future_lens": "interp.probes",
     "registers": "interp.sinks",
     "massive_activations": "interp.sinks",
     "ablate_massive": "interp.sinks",

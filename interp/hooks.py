@@ -73,4 +73,6 @@ def mlp_out(layer: int) -> str:
 
 EMBED = "hook_embed"
 UNEMBED = "hook_unembed"
+#: the input of the unembedding (after the final norm): narrowing it here unembeds fewer positions
+UNEMBED_IN = "unembed.hook_in"
 FINAL_NORM = "ln_final.hook_normalized"

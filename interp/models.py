@@ -239,7 +239,8 @@ def load_model(
         dtype: parameter dtype (float32 by default; float64 for exact tests).
         device_map: passed to ``from_pretrained`` for multi-GPU placement (e.g. ``"auto"``).
         n_devices: split the layers over this many GPUs (sets ``device_map="auto"`` with a
-            ``max_memory`` for the first ``n_devices`` GPUs).
+            ``max_memory`` for the first ``n_devices`` GPUs; under ``torchrun``, process
+            ``LOCAL_RANK`` = r takes GPUs r·n_devices .. (r + 1)·n_devices − 1).
         trust_remote_code: allow a Hub model's own code to run. Off unless you ask.
         use_cache: read and write interp's dequantized-weight cache for GGUF models.
         adapter: a pause-training folder (``interp pause-train --out DIR``) to merge into the
@@ -276,9 +277,19 @@ def load_model(
     hf_kwargs: dict[str, Any] = dict(dtype=dtype, attn_implementation="eager",
                                      trust_remote_code=trust_remote_code)
     if n_devices is not None and n_devices > 1:
+        from .distributed import rank_info
+
+        # under torchrun, process r takes GPUs r·n .. r·n + n − 1 (data parallel × layer split)
+        first = rank_info().local_rank * n_devices
+        if torch.cuda.device_count() < first + n_devices:
+            raise InterpError(
+                f"n_devices={n_devices} needs GPUs {first}..{first + n_devices - 1}, but "
+                f"{torch.cuda.device_count()} are visible",
+                "lower n_devices (--n-devices) or the processes per node (--nproc-per-node)",
+            )
         device_map = device_map or "auto"
         hf_kwargs["max_memory"] = {i: torch.cuda.get_device_properties(i).total_memory
-                                   for i in range(n_devices)}
+                                   for i in range(first, first + n_devices)}
     if device_map is not None:
         hf_kwargs["device_map"] = device_map
 

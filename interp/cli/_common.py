@@ -16,6 +16,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    "(default: smollm2-135m)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA if present)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64", "bfloat16", "float16"])
+    p.add_argument("--n-devices", type=int, default=None, metavar="N",
+                   help="split the model's layers over N GPUs (under torchrun: N per process)")
 
 
 def add_input_args(p: argparse.ArgumentParser, n_tokens: int = 128) -> None:
@@ -39,9 +41,13 @@ def add_pause_args(p: argparse.ArgumentParser) -> None:
 
 
 def model_from_args(args):
+    from ..distributed import rank_info
     from ..models import load_model
 
-    return load_model(args.model, device=args.device, dtype=getattr(torch, args.dtype))
+    info = rank_info()  # under torchrun: starts the process group; each process its own GPU
+    device = args.device or (str(info.device) if info.distributed else None)
+    return load_model(args.model, device=device, dtype=getattr(torch, args.dtype),
+                      n_devices=getattr(args, "n_devices", None))
 
 
 def policy_from_args(args, model=None) -> PausePolicy:

@@ -34,13 +34,17 @@ def register(sub) -> None:
                    help="also resolve the gradient by distance d = t - i up to D")
     p.add_argument("--batch-size", type=int, default=4, help="sequences per pass")
     p.add_argument("--chunk-size", type=int, default=16,
-                   help="targets per batched backward pass for --by-distance")
+                   help="targets per forward pass on a prefix for --by-distance")
+    p.add_argument("--method", default="auto", choices=["auto", "prefix", "prefix-batched", "loop"],
+                   help="how --by-distance computes per-target gradients (default auto: "
+                   "prefix-batched on a GPU, prefix on the CPU)")
     p.add_argument("--out", required=True, help="output directory")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from ..corpora import load_corpus
+    from ..distributed import rank_info
     from ..figures import export
     from ..figures import gradients as figs
     from ..gradients import by_distance, future_gradients
@@ -60,7 +64,13 @@ def run(args) -> int:
     common = dict(sites=sites, layers=layers, policy=policy, n_tokens=args.n_tokens,
                   max_windows=max_windows)
     out = Path(args.out)
+    main = rank_info().is_main  # under torchrun every process computes a share; rank 0 writes
     fg = future_gradients(model, inputs, batch_size=args.batch_size, **common)
+    if args.by_distance is not None:
+        bd = by_distance(model, inputs, args.by_distance, chunk_size=args.chunk_size,
+                         method=args.method, **common)
+    if not main:
+        return 0
     fg.to_csv(out / "future_gradients.csv")
     summary = fg.summary()
     atomic_write_csv(out / "summary.csv", summary)
@@ -68,7 +78,6 @@ def run(args) -> int:
     export(figs.future_share_heatmap(fg, kv[0]), out / "future_share_heatmap.html")
     export(figs.future_share_by_position(fg), out / "future_share_by_position.html")
     if args.by_distance is not None:
-        bd = by_distance(model, inputs, args.by_distance, chunk_size=args.chunk_size, **common)
         bd.to_csv(out / "by_distance.csv")
         export(figs.gradient_by_distance(bd, kv[0]), out / "by_distance.html")
     cols = ["site", "future_share", "pooled_future_share", "first_position_share", "n"]

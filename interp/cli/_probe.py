@@ -57,14 +57,22 @@ def run_train(args) -> int:
     spec = ProbeSpec.from_toml(args.spec, args.overrides)
     out = Path(args.out) if args.out else Path("results") / "probes" / spec.name
     res = train_probes(spec, out, resume=not args.fresh, verbose=not args.quiet)
+    if spec.method == "future_lens":
+        print(_lens_table(res))
+        print(f"wrote {out}/future_lens.csv, {out}/figure.html")
+        return 0
     print(_table(res, "test", "all", None, False))
     print(f"wrote {out}/metrics.csv, {out}/probes/, {out}/figure.html")
     return 0
 
 
 def run_eval(args) -> int:
+    from ..errors import InterpError
     from ..probes import evaluate_probes
 
+    if (Path(args.dir) / "future_lens.csv").is_file():
+        raise InterpError(f"{args.dir} is a Future Lens run; `probe eval` re-measures classifier probes",
+                          "rerun `interp probe train SPEC --fresh` to measure it again")
     res = evaluate_probes(args.dir, verbose=not args.quiet)
     path = Path(args.dir) / "eval.csv"
     atomic_write_csv(path, res.to_pandas())
@@ -74,8 +82,11 @@ def run_eval(args) -> int:
 
 
 def run_show(args) -> int:
-    from ..probes import load_probes
+    from ..probes import load_future_lens, load_probes
 
+    if (Path(args.dir) / "future_lens.csv").is_file():
+        print(_lens_table(load_future_lens(args.dir), all_layers=args.all_layers))
+        return 0
     res = load_probes(args.dir)
     print(f"{res.spec.name}: {res.spec.description}".rstrip(": "))
     print(_table(res, args.split, args.role, args.site, args.all_layers))
@@ -101,3 +112,15 @@ def _table(res, split: str, role: str, site: str | None, all_layers: bool) -> st
         cols = cols[:2] + ["head"] + cols[2:] if table["head"].max() >= 0 else cols
     header = f"{'best layer per offset' if not all_layers else 'all layers'} ({split} split, role {role})"
     return header + "\n" + table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}")
+
+
+LENS_COLUMNS = ["method", "offset", "layer", "n", "agreement_top1", "agreement_top5", "accuracy", "model_accuracy",
+                "bigram_agreement", "trigram_agreement", "bigram_accuracy", "trigram_accuracy"]
+
+
+def _lens_table(res, all_layers: bool = False) -> str:
+    """Per method and offset the best layer by top-1 agreement (or every layer), and the headline."""
+    table = res.to_pandas().sort_values(["method", "offset", "layer"]) if all_layers else res.summary()
+    header = "Future Lens, test documents: " + ("all layers" if all_layers else "best layer per method and offset")
+    return "\n".join([header, table[LENS_COLUMNS].to_string(index=False, float_format=lambda v: f"{v:.3f}"),
+                      res.headline()])

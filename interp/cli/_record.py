@@ -58,6 +58,7 @@ def register(sub) -> None:
 def run(args) -> int:
     import interp
 
+    from ..distributed import rank_info
     from ..errors import check_choice
     from ..recording import DEFAULT_ROLES
     from ..recording._sites import check_roles
@@ -67,6 +68,9 @@ def run(args) -> int:
     layers = parse_int_list(args.layers, "layers")
     if args.text is None and args.corpus is None:
         raise InterpError("nothing to record", "pass --text TEXT or --corpus CORPUS")
+    if args.generate is not None and rank_info().distributed:
+        raise InterpError("--generate decodes one prompt and cannot be split over processes",
+                          "run it without torchrun")
     if args.generate is not None and args.text is None:
         raise InterpError("--generate needs a prompt", "pass --text PROMPT")
     if args.pauses_before_answer and args.generate is None:
@@ -102,6 +106,8 @@ def run(args) -> int:
             batch_size=args.batch_size, shard_bytes=max(1, int(args.shard_mb * 2**20)),
             out=args.out, resume=args.resume, overwrite=args.overwrite, verbose=not args.quiet,
         )
+    if not rank_info().is_main:
+        return 0  # rank 0 reports the merged recording
     counts = ", ".join(f"{r}: {n}" for r, n in rec.index["role"].value_counts().items())
     print(f"recorded {len(rec)} positions ({counts}); sites {', '.join(rec.sites)}; "
           f"{len(rec.layers)} layers -> {args.out}")

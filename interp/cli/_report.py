@@ -34,6 +34,9 @@ def register(sub) -> None:
     p.add_argument("--formats", default="png",
                    help="static figure files to write beside the report: any of png, svg, pdf, "
                    "html, comma-separated, or 'none' (default png)")
+    p.add_argument("--long-context", default="1024", metavar="N,N",
+                   help="window lengths for the long-context future share in the gradient "
+                   "section, one window each (default 1024; e.g. 1024,2048; 'none' to skip)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -42,6 +45,7 @@ def run(args) -> int:
     from ..reporting import ReportConfig, report
     from ..reporting._config import DEFAULT_SECTIONS
     from ..reporting._export import check_format
+    from ._common import parse_int_list
 
     formats = () if args.formats == "none" else tuple(
         check_format(f) for f in args.formats.split(",") if f)
@@ -50,7 +54,9 @@ def run(args) -> int:
     config = ReportConfig(model=args.model, corpus=args.corpus, pause_rate=args.pause_rate,
                           n_windows=args.n_windows, n_tokens=args.n_tokens, toy_dir=args.toy,
                           pause_dir=args.pauses,
-                          formats=formats, sections=sections)
+                          formats=formats, sections=sections,
+                          long_context_tokens=() if args.long_context == "none" else
+                          tuple(parse_int_list(args.long_context, "long-context") or ()))
     path = report(config, args.out, fresh=args.fresh, verbose=not args.quiet)
     print(f"open {path}")
     return 0

@@ -12,6 +12,7 @@ Each takes a result object (:class:`~interp.gradients.FutureGradients`,
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 
 from ..errors import InterpError
@@ -143,3 +144,33 @@ def gradient_by_distance(bd: ByDistance, site: str = "k", *, layers: list[int] |
 
 def _site_name(site: str) -> str:
     return {"k": "key", "v": "value"}.get(site, site.replace("_", " "))
+
+
+def future_share_by_length(by_position: pd.DataFrame, site: str = "k", *,
+                           title: str | None = None) -> go.Figure:
+    """Future share against position, one line per window length N (a table of
+    :meth:`FutureGradients.by_position` rows with an ``n_tokens`` column, as the report's
+    ``long_context.csv``), on a log position axis, with each length's fraction of later
+    positions dashed: counting later losses predicts the share grows with N at a given
+    position."""
+    t = by_position[(by_position.site == site) & (by_position.position > 0)]
+    if t.empty:
+        raise InterpError(f"no rows for site {site!r}",
+                          f"choose among: {', '.join(sorted(by_position.site.unique()))}")
+    fig = go.Figure()
+    for color, (n, b) in zip(CYCLE, t.groupby("n_tokens"), strict=False):
+        fig.add_trace(go.Scatter(
+            x=b.position, y=b.future_share, name=f"N = {n}", mode="lines",
+            line=dict(color=color, width=1.5),
+            hovertemplate="position %{x}<br>future share %{y:.3f}<extra>N = " + str(n)
+            + "</extra>"))
+        fig.add_trace(go.Scatter(x=b.position, y=b.later_fraction, showlegend=False,
+                                 mode="lines", line=dict(color=color, dash="dash", width=1),
+                                 hoverinfo="skip"))
+    fig.update_xaxes(title="position (log scale)", type="log")
+    fig.update_yaxes(title=f"future share ({_site_name(site)})", range=[-0.05, 1.1])
+    fig.update_layout(legend=dict(orientation="h", x=0, y=-0.2, yanchor="top"))
+    fig = apply_style(fig, title=title or "Future share against position, by window length",
+                      height=520)
+    fig.update_layout(margin=dict(b=130))
+    return fig

@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 from ..errors import InterpError
 from ._style import CYCLE, apply_style
 
-__all__ = ["probe_accuracy", "probe_traces"]
+__all__ = ["future_lens_agreement", "future_lens_traces", "probe_accuracy", "probe_traces"]
 
 
 def _rows(results, site: str | None, role: str, split: str) -> tuple[pd.DataFrame, str]:
@@ -117,4 +117,70 @@ def probe_accuracy(results, *, site: str | None = None, role: str = "all", split
     # title aligned with the plot area; legend outside it, so no line is hidden
     fig.update_layout(title=dict(xref="paper", x=0), legend=dict(x=1.02, xanchor="left", y=1, yanchor="top"),
                       margin=dict(r=180))
+    return fig
+
+
+# Future Lens metrics and the n-gram baseline column scored the same way.
+_LENS_BASELINES = {
+    "agreement_top1": ("bigram_agreement", "trigram_agreement"),
+    "accuracy": ("bigram_accuracy", "trigram_accuracy"),
+    "accuracy_top5": ("bigram_top5_accuracy", "trigram_top5_accuracy"),
+    "agreement_top5": (None, None),
+}
+
+
+def future_lens_traces(results, *, metric: str = "agreement_top1") -> list[go.Scatter]:
+    """The traces of :func:`future_lens_agreement`: per offset the linear lens by layer
+    (solid), its bigram (dashed) and trigram (dotted) baselines in the same colour, and the
+    learned prompt's layers as diamonds."""
+    if metric not in _LENS_BASELINES:
+        raise InterpError(f"unknown Future Lens metric {metric!r}", f"use one of: {', '.join(_LENS_BASELINES)}")
+    t = results.to_pandas()
+    traces: list[go.Scatter] = []
+    for i, (k, g) in enumerate(t[t.method == "linear"].groupby("offset")):
+        g = g.sort_values("layer")
+        color = CYCLE[i % len(CYCLE)]
+        traces.append(go.Scatter(
+            x=g.layer, y=g[metric], mode="lines+markers", name=f"linear, offset {k}", legendgroup=str(k),
+            line=dict(color=color, width=2), marker=dict(size=6, color=color),
+            customdata=g[["bigram_agreement", "accuracy", "n"]].to_numpy(),
+            hovertemplate=(f"offset {k}<br>layer %{{x}}<br>{metric} %{{y:.3f}}<br>bigram agreement "
+                           "%{customdata[0]:.3f}<br>true-token accuracy %{customdata[1]:.3f}"
+                           "<br>n = %{customdata[2]}<extra></extra>"),
+        ))
+        for col, dash, name in zip(_LENS_BASELINES[metric], ("dash", "dot"), ("bigram", "trigram"), strict=True):
+            if col is not None:
+                traces.append(go.Scatter(
+                    x=g.layer, y=g[col], mode="lines", name=f"{name}, offset {k}", legendgroup=str(k),
+                    line=dict(color=color, dash=dash, width=1.5),
+                    hovertemplate=f"offset {k}: {name} baseline %{{y:.3f}}<extra></extra>"))
+        p = t[(t.method == "prompt") & (t.offset == k)]
+        if len(p):
+            traces.append(go.Scatter(
+                x=p.layer, y=p[metric], mode="markers", name=f"learned prompt, offset {k}", legendgroup=str(k),
+                marker=dict(size=11, symbol="diamond", color=color, line=dict(color="#222222", width=1)),
+                hovertemplate=f"learned prompt, offset {k}<br>layer %{{x}}<br>{metric} %{{y:.3f}}<extra></extra>"))
+    return traces
+
+
+def future_lens_agreement(results, *, metric: str = "agreement_top1", title: str | None = None) -> go.Figure:
+    """Future Lens by layer, one colour per offset: how often the lens's top token is the
+    model's own prediction at t + k − 1 (``agreement_top1``, the paper's metric), or its
+    ``agreement_top5``, ``accuracy`` or ``accuracy_top5`` on the true token t + k, against the
+    bigram (dashed) and trigram (dotted) baselines scored the same way, with learned-prompt
+    results as diamonds.
+
+    Args:
+        results: :class:`interp.probes.FutureLensResults`.
+        metric: the column to plot.
+        title: figure title.
+    """
+    fig = go.Figure(future_lens_traces(results, metric=metric))
+    label = {"agreement_top1": "top-1 agreement with the model", "agreement_top5": "top-5 agreement with the model",
+             "accuracy": "true-token accuracy", "accuracy_top5": "true-token top-5 accuracy"}[metric]
+    apply_style(fig, title=title or "Future Lens: the token at t + k from h_t")
+    fig.update_xaxes(title_text="layer", tickangle=0)
+    fig.update_yaxes(title_text=f"test {label}")
+    fig.update_layout(title=dict(xref="paper", x=0), legend=dict(x=1.02, xanchor="left", y=1, yanchor="top"),
+                      margin=dict(r=200))
     return fig

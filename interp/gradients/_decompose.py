@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from .._io import TableResult
 from .._types import Bool, Float, Tensor
+from ..distributed import check_same, gather_tables
 from ..errors import InterpError
 from ..pauses import PausePolicy
 from ._detach import detached_attention
@@ -195,7 +196,7 @@ def _rows(model, batch: Batch, total: dict, self_: dict) -> pd.DataFrame:
         b_idx, p_idx, h_idx = np.meshgrid(np.arange(n_batch), np.arange(n_pos),
                                           np.arange(n_head), indexing="ij")
         df = pd.DataFrame(dict(
-            _b=b_idx.ravel(),
+            _b=np.asarray(batch.numbers)[b_idx.ravel()],  # running number: the row order
             sequence=np.array(batch.names)[b_idx.ravel()],
             layer=layer,
             site=site,
@@ -217,7 +218,7 @@ def _rows(model, batch: Batch, total: dict, self_: dict) -> pd.DataFrame:
         frames.append(df[df.role != "pad"])
     out = pd.concat(frames, ignore_index=True)
     order = ["_b", "site", "layer", "head", "position"]
-    return out.sort_values(order, kind="stable", ignore_index=True).drop(columns="_b")
+    return out.sort_values(order, kind="stable", ignore_index=True)
 
 
 def future_gradients(
@@ -281,7 +282,7 @@ def future_gradients(
     layers = parse_layers(model, layers)
     batches, total = iter_batches(model, inputs, policy=policy, loss_mask=loss_mask,
                                   n_tokens=n_tokens, batch_size=batch_size,
-                                  max_windows=max_windows)
+                                  max_windows=max_windows, split_ranks=True)
     reader = _Reader(sites, layers)
     frames = []
     with activation_gradients_only(model), tqdm(total=total, disable=not verbose,
@@ -296,4 +297,9 @@ def future_gradients(
     meta = dict(model=str(getattr(model.cfg, "model_name", "")), sites=list(sites),
                 layers=list(layers), conventions=CONVENTIONS,
                 policy=policy.to_dict() if policy is not None else None)
-    return FutureGradients(pd.concat(frames, ignore_index=True), meta)
+    check_same("gradient configuration", dict(meta, n_tokens=n_tokens, batch_size=batch_size,
+                                              max_windows=max_windows))
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    # under torchrun each process computed its share of the sequences: gather them, in order
+    table = gather_tables(table, sort_by=["_b"]).drop(columns="_b")
+    return FutureGradients(table, meta)

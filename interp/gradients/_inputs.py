@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from .. import hooks
 from .._types import Bool, Float, Int, Tensor
 from ..corpora import Document, windows
+from ..distributed import rank_info, shard
 from ..errors import InterpError
 from ..models import check_context
 from ..pauses import PausedSequence, PausePolicy, insert_pauses, make_sequence, pad_batch, pause_id
@@ -34,6 +35,8 @@ class Batch:
         original_position: position before pause insertion (``-1`` for inserted and pad).
         loss_mask: ``loss_mask[b, t]``: ℓ_t (predicting token t + 1) counts.
         names: a label per sequence (``"doc_id#window"`` for corpus windows, else its index).
+        numbers: each sequence's running number among all inputs (also when several
+            processes each take a share of them).
     """
 
     tokens: Int[Tensor, "batch pos"]
@@ -41,6 +44,7 @@ class Batch:
     original_position: Int[Tensor, "batch pos"]
     loss_mask: Bool[Tensor, "batch pos"]
     names: list[str]
+    numbers: list[int]
 
 
 def _sequences(model, inputs: Inputs, n_tokens: int, max_windows: int | None
@@ -77,23 +81,30 @@ def iter_batches(
     n_tokens: int = 128,
     batch_size: int = 4,
     max_windows: int | None = None,
+    split_ranks: bool = False,
 ) -> tuple[Iterator[Batch], int | None]:
     """Batches of the inputs, pauses inserted by ``policy``, and how many sequences (if known).
 
     ``loss_mask``, when given, replaces the sequences' own masks; it must have the shape of
-    the (paused) tokens, and is only accepted for inputs that form a single batch.
+    the (paused) tokens, and is only accepted for inputs that form a single batch. With
+    ``split_ranks`` under ``torchrun``, this process takes only its share of the sequences
+    (:func:`interp.distributed.shard`: every world-size-th one, by index).
     """
     if batch_size < 1:
         raise InterpError(f"batch_size={batch_size}", "use batch_size >= 1")
     seqs, total = _sequences(model, inputs, n_tokens, max_windows)
+    numbered = ((i, name, s) for i, (name, s) in enumerate(seqs))
+    if split_ranks and (info := rank_info()).distributed:
+        numbered = shard(numbered, info)
+        total = None if total is None else len(range(info.rank, total, info.world_size))
     if policy is not None and policy.inserts_anything:
         pid = None if policy.filler is not None else pause_id(model)
-        seqs = ((name, insert_pauses(s, policy, pid)) for name, s in seqs)
+        numbered = ((i, name, insert_pauses(s, policy, pid)) for i, name, s in numbered)
 
     def batches() -> Iterator[Batch]:
-        chunk: list[tuple[str, PausedSequence]] = []
+        chunk: list[tuple[int, str, PausedSequence]] = []
         made = 0
-        for item in seqs:
+        for item in numbered:
             chunk.append(item)
             if len(chunk) == batch_size:
                 yield _make(chunk, made)
@@ -101,11 +112,11 @@ def iter_batches(
         if chunk:
             yield _make(chunk, made)
 
-    def _make(chunk: list[tuple[str, PausedSequence]], index: int) -> Batch:
+    def _make(chunk: list[tuple[int, str, PausedSequence]], index: int) -> Batch:
         if loss_mask is not None and index > 0:
             raise InterpError("loss_mask given for inputs that span several batches",
                               "raise batch_size or set the loss mask on each PausedSequence")
-        toks, roles, orig, mask = pad_batch([s for _, s in chunk])
+        toks, roles, orig, mask = pad_batch([s for _, _, s in chunk])
         check_context(model, toks.shape[1])
         if toks.shape[1] < 2:
             raise InterpError("a sequence of length 1 has no next-token loss",
@@ -124,7 +135,8 @@ def iter_batches(
                 "the loss mask leaves no position in the loss, so every gradient is zero",
                 "unmask at least one position (loss_mask[t] = True means ℓ_t counts)",
             )
-        return Batch(toks, roles, orig, mask, [name for name, _ in chunk])
+        return Batch(toks, roles, orig, mask, [name for _, name, _ in chunk],
+                     [i for i, _, _ in chunk])
 
     return batches(), total
 

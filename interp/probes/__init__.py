@@ -30,12 +30,29 @@ From the shell: ``interp probe train probes/lookahead.toml --set data.max_window
 from __future__ import annotations
 
 from ._data import ProbeData, collect, load_sequences, split_groups
+from ._future_lens import (
+    LENS_COLUMNS,
+    FutureLensResults,
+    LensStats,
+    accumulate_stats,
+    fit_lens,
+    future_lens,
+    load_future_lens,
+)
 from ._run import METRIC_COLUMNS, ProbeResults, evaluate_probes, load_probes, train_probes
-from ._spec import DataSpec, InputSpec, ModelSpec, ProbeSpec, TargetSpec, TrainSpec
+from ._spec import DataSpec, FutureLensSpec, InputSpec, ModelSpec, ProbeSpec, TargetSpec, TrainSpec
 
 __all__ = [
+    "LENS_COLUMNS",
     "METRIC_COLUMNS",
     "DataSpec",
+    "FutureLensResults",
+    "FutureLensSpec",
+    "LensStats",
+    "accumulate_stats",
+    "fit_lens",
+    "future_lens",
+    "load_future_lens",
     "InputSpec",
     "ModelSpec",
     "ProbeData",

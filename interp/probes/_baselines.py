@@ -12,9 +12,10 @@ probed position, all estimated from training counts only:
   backing off to the majority class for an x never seen in training; cross-entropy from
   ``p(c | x) = (count(x, c) + q̂(c)) / (count(x) + 1)``. A probe that beats it reads more than
   the current token.
-* **control task** (Hewitt & Liang 2019): each input token *type* gets a random but fixed class,
-  drawn from the training class distribution; a probe trained on it measures how much the
-  probe can memorise. ``selectivity = accuracy − control accuracy``.
+* **control task** (Hewitt & Liang 2019, adapted to lookahead): each input token type x is
+  mapped to a random other training type σ(x), and its label is drawn from the real labels
+  that followed σ(x) in training (:func:`control_labels`); a probe trained on it measures
+  what memorising token identity buys. ``selectivity = accuracy − control accuracy``.
 
 For regression targets the baselines are the training mean (R² ≈ 0) and the mean target of the
 input token type (the regression analogue of the bigram).
@@ -71,14 +72,38 @@ def classification_baselines(
 
 def control_labels(x: Int[Tensor, " n"], y: Int[Tensor, "n task"], n_classes: int,
                    train: Bool[Tensor, " n"], seed: int) -> Int[Tensor, " n"]:
-    """Control-task labels: one class per input token type, drawn (seeded) from the training
-    class distribution pooled over tasks, so the control task has the real task's output
-    space and marginal (Hewitt & Liang 2019)."""
-    types, inv = torch.unique(x, return_inverse=True)
-    q = torch.bincount(y[train].reshape(-1), minlength=n_classes).double()
+    """Control-task labels that keep the target's uncertainty (Hewitt & Liang 2019, adapted
+    to targets that token i does not determine).
+
+    Every input token type x is assigned, by a seeded random map σ, a training token type
+    σ(x) (a permutation of the training types; types never seen in training get a random
+    one). Each example's control label is the real label of a random training example whose
+    input type is σ(x), at a random task (seeded). So the control task has the real task's
+    output space and marginal, and labels that token identity predicts exactly as well as it
+    predicts the real ones — but from the *wrong* token. A probe that only memorises token
+    identity scores about the bigram baseline on it; selectivity = accuracy − control
+    accuracy is positive only when the probe reads more than the current token.
+
+    (The textbook control, one fixed label per type drawn from the label marginal, is a
+    function of token i, so it is easier than any lookahead target and its selectivity comes
+    out negative whatever the probe reads; with top-V targets its labels are also mostly
+    "other".)
+    """
     gen = torch.Generator().manual_seed(seed + 7919)  # its own stream, apart from the split's
-    draw = torch.multinomial(q / q.sum(), len(types), replacement=True, generator=gen)
-    return draw[inv]
+    types, inv = torch.unique(x, return_inverse=True)
+    seen = torch.zeros(len(types), dtype=torch.bool)
+    seen[inv[train]] = True
+    seen_ids = torch.nonzero(seen)[:, 0]
+    sigma = seen_ids[torch.randint(0, len(seen_ids), (len(types),), generator=gen)]
+    sigma[seen_ids] = seen_ids[torch.randperm(len(seen_ids), generator=gen)]
+    rows = torch.nonzero(train)[:, 0]
+    rows = rows[torch.argsort(inv[rows], stable=True)]  # training rows grouped by type
+    count = torch.bincount(inv[rows], minlength=len(types))
+    start = torch.cumsum(count, 0) - count
+    src = sigma[inv]
+    pick = (torch.rand(len(x), generator=gen, dtype=torch.float64) * count[src]).long()
+    task = torch.randint(0, y.shape[1], (len(x),), generator=gen)
+    return y[rows[start[src] + pick], task]
 
 
 def regression_baselines(x: Int[Tensor, " n"], Y: Float[Tensor, "n task out"],

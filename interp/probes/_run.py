@@ -422,7 +422,8 @@ def train_probes(
         verbose: progress bars.
 
     Returns:
-        :class:`ProbeResults` (``.to_pandas()`` for the metrics, ``.figure()``).
+        :class:`ProbeResults` (``.to_pandas()`` for the metrics, ``.figure()``), or
+        :class:`interp.probes.FutureLensResults` for ``method = "future_lens"``.
 
     Raises:
         InterpError: bad spec fields, a layer out of range, an offset longer than the window,
@@ -435,6 +436,8 @@ def train_probes(
     """
     spec = _as_spec(spec, overrides)
     out = Path(out_dir) if out_dir is not None else None
+    if spec.method == "future_lens":
+        return _train_future_lens(spec, out, model, resume, verbose)
     if out is not None:
         _check_out(out, spec, resume)
     device = resolve_device(None if spec.train.device == "auto" else spec.train.device)
@@ -472,6 +475,30 @@ def train_probes(
         results.save(out)
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     return results
+
+
+def _train_future_lens(spec: ProbeSpec, out: Path | None, model, resume: bool, verbose: bool):
+    """``method = "future_lens"``: one pass over the spec's corpus windows, the ridge maps, the
+    learned prompts and their metrics; ``out`` gets ``spec.toml``, ``future_lens.csv`` (+ json),
+    ``lens.safetensors`` and ``figure.html``. A finished run of the same spec is read back."""
+    from ..figures import export
+    from ._future_lens import FutureLensResults, future_lens
+
+    if out is not None:
+        if resume and (out / "future_lens.csv").is_file() and (out / "spec.toml").is_file() and \
+                ProbeSpec.from_toml(out / "spec.toml").fingerprint() == spec.fingerprint():
+            return FutureLensResults.load(out)
+        _check_out(out, spec, resume=False)
+    model = _model_for(spec, model)
+    seqs = load_sequences(spec, model)
+    res = future_lens(model, seqs, layers=spec.inputs.layers, offsets=spec.target.offsets, config=spec.future_lens,
+                      roles=spec.inputs.roles, seed=spec.train.seed, val_fraction=spec.train.val_fraction,
+                      test_fraction=spec.train.test_fraction, batch_size=spec.data.batch_size, verbose=verbose)
+    res.meta.update(name=spec.name, description=spec.description, headline=res.headline())
+    if out is not None:
+        res.save(out, weights=spec.future_lens.save_weights)
+        export(res.figure(title=spec.name), out / "figure.html")
+    return res
 
 
 def _units_of(metrics: pd.DataFrame) -> list[tuple[int, int]]:

@@ -35,7 +35,9 @@ from ..pauses import ROLES, PausePolicy
 
 __all__ = [
     "DataSpec",
+    "FutureLensSpec",
     "InputSpec",
+    "METHODS",
     "ModelSpec",
     "ProbeSpec",
     "SITES",
@@ -257,7 +259,56 @@ class TrainSpec:
             raise _fail("train.ridge_alphas", f"{self.ridge_alphas!r} must be positive numbers")
 
 
-_SECTIONS = {"model": ModelSpec, "data": DataSpec, "inputs": InputSpec, "target": TargetSpec, "train": TrainSpec}
+@dataclass
+class FutureLensSpec:
+    """Settings of a Future Lens run (the ``[future_lens]`` table of a probe spec).
+
+    Attributes:
+        alphas: candidate relative ridge penalties α (λ = α · tr(Σ_xx) / d_model); the best on
+            the validation documents is kept per (layer, offset).
+        eval_positions: held-out positions decoded for the metrics (a seeded sample of the
+            test documents' positions; each costs one full-vocabulary decode per layer and
+            offset).
+        prompt_layers: layers at which a learned prompt is trained (empty: none; it costs a
+            forward and backward pass through the model per step).
+        prompt_offsets: offsets a prompt is trained for (empty: every offset ≥ 2).
+        prompt_length: soft-prompt positions (initialised from the embeddings of the first
+            training window's first tokens).
+        prompt_steps: Adam steps per prompt.
+        prompt_lr: Adam learning rate of the prompt.
+        prompt_batch: examples per step.
+        prompt_examples: training positions kept for the prompts (a seeded sample).
+        save_weights: write the linear maps (``lens.safetensors``, 4 · L · K · d² bytes).
+    """
+
+    alphas: list[float] = field(default_factory=lambda: [1e-4, 1e-3, 1e-2, 1e-1, 1.0])
+    eval_positions: int = 2000
+    prompt_layers: list[int] = field(default_factory=list)
+    prompt_offsets: list[int] = field(default_factory=list)
+    prompt_length: int = 4
+    prompt_steps: int = 100
+    prompt_lr: float = 0.01
+    prompt_batch: int = 16
+    prompt_examples: int = 2048
+    save_weights: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.alphas or any(a <= 0 for a in self.alphas):
+            raise InterpError(f"probe spec field future_lens.alphas: {self.alphas!r} must be positive numbers",
+                              "e.g. [1e-4, 1e-3, 1e-2, 1e-1, 1.0]")
+        for name in ("eval_positions", "prompt_length", "prompt_steps", "prompt_batch", "prompt_examples"):
+            if getattr(self, name) < 1:
+                raise InterpError(f"probe spec field future_lens.{name}: must be >= 1, got {getattr(self, name)}")
+        if self.prompt_lr <= 0:
+            raise InterpError(f"probe spec field future_lens.prompt_lr: must be > 0, got {self.prompt_lr}")
+        if any(k < 1 for k in self.prompt_offsets):
+            raise InterpError(f"probe spec field future_lens.prompt_offsets: {self.prompt_offsets!r} must be >= 1")
+
+
+METHODS = ("classifier", "future_lens")
+
+_SECTIONS = {"model": ModelSpec, "data": DataSpec, "inputs": InputSpec, "target": TargetSpec, "train": TrainSpec,
+             "future_lens": FutureLensSpec}
 
 
 @dataclass
@@ -271,16 +322,23 @@ class ProbeSpec:
     Attributes:
         name: the experiment's name (the default output folder is ``results/probes/<name>``).
         description: free text, copied into the artifacts.
+        method: ``"classifier"`` (softmax/ridge probes trained on the targets, with baselines
+            and a control task) or ``"future_lens"`` (Pal et al. 2023: a ridge map to the
+            model's own final state, decoded through its unembedding over the full
+            vocabulary, and optionally a learned prompt; see :func:`interp.probes.future_lens`).
         model, data, inputs, target, train: the sections (see their classes).
+        future_lens: settings of the ``future_lens`` method (:class:`FutureLensSpec`).
     """
 
     name: str = "probe"
     description: str = ""
+    method: str = "classifier"
     model: ModelSpec = field(default_factory=ModelSpec)
     data: DataSpec = field(default_factory=DataSpec)
     inputs: InputSpec = field(default_factory=InputSpec)
     target: TargetSpec = field(default_factory=TargetSpec)
     train: TrainSpec = field(default_factory=TrainSpec)
+    future_lens: FutureLensSpec = field(default_factory=FutureLensSpec)
 
     @property
     def uses_task(self) -> bool:
@@ -288,6 +346,10 @@ class ProbeSpec:
         return self.data.recording is None and (self.data.task is not None or self.model.toy is not None)
 
     def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise _fail("method", f"unknown method {self.method!r}", f"choose from: {', '.join(METHODS)}")
+        if self.method == "future_lens":
+            self._check_future_lens()
         if self.data.recording is None and not self.uses_task and self.model.tiny is not None:
             raise _fail(
                 "model.tiny", "a tiny native model has no tokenizer, so it cannot read data.corpus",
@@ -304,6 +366,26 @@ class ProbeSpec:
                     f"window of data.n_tokens={self.data.n_tokens}",
                     f"use offsets below {self.data.n_tokens - 2} or longer windows",
                 )
+
+    def _check_future_lens(self) -> None:
+        """The fields the Future Lens method cannot honour, named."""
+        if self.target.kind != "token":
+            raise _fail("target.kind", f"method 'future_lens' predicts tokens, not {self.target.kind!r}",
+                        'set target.kind = "token", or method = "classifier" for labels')
+        if self.inputs.sites != ["resid_post"]:
+            raise _fail("inputs.sites", f"method 'future_lens' reads the residual stream after each block, "
+                        f"not {self.inputs.sites}", 'set inputs.sites = ["resid_post"]')
+        if self.data.recording is not None:
+            raise _fail("data.recording", "method 'future_lens' streams the model over a corpus",
+                        "drop data.recording (give data.corpus)")
+        if self.data.pauses is not None:
+            raise _fail("data.pauses", "method 'future_lens' reads plain text windows",
+                        'drop [data.pauses], or use method = "classifier" to probe pause positions')
+        bad = [x for x in self.future_lens.prompt_layers
+               if isinstance(self.inputs.layers, list) and x not in self.inputs.layers]
+        if bad:
+            raise _fail("future_lens.prompt_layers", f"layer(s) {bad} are not in inputs.layers",
+                        "choose prompt layers among inputs.layers")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ProbeSpec:

@@ -15,11 +15,16 @@ from ..pauses import PausedSequence, PausePolicy, insert_pauses, make_sequence, 
 
 @dataclass(frozen=True)
 class Item:
-    """One sequence to record, with the labels that go into the index table."""
+    """One sequence to record, with the labels that go into the index table.
+
+    ``number`` is the running number of the sequence among all inputs (the ``sequence``
+    column of the index), also when several processes each record a share of them.
+    """
 
     document: str
     window: int
     seq: PausedSequence
+    number: int = 0
 
 
 def describe(inputs) -> str:

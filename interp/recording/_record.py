@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .._io import atomic_write_json
+from ..distributed import RankInfo, all_reduce_sum, barrier, check_same, rank_info, shard
 from ..errors import InterpError
 from ..models import n_kv_heads
 from ..pauses import PausePolicy, pad_batch
@@ -150,10 +152,23 @@ def record(
         n_tokens=n_tokens, batch_size=batch_size, dtype=str(dtype), shard_bytes=shard_bytes,
         inputs=describe(inputs),
     )
+    info = rank_info()
+    if info.distributed:
+        if out is None:
+            raise InterpError(
+                f"record() under torchrun ({info.world_size} processes) needs an output directory",
+                "pass out=DIR (--out DIR): every process writes its shards there",
+            )
+        config["world_size"] = info.world_size
     config = json.loads(json.dumps(config))  # as the sidecar will hold it (tuples -> lists)
     meta = base_meta(model, plans, layers, roles, dtype, config)
-    items = iter_items(model, inputs, n_tokens=n_tokens, policy=policy)
+    items = (replace(it, number=i) for i, it in
+             enumerate(iter_items(model, inputs, n_tokens=n_tokens, policy=policy)))
     out_dir = None if out is None else Path(out)
+    if info.distributed:
+        check_same("record configuration", config)
+        out_dir = _prepare_ranks(Path(out), meta, info, resume=resume, overwrite=overwrite)
+        items = shard(items, info)
     if out_dir is not None:
         kept = _prepare_out(out_dir, config, resume=resume, overwrite=overwrite)
         items = _skip_finished(items, kept)
@@ -165,20 +180,28 @@ def record(
     bar = tqdm(desc="record", unit="seq", disable=not verbose)
     bar.update(writer.next_sequence)
     for batch in _batches(items, batch_size):
-        tensors, index = _capture_batch(model, plans, layers, roles, batch, dtype, tok,
-                                        first_sequence=writer.next_sequence)
+        tensors, index = _capture_batch(model, plans, layers, roles, batch, dtype, tok)
         seen_roles.update(r for it in batch for r in it.seq.roles)
         writer.add(tensors, index, batch)
         bar.update(len(batch))
         bar.set_postfix(positions=writer.n_rows)
     bar.close()
     writer.close()
-    if writer.n_rows == 0:
+    n_rows = writer.n_rows
+    if info.distributed:
+        n_rows = int(all_reduce_sum([torch.tensor([n_rows], dtype=torch.int64)])[0])
+    if n_rows == 0:
         raise InterpError(
             f"no position has a selected role ({', '.join(roles)}); the inputs have roles "
             f"{', '.join(sorted(seen_roles)) or 'none (all shards were already recorded)'}",
             "select roles that occur (roles=... / --roles), or insert pauses with a policy",
         )
+    if info.distributed:
+        barrier()  # every rank's shards and sidecar are final
+        if info.is_main:
+            merge_ranks(Path(out), info.world_size)
+        barrier()
+        return load_recording(out, verify=False)
     if out_dir is not None:
         return load_recording(out_dir, verify=False)
     return Recording(writer.meta, writer.shards, pd.concat(writer.indexes, ignore_index=True))
@@ -195,6 +218,24 @@ def _prepare_out(out: Path, config: dict, *, resume: bool, overwrite: bool) -> l
     if overwrite:
         clear_recording(out)
         return []
+    _check_existing(out, existing, config, resume=resume)
+    kept = []
+    for entry in existing["shards"]:
+        if verify_shard(out, entry) is not None:
+            break  # recompute from the first bad or missing shard on
+        kept.append(entry)
+    if len(kept) < len(existing["shards"]) or not existing.get("complete"):
+        for p in out.iterdir():  # drop shards past the kept prefix and stray temporaries
+            if p.name.startswith("shard-") and p.name.split(".")[0] not in {
+                e["name"] for e in kept
+            }:
+                p.unlink()
+        atomic_write_json(out / SIDECAR, dict(existing, shards=kept, complete=False))
+    return kept
+
+
+def _check_existing(out: Path, existing: dict, config: dict, *, resume: bool) -> None:
+    """Refuse a directory holding another configuration, or this one without ``resume``."""
     if existing.get("config") != config:
         old = existing.get("config") or {}
         diff = [k for k in sorted(set(old) | set(config)) if old.get(k) != config.get(k)]
@@ -212,19 +253,61 @@ def _prepare_out(out: Path, config: dict, *, resume: bool, overwrite: bool) -> l
             "pass resume=True (--resume) to reuse or finish it, or overwrite=True "
             "(--overwrite) to record again",
         )
-    kept = []
-    for entry in existing["shards"]:
-        if verify_shard(out, entry) is not None:
-            break  # recompute from the first bad or missing shard on
-        kept.append(entry)
-    if len(kept) < len(existing["shards"]) or not existing.get("complete"):
-        for p in out.iterdir():  # drop shards past the kept prefix and stray temporaries
-            if p.name.startswith("shard-") and p.name.split(".")[0] not in {
-                e["name"] for e in kept
-            }:
-                p.unlink()
-        atomic_write_json(out / SIDECAR, dict(existing, shards=kept, complete=False))
-    return kept
+
+
+def rank_dir(rank: int, world_size: int) -> str:
+    """The folder of one process's shards inside a distributed recording."""
+    return f"rank-{rank:05d}-of-{world_size:05d}"
+
+
+def _prepare_ranks(out: Path, meta: dict, info: RankInfo, *, resume: bool,
+                   overwrite: bool) -> Path:
+    """Set up a distributed recording in ``out``; return this process's shard folder.
+
+    Every process checks ``out`` the same way (so a refusal is raised on all of them); then
+    rank 0 clears it when overwriting and writes the top-level sidecar marked unfinished, with
+    no shards: until :func:`merge_ranks` replaces it, ``load_recording`` refuses the
+    directory and a rerun with ``resume`` continues each process's own folder.
+    """
+    config = meta["config"]
+    existing = read_sidecar(out) if out.is_dir() else None
+    if existing is not None and not overwrite:
+        _check_existing(out, existing, config, resume=resume)
+    barrier()  # everybody has read ``out`` before rank 0 changes it
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        if overwrite:
+            clear_recording(out)
+        atomic_write_json(out / SIDECAR, dict(meta, shards=[], complete=False))
+    barrier()
+    return out / rank_dir(info.rank, info.world_size)
+
+
+def merge_ranks(out: Path, world_size: int) -> dict:
+    """Index a distributed recording: one sidecar listing every process's shards, in rank
+    order, marked complete. Written only when every process's folder is complete.
+
+    Raises:
+        InterpError: a process's folder is missing or unfinished (the top-level sidecar
+            then stays unfinished, and a rerun with ``resume`` completes it).
+    """
+    top = read_sidecar(out)
+    shards = []
+    for r in range(world_size):
+        sub = rank_dir(r, world_size)
+        part = read_sidecar(out / sub)
+        if part is None or not part.get("complete") or part.get("config") != top["config"]:
+            raise InterpError(
+                f"the shards of rank {r} in {out / sub} are missing or unfinished, so the "
+                "recording is left unfinished",
+                "rerun the same torchrun command with --resume (resume=True)",
+            )
+        for entry in part["shards"]:
+            shards.append(dict(entry, name=f"{sub}/{entry['name']}",
+                               files={f"{sub}/{f}": h for f, h in entry["files"].items()}))
+    meta = dict(top, shards=shards, complete=True)
+    atomic_write_json(out / SIDECAR, meta)
+    return meta
 
 
 def _tokens_digest(items: Sequence[Item]) -> str:
@@ -259,8 +342,8 @@ def _batches(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
         yield batch
 
 
-def _capture_batch(model, plans, layers, roles, batch: list[Item], dtype, tok, *,
-                   first_sequence: int) -> tuple[dict[str, torch.Tensor], pd.DataFrame]:
+def _capture_batch(model, plans, layers, roles, batch: list[Item], dtype, tok
+                   ) -> tuple[dict[str, torch.Tensor], pd.DataFrame]:
     """Run one batch; return its tensors ``{site: [n, layer, ...]}`` and index rows."""
     tokens, batch_roles, orig, _ = pad_batch([it.seq for it in batch])
     width = int(tokens.shape[1])
@@ -273,7 +356,7 @@ def _capture_batch(model, plans, layers, roles, batch: list[Item], dtype, tok, *
         cap.run(tokens.to(device))
     ids = tokens[rows, positions].tolist()
     index = pd.DataFrame(dict(
-        sequence=(rows + first_sequence).numpy(),
+        sequence=torch.tensor([batch[b].number for b, _ in sel], dtype=torch.long).numpy(),
         document=[batch[b].document for b, _ in sel],
         window=[batch[b].window for b, _ in sel],
         position=positions.numpy(),

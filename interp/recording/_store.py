@@ -8,6 +8,12 @@ A recording directory holds:
 * ``shard-NNNNN.safetensors``: one tensor per site, ``[rows, layer, ...]``;
 * ``shard-NNNNN.parquet``: the index rows of that shard.
 
+A recording made by N processes under ``torchrun`` keeps each process's shards in
+``rank-RRRRR-of-NNNNN/`` (each an ordinary recording of that process's share, resumable on its
+own); the top-level sidecar lists them all (shard names include the folder) and is marked
+complete only once every process's folder is complete. Rows are grouped by process; the
+``sequence`` column numbers the inputs as one process would.
+
 Every file is written to a temporary name and moved into place with ``os.replace``, and the
 sidecar is rewritten (atomically) after each shard, so an interrupted run leaves only whole
 shards that the sidecar vouches for. Loading verifies the checksums and maps the tensors
@@ -219,10 +225,13 @@ def read_sidecar(out: Path) -> dict | None:
 
 
 def clear_recording(out: Path) -> None:
-    """Remove the files of a recording (only those; other files in ``out`` are left alone)."""
+    """Remove the files of a recording (only those; other files in ``out`` are left alone),
+    including the per-process folders of a distributed recording."""
     for p in out.iterdir():
         if p.name.startswith(("shard-", SIDECAR)) and p.is_file():
             p.unlink()
+        elif p.name.startswith("rank-") and p.is_dir() and (p / SIDECAR).is_file():
+            shutil.rmtree(p)
 
 
 def load_recording(path: str | os.PathLike, *, verify: bool = True) -> Recording:

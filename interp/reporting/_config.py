@@ -40,10 +40,16 @@ class ReportConfig:
         gradient_windows: windows for the future-gradient decomposition.
         gradient_tokens: their length in tokens.
         max_distance: the largest distance t − i for gradients by distance (on one window).
+        long_context_tokens: lengths of the long windows (one each, from the longest
+            document) on which the decomposition of k and v is also run, to read the future
+            share against position at long context (``()``: none; lengths beyond the
+            model's context or the text are skipped). N = 1024 adds about 2 forward+backward
+            passes at that length; N = 2048 about 4× that.
         probe_layers: every ``probe_layers``-th layer gets a lookahead probe.
         probe_windows: corpus windows for the probes (``probe_tokens`` tokens each).
         probe_tokens: probe window length.
         offsets: probe offsets k (token at i + k).
+        probe_eval_positions: held-out positions the Future Lens decodes per layer and offset.
         patch_layers: every ``patch_layers``-th layer is patched (activation patching runs
             one forward per node, so this bounds its cost).
         clean, corrupt: the attribution-patching pair (same token length).
@@ -76,10 +82,12 @@ class ReportConfig:
     gradient_windows: int = 4
     gradient_tokens: int = 64
     max_distance: int = 16
+    long_context_tokens: tuple[int, ...] = (1024,)
     probe_layers: int = 3
     probe_windows: int = 96
     probe_tokens: int = 32
     offsets: tuple[int, ...] = (1, 2, 3)
+    probe_eval_positions: int = 600
     patch_layers: int = 2
     clean: str = "The capital of France is"
     corrupt: str = "The capital of Italy is"
@@ -92,7 +100,7 @@ class ReportConfig:
 
     def __post_init__(self) -> None:
         for name in ("n_tokens", "n_windows", "ablation_windows", "eviction_window", "gradient_windows",
-                     "gradient_tokens", "probe_layers", "probe_windows", "probe_tokens",
+                     "gradient_tokens", "probe_layers", "probe_windows", "probe_tokens", "probe_eval_positions",
                      "patch_layers"):
             if getattr(self, name) < 1:
                 raise InterpError(f"ReportConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -113,6 +121,10 @@ class ReportConfig:
                               "give windows of at least 3 tokens")
         self.sinks = tuple(int(s) for s in self.sinks)
         self.offsets = tuple(int(k) for k in self.offsets)
+        if any(n < 3 for n in self.long_context_tokens):
+            raise InterpError(f"ReportConfig.long_context_tokens={self.long_context_tokens}",
+                              "give lengths >= 3, e.g. (1024, 2048), or () for none")
+        self.long_context_tokens = tuple(int(n) for n in self.long_context_tokens)
         self.formats = tuple(f.lower() for f in self.formats)
         self.sections = tuple(self.sections)
         if self.toy_dir is not None and "toy" not in self.sections:

@@ -122,6 +122,21 @@ def _distance_figures(bd) -> list[Figure]:
                    "key is used.")]
 
 
+def _length_figures(table) -> list[Figure]:
+    from ..figures import gradients as f
+
+    return [Figure("future_share_by_length", f.future_share_by_length,
+                   "Future share of the key gradient against position for windows of several "
+                   "lengths N (dashed: the fraction of later positions, the naive prediction). "
+                   "Counting later losses predicts the share grows with N.")]
+
+
+def _load_lengths(d: Path):
+    import pandas as pd
+
+    return pd.read_csv(d / "long_context.csv")
+
+
 def _patching_figures(att) -> list[Figure]:
     from ..figures import patching as f
 
@@ -144,6 +159,18 @@ def _probe_figures(res) -> list[Figure]:
     return [Figure("probe_accuracy", f.probe_accuracy,
                    "Test accuracy of linear probes predicting the token k positions ahead from "
                    "each layer, against the bigram baseline (dashed) and a control task.")]
+
+
+def _lens_figures(res) -> list[Figure]:
+    from ..figures import probes as f
+
+    return [Figure("future_lens_agreement", f.future_lens_agreement,
+                   "Future Lens: how often a linear map from layer l at position t, decoded by "
+                   "the model's own head, names the token the model will predict for t + k, "
+                   "against bigram (dashed) and trigram (dotted) baselines; diamonds: learned "
+                   "prompt."),
+            Figure("future_lens_accuracy", lambda r: f.future_lens_agreement(r, metric="accuracy"),
+                   "The same maps scored on the true token t + k.")]
 
 
 def _toy_figures(res) -> list[Figure]:
@@ -204,6 +231,12 @@ def _load_probes(d: Path):
     return load_probes(d)
 
 
+def _load_lens(d: Path):
+    from ..probes import load_future_lens
+
+    return load_future_lens(d)
+
+
 def _load_toy(d: Path):
     from ..train import load_comparison
 
@@ -251,6 +284,8 @@ KINDS: tuple[TableKind, ...] = (
               _eviction_figures),
     TableKind("future_gradients.csv", (), "interp gradients --out DIR", _load_gradients,
               _gradient_figures),
+    TableKind("long_context.csv", (), "interp report (ReportConfig.long_context_tokens)",
+              _load_lengths, _length_figures),
     TableKind("by_distance.csv", (), "interp gradients --by-distance D --out DIR",
               _load_distance, _distance_figures),
     TableKind("attribution.csv", (), "interp patch --clean T --corrupt T --out DIR",
@@ -258,6 +293,8 @@ KINDS: tuple[TableKind, ...] = (
     TableKind("metrics.csv", ("spec.toml", "probes.json"), "interp probe train SPEC --out DIR",
               _load_probes, _probe_figures, applies=lambda d: (d / "probes.json").is_file()
               or (d / "spec.toml").is_file()),
+    TableKind("future_lens.csv", ("future_lens.json",), "interp probe train probes/lookahead.toml --out DIR",
+              _load_lens, _lens_figures),
     TableKind("compare.csv", ("histories.csv",), "interp toy compare --out DIR", _load_toy,
               _toy_figures),
     TableKind("pause_losses.csv", (), "interp pause-compare CKPT --out DIR",

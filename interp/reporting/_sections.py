@@ -73,16 +73,17 @@ class Context:
             self._windows = base
         return self._windows
 
-    def long_text(self) -> torch.Tensor:
-        """The eviction text: the start of the longest corpus document, or the token rows
-        joined end to end."""
+    def long_text(self, n: int | None = None) -> torch.Tensor:
+        """The first ``n`` tokens (default: the eviction length) of the longest corpus
+        document (BOS first), or of the token rows joined end to end."""
         cfg = self.config
+        n = n or cfg.eviction_tokens
         if cfg.tokens is not None:
-            return cfg.tokens.reshape(-1)[: cfg.eviction_tokens].cpu()
+            return cfg.tokens.reshape(-1)[:n].cpu()
         from ..pauses import tokenize
 
         doc = max(self.docs(), key=lambda d: len(d.text))
-        return tokenize(self.model, doc.text).tokens[: cfg.eviction_tokens]
+        return tokenize(self.model, doc.text).tokens[:n]
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,9 @@ def _run_registers(ctx: Context, out: Path) -> dict:
 
 
 def _run_gradients(ctx: Context, out: Path) -> dict:
+    import pandas as pd
+
+    from .._io import atomic_write_csv
     from ..gradients import by_distance, future_gradients
 
     cfg = ctx.config
@@ -182,6 +186,21 @@ def _run_gradients(ctx: Context, out: Path) -> dict:
     pause = role[(role.role == "pause") & (role.site == "k")]
     if len(pause):
         numbers["mean future share at pauses, k"] = _fmt(pause["future_share"].iloc[0])
+    # long context: one window per length; naive counting predicts the share grows with N
+    text = ctx.long_text(max(cfg.long_context_tokens, default=0))
+    rows = [fg.by_position().assign(n_tokens=cfg.gradient_tokens)]
+    for n in cfg.long_context_tokens:
+        if n > min(len(text), int(ctx.model.cfg.n_ctx)):
+            continue
+        long = future_gradients(ctx.model, text[None, :n], sites=("k", "v"),
+                                verbose=ctx.verbose)
+        rows.append(long.by_position().assign(n_tokens=n))
+        s = long.summary().set_index("site")
+        for site in s.index:
+            numbers[f"mean future share, {site}, one window of N={n}"] = _fmt(
+                s.loc[site, "future_share"])
+    if len(rows) > 1:
+        atomic_write_csv(out / "long_context.csv", pd.concat(rows, ignore_index=True))
     return numbers
 
 
@@ -207,32 +226,27 @@ def _run_probes(ctx: Context, out: Path) -> dict:
                           "train` with data.recording")
     n_layers = ctx.model.cfg.n_layers
     layers = sorted(set(range(0, n_layers, cfg.probe_layers)) | {n_layers - 1})
-    pauses = cfg.pause_rate > 0
     spec = dict(
-        name="report-lookahead",
-        description="Fast lookahead probes for the report: token at offsets k from resid_post, "
-        "read at regular and (inserted) pause positions.",
-        model=dict(name=cfg.model if isinstance(cfg.model, str) else "smollm2-135m",
-                   add_pause=pauses),
+        name="report-lookahead", method="future_lens",
+        description="Future Lens for the report: the token at t + k from resid_post at t, "
+        "decoded through the model's own head.",
+        model=dict(name=cfg.model if isinstance(cfg.model, str) else "smollm2-135m"),
         data=dict(corpus=cfg.corpus or "pydoc", n_tokens=cfg.probe_tokens,
-                  max_windows=cfg.probe_windows, windows_per_doc=2, batch_size=16,
-                  **({"pauses": dict(rate=cfg.pause_rate, seed=cfg.seed)} if pauses else {})),
-        inputs=dict(layers=layers, sites=["resid_post"],
-                    roles=["regular", "pause"] if pauses else ["regular"]),
-        target=dict(kind="token", offsets=list(cfg.offsets), vocab=64),
-        train=dict(seed=cfg.seed, max_epochs=8, patience=2, batch_size=512, lr=0.01),
+                  max_windows=cfg.probe_windows, windows_per_doc=2, batch_size=16),
+        inputs=dict(layers=layers, sites=["resid_post"], roles=["regular"]),
+        target=dict(kind="token", offsets=list(cfg.offsets)),
+        train=dict(seed=cfg.seed),
+        future_lens=dict(eval_positions=cfg.probe_eval_positions, save_weights=False),
     )
     res = train_probes(spec, out, model=ctx.model, resume=False, verbose=ctx.verbose)
-    numbers = {}
+    numbers = {"headline": res.headline()}
     for _, r in res.summary().iterrows():
         k = int(r["offset"])
         numbers[f"offset {k}: best layer"] = int(r["layer"])
-        numbers[f"offset {k}: probe accuracy"] = _fmt(r["accuracy"])
-        numbers[f"offset {k}: bigram baseline"] = _fmt(r["baseline_bigram"])
-    if pauses:  # what a pause position holds: the upcoming text tokens, read from it
-        for _, r in res.summary(role="pause").iterrows():
-            numbers[f"offset {int(r['offset'])}: accuracy at pauses (best layer "
-                    f"{int(r['layer'])})"] = _fmt(r["accuracy"])
+        numbers[f"offset {k}: top-1 agreement with the model"] = _fmt(r["agreement_top1"])
+        numbers[f"offset {k}: bigram agreement"] = _fmt(r["bigram_agreement"])
+        numbers[f"offset {k}: true-token accuracy"] = _fmt(r["accuracy"])
+        numbers[f"offset {k}: bigram accuracy"] = _fmt(r["bigram_accuracy"])
     return numbers
 
 
@@ -327,16 +341,18 @@ SECTION_SPECS: tuple[Section, ...] = (
             "How much of the gradient at each position's keys, values and residual stream "
             "comes from later tokens' losses (future share), and from how far ahead.",
             ("n_tokens", "n_windows", "pause_rate", "seed", "gradient_windows",
-             "gradient_tokens", "max_distance"),
+             "gradient_tokens", "max_distance", "long_context_tokens"),
             _run_gradients, "interp gradients --corpus pydoc --by-distance 16 --out DIR"),
-    Section("probes", "Lookahead probes",
-            "Linear probes read the residual stream at position i and predict the token at "
-            "i + k; k ≥ 2 is lookahead (Future Lens). Baselines: bigram, majority, control task. "
-            "Pause positions are probed too (their k counts text tokens after the pause): "
-            "what a register-like position holds.",
-            ("probe_layers", "probe_windows", "probe_tokens", "offsets", "seed", "pause_rate"),
+    Section("probes", "Lookahead: Future Lens",
+            "From the residual stream at position t, a linear map to the model's own final "
+            "state at t + k − 1, read through its final norm and unembedding over the full "
+            "vocabulary (Future Lens, Pal et al. 2023): how often it names the token the model "
+            "will predict for t + k, against bigram and trigram baselines at the same distance, "
+            "on held-out documents. k ≥ 2 is lookahead.",
+            ("probe_layers", "probe_windows", "probe_tokens", "offsets", "seed",
+             "probe_eval_positions"),
             _run_probes, "interp probe train probes/lookahead.toml",
-            key=("offset 2:",)),
+            key=("headline", "offset 2:")),
     Section("patching", "Attribution patching example",
             "A clean/corrupted prompt pair: the gradient estimate of every node's patching "
             "effect (AtP) checked against real activation patching.",

@@ -29,8 +29,8 @@ SETTINGS: dict[str, tuple[dict[str, object], bool]] = {
     "02_future_loss_gradients.ipynb": (
         dict(N_TOKENS=16, N_WINDOWS=1, DISTANCE_TOKENS=12, MAX_DISTANCE=6), True),
     "03_lookahead_probes.ipynb": (
-        dict(N_WINDOWS=32, N_TOKENS=24, LAYERS=[0, 15, 29], OFFSETS=[1, 2], VOCAB=16,
-             MAX_EPOCHS=2), True),
+        dict(N_WINDOWS=16, N_TOKENS=24, LAYERS=[15, 29], OFFSETS=[1, 2], EVAL_POSITIONS=60,
+             PROMPT_LAYERS=[15], PROMPT_STEPS=2), True),
     "04_registers_and_sinks.ipynb": (
         dict(N_TOKENS=32, N_WINDOWS=2, EVICTION_TOKENS=48, WINDOW=16, SINKS=[0, 1]), True),
     "05_toy_tasks.ipynb": (

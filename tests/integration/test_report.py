@@ -22,6 +22,7 @@ def _config(**overrides) -> ReportConfig:
     settings = dict(model=interp.TinyConfig(**TINY), tokens=tokens, n_tokens=20, n_windows=3,
                     pause_rate=0.2, eviction_tokens=60, eviction_window=8, sinks=(0, 2),
                     gradient_windows=2, gradient_tokens=12, max_distance=4,
+                    long_context_tokens=(40, 500),  # 500 > the context: skipped
                     sections=("registers", "gradients", "patching"), formats=("png",))
     settings.update(overrides)
     return ReportConfig(**settings)
@@ -51,6 +52,9 @@ def test_report_is_one_self_contained_page(tiny_report):
     assert {"layer", "position", "role", "attn_received", "resid_norm", "value_norm"} <= set(reg)
     assert {"bos", "regular", "pause"} - {"bos"} <= set(reg["role"])  # pauses were inserted
     assert (out / "gradients" / "future_gradients.csv").is_file()
+    lengths = pd.read_csv(out / "gradients" / "long_context.csv")
+    assert sorted(set(lengths.n_tokens)) == [12, 40]
+    assert "Future share of the key gradient against position for windows" in page
     assert (out / "patching" / "attribution.csv").is_file()
     pngs = sorted((out / "figures").rglob("*.png"))
     assert len(pngs) == page.count("<figure>") >= 8
@@ -114,3 +118,76 @@ def test_report_config_validates():
         ReportConfig(sections=("nonsense",))
     with pytest.raises(interp.InterpError, match="pause_rate"):
         ReportConfig(pause_rate=1.5)
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's package (scripts/setup.sh installs it); never downloaded
+
+# Loads the report in an iframe (file:// pages may read each other with
+# --allow-file-access-from-files), waits for plotly, clicks every section link and writes what
+# it saw into <pre id="result">, which --dump-dom prints.
+HARNESS = """<!DOCTYPE html><html><body>
+<iframe id="r" src="report.html" style="width:1200px;height:800px"></iframe>
+<pre id="result">pending</pre>
+<script>
+document.getElementById("r").addEventListener("load", () => setTimeout(() => {
+  const w = document.getElementById("r").contentWindow, d = w.document;
+  const plots = [...d.querySelectorAll("div.plotly-graph-div")];
+  const links = [...d.querySelectorAll("nav a")].map(a => {
+    a.click();
+    const target = d.getElementById(a.getAttribute("href").slice(1));
+    const top = target ? target.getBoundingClientRect().top : null;
+    const atEnd = w.scrollY + w.innerHeight >= d.documentElement.scrollHeight - 2;
+    return {href: a.getAttribute("href"), hash: w.location.hash, found: !!target,
+            top: top, at_end: atEnd};
+  });
+  document.getElementById("result").textContent = JSON.stringify({
+    plots: plots.length, figures: d.querySelectorAll("figure").length,
+    rendered: plots.filter(p => p.querySelector("svg.main-svg") &&
+                                p.querySelectorAll("g.trace, g.hm image").length > 0).length,
+    links: links});
+}, 2000));
+</script></body></html>"""
+
+
+def _chromium(url: str, profile) -> tuple[str, list[str]]:
+    """Headless Chromium, offline (every host resolves to nothing); the DOM after the page's
+    scripts ran, and the console messages Chromium logged."""
+    import subprocess
+
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+           "--no-first-run", "--disable-background-networking", "--disable-component-update",
+           "--disable-sync", f"--user-data-dir={profile}", "--allow-file-access-from-files",
+           "--host-resolver-rules=MAP * ~NOTFOUND", "--enable-logging=stderr", "--v=0",
+           "--virtual-time-budget=20000", "--dump-dom", url]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return run.stdout, [line for line in run.stderr.splitlines() if ":CONSOLE" in line]
+
+
+def test_report_renders_in_a_real_browser(tiny_report, tmp_path):
+    import html
+    import re
+
+    # the check itself can fail: a page with a script error is caught
+    bad = tmp_path / "bad.html"
+    bad.write_text("<html><body><script>undefinedFunction();</script></body></html>")
+    _, console = _chromium(bad.as_uri(), tmp_path / "profile0")
+    assert any("undefinedFunction is not defined" in line for line in console)
+
+    out, path = tiny_report
+    harness = out / "harness.html"
+    harness.write_text(HARNESS)
+    try:
+        dom, console = _chromium(harness.as_uri(), tmp_path / "profile1")
+    finally:
+        harness.unlink()
+    assert console == []  # no errors, warnings or logs: offline, nothing failed to load
+    seen = json.loads(html.unescape(re.search(r'<pre id="result">(.*?)</pre>', dom, re.S)[1]))
+    page = path.read_text(encoding="utf-8")
+    assert seen["plots"] == page.count("<figure>") == seen["figures"] >= 8
+    assert seen["rendered"] == seen["plots"]  # each plotly div drew an svg with traces/heatmap
+    names = re.findall(r"<h2 id='([^']+)'>", page)
+    assert [link["href"] for link in seen["links"]] == [f"#{n}" for n in names]
+    for link in seen["links"]:  # each link moved the page to its section
+        assert link["found"] and link["hash"] == link["href"], link
+        assert abs(link["top"]) < 2 or (link["at_end"] and link["top"] > 0), link

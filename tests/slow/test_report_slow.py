@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 def test_report_on_the_bundled_model(smollm_fresh, tmp_path):
     config = ReportConfig(n_tokens=48, n_windows=2, eviction_tokens=200, eviction_window=32,
                           sinks=(0, 4), gradient_windows=1, gradient_tokens=24, max_distance=4,
-                          probe_windows=24, probe_tokens=16, probe_layers=15, offsets=(1, 2),
+                          probe_windows=24, probe_tokens=16, probe_layers=15, offsets=(1, 2), probe_eval_positions=100,
                           patch_layers=10,
                           sections=("registers", "gradients", "probes", "patching"),
                           formats=("png",))
@@ -26,5 +26,6 @@ def test_report_on_the_bundled_model(smollm_fresh, tmp_path):
     assert float(keys["Registers and attention sinks: first-position attention / uniform"]) > 5
     atp = pd.read_csv(tmp_path / "patching" / "attribution.csv")
     assert {"atp", "activation_patch"} <= set(atp.columns)
-    assert (tmp_path / "probes" / "metrics.csv").is_file()
+    assert (tmp_path / "probes" / "future_lens.csv").is_file()
+    assert keys["Lookahead: Future Lens: headline"].startswith("Future Lens (linear) at layer")
     assert len(list((tmp_path / "figures").rglob("*.png"))) == page.count("<figure>")

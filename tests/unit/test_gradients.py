@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -154,10 +155,17 @@ def test_by_distance_terms_sum_to_total(n_kv_heads):
     d0 = bd.table[bd.table.distance == 0].set_index(["site", "layer"]).share
     torch.testing.assert_close(torch.tensor(d0.sort_index().to_numpy()),
                                torch.tensor(1 - pooled.sort_index().to_numpy()))
+    # the prefix-truncated methods (the default is "prefix" on the CPU) against the reference
+    # loop, which runs one backward pass per target through the whole sequence's graph
     loop = interp.by_distance(tiny_model64, tokens, max_distance=20, batch_size=2,
-                              batched=False, verbose=False)
-    torch.testing.assert_close(torch.tensor(loop.table.grad_norm.to_numpy()),
-                               torch.tensor(bd.table.grad_norm.to_numpy()))
+                              method="loop", verbose=False)
+    batched = interp.by_distance(tiny_model64, tokens, max_distance=20, batch_size=2,
+                                 chunk_size=3, method="prefix-batched", verbose=False)
+    for other in (bd, batched):
+        for col in ("grad_norm", "share", "n"):
+            torch.testing.assert_close(torch.tensor(other.table[col].to_numpy()),
+                                       torch.tensor(loop.table[col].to_numpy()),
+                                       rtol=1e-12, atol=1e-15)
 
 
 def test_future_gradients_tables_round_trip(tiny_model, tmp_path):
@@ -217,3 +225,18 @@ def test_figures_from_results_and_from_csv(tiny_model, tmp_path):
     assert len(line.data) == 2 and list(line.data[0].x) == [0, 1, 2, 3, 4]
     with pytest.raises(interp.InterpError, match="no rows for site"):
         figs.future_share_heatmap(fg, "resid_pre")
+
+
+def test_by_distance_prefix_equals_loop_with_padding_and_pauses(tiny_model64):
+    # unequal lengths (right padding) and masked pause outputs: the prefix forward must cut
+    # and mask exactly as the full one
+    seqs = [interp.make_sequence(torch.randint(0, 61, (n,))) for n in (12, 7)]
+    policy = interp.PausePolicy(every=3, filler=5)
+    kw = dict(max_distance=6, batch_size=2, policy=policy, sites=("k", "v", "resid_mid"),
+              include_first=True, verbose=False)
+    loop = interp.by_distance(tiny_model64, seqs, method="loop", **kw).table
+    for method, chunk in (("prefix", 4), ("prefix-batched", 5)):
+        got = interp.by_distance(tiny_model64, seqs, method=method, chunk_size=chunk, **kw).table
+        pd.testing.assert_frame_equal(got, loop, rtol=1e-10, atol=1e-13)
+    with pytest.raises(interp.InterpError, match="unknown method"):
+        interp.by_distance(tiny_model64, seqs, method="vmap", **kw)

@@ -96,7 +96,9 @@ def test_bundled_specs_parse():
     for name in ("lookahead", "tiny", "pause_answer"):
         spec = ProbeSpec.from_toml(f"probes/{name}.toml")
         assert spec.name == name
-    assert ProbeSpec.from_toml("probes/lookahead.toml").target.offsets == [1, 2, 3, 4]
+    lookahead = ProbeSpec.from_toml("probes/lookahead.toml")
+    assert lookahead.target.offsets == [1, 2, 3] and lookahead.method == "future_lens"
+    assert ProbeSpec.from_toml("probes/tiny.toml").method == "classifier"
 
 
 # --- splits --------------------------------------------------------------------------------
@@ -266,14 +268,28 @@ def test_bigram_and_unigram_baselines_against_counting():
             assert base["unigram"][t, i] == pytest.approx(uni[int(y[i, t])] / 200)
 
 
-def test_control_labels_are_consistent_per_token_type():
-    x = torch.tensor([3, 1, 3, 2, 1, 3, 9] * 20)
-    y = torch.randint(0, 4, (140, 2))
-    train = torch.arange(140) < 100
-    lab = control_labels(x, y, 4, train, seed=0)
-    for tok in x.unique():
-        assert len(lab[x == tok].unique()) == 1
-    assert torch.equal(lab, control_labels(x, y, 4, train, seed=0))
+def test_control_labels_follow_another_types_real_labels():
+    """Each type's control labels are real training labels of one other type (σ(x)), so the
+    control keeps the real task's per-type uncertainty instead of being a function of x."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 6, (3000,), generator=g)
+    x[-5:] = 9  # a type never seen in training
+    # type t's label is t (tasks 0 and 1) or, a third of the time, "other" = class 6
+    y = torch.where(torch.rand(3000, 2, generator=g) < 1 / 3, 6, x[:, None].clamp(max=5))
+    train = torch.arange(3000) < 2000
+    lab = control_labels(x, y, 7, train, seed=0)
+    assert torch.equal(lab, control_labels(x, y, 7, train, seed=0))
+    sources = []
+    for tok in x.unique().tolist():
+        got = set(lab[x == tok].tolist())
+        src = [s for s in range(6) if got <= set(y[train & (x == s)].reshape(-1).tolist())]
+        assert src, f"type {tok}: labels {got} are not one training type's labels"
+        sources.append(src[0])
+        if tok != 9:  # not a deterministic function of the type: "other" keeps its share
+            assert len(got) == 2 and 0.2 < float((lab[x == tok] == 6).float().mean()) < 0.5
+    assert len(set(sources[:6])) == 6  # σ permutes the training types
+    # the same marginal as the real labels
+    assert abs(float((lab == 6).float().mean()) - float((y == 6).float().mean())) < 0.05
 
 
 # --- end to end on a recording --------------------------------------------------------------
