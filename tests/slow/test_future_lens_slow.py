@@ -26,7 +26,7 @@ def test_lookahead_spec_through_the_cli(smollm, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("interp.probes._run._load_model", lambda spec: smollm)
     out = tmp_path / "fl"
     assert main(["probe", "train", "probes/lookahead.toml", "--out", str(out), "--quiet",
-                 "--set", "data.max_windows=16", "--set", "data.n_tokens=48", "--set", "inputs.layers=[14, 29]",
+                 "--set", "data.max_windows=24", "--set", "data.n_tokens=128", "--set", "inputs.layers=[14, 29]",
                  "--set", "target.offsets=[1, 2]", "--set", "future_lens.eval_positions=120",
                  "--set", "future_lens.prompt_layers=[]"]) == 0
     printed = capsys.readouterr().out
