@@ -52,17 +52,27 @@ def export_many(figures: list[tuple[go.Figure, Path]], fmt: str) -> list[Path]:
     for p in paths:
         p.parent.mkdir(parents=True, exist_ok=True)
     tmps = [p.with_name(p.name + ".tmp") for p in paths]
+    scale = 2 if fmt == "png" else 1
     try:
         # kaleido's batch call ignores the layout's size unless it is passed explicitly
         figs = [f for f, _ in figures]
-        pio.write_images(figs, tmps, format=fmt, scale=2 if fmt == "png" else 1,
+        pio.write_images(figs, tmps, format=fmt, scale=scale,
                          width=[f.layout.width for f in figs],
                          height=[f.layout.height for f in figs])
+        # The batch call can return without writing a figure (seen under heavy CPU load: one
+        # PNG of a report missing, no error); those are written one at a time.
+        for f, t in zip(figs, tmps, strict=True):
+            if not t.is_file():
+                pio.write_image(f, t, format=fmt, scale=scale, width=f.layout.width,
+                                height=f.layout.height)
     except Exception as e:  # kaleido raises its own types (browser failed, timeout, ...)
         for t in tmps:
             t.unlink(missing_ok=True)
         raise InterpError(f"kaleido could not write {fmt.upper()} ({type(e).__name__}: "
                           f"{str(e).splitlines()[0][:200] if str(e) else ''})", CHROME_FIX) from None
+    missing = [p.name for t, p in zip(tmps, paths, strict=True) if not t.is_file()]
+    if missing:
+        raise InterpError(f"kaleido wrote no {fmt.upper()} for {', '.join(missing)}", CHROME_FIX)
     for t, p in zip(tmps, paths, strict=True):
         os.replace(t, p)
     return paths
