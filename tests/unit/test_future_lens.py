@@ -200,7 +200,7 @@ def test_offset_beyond_the_window_layer_out_of_range_and_no_unembedding():
     toks = torch.randint(0, 61, (30, 12))
     with pytest.raises(interp.InterpError, match=r"target\.offsets.*at most 12 tokens"):
         future_lens(model, toks, offsets=[11])
-    with pytest.raises(interp.InterpError, match=r"inputs\.layers.*\[2\].*0\.\.1"):
+    with pytest.raises(interp.InterpError, match=r"(?s)inputs\.layers.*\[2\].*0\.\.1"):
         future_lens(model, toks, layers=[0, 2])
     with pytest.raises(interp.InterpError, match=r"future_lens\.prompt_layers"):
         future_lens(model, toks, layers=[1], config=FutureLensSpec(prompt_layers=[0]))
