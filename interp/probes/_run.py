@@ -32,6 +32,7 @@ from ..errors import InterpError
 from ..models import resolve_device
 from ._baselines import classification_baselines, control_labels, regression_baselines
 from ._data import SPLITS, ProbeData, collect, load_sequences, split_groups
+from ._future_lens import FutureLensResults
 from ._fit import SoftmaxState, _r2, fit_ridge, fit_softmax, ridge_outputs, softmax_outputs
 from ._spec import ProbeSpec
 
@@ -406,7 +407,7 @@ def train_probes(
     overrides: list[str] | None = None,
     resume: bool = True,
     verbose: bool = False,
-) -> ProbeResults:
+) -> ProbeResults | FutureLensResults:
     """Train every probe a spec asks for — all layers, heads and offsets of a site in one pass —
     and measure them against the baselines.
 
@@ -482,7 +483,7 @@ def _train_future_lens(spec: ProbeSpec, out: Path | None, model, resume: bool, v
     learned prompts and their metrics; ``out`` gets ``spec.toml``, ``future_lens.csv`` (+ json),
     ``lens.safetensors`` and ``figure.html``. A finished run of the same spec is read back."""
     from ..figures import export
-    from ._future_lens import FutureLensResults, future_lens
+    from ._future_lens import future_lens
 
     if out is not None:
         if resume and (out / "future_lens.csv").is_file() and (out / "spec.toml").is_file() and \
