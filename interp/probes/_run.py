@@ -32,8 +32,8 @@ from ..errors import InterpError
 from ..models import resolve_device
 from ._baselines import classification_baselines, control_labels, regression_baselines
 from ._data import SPLITS, ProbeData, collect, load_sequences, split_groups
-from ._future_lens import FutureLensResults
 from ._fit import SoftmaxState, _r2, fit_ridge, fit_softmax, ridge_outputs, softmax_outputs
+from ._future_lens import FutureLensResults
 from ._spec import ProbeSpec
 
 __all__ = ["METRIC_COLUMNS", "ProbeResults", "evaluate_probes", "load_probes", "train_probes"]
