@@ -14,6 +14,13 @@ softmax regression with weight decay and per-cell early stopping, or closed-form
 are by document or prompt, never inside a sequence. Every number comes with the majority,
 unigram and bigram baselines and a control task (selectivity, Hewitt & Liang 2019), per role.
 
+**Future Lens** (``method = "future_lens"``, :func:`future_lens`; Pal et al. 2023): for
+lookahead, a ridge map from each layer's residual stream at t to the model's own last-block
+state at t + k − 1, solved from sums streamed in one pass (:class:`LensStats`), decoded through
+the model's final norm and unembedding over the full vocabulary, optionally with a learned
+prompt; scored as agreement with the model's own prediction and on the true token, against
+bigram and trigram baselines (``probes/lookahead.toml``). Classifier probes remain for labels.
+
 From Python::
 
     >>> import interp

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -505,10 +506,10 @@ def future_lens(
     model,
     sequences: list[ProbeSequence] | Int[Tensor, "batch pos"],
     *,
-    layers: list[int] | str = "all",
-    offsets: list[int] = (1, 2, 3),
+    layers: Sequence[int] | str = "all",
+    offsets: Sequence[int] = (1, 2, 3),
     config: FutureLensSpec | None = None,
-    roles: list[str] = ("regular",),
+    roles: Sequence[str] = ("regular",),
     seed: int = 0,
     val_fraction: float = 0.15,
     test_fraction: float = 0.2,
@@ -547,6 +548,10 @@ def future_lens(
     if bad:
         raise InterpError(f"probe spec field inputs.layers: layer(s) {bad} out of range for a model with "
                           f"{n_layers} layers", f"use layers in 0..{n_layers - 1}, or \"all\"")
+    if any(x >= n_layers - 1 for x in cfg.prompt_layers):
+        raise InterpError(f"probe spec field future_lens.prompt_layers: {cfg.prompt_layers} includes the last "
+                          f"layer, after which no block can turn a transplanted state into a later token",
+                          f"use layers below {n_layers - 1}")
     bad = [x for x in cfg.prompt_layers if x not in layers]
     if bad:
         raise InterpError(f"probe spec field future_lens.prompt_layers: layer(s) {bad} are not read",

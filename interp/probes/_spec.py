@@ -9,6 +9,8 @@ A spec has one table per concern::
     [inputs]           # what a probe reads: layers, sites (resid_pre/mid/post, k, v), roles
     [target]           # what it predicts: token at offset k, hidden state, a label column
     [train]            # how: splits, weight decay, early stopping, seeds
+    method = "future_lens"   # instead of the default "classifier" probes, with
+    [future_lens]      # ridge penalties, evaluation size, learned prompts (FutureLensSpec)
 
 Command-line overrides use dotted keys with TOML values: ``--set target.offsets=[1,2]``,
 ``--set data.max_windows=50``, ``--set model.name=smollm2-135m``. Checks that need the model or

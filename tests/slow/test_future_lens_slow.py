@@ -26,17 +26,18 @@ def test_lookahead_spec_through_the_cli(smollm, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("interp.probes._run._load_model", lambda spec: smollm)
     out = tmp_path / "fl"
     assert main(["probe", "train", "probes/lookahead.toml", "--out", str(out), "--quiet",
-                 "--set", "data.max_windows=24", "--set", "data.n_tokens=128", "--set", "inputs.layers=[14, 29]",
-                 "--set", "target.offsets=[1, 2]", "--set", "future_lens.eval_positions=120",
-                 "--set", "future_lens.prompt_layers=[]"]) == 0
+                 "--set", "data.max_windows=24", "--set", "data.windows_per_doc=2", "--set", "inputs.layers=[12, 29]",
+                 "--set", "future_lens.eval_positions=200", "--set", "future_lens.prompt_layers=[]"]) == 0
     printed = capsys.readouterr().out
     assert "Future Lens (linear) at layer" in printed
     res = load_future_lens(out)
     t = res.table.set_index(["layer", "offset"])
     # the last layer read at offset 1 is (nearly) the identity: it names the model's prediction
+    # (fitted on ~1900 positions: 0.995 measured; with ~700 positions of 48-token windows it
+    # was only 0.61, as 576 dimensions need more data than that)
     assert t.loc[(29, 1), "agreement_top1"] >= 0.95
     assert t.loc[(29, 1), "val_r2"] > 0.99
-    assert res.tensors["W"].shape == (2, 2, 576, 576)
+    assert res.tensors["W"].shape == (2, 3, 576, 576)
     assert (out / "figure.html").is_file() and (out / "spec.toml").is_file()
     assert main(["probe", "show", str(out)]) == 0
     assert "best layer per method and offset" in capsys.readouterr().out

