@@ -7,11 +7,12 @@ half-written table, sidecar or checkpoint that a rerun would mistake for a finis
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pandas as pd
 from torch import Tensor
@@ -105,3 +106,13 @@ class TableResult:
                               f"give a {path.name} written by `{cls.MADE_BY}`")
         meta_path = path.with_suffix(".json")
         return cls(table, json.loads(meta_path.read_text()) if meta_path.is_file() else {})
+
+
+def dataclass_from_dict(cls, d: dict[str, Any]):
+    """``cls(**d)`` for a config dataclass, naming any unknown field and the valid ones."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(d) - names
+    if unknown:
+        raise InterpError(f"unknown {cls.__name__} field(s): {', '.join(sorted(unknown))}",
+                          f"valid fields: {', '.join(sorted(names))}")
+    return cls(**d)

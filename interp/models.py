@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from ._io import dataclass_from_dict
 from .errors import InterpError
 
 __all__ = [
@@ -162,14 +163,7 @@ class TinyConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TinyConfig:
         """Build from a dict (e.g. a TOML table), naming any unknown field."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise InterpError(
-                f"unknown TinyConfig field(s): {', '.join(sorted(unknown))}",
-                f"valid fields: {', '.join(sorted(names))}",
-            )
-        return cls(**d)
+        return dataclass_from_dict(cls, d)
 
 
 def cache_dir() -> Path:

@@ -62,7 +62,7 @@ import torch
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
-from ._io import atomic_save_tensors, atomic_write_csv, atomic_write_json
+from ._io import atomic_save_tensors, atomic_write_csv, atomic_write_json, dataclass_from_dict
 from ._types import Bool, Float, Int, Tensor
 from .errors import InterpError
 from .pauses import PausedSequence, PausePolicy, add_pause_token, insert_pauses, pad_batch
@@ -181,12 +181,7 @@ class PauseTrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PauseTrainConfig:
         """Build from a dict (``state.json``), naming any unknown field."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise InterpError(f"unknown PauseTrainConfig field(s): {', '.join(sorted(unknown))}",
-                              f"valid fields: {', '.join(sorted(names))}")
-        return cls(**d)
+        return dataclass_from_dict(cls, d)
 
 
 # -- the adapter ---------------------------------------------------------------------------

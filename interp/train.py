@@ -56,7 +56,7 @@ from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from . import hooks
-from ._io import atomic_save_tensors, atomic_write_csv, atomic_write_text
+from ._io import atomic_save_tensors, atomic_write_csv, atomic_write_text, dataclass_from_dict
 from ._types import Float, Tensor
 from .errors import InterpError, check_choice
 from .models import TinyConfig, load_model, resolve_device
@@ -195,12 +195,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         """Build from a dict (e.g. ``state.json``), naming any unknown field."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise InterpError(f"unknown TrainConfig field(s): {', '.join(sorted(unknown))}",
-                              f"valid fields: {', '.join(sorted(names))}")
-        return cls(**d)
+        return dataclass_from_dict(cls, d)
 
 
 @dataclass
