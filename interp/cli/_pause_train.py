@@ -69,6 +69,9 @@ def register(sub) -> None:
     c.add_argument("--prompt", default="The capital of France is",
                    help="generation prompt (forced pauses before the answer)")
     c.add_argument("--pauses", type=int, default=3, help="forced pauses in generation")
+    c.add_argument("--lens-windows", type=int, default=256,
+                   help="corpus windows for the Future Lens at pause vs regular positions "
+                        "(default 256; 0 skips it)")
     c.add_argument("--no-instruments", action="store_true",
                    help="losses and adaptive pauses only (skip registers, gradients, generation)")
     c.add_argument("--format", default="png", choices=["png", "svg", "pdf", "html"],
@@ -105,7 +108,7 @@ def run_compare(args) -> int:
         args.checkpoint, n_windows=args.windows, seeds=parse_int_list(args.seeds, "seeds") or [0],
         entropy_top=args.entropy_top, layers=parse_int_list(args.layers, "layers"),
         gradient_windows=args.gradient_windows, prompt=args.prompt or None, pauses=args.pauses,
-        instruments=not args.no_instruments, verbose=not args.quiet)
+        instruments=not args.no_instruments, lens_windows=args.lens_windows, verbose=not args.quiet)
     out = comp.save(args.out)
     kind = next(k for k in KINDS if k.table == "pause_losses.csv")
     for fig_spec, fig in figures_for(kind, Path(out)):

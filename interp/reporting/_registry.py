@@ -264,6 +264,9 @@ def _pause_figures(res) -> list[Figure]:
              "norm at pause vs regular positions, per layer: register-like or not."),
             ("future_share", f.pause_future_share, "Future share of the K/V gradient at regular "
              "positions, masked pauses (1 by construction) and the last pause of a run."),
+            ("future_lens", f.pause_future_lens, "Future Lens agreement with the model's own "
+             "prediction of the next text tokens, read at pauses and at regular positions, per "
+             "layer: do trained pauses carry the upcoming token? (grey: bigram baseline)"),
             ("generation", f.pause_generation, "Key norms written into the KV cache during "
              "generation with forced pauses, per role and layer.")):
         if name in res.tables:
