@@ -47,9 +47,10 @@ from tqdm.auto import tqdm
 from . import hooks
 from ._io import TableResult
 from ._types import Float, Int, Tensor
+from .core.sites import hook_name, resolve_layers, resolve_sites
 from .errors import InterpError
 from .gradients._detach import attention_scale, qkv_hooks, rotated_qkv
-from .gradients._inputs import activation_gradients_only, parse_layers, site_hook, token_losses
+from .gradients._inputs import activation_gradients_only, token_losses
 from .pauses import PausedSequence
 from .pauses import tokenize as tokenize_text
 
@@ -146,19 +147,6 @@ def _pair(model, clean, corrupt) -> tuple[Tensor, Tensor]:
     return a, b
 
 
-def _parse_sites(sites) -> tuple[str, ...]:
-    sites = (sites,) if isinstance(sites, str) else tuple(sites)
-    sites = tuple("resid_post" if s == "resid" else s for s in sites)
-    for s in sites:
-        if s not in SITES:
-            raise InterpError(f"unknown site {s!r}", f"choose among: {', '.join(SITES)}")
-    return sites
-
-
-def _hook(site: str, layer: int) -> str:
-    return hooks.z(layer) if site == "z" else site_hook(site, layer)
-
-
 def _heads(t: Tensor) -> Tensor:
     """[batch, pos, head, d] for per-head sites, [batch, pos, 1, d] for the residual stream."""
     return t if t.ndim == 4 else t[:, :, None]
@@ -173,7 +161,7 @@ def _capture(model, tokens: Tensor, keys) -> tuple[dict, Tensor]:
 
         return hook
 
-    with torch.no_grad(), model.hooks(fwd_hooks=[(_hook(s, layer), make((s, layer)))
+    with torch.no_grad(), model.hooks(fwd_hooks=[(hook_name(s, layer), make((s, layer)))
                                                  for s, layer in keys]):
         logits = model(tokens)
     return acts, logits
@@ -243,8 +231,8 @@ def attribution_patch(
     if metric is None and not target_resolved:
         raise InterpError("no metric given", "pass metric=interp.patching.logit_diff(...) or "
                           "target_resolved=True")
-    sites = _parse_sites(sites)
-    layers = parse_layers(model, layers)
+    sites = resolve_sites(sites, SITES)
+    layers = resolve_layers(model, layers)
     clean_t, corrupt_t = _pair(model, clean, corrupt)
     keys = [(s, layer) for layer in layers for s in sites]
     corrupt_acts, corrupt_logits = _capture(model, corrupt_t, keys)
@@ -268,7 +256,7 @@ def attribution_patch(
 
         return hook
 
-    fwd = [(_hook(s, layer), make((s, layer))) for s, layer in keys]
+    fwd = [(hook_name(s, layer), make((s, layer))) for s, layer in keys]
     fix_layers = [layer for layer in layers if qk_fix and "k" in sites]
     for layer in fix_layers:
         fwd += qkv_hooks(model, layer, qkv[layer]) + [(hooks.pattern(layer), read_pattern(layer))]
@@ -385,8 +373,8 @@ def activation_patch(
     """
     if metric is None and not target_resolved:
         raise InterpError("no metric given", "pass a metric or target_resolved=True")
-    sites = _parse_sites(sites)
-    layers = parse_layers(model, layers)
+    sites = resolve_sites(sites, SITES)
+    layers = resolve_layers(model, layers)
     clean_t, corrupt_t = _pair(model, clean, corrupt)
     keys = [(s, layer) for layer in layers for s in sites]
     corrupt_acts, _ = _capture(model, corrupt_t, keys)
@@ -414,7 +402,7 @@ def activation_patch(
                 t[:, p, h] = source[:, p, h]
             return t
 
-        with torch.no_grad(), model.hooks(fwd_hooks=[(_hook(site, layer), patch)]):
+        with torch.no_grad(), model.hooks(fwd_hooks=[(hook_name(site, layer), patch)]):
             change = measure(model(clean_t)) - base
         head = h if (per_head and not site.startswith("resid")) else -1
         if target_resolved:

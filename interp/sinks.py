@@ -56,6 +56,7 @@ from tqdm.auto import tqdm
 
 from . import hooks
 from ._io import atomic_write_csv, atomic_write_json
+from .core.sites import resolve_layer, resolve_layers
 from .errors import InterpError
 from .models import check_context
 from .pauses import PausedSequence, make_sequence
@@ -117,16 +118,6 @@ def _check_sequence(model, seq: PausedSequence) -> None:
         raise InterpError("a sequence of length 1 has no later queries to attend to it",
                           "give sequences of at least 2 tokens")
     check_context(model, len(seq))
-
-
-def _layers(model, layers: Sequence[int] | None) -> list[int]:
-    n = model.cfg.n_layers
-    if layers is None:
-        return list(range(n))
-    bad = [layer for layer in layers if not 0 <= layer < n]
-    if bad:
-        raise InterpError(f"layer(s) {bad} out of range", f"this model has layers 0..{n - 1}")
-    return sorted(set(int(layer) for layer in layers))
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -413,7 +404,7 @@ def registers(
     seqs = _as_sequences(inputs)
     if ratio <= 1:
         raise InterpError(f"ratio={ratio} would flag ordinary activations", "use ratio > 1 (e.g. 100)")
-    layer_list = _layers(model, layers)
+    layer_list = list(resolve_layers(model, layers))
     rows, head_rows, massive_rows, stat_rows = _scan(model, seqs, layer_list, ratio, True, verbose)
     table = pd.DataFrame(rows, columns=list(REGISTER_COLUMNS))
     table.insert(5, "token_str", _token_strings(model, table["token"].tolist()))
@@ -448,7 +439,7 @@ def massive_activations(
         verbose: show a progress bar.
     """
     seqs = _as_sequences(inputs)
-    _, _, massive_rows, stat_rows = _scan(model, seqs, _layers(model, layers), ratio, False,
+    _, _, massive_rows, stat_rows = _scan(model, seqs, list(resolve_layers(model, layers)), ratio, False,
                                          verbose)
     return _massive_from_rows(massive_rows, stat_rows, ratio)
 
@@ -541,7 +532,7 @@ def ablate_massive(
     if any(len(s) <= sink_position + 1 for s in seqs):
         raise InterpError(f"sink_position={sink_position} leaves no later target in some sequence",
                           "use longer sequences or a smaller sink_position")
-    layer = massive.emergence_layer() if layer is None else _layers(model, [layer])[0]
+    layer = massive.emergence_layer() if layer is None else resolve_layer(model, layer)
     means = massive.mean_values(layer) if layer is not None else {}
     conditions: list[tuple[str, str, str]] = [("none", "none", "no ablation")]
     if means:

@@ -12,18 +12,17 @@ from tqdm.auto import tqdm
 
 from .._io import TableResult
 from .._types import Bool, Float, Tensor
+from ..core.sites import hook_name, resolve_layers, resolve_sites
 from ..distributed import check_same, gather_tables
 from ..errors import InterpError
 from ..pauses import PausePolicy
 from ._detach import detached_attention
 from ._inputs import (
+    SITES,
     Batch,
     Inputs,
     activation_gradients_only,
     iter_batches,
-    parse_layers,
-    parse_sites,
-    site_hook,
     token_losses,
 )
 
@@ -137,7 +136,7 @@ class _Reader:
 
             return hook
 
-        return [(site_hook(s, layer), make((s, layer))) for s, layer in self.keys]
+        return [(hook_name(s, layer), make((s, layer))) for s, layer in self.keys]
 
     def take(self) -> dict[tuple[str, int], Tensor]:
         out, self.grads = self.grads, {}
@@ -278,8 +277,8 @@ def future_gradients(
         >>> fg = interp.future_gradients(model, "The cat sat on the mat.", sites=("k", "v"))
         >>> fg.summary()[["site", "future_share", "first_position_share"]]
     """
-    sites = parse_sites(sites)
-    layers = parse_layers(model, layers)
+    sites = resolve_sites(sites, SITES)
+    layers = resolve_layers(model, layers)
     batches, total = iter_batches(model, inputs, policy=policy, loss_mask=loss_mask,
                                   n_tokens=n_tokens, batch_size=batch_size,
                                   max_windows=max_windows, split_ranks=True)

@@ -33,6 +33,7 @@ import torch
 
 from .. import hooks
 from .._types import Float, Tensor
+from ..core.sites import resolve_layers
 from ..errors import InterpError
 from ..models import n_kv_heads
 
@@ -132,14 +133,9 @@ def detached_attention(model, layers: list[int] | None = None) -> Iterator[None]
             KV cache or sliding window), which would make the gradients wrong.
     """
     _check_supported(model)
-    n_layers = int(model.cfg.n_layers)
-    chosen = range(n_layers) if layers is None else layers
     n_kv = n_kv_heads(model)
     fwd = []
-    for layer in chosen:
-        if not 0 <= layer < n_layers:
-            raise InterpError(f"layer {layer} is out of range (the model has {n_layers})",
-                              f"choose layers in 0..{n_layers - 1}")
+    for layer in resolve_layers(model, layers):
         fwd += _layer_hooks(model, layer, n_kv)
     with model.hooks(fwd_hooks=fwd):
         yield

@@ -12,17 +12,16 @@ from tqdm.auto import tqdm
 from .. import hooks
 from .._io import TableResult
 from .._types import Bool, Float, Tensor
+from ..core.sites import hook_name, resolve_layers, resolve_sites
 from ..distributed import all_reduce_sum, check_same
 from ..errors import InterpError
 from ..pauses import PausePolicy
 from ._inputs import (
+    SITES,
     Batch,
     Inputs,
     activation_gradients_only,
     iter_batches,
-    parse_layers,
-    parse_sites,
-    site_hook,
     token_losses,
 )
 
@@ -163,8 +162,8 @@ def by_distance(
         raise InterpError(f"max_distance={max_distance}", "use max_distance >= 0")
     if chunk_size < 1:
         raise InterpError(f"chunk_size={chunk_size}", "use chunk_size >= 1")
-    sites = parse_sites(sites)
-    layers = parse_layers(model, layers)
+    sites = resolve_sites(sites, SITES)
+    layers = resolve_layers(model, layers)
     keys = [(s, layer) for layer in layers for s in sites]
     acc = _Accumulator(keys, max_distance, include_first)
     batches, total = iter_batches(model, inputs, policy=policy, loss_mask=loss_mask,
@@ -216,7 +215,7 @@ def _forward(model, tokens: Tensor, keys, in_loss: Tensor, targets: list[int] | 
 
         return hook
 
-    fwd = [(site_hook(s, layer), make((s, layer))) for s, layer in keys]
+    fwd = [(hook_name(s, layer), make((s, layer))) for s, layer in keys]
     if targets is None:
         with model.hooks(fwd_hooks=fwd):
             return acts, token_losses(model(tokens), tokens, in_loss)

@@ -174,40 +174,5 @@ def activation_gradients_only(model):
             p.requires_grad_(flag)
 
 
+#: the sites whose gradient is decomposed (see :mod:`interp.core.sites`)
 SITES = ("k", "v", "resid_pre", "resid_mid", "resid_post")
-
-
-def parse_sites(sites: str | Sequence[str]) -> tuple[str, ...]:
-    """Validate site names; ``"resid"`` means ``"resid_post"``."""
-    if isinstance(sites, str):
-        sites = [sites]
-    out = []
-    for s in sites:
-        s = "resid_post" if s == "resid" else s
-        if s not in SITES:
-            raise InterpError(f"unknown site {s!r}", f"choose among: {', '.join(SITES + ('resid',))}")
-        if s not in out:
-            out.append(s)
-    if not out:
-        raise InterpError("no sites given", f"choose among: {', '.join(SITES)}")
-    return tuple(out)
-
-
-def parse_layers(model, layers: Sequence[int] | None) -> tuple[int, ...]:
-    n = int(model.cfg.n_layers)
-    if layers is None:
-        return tuple(range(n))
-    bad = [x for x in layers if not 0 <= x < n]
-    if bad:
-        raise InterpError(f"layer(s) {bad} out of range (the model has {n})",
-                          f"choose layers in 0..{n - 1}")
-    return tuple(sorted(set(layers)))
-
-
-def site_hook(site: str, layer: int) -> str:
-    """Hook name of a site; k and v are before RoPE, per KV head."""
-    if site == "k":
-        return hooks.k(layer)
-    if site == "v":
-        return hooks.v(layer)
-    return hooks.resid(layer, site.removeprefix("resid_"))

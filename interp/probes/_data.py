@@ -31,6 +31,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .. import hooks
+from ..core.sites import hook_name, resolve_layer
 from ..corpora import load_corpus, windows
 from ..errors import InterpError
 from ..models import n_kv_heads
@@ -267,12 +268,6 @@ def _read_table(spec: ProbeSpec, seqs: list[ProbeSequence]):
     return index, df
 
 
-def _site_hook(site: str, layer: int) -> str:
-    if site.startswith("resid_"):
-        return hooks.resid(layer, site.removeprefix("resid_"))
-    return hooks.k(layer) if site == "k" else hooks.v(layer)
-
-
 @torch.no_grad()
 def collect(spec: ProbeSpec, model, seqs: list[ProbeSequence], sites: list[str], layers: list[int],
             *, verbose: bool = False) -> ProbeData:
@@ -304,8 +299,8 @@ def collect(spec: ProbeSpec, model, seqs: list[ProbeSequence], sites: list[str],
     n_kv = n_kv_heads(model)
     units = {s: [(layer, h) for layer in layers for h in ((-1,) if s.startswith("resid_") else range(n_kv))]
              for s in sites}
-    hidden_layers = sorted({t.hidden_layer} if t.hidden_layer is not None else set(layers)) if t.kind == "hidden" else []
-    wanted: dict[str, tuple[str, int]] = {_site_hook(s, layer): (s, layer) for s in sites for layer in layers}
+    hidden_layers = sorted({resolve_layer(model, t.hidden_layer)} if t.hidden_layer is not None else set(layers)) if t.kind == "hidden" else []
+    wanted: dict[str, tuple[str, int]] = {hook_name(s, layer): (s, layer) for s in sites for layer in layers}
     for layer in hidden_layers:
         wanted.setdefault(hooks.resid(layer, "post"), ("_hidden", layer))
     deepest = max(layer for _, layer in wanted.values())

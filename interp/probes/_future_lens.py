@@ -54,6 +54,7 @@ from tqdm.auto import tqdm
 
 from .. import hooks
 from .._io import TableResult, atomic_save_tensors
+from ..core.sites import resolve_layers
 from ..distributed import all_reduce_sum, shard
 from ..errors import InterpError
 from ..pauses import make_sequence, pad_batch
@@ -543,11 +544,7 @@ def future_lens(
     dec = decoder(model)
     seqs = _as_sequences(sequences)
     n_layers = int(model.cfg.n_layers)
-    layers = list(range(n_layers)) if layers == "all" else sorted(set(layers))
-    bad = [x for x in layers if not 0 <= x < n_layers]
-    if bad:
-        raise InterpError(f"probe spec field inputs.layers: layer(s) {bad} out of range for a model with "
-                          f"{n_layers} layers", f"use layers in 0..{n_layers - 1}, or \"all\"")
+    layers = list(resolve_layers(model, layers, what="probe spec field inputs.layers"))
     if any(x >= n_layers - 1 for x in cfg.prompt_layers):
         raise InterpError(f"probe spec field future_lens.prompt_layers: {cfg.prompt_layers} includes the last "
                           f"layer, after which no block can turn a transplanted state into a later token",

@@ -28,6 +28,7 @@ from safetensors.torch import load_file
 from torch import Tensor
 
 from .._io import atomic_save_tensors, atomic_write_csv, atomic_write_text
+from ..core.sites import resolve_layer, resolve_layers
 from ..errors import InterpError
 from ..models import resolve_device
 from ._baselines import classification_baselines, control_labels, regression_baselines
@@ -181,16 +182,9 @@ def _load_model(spec: ProbeSpec):
 
 
 def _layers(spec: ProbeSpec, model) -> list[int]:
-    n = int(model.cfg.n_layers)
-    layers = list(range(n)) if spec.inputs.layers == "all" else list(spec.inputs.layers)
-    bad = [x for x in layers if not 0 <= x < n]
-    if spec.target.kind == "hidden" and spec.target.hidden_layer is not None and not 0 <= spec.target.hidden_layer < n:
-        raise InterpError(f"probe spec field target.hidden_layer: layer {spec.target.hidden_layer} is out of "
-                          f"range for a model with {n} layers", f"use a layer in 0..{n - 1}")
-    if bad:
-        raise InterpError(f"probe spec field inputs.layers: layer(s) {bad} out of range for a model with {n} layers",
-                          f"use layers in 0..{n - 1}, or \"all\"")
-    return sorted(set(layers))
+    if spec.target.kind == "hidden" and spec.target.hidden_layer is not None:
+        resolve_layer(model, spec.target.hidden_layer, what="probe spec field target.hidden_layer")
+    return list(resolve_layers(model, spec.inputs.layers, what="probe spec field inputs.layers"))
 
 
 def _encode_tokens(targets: Tensor, train: Tensor, vocab: int, min_count: int,

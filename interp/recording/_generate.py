@@ -31,12 +31,13 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from ..core.sites import resolve_layers
 from ..errors import InterpError
 from ..models import check_context
 from ..pauses import PausedSequence, make_sequence, pause_id, tokenize
 from ._capture import BatchCapture
 from ._record import base_meta, model_device, model_dtype, token_strings
-from ._sites import check_layers, check_roles, is_native, plan_sites
+from ._sites import check_roles, is_native, plan_sites
 from ._store import Recording, shard_name
 
 GENERATION_SITES = ("k", "v")
@@ -205,7 +206,7 @@ def generate(
     check_context(model, total)
     sites = GENERATION_SITES if record is True else (() if record is False else tuple(record))
     plans = plan_sites(model, sites) if sites else []
-    layers = check_layers(model, layers)
+    layers = resolve_layers(model, layers)
     roles_kept = check_roles(roles)
     cached = supports_cache(model) if use_cache is None else use_cache
     if (cached or read_cache) and not supports_cache(model):

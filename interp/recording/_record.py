@@ -14,6 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .._io import atomic_write_json
+from ..core.sites import resolve_layers
 from ..distributed import RankInfo, all_reduce_sum, barrier, check_same, rank_info, shard
 from ..errors import InterpError
 from ..models import n_kv_heads
@@ -24,7 +25,6 @@ from ._sites import (
     DEFAULT_ROLES,
     DEFAULT_SITES,
     SitePlan,
-    check_layers,
     check_roles,
     kv_head_of_query_head,
     plan_sites,
@@ -141,7 +141,7 @@ def record(
             inputs; no selected position; ``out`` holding another recording.
     """
     plans = plan_sites(model, sites)
-    layers = check_layers(model, layers)
+    layers = resolve_layers(model, layers)
     roles = check_roles(roles)
     dtype = dtype or model_dtype(model)
     if batch_size < 1 or shard_bytes < 1:

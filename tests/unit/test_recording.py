@@ -267,7 +267,7 @@ def test_output_dir_of_another_configuration_is_refused(tiny_model, tmp_path):
     ("kwargs", "message"),
     [
         (dict(sites=("keys",)), "unknown site 'keys'(.|\n)*resid_post"),
-        (dict(layers=[5]), "layer 5 does not exist(.|\n)*0..1"),
+        (dict(layers=[5]), "layer\\(s\\) \\[5\\] out of range(.|\n)*0..1"),
         (dict(roles=("pauses",)), "unknown role 'pauses'(.|\n)*regular"),
         (dict(roles=("pause",)), "no position has a selected role"),
     ],

@@ -1,0 +1,57 @@
+"""The shared core: one site registry and one rule for layer indices, used by every analysis."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import interp
+from interp import hooks, sinks
+from interp.core import REGISTRY, hook_name, resolve_layers, resolve_sites, site
+from interp.gradients._inputs import SITES as GRADIENT_SITES
+from interp.patching import SITES as PATCHING_SITES
+from interp.probes._spec import SITES as PROBE_SITES
+from interp.recording import SITES as RECORDING_SITES
+
+
+def test_every_analysis_draws_its_sites_from_the_registry():
+    for subset in (GRADIENT_SITES, PATCHING_SITES, PROBE_SITES, RECORDING_SITES):
+        assert set(subset) <= set(REGISTRY)
+    assert hook_name("k", 3) == hooks.k(3)
+    assert hook_name("resid", 1) == hooks.resid(1, "post")
+    assert site("v").head_axis == "kv_head" and site("z").head_axis == "head_index"
+    assert site("resid_mid").head_axis is None and site("pattern").shape == "head_index k_pos"
+
+
+def test_resolve_sites_canonicalises_aliases_and_names_the_choices():
+    assert resolve_sites(["resid", "k", "resid_post"], GRADIENT_SITES) == ("resid_post", "k")
+    with pytest.raises(interp.InterpError, match="unknown site 'z'") as e:
+        resolve_sites("z", GRADIENT_SITES)
+    assert "resid_post" in e.value.fix
+    with pytest.raises(interp.InterpError, match="no sites given"):
+        resolve_sites([], PATCHING_SITES)
+
+
+def test_resolve_layers_one_rule_for_negative_and_out_of_range_layers():
+    assert resolve_layers(4, None) == (0, 1, 2, 3) == resolve_layers(4, "all")
+    assert resolve_layers(4, [-1, 0, 3]) == (0, 3)
+    assert resolve_layers(4, -2) == (2,)
+    with pytest.raises(interp.InterpError, match=r"(?s)inputs\.layers: layer\(s\) \[4\] out of range.*0\.\.3"):
+        resolve_layers(4, [4], what="inputs.layers")
+    with pytest.raises(interp.InterpError, match=r"\[-5\] out of range"):
+        resolve_layers(4, [-5])
+    with pytest.raises(interp.InterpError, match="no layers"):
+        resolve_layers(4, [])
+
+
+def test_negative_layers_are_accepted_by_every_analysis(tiny_model):
+    toks = torch.randint(0, 61, (1, 8))
+    fg = interp.future_gradients(tiny_model, toks, layers=[-1], sites="k")
+    assert set(fg.table["layer"]) == {1}
+    reg = sinks.registers(tiny_model, toks, layers=[-1], verbose=False)
+    assert set(reg.table["layer"]) == {1}
+    rec = interp.record(tiny_model, toks, layers=[-1], sites=["resid_post"], roles=None)
+    assert tuple(rec.layers) == (1,)
+    effects = interp.attribution_patch(tiny_model, toks, toks.flip(-1), lambda logits: logits[0, -1, 0],
+                                       sites="resid", layers=[-1])
+    assert set(effects.table["layer"]) == {1}
