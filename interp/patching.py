@@ -46,13 +46,12 @@ from tqdm.auto import tqdm
 
 from . import hooks
 from ._io import TableResult
-from ._types import Float, Int, Tensor
+from ._types import Float, Tensor
+from .core.inputs import as_sequence
 from .core.sites import hook_name, resolve_layers, resolve_sites
 from .errors import InterpError
 from .gradients._detach import attention_scale, qkv_hooks, rotated_qkv
 from .gradients._inputs import activation_gradients_only, token_losses
-from .pauses import PausedSequence
-from .pauses import tokenize as tokenize_text
 
 __all__ = [
     "Attribution",
@@ -122,18 +121,10 @@ class Attribution(TableResult):
     MADE_BY = "interp patch ... --out DIR"
 
 
-def _tokens(model, x) -> Int[Tensor, "1 pos"]:
-    if isinstance(x, str):
-        x = tokenize_text(model, x)
-    if isinstance(x, PausedSequence):
-        x = x.tokens
-    x = torch.as_tensor(x, dtype=torch.long)
-    return x.reshape(1, -1)
-
-
 def _pair(model, clean, corrupt) -> tuple[Tensor, Tensor]:
     device = next(model.parameters()).device
-    a, b = _tokens(model, clean).to(device), _tokens(model, corrupt).to(device)
+    a = as_sequence(model, clean, what="the clean input").tokens.reshape(1, -1).to(device)
+    b = as_sequence(model, corrupt, what="the corrupt input").tokens.reshape(1, -1).to(device)
     if a.shape != b.shape:
         raise InterpError(
             f"clean and corrupt inputs tokenize to different lengths ({a.shape[1]} and "

@@ -39,6 +39,7 @@ import torch
 from . import hooks
 from ._io import atomic_write_csv, atomic_write_json
 from ._types import Float, Int, Tensor
+from .core.inputs import as_sequences
 from .errors import InterpError
 from .pauses import (
     PausedSequence,
@@ -84,13 +85,17 @@ def target_losses(model, seq: PausedSequence) -> Float[Tensor, " pos"]:
     return out
 
 
-def _check(models: Mapping[str, object], windows: Sequence[PausedSequence]) -> None:
+def _check(models: Mapping[str, object], windows) -> list[PausedSequence]:
+    """The held-out windows as sequences (anything :func:`interp.core.inputs.as_sequences`
+    reads), checked to hold no pauses yet."""
     if not models:
         raise InterpError("no models to compare", "pass {'base': ..., 'pause-trained': ...}")
-    if not windows:
+    if isinstance(windows, list | tuple) and not windows:
         raise InterpError("no windows to evaluate on", "give at least one held-out window")
+    windows = as_sequences(next(iter(models.values())), windows)
     if any((w.original_position < 0).any() for w in windows):
         raise InterpError("these windows already have pauses", "pass windows without pauses")
+    return windows
 
 
 def pause_losses(models: Mapping[str, object], windows: Sequence[PausedSequence], *,
@@ -113,7 +118,7 @@ def pause_losses(models: Mapping[str, object], windows: Sequence[PausedSequence]
     """
     from tqdm.auto import tqdm
 
-    _check(models, windows)
+    windows = _check(models, windows)
     policy = policy or PausePolicy(rate=0.1, n=1, n_max=3)
     rows = []
     for label, model in models.items():
@@ -169,7 +174,7 @@ def adaptive_vs_random(models: Mapping[str, object], windows: Sequence[PausedSeq
     """
     from tqdm.auto import tqdm
 
-    _check(models, windows)
+    windows = _check(models, windows)
     if not 0 < entropy_top <= 1:
         raise InterpError(f"entropy_top={entropy_top} is outside (0, 1]", "use e.g. 0.1")
     rows = []

@@ -32,10 +32,10 @@ re-numbers the positions inside the cache, which matters only beyond the pretrai
 keys are seen and differ only in the sink-to-query RoPE distance (absolute here).
 
 Example:
-    >>> seqs = [w.seq for w in interp.windows(model, interp.load_corpus(), 128, max_windows=4)]
-    >>> reg = interp.registers(model, seqs)
+    >>> docs = interp.load_corpus()
+    >>> reg = interp.registers(model, docs, n_tokens=128, max_windows=4)
     >>> reg.by_role()                 # attention received and norms: bos vs regular vs pause
-    >>> abl = interp.ablate_massive(model, seqs, reg.massive)
+    >>> abl = interp.ablate_massive(model, docs, reg.massive, n_tokens=128, max_windows=4)
     >>> ev = interp.cache_eviction(model, long_tokens, window=64, sinks=(0, 1, 4))
 """
 
@@ -56,10 +56,11 @@ from tqdm.auto import tqdm
 
 from . import hooks
 from ._io import atomic_write_csv, atomic_write_json
+from .core.inputs import as_sequence, as_sequences
 from .core.sites import resolve_layer, resolve_layers
 from .errors import InterpError
 from .models import check_context
-from .pauses import PausedSequence, make_sequence
+from .pauses import PausedSequence
 
 __all__ = [
     "AblationResult",
@@ -81,25 +82,6 @@ LAYER_STAT_COLUMNS = ("window", "layer", "median", "top1", "top2", "top3")
 
 
 # ----------------------------------------------------------------------------- inputs
-
-
-def _as_sequences(inputs) -> list[PausedSequence]:
-    """Accept a sequence, a list of sequences or windows, or token ids ``[pos]``/``[batch pos]``."""
-    if isinstance(inputs, PausedSequence):
-        return [inputs]
-    if isinstance(inputs, Tensor):
-        rows = inputs.reshape(1, -1) if inputs.ndim == 1 else inputs
-        return [make_sequence(r) for r in rows]
-    seqs = [getattr(s, "seq", s) for s in inputs]  # corpora.Window -> its sequence
-    if not seqs:
-        raise InterpError("no input sequences", "pass at least one sequence or window")
-    out = []
-    for s in seqs:
-        if isinstance(s, PausedSequence):
-            out.append(s)
-        else:
-            out.append(make_sequence(torch.as_tensor(s)))
-    return out
 
 
 def _device(model) -> torch.device:
@@ -384,6 +366,8 @@ def registers(
     *,
     layers: Sequence[int] | None = None,
     ratio: float = 100.0,
+    n_tokens: int = 128,
+    max_windows: int | None = None,
     verbose: bool = True,
 ) -> RegisterResult:
     """Attention received, residual and value norms per layer and position, and massive
@@ -391,17 +375,19 @@ def registers(
 
     Args:
         model: a ``TransformerBridge``.
-        inputs: a :class:`~interp.PausedSequence` (roles are kept, so pauses show as
-            ``pause``), a list of them or of corpus windows, or token ids ``[pos]`` /
-            ``[batch pos]`` (roles ``regular``). Sequences may differ in length.
+        inputs: anything :func:`interp.core.inputs.as_sequences` reads: texts, token ids,
+            :class:`~interp.PausedSequence` s (roles are kept, so pauses show as ``pause``),
+            corpus documents or windows. Sequences may differ in length.
         layers: layers to analyse (default all).
         ratio: a residual entry is massive when ``|h| > ratio * median|h|`` of its layer.
+        n_tokens: window length when ``inputs`` are corpus documents.
+        max_windows: at most this many windows of corpus documents.
         verbose: show a progress bar.
 
     Returns:
         A :class:`RegisterResult`; its ``massive`` field holds the :class:`MassiveActivations`.
     """
-    seqs = _as_sequences(inputs)
+    seqs = as_sequences(model, inputs, n_tokens=n_tokens, max_windows=max_windows)
     if ratio <= 1:
         raise InterpError(f"ratio={ratio} would flag ordinary activations", "use ratio > 1 (e.g. 100)")
     layer_list = list(resolve_layers(model, layers))
@@ -422,6 +408,8 @@ def massive_activations(
     *,
     ratio: float = 100.0,
     layers: Sequence[int] | None = None,
+    n_tokens: int = 128,
+    max_windows: int | None = None,
     verbose: bool = True,
 ) -> MassiveActivations:
     """Find massive activations (Sun et al. 2024) in the residual stream.
@@ -433,12 +421,13 @@ def massive_activations(
 
     Args:
         model: a ``TransformerBridge``.
-        inputs: sequences or token ids, as for :func:`registers`.
+        inputs: texts, token ids, sequences, corpus documents or windows, as for
+            :func:`registers` (``n_tokens`` and ``max_windows`` cut documents into windows).
         ratio: the threshold as a multiple of the layer median.
         layers: layers to scan (default all).
         verbose: show a progress bar.
     """
-    seqs = _as_sequences(inputs)
+    seqs = as_sequences(model, inputs, n_tokens=n_tokens, max_windows=max_windows)
     _, _, massive_rows, stat_rows = _scan(model, seqs, list(resolve_layers(model, layers)), ratio, False,
                                          verbose)
     return _massive_from_rows(massive_rows, stat_rows, ratio)
@@ -498,6 +487,8 @@ def ablate_massive(
     layer: int | None = None,
     ratio: float = 100.0,
     sink_position: int = 0,
+    n_tokens: int = 128,
+    max_windows: int | None = None,
     verbose: bool = True,
 ) -> AblationResult:
     """Zero- versus mean-ablation of the massive activations and of the sink position's K/V.
@@ -519,14 +510,15 @@ def ablate_massive(
 
     Args:
         model: a ``TransformerBridge``.
-        inputs: sequences or token ids, as for :func:`registers`.
+        inputs: texts, token ids, sequences, corpus documents or windows, as for
+            :func:`registers` (``n_tokens`` and ``max_windows`` cut documents into windows).
         massive: massive activations found on these (or similar) inputs; found here if ``None``.
         layer: where to ablate the massive activations (see above).
         ratio: threshold for massive entries when ``massive`` is ``None``.
         sink_position: the sink whose K/V are ablated.
         verbose: show a progress bar.
     """
-    seqs = _as_sequences(inputs)
+    seqs = as_sequences(model, inputs, n_tokens=n_tokens, max_windows=max_windows)
     if massive is None:
         massive = massive_activations(model, seqs, ratio=ratio, verbose=verbose)
     if any(len(s) <= sink_position + 1 for s in seqs):
@@ -642,7 +634,7 @@ class EvictionResult:
 
 def cache_eviction(
     model,
-    tokens: Int[Tensor, " pos"] | PausedSequence,
+    tokens: Int[Tensor, " pos"] | PausedSequence | str,
     *,
     window: int = 64,
     sinks: Sequence[int] = (0, 1, 4),
@@ -660,7 +652,8 @@ def cache_eviction(
 
     Args:
         model: a ``TransformerBridge``.
-        tokens: the text's token ids (BOS first, if the model expects one).
+        tokens: the text, or its token ids (BOS first, if the model expects one), or its
+            :class:`~interp.PausedSequence`.
         window: recent keys kept per query (the query's own key included).
         sinks: numbers of initial tokens kept; include 0 for the evicted condition.
         verbose: show a progress bar.
@@ -669,7 +662,7 @@ def cache_eviction(
         InterpError: a text not longer than ``max(sinks) + window`` (nothing would be evicted),
             a text longer than the model's context, or a window below 1.
     """
-    seq = tokens if isinstance(tokens, PausedSequence) else make_sequence(tokens)
+    seq = as_sequence(model, tokens, what="the text to evict from")
     n = len(seq)
     sinks = sorted(set(int(s) for s in sinks))
     if window < 1 or (sinks and sinks[0] < 0):

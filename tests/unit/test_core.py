@@ -55,3 +55,25 @@ def test_negative_layers_are_accepted_by_every_analysis(tiny_model):
     effects = interp.attribution_patch(tiny_model, toks, toks.flip(-1), lambda logits: logits[0, -1, 0],
                                        sites="resid", layers=[-1])
     assert set(effects.table["layer"]) == {1}
+
+
+def test_as_sequences_reads_every_kind_of_input_the_same_way(tiny_model):
+    from interp.core.inputs import as_sequences, iter_sequences
+
+    pause = interp.make_sequence([1, 2, 3])
+    for inputs, n in [(torch.arange(5), 1), (torch.arange(10).reshape(2, 5), 2), ([1, 2, 3], 1),
+                      ([torch.arange(4), [5, 6]], 2), (pause, 1), ([pause, pause], 2)]:
+        seqs = as_sequences(tiny_model, inputs)
+        assert len(seqs) == n and all(isinstance(s, interp.PausedSequence) for s in seqs)
+    labels = [(x.name, x.document) for x in iter_sequences(tiny_model, [pause, pause])]
+    assert labels == [("0", "seq0"), ("1", "seq1")]
+    with pytest.raises(interp.InterpError, match="cannot use inputs of type float") as e:
+        as_sequences(tiny_model, 3.0)
+    assert "load_corpus" in e.value.fix
+    with pytest.raises(interp.InterpError, match="cannot use inputs of type dict"):
+        as_sequences(tiny_model, [{"text": "x"}])
+    with pytest.raises(interp.InterpError, match="integer tensor"):
+        as_sequences(tiny_model, torch.zeros(4))
+    with pytest.raises(interp.InterpError, match="empty"):
+        as_sequences(tiny_model, [])
+
