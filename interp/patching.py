@@ -47,10 +47,12 @@ from tqdm.auto import tqdm
 from . import hooks
 from ._io import TableResult
 from ._types import Float, Tensor
+from .core import model as core_model
 from .core.inputs import as_sequence
+from .core.model import Bridge, attention_scale
 from .core.sites import hook_name, resolve_layers, resolve_sites
 from .errors import InterpError
-from .gradients._detach import attention_scale, qkv_hooks, rotated_qkv
+from .gradients._detach import qkv_hooks, rotated_qkv
 from .gradients._inputs import activation_gradients_only, token_losses
 
 __all__ = [
@@ -67,7 +69,7 @@ Metric = Callable[[Tensor], Tensor]
 SITES = ("k", "v", "z", "resid_pre", "resid_mid", "resid_post")
 
 
-def _token_id(model, token: int | str) -> int:
+def _token_id(model: Bridge, token: int | str) -> int:
     if isinstance(token, int):
         return token
     ids = model.tokenizer(token, add_special_tokens=False)["input_ids"]
@@ -76,7 +78,7 @@ def _token_id(model, token: int | str) -> int:
     return int(ids[0])
 
 
-def logit_diff(model, correct: int | str, wrong: int | str, position: int = -1) -> Metric:
+def logit_diff(model: Bridge, correct: int | str, wrong: int | str, position: int = -1) -> Metric:
     """M = logit[correct] − logit[wrong] at ``position`` (tokens given as ids or strings)."""
     c, w = _token_id(model, correct), _token_id(model, wrong)
 
@@ -121,8 +123,8 @@ class Attribution(TableResult):
     MADE_BY = "interp patch ... --out DIR"
 
 
-def _pair(model, clean, corrupt) -> tuple[Tensor, Tensor]:
-    device = next(model.parameters()).device
+def _pair(model: Bridge, clean, corrupt) -> tuple[Tensor, Tensor]:
+    device = core_model.device(model)
     a = as_sequence(model, clean, what="the clean input").tokens.reshape(1, -1).to(device)
     b = as_sequence(model, corrupt, what="the corrupt input").tokens.reshape(1, -1).to(device)
     if a.shape != b.shape:
@@ -143,7 +145,7 @@ def _heads(t: Tensor) -> Tensor:
     return t if t.ndim == 4 else t[:, :, None]
 
 
-def _capture(model, tokens: Tensor, keys) -> tuple[dict, Tensor]:
+def _capture(model: Bridge, tokens: Tensor, keys) -> tuple[dict, Tensor]:
     acts: dict = {}
 
     def make(key):
@@ -158,7 +160,7 @@ def _capture(model, tokens: Tensor, keys) -> tuple[dict, Tensor]:
     return acts, logits
 
 
-def _frame(model, tokens, rows: list[dict]) -> pd.DataFrame:
+def _frame(model: Bridge, tokens, rows: list[dict]) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     if model.tokenizer is not None and len(df):
         strs = [model.tokenizer.decode([t]) for t in tokens[0].tolist()]
@@ -183,7 +185,7 @@ def _node_rows(layer, site, effect: Float[Tensor, "pos head"], per_head: bool, c
 
 
 def attribution_patch(
-    model,
+    model: Bridge,
     clean,
     corrupt,
     metric: Metric | None = None,
@@ -307,7 +309,7 @@ def _target_resolved_atp(losses, acts, corrupt_acts, keys, per_head, verbose,
     return rows
 
 
-def _qk_fix(model, layers, qkv, pattern_grads, corrupt_t, per_head) -> pd.DataFrame:
+def _qk_fix(model: Bridge, layers, qkv, pattern_grads, corrupt_t, per_head) -> pd.DataFrame:
     """AtP* for keys: the exact change of every query's pattern when key i is patched,
     times ∂M/∂pattern (linear only downstream of the pattern)."""
     corrupt_store: dict = {layer: {} for layer in layers}
@@ -345,7 +347,7 @@ def _qk_fix(model, layers, qkv, pattern_grads, corrupt_t, per_head) -> pd.DataFr
 
 
 def activation_patch(
-    model,
+    model: Bridge,
     clean,
     corrupt,
     metric: Metric | None = None,

@@ -39,7 +39,9 @@ import torch
 from . import hooks
 from ._io import atomic_write_csv, atomic_write_json
 from ._types import Float, Int, Tensor
+from .core import model as core_model
 from .core.inputs import as_sequences
+from .core.model import Bridge
 from .errors import InterpError
 from .pauses import (
     PausedSequence,
@@ -62,19 +64,15 @@ __all__ = [
 ]
 
 
-def _device(model) -> torch.device:
-    return next(model.parameters()).device
-
-
 @torch.no_grad()
-def target_losses(model, seq: PausedSequence) -> Float[Tensor, " pos"]:
+def target_losses(model: Bridge, seq: PausedSequence) -> Float[Tensor, " pos"]:
     """The loss of every real token of ``seq`` by its original position: ``out[p]`` is
     −log p(token p | everything before it, pauses included); NaN at position 0 (no
     prediction) and where the loss mask drops the target."""
     from .gradients._inputs import token_losses
 
-    tokens = seq.tokens[None].to(_device(model))
-    mask = seq.loss_mask[None].to(_device(model))
+    tokens = seq.tokens[None].to(core_model.device(model))
+    mask = seq.loss_mask[None].to(core_model.device(model))
     losses = token_losses(model(tokens), tokens, mask)[0].float().cpu()
     n = int(seq.original_position.max()) + 1
     out = torch.full((n,), float("nan"))
@@ -303,12 +301,12 @@ def _model_first(df: pd.DataFrame) -> pd.DataFrame:
 
 
 @torch.no_grad()
-def _massive_by_role(model, windows, layers, label, ratio: float = 100.0) -> pd.DataFrame:
+def _massive_by_role(model: Bridge, windows, layers, label, ratio: float = 100.0) -> pd.DataFrame:
     """Largest residual entry per role (over windows and layers), relative to the median."""
     layer_list = list(range(model.cfg.n_layers)) if layers is None else list(layers)
     rows = []
     for w, seq in enumerate(windows):
-        _, cache = model.run_with_cache(seq.tokens[None].to(_device(model)),
+        _, cache = model.run_with_cache(seq.tokens[None].to(core_model.device(model)),
                                         names_filter=[hooks.resid(layer) for layer in layer_list])
         for layer in layer_list:
             h = cache[hooks.resid(layer)][0].abs().float().cpu()
@@ -327,7 +325,7 @@ def _massive_by_role(model, windows, layers, label, ratio: float = 100.0) -> pd.
     return out.assign(model=label).reset_index(drop=True)
 
 
-def _generation(model, prompt, pauses, max_new_tokens, layers, label) -> pd.DataFrame:
+def _generation(model: Bridge, prompt, pauses, max_new_tokens, layers, label) -> pd.DataFrame:
     from .recording import generate
 
     gen = generate(model, prompt, max_new_tokens, pauses_before_answer=pauses, layers=layers)
@@ -444,7 +442,7 @@ def compare_checkpoint(checkpoint: str | os.PathLike, *, n_windows: int = 8, see
                   adaptive=adaptive_vs_random(models, held, entropy_top=entropy_top,
                                               n=config.pause_n, seeds=seeds, verbose=verbose))
     if instruments:
-        pid = trained.interp_pause_id
+        pid = core_model.pause_id(trained)
         paused = [insert_pauses(w, dataclasses.replace(policy, seed=i), pid)
                   for i, w in enumerate(held)]
         tables.update(compare_instruments(models, paused, layers=layers, prompt=prompt,

@@ -56,7 +56,9 @@ from tqdm.auto import tqdm
 
 from . import hooks
 from ._io import atomic_write_csv, atomic_write_json
+from .core import model as core_model
 from .core.inputs import as_sequence, as_sequences
+from .core.model import Bridge
 from .core.sites import resolve_layer, resolve_layers
 from .errors import InterpError
 from .models import check_context
@@ -84,18 +86,14 @@ LAYER_STAT_COLUMNS = ("window", "layer", "median", "top1", "top2", "top3")
 # ----------------------------------------------------------------------------- inputs
 
 
-def _device(model) -> torch.device:
-    return next(model.parameters()).device
-
-
-def _token_strings(model, tokens: Sequence[int]) -> list[str]:
+def _token_strings(model: Bridge, tokens: Sequence[int]) -> list[str]:
     """The decoded string of each token id (the id itself without a tokenizer)."""
     tok = getattr(model, "tokenizer", None)
     decoded = {t: str(t) if tok is None else tok.decode([t]) for t in set(tokens)}
     return [decoded[t] for t in tokens]
 
 
-def _check_sequence(model, seq: PausedSequence) -> None:
+def _check_sequence(model: Bridge, seq: PausedSequence) -> None:
     if len(seq) < 2:
         raise InterpError("a sequence of length 1 has no later queries to attend to it",
                           "give sequences of at least 2 tokens")
@@ -304,11 +302,11 @@ def _keeper(store: dict, key: tuple[str, int], reduce):
     return hook
 
 
-def _scan(model, seqs: list[PausedSequence], layers: list[int], ratio: float,
+def _scan(model: Bridge, seqs: list[PausedSequence], layers: list[int], ratio: float,
           want_attention: bool, verbose: bool) -> tuple[list[dict], list[dict], list[dict], list[dict]]:
     """One forward pass per sequence, reducing every hooked tensor in its hook (bounded memory)."""
     rows, head_rows, massive_rows, stat_rows = [], [], [], []
-    dev = _device(model)
+    dev = core_model.device(model)
     for w, seq in enumerate(tqdm(seqs, desc="registers", disable=not verbose)):
         _check_sequence(model, seq)
         n = len(seq)
@@ -361,7 +359,7 @@ def _massive_from_rows(massive_rows, stat_rows, ratio) -> MassiveActivations:
 
 
 def registers(
-    model,
+    model: Bridge,
     inputs,
     *,
     layers: Sequence[int] | None = None,
@@ -403,7 +401,7 @@ def registers(
 
 
 def massive_activations(
-    model,
+    model: Bridge,
     inputs,
     *,
     ratio: float = 100.0,
@@ -441,9 +439,9 @@ def _upcast(x: Float[Tensor, "..."]) -> Float[Tensor, "..."]:
     return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
-def _loss(model, seq: PausedSequence, fwd_hooks: list) -> tuple[float, int]:
+def _loss(model: Bridge, seq: PausedSequence, fwd_hooks: list) -> tuple[float, int]:
     """Summed next-token loss over the loss mask, and the number of targets."""
-    dev = _device(model)
+    dev = core_model.device(model)
     with torch.no_grad():
         logits = model.run_with_hooks(seq.tokens[None].to(dev), fwd_hooks=fwd_hooks)[0]
     mask = seq.loss_mask[:-1].to(dev)
@@ -480,7 +478,7 @@ class AblationResult:
 
 
 def ablate_massive(
-    model,
+    model: Bridge,
     inputs,
     massive: MassiveActivations | None = None,
     *,
@@ -633,7 +631,7 @@ class EvictionResult:
 
 
 def cache_eviction(
-    model,
+    model: Bridge,
     tokens: Int[Tensor, " pos"] | PausedSequence | str,
     *,
     window: int = 64,
@@ -676,7 +674,7 @@ def cache_eviction(
             f"corpus) or a smaller window (now {window})",
         )
     check_context(model, n)
-    dev = _device(model)
+    dev = core_model.device(model)
     ids = seq.tokens.to(dev)
     scored = torch.arange(start, n - 1, device=dev)
     scored = scored[seq.loss_mask[start:n - 1].to(dev)]

@@ -3,7 +3,7 @@ with pauses, fillers or neither.
 
 The model is an ordinary ``TransformerBridge`` from ``interp.load_model(interp.TinyConfig(...))``,
 so every interp analysis (records, gradients, probes, registers) runs on a trained toy model
-unchanged. Its ``<pause>`` id is the task vocabulary's (``model.interp_pause_id``).
+unchanged. Its ``<pause>`` id is the task vocabulary's (:func:`interp.core.model.pause_id`).
 
 **Training.** AdamW, a linear warm-up to ``lr`` over ``warmup`` steps, then a cosine decay to
 ``min_lr_ratio · lr`` at the last step; gradient-norm clipping. Batch ``s`` is drawn fresh
@@ -19,7 +19,7 @@ positions' keys and values no more, so the model is never rewarded for computing
 something only a later position needs (pre-caching). Evaluation is the same in both modes.
 
 **Real-valued inputs** (``precache``): a learned projection ``x ↦ x·w + b`` (``nn.Linear(1,
-d_model)``, kept as ``model.interp_real_input``) replaces the ``hook_embed`` output inside
+d_model)``, kept on the model, :func:`interp.core.model.real_input`) replaces the ``hook_embed`` output inside
 :func:`real_inputs`, and the prediction is the output logit of token id 0. To analyse a trained
 regression model, run the analysis inside ``with real_inputs(model, x):``.
 
@@ -58,6 +58,8 @@ from tqdm.auto import tqdm
 from . import hooks
 from ._io import atomic_save_tensors, atomic_write_csv, atomic_write_text, dataclass_from_dict
 from ._types import Float, Tensor
+from .core import model as core_model
+from .core.model import Bridge
 from .errors import InterpError, check_choice
 from .models import TinyConfig, load_model, resolve_device
 from .tasks import PLACEMENTS, TASKS, Task, TaskBatch, get_task
@@ -244,36 +246,32 @@ def build_model(config: TrainConfig, task: Task, n_ctx: int):
                       d_mlp=config.d_mlp, d_vocab=task.d_vocab, n_ctx=n_ctx,
                       positional=config.positional, seed=config.seed)
     model = load_model(tiny, device=config.device, dtype=getattr(torch, config.dtype))
-    model.interp_pause_id = task.vocab.pause_id
+    core_model.set_pause_id(model, task.vocab.pause_id)
     if task.kind == "regression":
         torch.manual_seed(config.seed)
-        model.interp_real_input = torch.nn.Linear(1, config.d_model).to(
-            device=_device(model), dtype=getattr(torch, config.dtype))
+        core_model.set_real_input(model, torch.nn.Linear(1, config.d_model).to(
+            device=core_model.device(model), dtype=getattr(torch, config.dtype)))
     return model
 
 
-def _device(model) -> torch.device:
-    return next(model.parameters()).device
-
-
-def _named_parameters(model) -> dict[str, Tensor]:
+def _named_parameters(model: Bridge) -> dict[str, Tensor]:
     """The trainable parameters by name, the real-input projection's under ``real_input.``."""
     params = dict(model.named_parameters())
-    proj = getattr(model, "interp_real_input", None)
+    proj = core_model.real_input(model)
     if proj is not None:
         params.update({f"real_input.{k}": p for k, p in proj.named_parameters()})
     return params
 
 
 @contextmanager
-def real_inputs(model, x: Float[Tensor, "batch pos"]) -> Iterator[None]:
+def real_inputs(model: Bridge, x: Float[Tensor, "batch pos"]) -> Iterator[None]:
     """Feed real values: inside the block the ``hook_embed`` output is ``x·w + b``.
 
     Args:
-        model: a model built for a regression task (it has ``interp_real_input``).
+        model: a model built for a regression task (it has a real-input projection).
         x: one real input per position.
     """
-    proj = getattr(model, "interp_real_input", None)
+    proj = core_model.real_input(model)
     if proj is None:
         raise InterpError("this model has no real-valued input projection",
                           "build it with interp.train.build_model for a regression task")
@@ -288,7 +286,7 @@ def real_inputs(model, x: Float[Tensor, "batch pos"]) -> Iterator[None]:
         yield
 
 
-def forward(model, task: Task, batch: TaskBatch) -> Tensor:
+def forward(model: Bridge, task: Task, batch: TaskBatch) -> Tensor:
     """The model's outputs on a batch: logits ``[batch, pos, d_vocab]`` for token tasks,
     predictions ``[batch, pos]`` (logit 0) for regression."""
     if task.kind == "regression":
@@ -305,7 +303,7 @@ def task_loss(task: Task, out: Tensor, batch: TaskBatch) -> Tensor:
 
 
 @torch.no_grad()
-def evaluate(model, task: Task, batch: TaskBatch) -> dict[str, float]:
+def evaluate(model: Bridge, task: Task, batch: TaskBatch) -> dict[str, float]:
     """Held-out metrics.
 
     Token tasks: ``loss``, ``accuracy`` (every answer token right, exact match),
@@ -330,7 +328,7 @@ def evaluate(model, task: Task, batch: TaskBatch) -> dict[str, float]:
                 majority_accuracy=float(counts.iloc[0] / len(answers)))
 
 
-def training_loss(model, task: Task, batch: TaskBatch, *, myopic: bool = False) -> Tensor:
+def training_loss(model: Bridge, task: Task, batch: TaskBatch, *, myopic: bool = False) -> Tensor:
     """The loss whose gradient trains the model; with ``myopic`` the forward runs inside
     :func:`interp.gradients.detached_attention`, so ``loss.backward()`` gives the myopic
     gradient (same value, no path from a loss into earlier positions' keys and values)."""

@@ -1,7 +1,11 @@
-"""The core every analysis shares: sites, layers, inputs, model access and results.
+"""The core every analysis shares, so each one is the same short path.
 
 * :mod:`interp.core.sites`: the site registry (hook, head axis, aliases, shape) and
-  :func:`resolve_layers`, the one rule for layer indices.
+  :func:`resolve_layers`, the one rule for layer indices (negative ones count from the end).
+* :mod:`interp.core.inputs`: :func:`~interp.core.inputs.as_sequences`, the one reader of
+  texts, token ids, sequences, corpus documents and windows.
+* :mod:`interp.core.model`: the adapter, the only code that reaches inside a bridge and
+  keeps the ``<pause>`` state on it.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ import torch
 from ..corpora import Document, windows
 from ..errors import InterpError
 from ..pauses import PausedSequence, make_sequence, tokenize
+from .model import Bridge
 
 #: what :func:`as_sequences` accepts, for the error message
 ACCEPTED = ("a text, a list of texts, token ids [pos] or [batch, pos], PausedSequence(s), "
@@ -74,7 +75,7 @@ def _is_ids(x) -> bool:
     return isinstance(x, list | tuple) and bool(x) and all(isinstance(i, int) for i in x)
 
 
-def iter_sequences(model, inputs, *, n_tokens: int = 128, max_windows: int | None = None,
+def iter_sequences(model: Bridge, inputs, *, n_tokens: int = 128, max_windows: int | None = None,
                    bos: bool = True) -> Iterator[Labelled]:
     """Yield every input sequence with its labels, in a fixed order (resuming relies on it).
 
@@ -124,14 +125,14 @@ def iter_sequences(model, inputs, *, n_tokens: int = 128, max_windows: int | Non
             raise _unsupported(f"{type(x).__name__} (input {i})")
 
 
-def as_sequences(model, inputs, *, n_tokens: int = 128, max_windows: int | None = None,
+def as_sequences(model: Bridge, inputs, *, n_tokens: int = 128, max_windows: int | None = None,
                  bos: bool = True) -> list[PausedSequence]:
     """Every input sequence (see the module docstring for what ``inputs`` may be)."""
     return [x.seq for x in iter_sequences(model, inputs, n_tokens=n_tokens,
                                           max_windows=max_windows, bos=bos)]
 
 
-def as_sequence(model, inputs, *, bos: bool = True, what: str = "the input") -> PausedSequence:
+def as_sequence(model: Bridge, inputs, *, bos: bool = True, what: str = "the input") -> PausedSequence:
     """Exactly one sequence: a text, token ids ``[pos]`` (or ``[1, pos]``) or one sequence."""
     seqs = as_sequences(model, inputs, bos=bos)
     if len(seqs) != 1:

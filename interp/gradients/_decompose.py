@@ -12,6 +12,8 @@ from tqdm.auto import tqdm
 
 from .._io import TableResult
 from .._types import Bool, Float, Tensor
+from ..core import model as core_model
+from ..core.model import Bridge
 from ..core.sites import hook_name, resolve_layers, resolve_sites
 from ..distributed import check_same, gather_tables
 from ..errors import InterpError
@@ -152,7 +154,7 @@ class _Reader:
         return out
 
 
-def _backward(model, batch: Batch, reader: _Reader, detached: bool
+def _backward(model: Bridge, batch: Batch, reader: _Reader, detached: bool
               ) -> dict[tuple[str, int], Tensor]:
     with model.hooks(fwd_hooks=reader.fwd_hooks()):
         if detached:
@@ -171,7 +173,7 @@ def _as_heads(g: Tensor) -> Float[Tensor, "batch pos head d"]:
     return g if g.ndim == 4 else g[:, :, None, :]
 
 
-def _rows(model, batch: Batch, total: dict, self_: dict) -> pd.DataFrame:
+def _rows(model: Bridge, batch: Batch, total: dict, self_: dict) -> pd.DataFrame:
     """Statistics for one batch as a table (vectorised per site and layer)."""
     n_batch, n_pos = batch.tokens.shape
     mask = batch.loss_mask.cpu()
@@ -221,7 +223,7 @@ def _rows(model, batch: Batch, total: dict, self_: dict) -> pd.DataFrame:
 
 
 def future_gradients(
-    model,
+    model: Bridge,
     inputs: Inputs,
     *,
     sites: str | Sequence[str] = ("k", "v", "resid_post"),
@@ -287,7 +289,7 @@ def future_gradients(
     with activation_gradients_only(model), tqdm(total=total, disable=not verbose,
                                                 desc="future gradients", unit="seq") as bar:
         for batch in batches:
-            batch.tokens = batch.tokens.to(next(model.parameters()).device)
+            batch.tokens = batch.tokens.to(core_model.device(model))
             batch.loss_mask = batch.loss_mask.to(batch.tokens.device)
             g_total = _backward(model, batch, reader, detached=False)
             g_self = _backward(model, batch, reader, detached=True)

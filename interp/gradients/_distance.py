@@ -12,6 +12,8 @@ from tqdm.auto import tqdm
 from .. import hooks
 from .._io import TableResult
 from .._types import Bool, Float, Tensor
+from ..core import model as core_model
+from ..core.model import Bridge
 from ..core.sites import hook_name, resolve_layers, resolve_sites
 from ..distributed import all_reduce_sum, check_same
 from ..errors import InterpError
@@ -109,7 +111,7 @@ class _Accumulator:
 
 
 def by_distance(
-    model,
+    model: Bridge,
     inputs: Inputs,
     max_distance: int,
     *,
@@ -169,7 +171,7 @@ def by_distance(
     batches, total = iter_batches(model, inputs, policy=policy, loss_mask=loss_mask,
                                   n_tokens=n_tokens, batch_size=batch_size,
                                   max_windows=max_windows, split_ranks=True)
-    device = next(model.parameters()).device
+    device = core_model.device(model)
     method = choose_method(method, device)
     with activation_gradients_only(model), tqdm(total=total, disable=not verbose,
                                                 desc="gradients by distance", unit="seq") as bar:
@@ -197,7 +199,7 @@ def choose_method(method: str, device: torch.device) -> str:
     return method
 
 
-def _forward(model, tokens: Tensor, keys, in_loss: Tensor, targets: list[int] | None):
+def _forward(model: Bridge, tokens: Tensor, keys, in_loss: Tensor, targets: list[int] | None):
     """Forward with the sites captured; return ({key: activation}, losses).
 
     ``targets=None``: ℓ at every position, ``[batch, pos]``. Otherwise the forward runs on
@@ -229,7 +231,7 @@ def _forward(model, tokens: Tensor, keys, in_loss: Tensor, targets: list[int] | 
     return acts, torch.where(in_loss[:, idx], nll, torch.zeros_like(nll))
 
 
-def _one_batch(model, batch: Batch, keys, acc: _Accumulator, device, chunk_size: int,
+def _one_batch(model: Bridge, batch: Batch, keys, acc: _Accumulator, device, chunk_size: int,
                method: str) -> None:
     tokens = batch.tokens.to(device)
     in_loss = batch.loss_mask.to(device)

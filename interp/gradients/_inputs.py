@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from .. import hooks
 from .._types import Bool, Float, Int, Tensor
 from ..core.inputs import count_sequences, iter_sequences
+from ..core.model import Bridge
 from ..corpora import Document
 from ..distributed import rank_info, shard
 from ..errors import InterpError
@@ -49,7 +50,7 @@ class Batch:
 
 
 def iter_batches(
-    model,
+    model: Bridge,
     inputs: Inputs,
     *,
     policy: PausePolicy | None = None,
@@ -133,7 +134,7 @@ def token_losses(
 
 
 @contextmanager
-def activation_gradients_only(model):
+def activation_gradients_only(model: Bridge):
     """Freeze the parameters and make the embedding output a leaf that requires grad, so a
     backward pass computes activation gradients only (no parameter gradients)."""
     saved = [(p, p.requires_grad) for p in model.parameters()]

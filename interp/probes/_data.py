@@ -31,10 +31,10 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .. import hooks
+from ..core.model import n_kv_heads
 from ..core.sites import hook_name, resolve_layer
 from ..corpora import load_corpus, windows
 from ..errors import InterpError
-from ..models import n_kv_heads
 from ..pauses import PausedSequence, add_pause_token, insert_pauses, pad_batch
 from ._spec import ProbeSpec
 

@@ -14,10 +14,11 @@ import torch
 from tqdm.auto import tqdm
 
 from .._io import atomic_write_json
+from ..core import model as core_model
+from ..core.model import Bridge, n_kv_heads
 from ..core.sites import resolve_layers
 from ..distributed import RankInfo, all_reduce_sum, barrier, check_same, rank_info, shard
 from ..errors import InterpError
-from ..models import n_kv_heads
 from ..pauses import PausePolicy, pad_batch
 from ._capture import BatchCapture
 from ._inputs import Item, describe, iter_items
@@ -46,15 +47,7 @@ from ._store import (
 DEFAULT_SHARD_BYTES = 256 * 2**20
 
 
-def model_dtype(model) -> torch.dtype:
-    return next(model.parameters()).dtype
-
-
-def model_device(model) -> torch.device:
-    return next(model.parameters()).device
-
-
-def model_meta(model) -> dict:
+def model_meta(model: Bridge) -> dict:
     """What identifies the model in a sidecar."""
     cfg = model.cfg
     tok = model.tokenizer
@@ -63,12 +56,12 @@ def model_meta(model) -> dict:
         n_layers=int(cfg.n_layers), d_model=int(cfg.d_model), n_heads=int(cfg.n_heads),
         n_kv_heads=n_kv_heads(model), d_head=int(cfg.d_head),
         d_vocab=int(cfg.d_vocab), n_ctx=int(cfg.n_ctx),
-        pause_id=getattr(model, "interp_pause_id", None),
+        pause_id=core_model.pause_id(model),
         tokenizer=None if tok is None else str(getattr(tok, "name_or_path", type(tok).__name__)),
     )
 
 
-def base_meta(model, plans: Sequence[SitePlan], layers, roles, dtype, config: dict) -> dict:
+def base_meta(model: Bridge, plans: Sequence[SitePlan], layers, roles, dtype, config: dict) -> dict:
     """The sidecar without shards."""
     import interp
 
@@ -89,7 +82,7 @@ def base_meta(model, plans: Sequence[SitePlan], layers, roles, dtype, config: di
 
 
 def record(
-    model,
+    model: Bridge,
     inputs,
     *,
     sites: Sequence[str] = DEFAULT_SITES,
@@ -143,7 +136,7 @@ def record(
     plans = plan_sites(model, sites)
     layers = resolve_layers(model, layers)
     roles = check_roles(roles)
-    dtype = dtype or model_dtype(model)
+    dtype = dtype or core_model.dtype(model)
     if batch_size < 1 or shard_bytes < 1:
         raise InterpError("batch_size and shard_bytes must be >= 1")
     config = dict(
@@ -342,13 +335,13 @@ def _batches(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
         yield batch
 
 
-def _capture_batch(model, plans, layers, roles, batch: list[Item], dtype, tok
+def _capture_batch(model: Bridge, plans, layers, roles, batch: list[Item], dtype, tok
                    ) -> tuple[dict[str, torch.Tensor], pd.DataFrame]:
     """Run one batch; return its tensors ``{site: [n, layer, ...]}`` and index rows."""
     tokens, batch_roles, orig, _ = pad_batch([it.seq for it in batch])
     width = int(tokens.shape[1])
     sel = [(b, p) for b, rs in enumerate(batch_roles) for p, r in enumerate(rs) if r in roles]
-    device = model_device(model)
+    device = core_model.device(model)
     rows = torch.tensor([b for b, _ in sel], dtype=torch.long)
     positions = torch.tensor([p for _, p in sel], dtype=torch.long)
     cap = BatchCapture(model, plans, layers, rows.to(device), positions.to(device), width, dtype)

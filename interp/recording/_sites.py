@@ -15,9 +15,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from ..core.model import Bridge, is_native, n_kv_heads
+from ..core.model import rotary as native_rotary
 from ..core.sites import REGISTRY, resolve_sites
 from ..errors import InterpError
-from ..models import n_kv_heads
 from ..pauses import ROLES
 
 SITES = tuple(REGISTRY)
@@ -48,18 +49,7 @@ class SitePlan:
         return self.hook(layer)
 
 
-def native_rotary(model, layer: int):
-    """The native attention module's rotary (``None`` for HF models and models without RoPE)."""
-    attn = model.blocks[layer].attn.original_component
-    return getattr(attn, "rotary", None)
-
-
-def is_native(model) -> bool:
-    """True for TransformerLens-native models (RoPE applied inside the attention module)."""
-    return hasattr(model.blocks[0].attn.original_component, "rotary")
-
-
-def plan_sites(model, sites: Sequence[str]) -> list[SitePlan]:
+def plan_sites(model: Bridge, sites: Sequence[str]) -> list[SitePlan]:
     """Validate ``sites`` and decide how each is captured on ``model``."""
     plans = []
     for s in resolve_sites(sites, SITES):
@@ -95,7 +85,7 @@ def check_roles(roles: Sequence[str] | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(roles))
 
 
-def kv_head_of_query_head(model) -> list[int]:
+def kv_head_of_query_head(model: Bridge) -> list[int]:
     """Query head ``h`` reads KV head ``h // (n_heads // n_kv_heads)`` (GQA groups)."""
     n_heads, n_kv = int(model.cfg.n_heads), n_kv_heads(model)
     return [h // (n_heads // n_kv) for h in range(n_heads)]

@@ -77,3 +77,28 @@ def test_as_sequences_reads_every_kind_of_input_the_same_way(tiny_model):
     with pytest.raises(interp.InterpError, match="empty"):
         as_sequences(tiny_model, [])
 
+
+
+def test_only_the_adapter_reaches_inside_the_bridge():
+    """Bridge internals and the pause state stored on the bridge are spelled in
+    interp/core/model.py alone."""
+    import pathlib
+    import re
+
+    root = pathlib.Path(interp.__file__).parent
+    pattern = re.compile(r"original_component|interp_pause_id|interp_real_input|interp_config"
+                         r"|\.blocks\[|model\.blocks\b")
+    offenders = [f"{p.relative_to(root)}:{i}" for p in sorted(root.rglob("*.py"))
+                 if p.name != "model.py" or p.parent.name != "core"
+                 for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+                 if pattern.search(line)]
+    assert offenders == []
+
+
+def test_adapter_keeps_the_pause_state_where_earlier_releases_put_it(tiny_model):
+    from interp.core import model as core_model
+
+    assert core_model.pause_id(tiny_model) is None
+    pid = interp.add_pause_token(tiny_model)
+    assert core_model.pause_id(tiny_model) == pid == tiny_model.interp_pause_id
+    assert core_model.native_config(tiny_model) is not None and core_model.is_native(tiny_model)
