@@ -50,6 +50,7 @@ from ._types import Float, Tensor
 from .core import model as core_model
 from .core.inputs import as_sequence
 from .core.model import Bridge, attention_scale
+from .core.result import Figure
 from .core.sites import hook_name, resolve_layers, resolve_sites
 from .errors import InterpError
 from .gradients._detach import qkv_hooks, rotated_qkv
@@ -119,8 +120,25 @@ class Attribution(TableResult):
         meta: metric name, sites, clean and corrupt metric values.
     """
 
+    FILE = "attribution.csv"
     REQUIRED = frozenset({"layer", "site", "head", "position"})
     MADE_BY = "interp patch ... --out DIR"
+
+    def figures(self) -> list[Figure]:
+        from .figures import patching as f
+
+        figs = []
+        if "activation_patch" in self.table.columns:
+            figs.append(Figure("atp_scatter", f.atp_scatter,
+                               "Attribution patching (a gradient estimate) against real "
+                               "activation patching for every node: points on the diagonal are "
+                               "estimated well."))
+        sites = list(dict.fromkeys(self.table["site"]))
+        site = next((s for s in ("v", "k", "z") if s in sites), sites[0])
+        figs.append(Figure("atp_heatmap", lambda r: f.atp_heatmap(r, site),
+                           f"Estimated effect of patching the {site} at each layer and position "
+                           "on the metric."))
+        return figs
 
 
 def _pair(model: Bridge, clean, corrupt) -> tuple[Tensor, Tensor]:

@@ -31,6 +31,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -42,6 +43,7 @@ from ._types import Float, Int, Tensor
 from .core import model as core_model
 from .core.inputs import as_sequences
 from .core.model import Bridge
+from .core.result import Figure
 from .errors import InterpError
 from .pauses import (
     PausedSequence,
@@ -364,6 +366,9 @@ class PauseComparison:
     tables: dict[str, pd.DataFrame]
     settings: dict = field(default_factory=dict)
 
+    FILES: ClassVar[tuple[str, ...]] = ("pause_losses.csv",)
+    MADE_BY: ClassVar[str] = "interp pause-compare CKPT --out DIR"
+
     def __post_init__(self) -> None:
         unknown = set(self.tables) - set(TABLES)
         if unknown:
@@ -388,12 +393,34 @@ class PauseComparison:
         atomic_write_json(out / "pause_compare.json", self.settings)
         return out
 
+    def figures(self) -> list[Figure]:
+        from .figures import pause_training as f
+
+        figs = [Figure("pause_losses", f.pause_losses,
+                       "Loss on held-out real tokens without and with random pauses, base vs "
+                       "pause-trained: pauses hurt an untrained model; does training undo that?")]
+        if self.adaptive_summary() is not None:
+            figs.append(Figure("pause_adaptive", f.pause_adaptive,
+                               "Δloss of the token right after a pause run: pauses before "
+                               "high-entropy tokens vs the same number at random positions."))
+        for name, draw, caption in (
+                ("registers", f.pause_registers, "Attention received (over uniform) and "
+                 "residual norm at pause vs regular positions, per layer: register-like or not."),
+                ("future_share", f.pause_future_share, "Future share of the K/V gradient at "
+                 "regular positions, masked pauses (1 by construction) and the last pause of a "
+                 "run."),
+                ("generation", f.pause_generation, "Key norms written into the KV cache during "
+                 "generation with forced pauses, per role and layer.")):
+            if name in self.tables:
+                figs.append(Figure(f"pause_{name}", draw, caption))
+        return figs
+
     @classmethod
     def load(cls, out: str | os.PathLike) -> PauseComparison:
         out = Path(out)
         if not (out / "pause_losses.csv").is_file():
             raise InterpError(f"{out} holds no pause comparison (pause_losses.csv)",
-                              "make one with `interp pause-compare CKPT --out DIR`")
+                              f"make one with `{cls.MADE_BY}`")
         tables = {n: pd.read_csv(out / f"pause_{n}.csv", keep_default_na=False, na_values=[""])
                   for n in TABLES if (out / f"pause_{n}.csv").is_file()}
         settings = (json.loads((out / "pause_compare.json").read_text())

@@ -45,6 +45,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -59,6 +60,7 @@ from ._io import atomic_write_csv, atomic_write_json
 from .core import model as core_model
 from .core.inputs import as_sequence, as_sequences
 from .core.model import Bridge
+from .core.result import Figure, check_files
 from .core.sites import resolve_layer, resolve_layers
 from .errors import InterpError
 from .models import check_context
@@ -143,6 +145,9 @@ class MassiveActivations:
     layer_stats: pd.DataFrame
     ratio: float
 
+    FILES: ClassVar[tuple[str, ...]] = ("massive.csv", "massive_layers.csv", "massive.json")
+    MADE_BY: ClassVar[str] = "interp registers --out DIR"
+
     def __post_init__(self) -> None:
         missing = set(MASSIVE_COLUMNS) - set(self.table.columns)
         missing |= set(LAYER_STAT_COLUMNS) - set(self.layer_stats.columns)
@@ -197,19 +202,28 @@ class MassiveActivations:
         t = self.table[self.table["layer"] == layer]
         return {int(d): float(v) for d, v in t.groupby("dim")["value"].mean().items()}
 
-    def save(self, out: str | Path) -> None:
+    def save(self, out: str | Path) -> Path:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_csv(out / "massive.csv", self.table)
         atomic_write_csv(out / "massive_layers.csv", self.layer_stats)
         atomic_write_json(out / "massive.json", dict(ratio=self.ratio))
+        return out
 
     @classmethod
     def load(cls, out: str | Path) -> MassiveActivations:
-        out = Path(out)
+        out = check_files(cls, out)
         meta = json.loads((out / "massive.json").read_text())
         return cls(pd.read_csv(out / "massive.csv"), pd.read_csv(out / "massive_layers.csv"),
                    ratio=float(meta["ratio"]))
+
+    def figures(self) -> list[Figure]:
+        from .figures import registers as f
+
+        return [Figure("massive_by_layer", f.massive_by_layer,
+                       "The largest residual activations per layer against the median (Sun et "
+                       "al. 2024): a few dimensions jump by orders of magnitude at one layer "
+                       "and stay.")]
 
 
 @dataclass
@@ -229,6 +243,10 @@ class RegisterResult:
     heads: pd.DataFrame
     massive: MassiveActivations
     settings: dict = field(default_factory=dict)
+
+    FILES: ClassVar[tuple[str, ...]] = ("registers.csv", "registers_heads.csv",
+                                        *MassiveActivations.FILES)
+    MADE_BY: ClassVar[str] = "interp registers --out DIR"
 
     def __post_init__(self) -> None:
         missing = set(REGISTER_COLUMNS) - set(self.table.columns)
@@ -268,7 +286,7 @@ class RegisterResult:
         out["n_positions"] = g["position"].size() // max(t["layer"].nunique(), 1)
         return out.reset_index()
 
-    def save(self, out: str | Path) -> None:
+    def save(self, out: str | Path) -> Path:
         """Write ``registers.csv``, ``registers_heads.csv``, ``massive*.csv`` and settings."""
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -276,11 +294,34 @@ class RegisterResult:
         atomic_write_csv(out / "registers_heads.csv", self.heads)
         self.massive.save(out)
         atomic_write_json(out / "registers.json", self.settings)
+        return out
+
+    def figures(self) -> list[Figure]:
+        from .figures import registers as f
+
+        return [
+            Figure("attention_received", f.attention_received,
+                   "Attention each position receives (mean over heads, later queries, windows "
+                   "and layers) against uniform attention: the first token is a sink far above "
+                   "it."),
+            Figure("norms_by_position", f.norms_by_position,
+                   "Residual-stream and value norms at the middle layer: the sink has a huge "
+                   "residual norm but a small value vector, so attending to it adds little."),
+            Figure("attention_heatmap", f.register_heatmap,
+                   "Attention received over layers and positions: in which layers the sink "
+                   "forms."),
+            Figure("sink_heads", f.sink_heads,
+                   "Attention the first (BOS) position receives, per layer and query head: "
+                   "which heads park their attention on the sink."),
+        ]
 
     @classmethod
     def load(cls, out: str | Path) -> RegisterResult:
-        """Read what :meth:`save` wrote (no model needed)."""
+        """Read what :meth:`save` wrote (no model needed; a missing ``registers_heads.csv``
+        or ``registers.json``, from older releases, reads as empty)."""
         out = Path(out)
+        if not (out / "registers.csv").is_file():
+            raise InterpError(f"{out} has no registers.csv", f"give the --out folder of `{cls.MADE_BY}`")
         settings_path = out / "registers.json"
         settings = json.loads(settings_path.read_text()) if settings_path.is_file() else {}
         heads_path = out / "registers_heads.csv"
@@ -461,6 +502,9 @@ class AblationResult:
 
     table: pd.DataFrame
 
+    FILES: ClassVar[tuple[str, ...]] = ("ablations.csv",)
+    MADE_BY: ClassVar[str] = "interp registers --out DIR (without --no-ablate)"
+
     def to_pandas(self) -> pd.DataFrame:
         return self.table.copy()
 
@@ -468,13 +512,21 @@ class AblationResult:
         row = self.table[(self.table["target"] == target) & (self.table["method"] == method)]
         return float(row["delta_loss"].iloc[0]) if len(row) else float("nan")
 
-    def save(self, out: str | Path) -> None:
+    def save(self, out: str | Path) -> Path:
         Path(out).mkdir(parents=True, exist_ok=True)
         atomic_write_csv(Path(out) / "ablations.csv", self.table)
+        return Path(out)
 
     @classmethod
     def load(cls, out: str | Path) -> AblationResult:
-        return cls(pd.read_csv(Path(out) / "ablations.csv"))
+        return cls(pd.read_csv(check_files(cls, out) / "ablations.csv"))
+
+    def figures(self) -> list[Figure]:
+        from .figures import registers as f
+
+        return [Figure("ablation_bars", f.ablation_bars,
+                       "Loss increase when the massive activations or the sink's K/V are zeroed "
+                       "versus set to their mean: zero ≫ mean marks a constant, bias-like role.")]
 
 
 def ablate_massive(
@@ -605,6 +657,9 @@ class EvictionResult:
     per_position: pd.DataFrame
     settings: dict = field(default_factory=dict)
 
+    FILES: ClassVar[tuple[str, ...]] = ("eviction.csv", "eviction_positions.csv")
+    MADE_BY: ClassVar[str] = "interp registers --eviction-window W --out DIR"
+
     def to_pandas(self) -> pd.DataFrame:
         return self.table.copy()
 
@@ -615,16 +670,25 @@ class EvictionResult:
             (t["condition"] != "full") & (t["n_sinks"] == n_sinks)]
         return float(row["perplexity"].iloc[0])
 
-    def save(self, out: str | Path) -> None:
+    def save(self, out: str | Path) -> Path:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_csv(out / "eviction.csv", self.table)
         atomic_write_csv(out / "eviction_positions.csv", self.per_position)
         atomic_write_json(out / "eviction.json", self.settings)
+        return out
+
+    def figures(self) -> list[Figure]:
+        from .figures import registers as f
+
+        return [Figure("eviction_perplexity", f.eviction_perplexity,
+                       "Perplexity with a sliding KV window: evicting the first tokens blows it "
+                       "up; keeping them as sinks (StreamingLLM) recovers most of full "
+                       "attention.")]
 
     @classmethod
     def load(cls, out: str | Path) -> EvictionResult:
-        out = Path(out)
+        out = check_files(cls, out)
         settings_path = out / "eviction.json"
         return cls(pd.read_csv(out / "eviction.csv"), pd.read_csv(out / "eviction_positions.csv"),
                    json.loads(settings_path.read_text()) if settings_path.is_file() else {})

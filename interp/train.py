@@ -46,7 +46,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -60,6 +60,7 @@ from ._io import atomic_save_tensors, atomic_write_csv, atomic_write_text, datac
 from ._types import Float, Tensor
 from .core import model as core_model
 from .core.model import Bridge
+from .core.result import Figure, check_files
 from .errors import InterpError, check_choice
 from .models import TinyConfig, load_model, resolve_device
 from .tasks import PLACEMENTS, TASKS, Task, TaskBatch, get_task
@@ -220,12 +221,24 @@ class ToyResult:
     history: pd.DataFrame
     metrics: dict[str, Any]
 
+    MADE_BY: ClassVar[str] = "interp toy train --out DIR"
+
     def to_pandas(self) -> pd.DataFrame:
         """The history, with the run's task, mode, pauses and seed as columns."""
         df = self.history.copy()
         for k, v in run_labels(self.config).items():
             df[k] = v
         return df
+
+    @classmethod
+    def load(cls, out: str | os.PathLike) -> ToyResult:
+        """The trained model, its task, configuration, history and metrics from a
+        ``train_toy`` output folder (a run stopped early has no history or metrics yet)."""
+        return load_toy(out)
+
+    def __iter__(self):
+        """``model, task, config = load_toy(out)``, as in earlier releases."""
+        return iter((self.model, self.task, self.config))
 
 
 def run_labels(config: TrainConfig) -> dict[str, Any]:
@@ -419,11 +432,13 @@ def _read_state(out: Path) -> dict | None:
     return json.loads(path.read_text())
 
 
-def load_toy(out: str | os.PathLike):
+def load_toy(out: str | os.PathLike) -> ToyResult:
     """Load a trained toy model from a ``train_toy`` output folder.
 
     Returns:
-        ``(model, task, config)``: the bridge (eval mode), the task, the :class:`TrainConfig`.
+        A :class:`ToyResult`: the bridge (eval mode), the task, the :class:`TrainConfig`, the
+        history and the final metrics (empty for a run stopped before its end). It still
+        unpacks as ``model, task, config = load_toy(out)``.
     """
     out = Path(out)
     state = _read_state(out)
@@ -435,7 +450,11 @@ def load_toy(out: str | os.PathLike):
     model = build_model(config, task, _n_ctx(task))
     _load_tensors(out, model, None, state["step"])
     model.eval()
-    return model, task, config
+    history = (pd.read_csv(out / "history.csv") if (out / "history.csv").is_file()
+               else pd.DataFrame())
+    metrics = (json.loads((out / "metrics.json").read_text())
+               if (out / "metrics.json").is_file() else {})
+    return ToyResult(config, task, model, history, metrics)
 
 
 def _n_ctx(task: Task) -> int:
@@ -591,21 +610,37 @@ class ToyComparison:
     runs: pd.DataFrame
     histories: pd.DataFrame
 
+    FILES: ClassVar[tuple[str, ...]] = ("compare.csv", "histories.csv")
+    MADE_BY: ClassVar[str] = "interp toy compare --out DIR"
+
     def to_pandas(self) -> pd.DataFrame:
         return self.runs
+
+    def save(self, out: str | os.PathLike) -> Path:
+        """Write ``compare.csv``, ``summary.csv`` and ``histories.csv`` into ``out``."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, df in (("compare.csv", self.runs), ("summary.csv", self.summary()),
+                         ("histories.csv", self.histories)):
+            atomic_write_csv(out / name, df)
+        return out
 
     @classmethod
     def load(cls, out: str | os.PathLike) -> ToyComparison:
         """Read a comparison written by :func:`compare_toy` (``compare.csv`` and
         ``histories.csv`` in ``out``); no model is needed."""
-        out = Path(out)
-        tables = {}
-        for name in ("compare.csv", "histories.csv"):
-            if not (out / name).is_file():
-                raise InterpError(f"{out} has no {name}",
-                                  "give the --out folder of `interp toy compare`")
-            tables[name] = pd.read_csv(out / name)
-        return cls(runs=tables["compare.csv"], histories=tables["histories.csv"])
+        out = check_files(cls, out)
+        return cls(runs=pd.read_csv(out / "compare.csv"),
+                   histories=pd.read_csv(out / "histories.csv"))
+
+    def figures(self) -> list[Figure]:
+        from .figures import toy as f
+
+        return [Figure("toy_compare", f.compare_bars,
+                       "Final held-out metric of tiny models trained on a synthetic task, per "
+                       "condition (vanilla / myopic, with or without pauses), over seeds."),
+                Figure("toy_curves", f.training_curves,
+                       "Held-out metric during training, one line per seed.")]
 
     def summary(self) -> pd.DataFrame:
         """Mean, standard deviation, min and max of the final metric over seeds, per condition."""
@@ -642,9 +677,7 @@ def compare_toy(configs: list[TrainConfig], out: str | os.PathLike | None = None
         hists.append(res.to_pandas())
     comp = ToyComparison(runs=pd.DataFrame(rows), histories=pd.concat(hists, ignore_index=True))
     if out is not None:
-        for name, df in (("compare.csv", comp.runs), ("summary.csv", comp.summary()),
-                         ("histories.csv", comp.histories)):
-            atomic_write_csv(Path(out) / name, df)
+        comp.save(out)
     return comp
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from pathlib import Path
 
 from ._common import parse_int_list
 
@@ -97,9 +96,8 @@ def run_train(args) -> int:
 
 
 def run_compare(args) -> int:
-    from ..figures import export
+    from ..core.result import export_figures
     from ..pause_compare import compare_checkpoint
-    from ..reporting._registry import KINDS, figures_for
 
     comp = compare_checkpoint(
         args.checkpoint, n_windows=args.windows, seeds=parse_int_list(args.seeds, "seeds") or [0],
@@ -107,10 +105,7 @@ def run_compare(args) -> int:
         gradient_windows=args.gradient_windows, prompt=args.prompt or None, pauses=args.pauses,
         instruments=not args.no_instruments, verbose=not args.quiet)
     out = comp.save(args.out)
-    kind = next(k for k in KINDS if k.table == "pause_losses.csv")
-    for fig_spec, fig in figures_for(kind, Path(out)):
-        export(fig, out / f"{fig_spec.name}.html")
-        export(fig, out / f"{fig_spec.name}.{args.format}")
+    export_figures([comp], out, formats=("html", args.format))
     print(comp.loss_summary().to_string(index=False))
     adaptive = comp.adaptive_summary()
     if adaptive is not None:

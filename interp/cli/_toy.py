@@ -142,8 +142,7 @@ def run_train(args) -> int:
 
 
 def run_compare(args) -> int:
-    from ..figures import export
-    from ..figures.toy import compare_bars, training_curves
+    from ..core.result import export_figures
     from ..train import compare_toy, condition_grid, grid
 
     tasks = [t for t in args.task.split(",") if t]
@@ -165,10 +164,7 @@ def run_compare(args) -> int:
                             cot_mixture=args.cot_mixture)
     comp = compare_toy(configs, args.out, verbose=not args.quiet)
     out = Path(args.out)
-    for name, fig in (("compare", compare_bars(comp)), ("curves", training_curves(comp))):
-        export(fig, out / f"{name}.html")
-        if args.format != "html":
-            export(fig, out / f"{name}.{args.format}")
+    export_figures([comp], out, formats=("html", args.format))
     print(comp.summary().to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(f"-> {out}")
     return 0

@@ -14,6 +14,7 @@ from .._io import TableResult
 from .._types import Bool, Float, Tensor
 from ..core import model as core_model
 from ..core.model import Bridge
+from ..core.result import Figure
 from ..core.sites import hook_name, resolve_layers, resolve_sites
 from ..distributed import check_same, gather_tables
 from ..errors import InterpError
@@ -43,6 +44,31 @@ CONVENTIONS = (
 STAT_COLUMNS = ("self_norm", "future_norm", "total_norm", "future_share", "cos_self_future")
 
 
+def _headline_site(table: pd.DataFrame) -> str:
+    """The site a figure shows when a table holds several: k, else v, else the first."""
+    sites = list(dict.fromkeys(table["site"]))
+    return next((s for s in ("k", "v") if s in sites), sites[0])
+
+
+@dataclass
+class LengthSweep(TableResult):
+    """:meth:`FutureGradients.by_position` rows for windows of several lengths (column
+    ``n_tokens``): does the future share at a position grow with the window length N, as
+    counting later losses predicts? Written by the report as ``long_context.csv``."""
+
+    FILE = "long_context.csv"
+    REQUIRED = frozenset({"n_tokens", "site", "position", "future_share", "later_fraction"})
+    MADE_BY = "interp report (ReportConfig.long_context_tokens)"
+
+    def figures(self) -> list[Figure]:
+        from ..figures import gradients as f
+
+        return [Figure("future_share_by_length", lambda r: f.future_share_by_length(r.table),
+                       "Future share of the key gradient against position for windows of "
+                       "several lengths N (dashed: the fraction of later positions, the naive "
+                       "prediction). Counting later losses predicts the share grows with N.")]
+
+
 @dataclass
 class FutureGradients(TableResult):
     """The self / future decomposition, one row per (sequence, layer, site, head, position).
@@ -63,8 +89,22 @@ class FutureGradients(TableResult):
         meta: model name, sites, layers, conventions.
     """
 
+    FILE = "future_gradients.csv"
     REQUIRED = frozenset({"layer", "site", "head", "position", "role", *STAT_COLUMNS})
     MADE_BY = "interp gradients ... --out DIR"
+
+    def figures(self) -> list[Figure]:
+        from ..figures import gradients as f
+
+        site = _headline_site(self.table)
+        return [
+            Figure("future_share_heatmap", lambda r: f.future_share_heatmap(r, site),
+                   f"Share of the gradient at each {site} that comes from later tokens' losses, "
+                   "by layer and position: how much each position computes for the future."),
+            Figure("future_share_by_position", f.future_share_by_position,
+                   "Future share against position, beside the fraction of later positions "
+                   "that naive counting predicts (the first, sink position is reported apart)."),
+        ]
 
     def _rest(self) -> pd.DataFrame:
         t = self.table

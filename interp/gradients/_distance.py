@@ -14,10 +14,12 @@ from .._io import TableResult
 from .._types import Bool, Float, Tensor
 from ..core import model as core_model
 from ..core.model import Bridge
+from ..core.result import Figure
 from ..core.sites import hook_name, resolve_layers, resolve_sites
 from ..distributed import all_reduce_sum, check_same
 from ..errors import InterpError
 from ..pauses import PausePolicy
+from ._decompose import _headline_site
 from ._inputs import (
     SITES,
     Batch,
@@ -45,8 +47,17 @@ class ByDistance(TableResult):
         meta: model, sites, layers, max_distance.
     """
 
+    FILE = "by_distance.csv"
     REQUIRED = frozenset({"layer", "site", "distance", "grad_norm"})
     MADE_BY = "interp gradients --by-distance D ... --out DIR"
+
+    def figures(self) -> list[Figure]:
+        from ..figures import gradients as f
+
+        site = _headline_site(self.table)
+        return [Figure("gradient_by_distance", lambda r: f.gradient_by_distance(r, site),
+                       "Gradient norm from the loss d tokens ahead: how far ahead a position's "
+                       "key is used.")]
 
 
 class _Accumulator:

@@ -101,7 +101,7 @@ def _task_sequences(spec: ProbeSpec, model) -> list[ProbeSequence]:
     else:
         from ..train import load_toy
 
-        task = load_toy(spec.model.toy)[1]
+        task = load_toy(spec.model.toy).task
     if task.d_vocab > model.cfg.d_vocab:
         raise InterpError(
             f"probe spec field data.task: the task has {task.d_vocab} tokens but the model only {model.cfg.d_vocab}",

@@ -54,6 +54,7 @@ from tqdm.auto import tqdm
 
 from .. import hooks
 from .._io import TableResult, atomic_save_tensors
+from ..core.result import Figure
 from ..core.sites import resolve_layers
 from ..distributed import all_reduce_sum, shard
 from ..errors import InterpError
@@ -422,8 +423,22 @@ class FutureLensResults(TableResult):
 
     tensors: dict[str, Tensor] = field(default_factory=dict)
 
+    FILE: ClassVar[str] = "future_lens.csv"
+    FILES: ClassVar[tuple[str, ...]] = ("future_lens.csv", "future_lens.json")
     REQUIRED: ClassVar[frozenset[str]] = frozenset(LENS_COLUMNS)
     MADE_BY: ClassVar[str] = "interp probe train probes/lookahead.toml --out DIR"
+
+    def figures(self) -> list[Figure]:
+        from ..figures import probes as f
+
+        return [Figure("future_lens_agreement", f.future_lens_agreement,
+                       "Future Lens: how often a linear map from layer l at position t, decoded "
+                       "by the model's own head, names the token the model will predict for "
+                       "t + k, against bigram (dashed) and trigram (dotted) baselines; "
+                       "diamonds: learned prompt."),
+                Figure("future_lens_accuracy",
+                       lambda r: f.future_lens_agreement(r, metric="accuracy"),
+                       "The same maps scored on the true token t + k.")]
 
     def summary(self, metric: str = "agreement_top1") -> pd.DataFrame:
         """Per method and offset, the row of the best layer by ``metric``."""

@@ -18,7 +18,7 @@ import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -28,6 +28,7 @@ from safetensors.torch import load_file
 from torch import Tensor
 
 from .._io import atomic_save_tensors, atomic_write_csv, atomic_write_text
+from ..core.result import Figure
 from ..core.sites import resolve_layer, resolve_layers
 from ..errors import InterpError
 from ..models import resolve_device
@@ -70,6 +71,27 @@ class ProbeResults:
     probes: dict[str, dict[str, Tensor]]
     description: dict[str, Any]
     out_dir: Path | None = None
+
+    FILES: ClassVar[tuple[str, ...]] = ("metrics.csv", "spec.toml", "probes.json")
+    MADE_BY: ClassVar[str] = "interp probe train SPEC --out DIR"
+
+    @classmethod
+    def recognises(cls, folder: Path) -> bool:
+        """A ``metrics.csv`` is a probe run's only beside its spec or its probes."""
+        return (folder / "probes.json").is_file() or (folder / "spec.toml").is_file()
+
+    @classmethod
+    def load(cls, out: str | Path) -> ProbeResults:
+        """Read the artifacts :func:`train_probes` wrote (no model needed)."""
+        return load_probes(out)
+
+    def figures(self) -> list[Figure]:
+        from ..figures import probes as f
+
+        return [Figure("probe_accuracy", f.probe_accuracy,
+                       "Test accuracy of linear probes predicting the token k positions ahead "
+                       "from each layer, against the bigram baseline (dashed) and a control "
+                       "task.")]
 
     def to_pandas(self) -> pd.DataFrame:
         """The metrics table (a copy)."""
@@ -174,7 +196,7 @@ def _load_model(spec: ProbeSpec):
         from ..train import load_toy
 
         try:
-            return load_toy(m.toy)[0]
+            return load_toy(m.toy).model
         except InterpError as e:
             raise InterpError(f"probe spec field model.toy: {e.problem}", e.fix) from None
     return load_model(m.tiny if m.tiny is not None else m.name, device=None if m.device == "auto" else m.device,

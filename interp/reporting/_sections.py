@@ -165,8 +165,7 @@ def _run_registers(ctx: Context, out: Path) -> dict:
 def _run_gradients(ctx: Context, out: Path) -> dict:
     import pandas as pd
 
-    from .._io import atomic_write_csv
-    from ..gradients import by_distance, future_gradients
+    from ..gradients import LengthSweep, by_distance, future_gradients
 
     cfg = ctx.config
     seqs = ctx.windows()[: cfg.gradient_windows]
@@ -200,7 +199,7 @@ def _run_gradients(ctx: Context, out: Path) -> dict:
             numbers[f"mean future share, {site}, one window of N={n}"] = _fmt(
                 s.loc[site, "future_share"])
     if len(rows) > 1:
-        atomic_write_csv(out / "long_context.csv", pd.concat(rows, ignore_index=True))
+        LengthSweep(pd.concat(rows, ignore_index=True)).save(out)
     return numbers
 
 

@@ -72,7 +72,7 @@ def test_gradients_cli(tmp_path):
     assert set(table.layer) == {0, 15, 29} and (table[table.position == 0].role == "bos").all()
     dist = pd.read_csv(out / "by_distance.csv")
     assert {"layer", "site", "distance", "grad_norm"} <= set(dist.columns)
-    assert (out / "future_share_heatmap.html").is_file() and (out / "by_distance.html").is_file()
+    assert (out / "future_share_heatmap.html").is_file() and (out / "gradient_by_distance.html").is_file()
 
 
 def test_patch_cli(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 import torch
 
@@ -102,3 +103,36 @@ def test_adapter_keeps_the_pause_state_where_earlier_releases_put_it(tiny_model)
     pid = interp.add_pause_token(tiny_model)
     assert core_model.pause_id(tiny_model) == pid == tiny_model.interp_pause_id
     assert core_model.native_config(tiny_model) is not None and core_model.is_native(tiny_model)
+
+
+def test_every_drawn_result_follows_the_result_protocol():
+    from interp.core.result import Result
+    from interp.reporting._registry import KINDS, RESULT_TYPES
+
+    for cls in RESULT_TYPES:
+        assert cls.FILES and cls.MADE_BY.startswith("interp ")
+        for method in ("save", "load", "figures"):
+            assert callable(getattr(cls, method)), (cls, method)
+    assert [k.table for k in KINDS] == [cls.FILES[0] for cls in RESULT_TYPES]
+    assert len({k.table for k in KINDS}) == len(KINDS)
+    assert isinstance(interp.gradients.FutureGradients(pd.DataFrame()), Result)
+
+
+def test_saved_results_load_and_draw_the_same_figures_as_in_memory(tiny_model, tmp_path):
+    from interp.reporting._registry import figures_for, find_tables
+
+    toks = torch.randint(0, 61, (2, 12))
+    reg = sinks.registers(tiny_model, toks, verbose=False)
+    fg = interp.future_gradients(tiny_model, toks, sites=("k", "v"))
+    reg.save(tmp_path / "reg")
+    fg.save(tmp_path / "grad")
+    again = interp.gradients.FutureGradients.load(tmp_path / "grad")
+    cols = ["layer", "site", "head", "position", "self_norm", "future_norm", "future_share"]
+    pd.testing.assert_frame_equal(again.table[cols], fg.table[cols], check_dtype=False)
+    drawn = {(folder.name, spec.name) for kind, folder in find_tables(tmp_path)
+             for spec, _ in figures_for(kind, folder)}
+    expected = {("reg", f.name) for f in reg.figures() + reg.massive.figures()}
+    expected |= {("grad", f.name) for f in fg.figures()}
+    assert drawn == expected
+    with pytest.raises(interp.InterpError, match="interp registers"):
+        sinks.EvictionResult.load(tmp_path / "reg")

@@ -156,7 +156,7 @@ def test_cli_compares_the_three_conditions(tmp_path, capsys):
     comp = load_comparison(out)
     assert list(comp.runs["insert"]) == ["none", "filler", "filler_cot"]
     assert list(comp.runs["pauses"]) == [0, 8, 8]  # 2 digits × C(4, 3) triples
-    assert (out / "curves.html").is_file() and (out / "compare.html").is_file()
+    assert (out / "toy_curves.html").is_file() and (out / "toy_compare.html").is_file()
     assert list(compare_bars(comp).data[0].x) == [
         "vanilla", "vanilla · 8 fillers", "vanilla · 8 fillers + CoT mix"]
     assert len([t for t in training_curves(comp).data if t.name != "baseline"]) == 3

@@ -142,7 +142,11 @@ def test_resume_matches_an_uninterrupted_run(tmp_path, monkeypatch):
         torch.testing.assert_close(p, q, msg=k)
     assert resumed.history["eval_loss"].tolist() == pytest.approx(
         straight.history["eval_loss"].tolist())
-    model, task, loaded = train_mod.load_toy(tmp_path / "b")
+    model, task, loaded = train_mod.load_toy(tmp_path / "b")  # still unpacks as a tuple
+    run = train_mod.ToyResult.load(tmp_path / "b")
+    assert run.config == cfg and run.history["eval_loss"].tolist() == pytest.approx(
+        straight.history["eval_loss"].tolist()) and run.metrics["loss"] == pytest.approx(
+        straight.metrics["loss"])
     assert loaded == cfg and torch.equal(
         model(task.batch(2, 0).tokens), straight.model(task.batch(2, 0).tokens))
     with pytest.raises(InterpError, match="different configuration"):
@@ -176,7 +180,7 @@ def test_cli_train_and_compare(tmp_path, capsys):
     assert set(runs["insert"]) == {"none", "pause", "filler"}
     summary = pd.read_csv(tmp_path / "c" / "summary.csv")
     assert (summary["seeds"] == 1).all() and len(summary) == 3
-    assert (tmp_path / "c" / "compare.html").is_file() and (tmp_path / "c" / "curves.html").is_file()
+    assert (tmp_path / "c" / "toy_compare.html").is_file() and (tmp_path / "c" / "toy_curves.html").is_file()
     assert main(["toy", "train", "--task", "parity", "--option", "bits=4",
                  "--out", str(tmp_path / "x"), *common]) == 2
     assert "valid options" in capsys.readouterr().err
