@@ -623,10 +623,10 @@ def _check_resume(out: Path, state: dict, config: PauseTrainConfig) -> None:
     if _base_name(saved.get("base")) != _base_name(config.base):
         raise InterpError(f"{out} holds a pause-training checkpoint of another base model "
                           f"({_base_name(saved.get('base'))}, not {_base_name(config.base)})",
-                          "use another --out folder, or --no-resume to start over")
+                          "use another --out folder, or --fresh to start over")
     mine = config.to_dict()
     diff = sorted(k for k in mine if k != "steps" and saved.get(k) != mine[k])
     if diff:
         raise InterpError(f"{out} holds a pause-training run with a different configuration "
                           f"({', '.join(diff)})",
-                          "use another --out folder, or --no-resume to start over")
+                          "use another --out folder, or --fresh to start over")

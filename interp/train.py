@@ -505,7 +505,7 @@ def train_toy(config: TrainConfig, out: str | os.PathLike | None = None, *,
                 diff = sorted(k for k in mine if saved.get(k) != mine[k])
                 raise InterpError(f"{out_dir} holds a run with a different configuration "
                                   f"({', '.join(diff)})",
-                                  "use another output folder, or resume=False / --no-resume")
+                                  "use another output folder, or resume=False / --fresh")
             start, history, elapsed = state["step"], state["history"], state["elapsed_s"]
             _load_tensors(out_dir, model, opt, start)
 

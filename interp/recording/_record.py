@@ -235,7 +235,7 @@ def _check_existing(out: Path, existing: dict, config: dict, *, resume: bool) ->
         details = "; ".join(f"{k}: {old.get(k)!r} there vs {config.get(k)!r} now" for k in diff)
         raise InterpError(
             f"{out} holds a recording of another configuration ({details})",
-            "pass overwrite=True (--overwrite) to replace it, or choose another directory "
+            "pass overwrite=True (--fresh) to replace it, or choose another directory "
             "(resume=True / --resume only continues the same configuration)",
         )
     if not resume:
@@ -244,7 +244,7 @@ def _check_existing(out: Path, existing: dict, config: dict, *, resume: bool) ->
         raise InterpError(
             f"{out} already holds a recording of this configuration ({state})",
             "pass resume=True (--resume) to reuse or finish it, or overwrite=True "
-            "(--overwrite) to record again",
+            "(--fresh) to record again",
         )
 
 
@@ -319,7 +319,7 @@ def _skip_finished(items: Iterator[Item], kept: list[dict]) -> Iterator[Item]:
             raise InterpError(
                 f"the inputs differ from those recorded in {entry['name']} (sequences "
                 f"{start}..{stop - 1})",
-                "pass the same inputs to resume, or overwrite=True (--overwrite) to record anew",
+                "pass the same inputs to resume, or overwrite=True (--fresh) to record anew",
             )
     yield from items
 

@@ -8,6 +8,8 @@ import torch
 
 import interp
 from interp import hooks, sinks
+from interp.cli import main
+from interp.cli._common import RENAMED
 from interp.core import REGISTRY, hook_name, resolve_layers, resolve_sites, site
 from interp.gradients._inputs import SITES as GRADIENT_SITES
 from interp.patching import SITES as PATCHING_SITES
@@ -136,3 +138,34 @@ def test_saved_results_load_and_draw_the_same_figures_as_in_memory(tiny_model, t
     assert drawn == expected
     with pytest.raises(interp.InterpError, match="interp registers"):
         sinks.EvictionResult.load(tmp_path / "reg")
+
+
+@pytest.mark.parametrize("argv, new", [
+    (["report", "--n-windows", "4"], "--max-windows"),
+    (["report", "--pauses", "DIR"], "--pause-dir"),
+    (["report", "--format", "png"], "--formats"),
+    (["figures", "out", "--format", "pdf"], "--formats"),
+    (["toy", "train", "--task", "parity", "--out", "X", "--no-resume"], "--fresh"),
+    (["toy", "compare", "--task", "parity", "--out", "X", "--format", "png"], "--formats"),
+    (["pause-train", "--out", "X", "--no-resume"], "--fresh"),
+    (["pause-compare", "CKPT", "--out", "X", "--windows", "4"], "--max-windows"),
+    (["pause-compare", "CKPT", "--out", "X", "--pauses", "3"], "--generation-pauses"),
+    (["record", "--text", "hi", "--out", "X", "--overwrite"], "--fresh"),
+    (["gradients", "--text", "hi", "--pause-every", "2", "--pauses", "2"], "--pauses-per-insert"),
+    (["registers", "--text", "hi", "--pauses", "2"], "--pauses-per-insert"),
+])
+def test_old_option_spellings_fail_naming_the_new_one(argv, new, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    old = next(a for a in argv if a in RENAMED or a == "--pauses")
+    assert f"{old} was renamed: use {new}" in capsys.readouterr().err
+
+
+def test_report_config_probe_layers_is_now_a_named_stride():
+    from interp.reporting import ReportConfig
+
+    assert ReportConfig(probe_layer_stride=5).probe_layer_stride == 5
+    with pytest.raises(interp.InterpError, match="renamed probe_layer_stride") as e:
+        ReportConfig(probe_layers=5)
+    assert "probe_layer_stride=5" in e.value.fix

@@ -149,7 +149,7 @@ def test_cli_compares_the_three_conditions(tmp_path, capsys):
     common = ["--task", "3sum", "--option", "length=4", "--option", "dim=2", "--option", "mod=5",
               "--steps", "2", "--eval-every", "2", "--eval-size", "16", "--batch-size", "4",
               "--d-model", "16", "--n-heads", "2", "--seeds", "0", "--modes", "vanilla",
-              "--format", "html", "--quiet"]
+              "--formats", "html", "--quiet"]
     out = tmp_path / "c"
     assert main(["toy", "compare", "--conditions", "none,filler,filler_cot", "--out", str(out),
                  *common]) == 0

@@ -174,7 +174,7 @@ def test_cli_train_and_compare(tmp_path, capsys):
 
     assert main(["toy", "compare", "--task", "parity", "--option", "n_bits=4", "--pauses", "0,2",
                  "--inserts", "pause,filler", "--modes", "vanilla", "--seeds", "0",
-                 "--format", "html", "--out", str(tmp_path / "c"), *common]) == 0
+                 "--formats", "html", "--out", str(tmp_path / "c"), *common]) == 0
     runs = pd.read_csv(tmp_path / "c" / "compare.csv")
     assert len(runs) == 1 + 2  # no pauses, pauses, fillers
     assert set(runs["insert"]) == {"none", "pause", "filler"}
