@@ -78,11 +78,11 @@ __all__ = [
     "uniform_attention",
 ]
 
-REGISTER_COLUMNS = ("window", "layer", "position", "role", "token", "attn_received",
+REGISTER_COLUMNS = ("sequence", "layer", "position", "role", "token", "attn_received",
                     "resid_norm", "value_norm")
-MASSIVE_COLUMNS = ("window", "layer", "position", "role", "token", "dim", "value",
+MASSIVE_COLUMNS = ("sequence", "layer", "position", "role", "token", "dim", "value",
                    "ratio_to_median")
-LAYER_STAT_COLUMNS = ("window", "layer", "median", "top1", "top2", "top3")
+LAYER_STAT_COLUMNS = ("sequence", "layer", "median", "top1", "top2", "top3")
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -129,14 +129,22 @@ def _massive_mask(
     return h.abs() > ratio * med, med
 
 
+def _current(df: pd.DataFrame) -> pd.DataFrame:
+    """A table saved by an earlier release with today's column names (``window`` was the
+    input's running number, now ``sequence``; an ablation's ``target`` is now ``component``,
+    since ``target`` names a loss position in patching tables)."""
+    return df.rename(columns={k: v for k, v in (("window", "sequence"), ("target", "component"))
+                              if k in df.columns and v not in df.columns})
+
+
 @dataclass
 class MassiveActivations:
     """Massive activations found in the residual stream (``resid_post``).
 
     Attributes:
-        table: one row per massive entry: window, layer, position, role, token, dim, value,
+        table: one row per massive entry: sequence, layer, position, role, token, dim, value,
             ratio_to_median.
-        layer_stats: per window and layer: the median magnitude and the top-1/2/3 magnitudes
+        layer_stats: per sequence and layer: the median magnitude and the top-1/2/3 magnitudes
             (Sun et al. 2024, Fig. 1).
         ratio: the threshold, as a multiple of the layer median.
     """
@@ -172,7 +180,7 @@ class MassiveActivations:
         t = self.table.assign(abs_value=self.table["value"].abs())
         first = t.sort_values("layer").groupby(["position", "dim"], as_index=False).first()
         agg = t.groupby(["position", "dim"]).agg(
-            n_windows=("window", "nunique"), n_layers=("layer", "nunique"),
+            n_windows=("sequence", "nunique"), n_layers=("layer", "nunique"),
             max_abs=("abs_value", "max")).reset_index()
         out = first.rename(columns={"layer": "first_layer"})[
             ["position", "role", "dim", "first_layer", "value"]].merge(agg, on=["position", "dim"])
@@ -214,8 +222,8 @@ class MassiveActivations:
     def load(cls, out: str | Path) -> MassiveActivations:
         out = check_files(cls, out)
         meta = json.loads((out / "massive.json").read_text())
-        return cls(pd.read_csv(out / "massive.csv"), pd.read_csv(out / "massive_layers.csv"),
-                   ratio=float(meta["ratio"]))
+        return cls(_current(pd.read_csv(out / "massive.csv")),
+                   _current(pd.read_csv(out / "massive_layers.csv")), ratio=float(meta["ratio"]))
 
     def figures(self) -> list[Figure]:
         from .figures import registers as f
@@ -231,8 +239,9 @@ class RegisterResult:
     """Attention received and norms per window, layer and position (see module docstring).
 
     Attributes:
-        table: window, layer, position, role, token, token_str, attn_received, resid_norm,
-            value_norm (one row per window, layer and position).
+        table: sequence (the input's running number), layer, position, role, token,
+            token_str, attn_received, resid_norm, value_norm (one row per sequence, layer and
+            position).
         heads: layer, head, role, attn_received: per head, the mean attention received by the
             positions of each role.
         massive: the massive activations found in the same forward passes.
@@ -327,9 +336,9 @@ class RegisterResult:
         heads_path = out / "registers_heads.csv"
         heads = pd.read_csv(heads_path) if heads_path.is_file() else pd.DataFrame(
             columns=["layer", "head", "role", "attn_received"])
-        return cls(pd.read_csv(out / "registers.csv", keep_default_na=False,
-                               na_values=[""]),
-                   heads, MassiveActivations.load(out), settings)
+        return cls(_current(pd.read_csv(out / "registers.csv", keep_default_na=False,
+                                        na_values=[""])),
+                   _current(heads), MassiveActivations.load(out), settings)
 
 
 def _value_norm(v: Float[Tensor, "pos kv_head d_head"]) -> Float[Tensor, " pos"]:
@@ -365,10 +374,10 @@ def _scan(model: Bridge, seqs: list[PausedSequence], layers: list[int], ratio: f
             h = got[("resid", layer)]
             mask, med = _massive_mask(h, ratio)
             top = h.abs().flatten().topk(min(3, h.numel())).values.tolist() + [np.nan] * 2
-            stat_rows.append(dict(window=w, layer=layer, median=float(med), top1=top[0],
+            stat_rows.append(dict(sequence=w, layer=layer, median=float(med), top1=top[0],
                                   top2=top[1], top3=top[2]))
             for p, d in mask.nonzero().tolist():
-                massive_rows.append(dict(window=w, layer=layer, position=p, role=seq.roles[p],
+                massive_rows.append(dict(sequence=w, layer=layer, position=p, role=seq.roles[p],
                                          token=toks[p], dim=d, value=float(h[p, d]),
                                          ratio_to_median=float(h[p, d].abs() / med)))
             if not want_attention:
@@ -378,7 +387,7 @@ def _scan(model: Bridge, seqs: list[PausedSequence], layers: list[int], ratio: f
             rnorm = h.norm(dim=-1).tolist()
             vnorm = got[("value", layer)].tolist()
             for p in range(n):
-                rows.append(dict(window=w, layer=layer, position=p, role=seq.roles[p],
+                rows.append(dict(sequence=w, layer=layer, position=p, role=seq.roles[p],
                                  token=toks[p], attn_received=attn[p], resid_norm=rnorm[p],
                                  value_norm=vnorm[p]))
             roles = np.array(seq.roles)
@@ -388,7 +397,7 @@ def _scan(model: Bridge, seqs: list[PausedSequence], layers: list[int], ratio: f
                 cols = cols[cols < n - 1]  # the last position has no later query
                 if len(cols):
                     for head, value in enumerate(rec[:, cols].mean(1)):
-                        head_rows.append(dict(window=w, layer=layer, head=head, role=role,
+                        head_rows.append(dict(sequence=w, layer=layer, head=head, role=role,
                                               attn_received=float(value)))
     return rows, head_rows, massive_rows, stat_rows
 
@@ -495,9 +504,10 @@ class AblationResult:
     """Change in next-token loss under zero- and mean-ablation (Sun et al. 2024).
 
     Attributes:
-        table: target (``massive`` or ``sink_kv``), method (``none``, ``zero``, ``mean``),
-            loss (mean next-token cross-entropy over the loss mask), delta_loss (vs ``none``),
-            perplexity, n_targets, and a description of what was ablated.
+        table: component (``massive`` or ``sink_kv``: what is ablated), method (``none``,
+            ``zero``, ``mean``), loss (mean next-token cross-entropy over the loss mask),
+            delta_loss (vs ``none``), perplexity, n_targets, and a description of what was
+            ablated (``ablated``).
     """
 
     table: pd.DataFrame
@@ -508,8 +518,10 @@ class AblationResult:
     def to_pandas(self) -> pd.DataFrame:
         return self.table.copy()
 
-    def delta(self, target: str, method: str) -> float:
-        row = self.table[(self.table["target"] == target) & (self.table["method"] == method)]
+    def delta(self, component: str, method: str) -> float:
+        """The loss change when ``component`` (``massive`` or ``sink_kv``) is ablated by
+        ``method`` (``zero`` or ``mean``); NaN when that condition was not run."""
+        row = self.table[(self.table["component"] == component) & (self.table["method"] == method)]
         return float(row["delta_loss"].iloc[0]) if len(row) else float("nan")
 
     def save(self, out: str | Path) -> Path:
@@ -519,7 +531,7 @@ class AblationResult:
 
     @classmethod
     def load(cls, out: str | Path) -> AblationResult:
-        return cls(pd.read_csv(check_files(cls, out) / "ablations.csv"))
+        return cls(_current(pd.read_csv(check_files(cls, out) / "ablations.csv")))
 
     def figures(self) -> list[Figure]:
         from .figures import registers as f
@@ -621,13 +633,13 @@ def ablate_massive(
             s, c = _loss(model, seq, fwd)
             loss, count = loss + s, count + c
             bar.update()
-        rows.append(dict(target=target, method=method, loss=loss / max(count, 1),
+        rows.append(dict(component=target, method=method, loss=loss / max(count, 1),
                          n_targets=count, ablated=desc))
     bar.close()
     table = pd.DataFrame(rows)
     table["delta_loss"] = table["loss"] - table.loc[table["method"] == "none", "loss"].iloc[0]
     table["perplexity"] = np.exp(table["loss"])
-    return AblationResult(table[["target", "method", "loss", "delta_loss", "perplexity",
+    return AblationResult(table[["component", "method", "loss", "delta_loss", "perplexity",
                                  "n_targets", "ablated"]])
 
 

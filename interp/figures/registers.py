@@ -195,7 +195,7 @@ def ablation_bars(ab: AblationResult) -> go.Figure:
     for i, method in enumerate(("zero", "mean")):
         d = t[t["method"] == method]
         fig.add_trace(go.Bar(
-            x=[labels.get(x, x) for x in d["target"]], y=d["delta_loss"], name=f"{method}-ablation",
+            x=[labels.get(x, x) for x in d["component"]], y=d["delta_loss"], name=f"{method}-ablation",
             marker_color=CYCLE[i], text=[f"{v:+.3g}" for v in d["delta_loss"]],
             textposition="outside", cliponaxis=False,
             hovertext=d["ablated"], hoverinfo="text+y"))
