@@ -112,17 +112,18 @@ def policy_from_args(args, model=None) -> PausePolicy:
 
 
 def parse_int_list(s: str | None, name: str) -> list[int] | None:
-    """``"0,2,5-7"`` -> ``[0, 2, 5, 6, 7]``; ``None``/``"all"`` -> ``None``."""
+    """``"0,2,5-7"`` -> ``[0, 2, 5, 6, 7]``; ``"0,-1"`` -> ``[0, -1]`` (a layer counted from
+    the end); ``None``/``"all"`` -> ``None``."""
+    import re
+
     if s is None or s == "all":
         return None
     out: list[int] = []
-    try:
-        for part in s.split(","):
-            if "-" in part:
-                a, b = part.split("-")
-                out += list(range(int(a), int(b) + 1))
-            else:
-                out.append(int(part))
-    except ValueError:
-        raise InterpError(f"--{name} {s!r} is not a list of integers", f"e.g. --{name} 0,2,5-7") from None
+    for part in s.split(","):
+        m = re.fullmatch(r"\s*(-?\d+)\s*(?:-\s*(-?\d+)\s*)?", part)
+        if m is None:
+            raise InterpError(f"--{name} {s!r} is not a list of integers",
+                              f"e.g. --{name} 0,2,5-7 (or -1 for the last layer)")
+        a, b = int(m[1]), m[2]
+        out += [a] if b is None else list(range(a, int(b) + 1))
     return out
