@@ -109,10 +109,11 @@ def answer_loss(answer: Sequence[int]) -> Metric:
 @dataclass
 class Attribution(TableResult):
     """Per-node effects of patching clean → corrupt, one row per (layer, site, head, position)
-    (and ``target`` when target-resolved).
+    (and ``loss_position`` when target-resolved).
 
     Columns: ``layer``, ``site``, ``head``, ``position``, ``token_str`` (clean token, when a
-    tokenizer exists), ``target`` (target-resolved only: the loss ℓ_t affected), ``atp``,
+    tokenizer exists), ``loss_position`` (target-resolved only: the t of the loss ℓ_t affected),
+    ``atp``,
     ``atp_star`` (k rows, with the QK fix), ``activation_patch`` (when verified).
 
     Attributes:
@@ -123,6 +124,15 @@ class Attribution(TableResult):
     FILE = "attribution.csv"
     REQUIRED = frozenset({"layer", "site", "head", "position"})
     MADE_BY = "interp patch ... --out DIR"
+
+    @classmethod
+    def from_csv(cls, path):
+        """Read a table written by :meth:`to_csv`; a ``target`` column from earlier releases
+        is read as ``loss_position``."""
+        res = super().from_csv(path)
+        if "target" in res.table and "loss_position" not in res.table:
+            res.table = res.table.rename(columns={"target": "loss_position"})
+        return res
 
     def figures(self) -> list[Figure]:
         from .figures import patching as f
@@ -196,7 +206,7 @@ def _node_rows(layer, site, effect: Float[Tensor, "pos head"], per_head: bool, c
         for h in range(effect.shape[1]):
             row = dict(layer=layer, site=site, head=heads if heads is not None else h, position=p)
             if target is not None:
-                row["target"] = target
+                row["loss_position"] = target
             row[column] = float(effect[p, h])
             rows.append(row)
     return rows
@@ -231,7 +241,7 @@ def attribution_patch(
             once (the AtP estimate is then the sum over heads).
         qk_fix: add an ``atp_star`` column for k rows (the AtP* QK fix; see module docstring).
         target_resolved: use each next-token loss ℓ_t of the clean text as the metric; rows
-            gain a ``target`` column (t ≥ position).
+            gain a ``loss_position`` column (t ≥ position).
         verify: also run real activation patching over the same nodes (one forward each).
         verbose: show progress bars.
 
@@ -300,7 +310,7 @@ def attribution_patch(
         truth = activation_patch(model, clean_t, corrupt_t, metric, sites=sites, layers=layers,
                                  per_head=per_head, target_resolved=target_resolved,
                                  verbose=verbose)
-        on = ["layer", "site", "head", "position"] + (["target"] if target_resolved else [])
+        on = ["layer", "site", "head", "position"] + (["loss_position"] if target_resolved else [])
         result.table = table.merge(truth.table[on + ["activation_patch"]], on=on, how="left")
     return result
 
@@ -417,7 +427,7 @@ def activation_patch(
             change = measure(model(clean_t)) - base
         head = h if (per_head and not site.startswith("resid")) else -1
         if target_resolved:
-            rows += [dict(layer=layer, site=site, head=head, position=p, target=t,
+            rows += [dict(layer=layer, site=site, head=head, position=p, loss_position=t,
                           activation_patch=float(change[t])) for t in range(p, n_pos - 1)]
         else:
             rows.append(dict(layer=layer, site=site, head=head, position=p,
