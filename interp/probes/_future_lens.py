@@ -33,6 +33,9 @@ bigram to the most frequent training target), scored on the same positions.
 
 Positions: every position t ≥ 1 whose role is selected and with t + max(k) inside the
 sequence, so all offsets are scored on the same positions; train/val/test split by document.
+In sequences with inserted pause/filler positions, offsets count text tokens (a pause's
+offset 1 is the next real token) and the n-gram context is the last text tokens at or
+before t. Under ``torchrun`` the pass is split by sequence and the sums all-reduced.
 """
 
 from __future__ import annotations
@@ -164,14 +167,38 @@ class _Positions:
     keep_prompt: list[np.ndarray]  # prompt-training positions per sequence
 
 
+def _targets(seq, offsets: Sequence[int]) -> np.ndarray:
+    """``[pos, offset]``: the position of the k-th *real* token after each position t (-1 when
+    the sequence ends first). Inserted pause/filler positions are skipped, so offset k names
+    the same text token from a pause as from the regular position before it; without
+    inserted positions this is simply t + k. The model predicts that token from the position
+    just before it (a pause, when a run of pauses precedes it)."""
+    real = np.flatnonzero(seq.original_position.numpy() >= 0)
+    t = np.arange(len(seq))
+    nxt = np.searchsorted(real, t, side="right")  # index into ``real`` of the first real token > t
+    out = np.full((len(seq), len(offsets)), -1, dtype=np.int64)
+    for ki, k in enumerate(offsets):
+        j = nxt + k - 1
+        ok = j < len(real)
+        out[ok, ki] = real[j[ok]]
+    return out
+
+
+def _context(seq, t: np.ndarray) -> np.ndarray:
+    """``[m, 2]``: the last two real positions at or before each t (the n-gram context; at a
+    pause, the text tokens before it). Clipped at the first real position."""
+    real = np.flatnonzero(seq.original_position.numpy() >= 0)
+    last = np.maximum(np.searchsorted(real, t, side="right") - 1, 0)
+    return np.stack([real[np.maximum(last - 1, 0)], real[last]], 1)
+
+
 def _positions(seqs: list[ProbeSequence], offsets: list[int], roles: list[str], split: np.ndarray,
                cfg: FutureLensSpec, seed: int) -> _Positions:
-    kmax = max(offsets)
     cand = []
     for s in seqs:
         r = np.array(s.seq.roles, dtype=object)
         t = np.arange(len(s.seq))
-        cand.append(np.flatnonzero(np.isin(r, roles) & (t >= 1) & (t + kmax < len(s.seq))))
+        cand.append(np.flatnonzero(np.isin(r, roles) & (t >= 1) & (_targets(s.seq, offsets) >= 0).all(1)))
     rng = np.random.default_rng(seed + 104729)
 
     def sample(which: str, n: int) -> list[np.ndarray]:
@@ -227,14 +254,16 @@ def _pass(model, seqs, layers, offsets, batch_size, verbose, consumers) -> None:
         except _StopForward:
             pass
         final = cache[hooks.resid(last, "post")]
+        tg = [_targets(s.seq, offsets) for s in batch]
         for pos, fn in wanted:
             b = np.concatenate([np.full(len(p), i) for i, p in enumerate(pos)]).astype(np.int64)
             p = np.concatenate(pos).astype(np.int64)
             if not len(p):
                 continue
             bt, pt = torch.from_numpy(b).to(final.device), torch.from_numpy(p).to(final.device)
+            state = torch.from_numpy(np.stack([tg[i][q] for i, q in zip(b, p, strict=True)]) - 1).to(final.device)
             X = torch.stack([cache[hooks.resid(layer, "post")][bt, pt] for layer in layers])
-            Y = torch.stack([final[bt, pt + k - 1] for k in offsets])
+            Y = torch.stack([final[bt, state[:, ki]] for ki in range(len(offsets))])
             fn(X, Y, b + b0, p)
 
 
@@ -509,13 +538,7 @@ def _score(logits_fn, n: int, model_top: Tensor, true: Tensor) -> dict[str, floa
 def _as_sequences(sequences) -> list[ProbeSequence]:
     if isinstance(sequences, Tensor):
         return [ProbeSequence(f"row{i}", make_sequence(row)) for i, row in enumerate(sequences.cpu())]
-    seqs = list(sequences)
-    for s in seqs:
-        orig = s.seq.original_position
-        if not torch.equal(orig, torch.arange(len(orig))):
-            raise InterpError("Future Lens reads plain text windows, and a sequence holds inserted pause/filler "
-                              "positions", "drop data.pauses (classifier probes read pause positions)")
-    return seqs
+    return list(sequences)
 
 
 def future_lens(
@@ -539,9 +562,12 @@ def future_lens(
         sequences: :class:`interp.probes.ProbeSequence` items (group = document), e.g. from
             :func:`interp.probes.load_sequences`, or token rows (each row its own group).
         layers: layers read (``"all"`` or block indices); the map reads their ``resid_post``.
-        offsets: k ≥ 1; the target is the model's state at t + k − 1 and token t + k.
+        offsets: k ≥ 1; the target is the model's state at t + k − 1 and token t + k. In
+            sequences with inserted pauses or fillers, k counts text tokens: the target is the
+            k-th real token after t and the state the position just before it (see
+            :func:`_targets`), so the lens can be read at pause positions.
         config: penalties, evaluation size and learned-prompt settings.
-        roles: roles of the positions t read.
+        roles: roles of the positions t read (e.g. ``("pause",)`` to read pause positions).
         seed: seeds the split and the samples of positions.
         val_fraction, test_fraction: fractions of groups for α selection and the metrics.
         batch_size: sequences per forward pass.
@@ -552,8 +578,7 @@ def future_lens(
 
     Raises:
         InterpError: a layer out of range, an offset that leaves no position inside the
-            sequences, a model without an unembedding, pause positions in the sequences,
-            too few groups for three splits.
+            sequences, a model without an unembedding, too few groups for three splits.
     """
     cfg = config or FutureLensSpec()
     dec = decoder(model)
@@ -582,31 +607,45 @@ def future_lens(
                           "use more documents or longer windows, or smaller target.offsets")
     d, K = int(model.cfg.d_model), len(offsets)
     stats = {s: LensStats.zeros(len(layers), K, d) for s in ("train", "val")}
-    test_X, test_Y, prompt_X, prompt_Y = [], [], [], []
     p_slots = [layers.index(x) for x in cfg.prompt_layers]
+    # Under torchrun each process runs every world-size-th sequence: the sums are all-reduced,
+    # and the kept test/prompt states fill their global rows of zero buffers, so the all-reduce
+    # (adding zeros elsewhere) hands every process the whole set, in one process's order.
+    mine = set(shard(range(len(seqs))))
 
-    def keep(xs, ys, slots):
-        def fn(X, Y, _b, _p):
-            xs.append((X if slots is None else X[slots]).float().cpu())
-            ys.append(Y.float().cpu())
+    def only_mine(per_seq):
+        return [c if i in mine else c[:0] for i, c in enumerate(per_seq)]
+
+    def rows_of(kept):
+        return {(i, int(p)): r for r, (i, p) in enumerate((i, p) for i, ps in enumerate(kept) for p in ps)}
+
+    def keep(xs, ys, index, slots):
+        def fn(X, Y, b, p):
+            r = torch.tensor([index[(int(i), int(q))] for i, q in zip(b, p, strict=True)], dtype=torch.long)
+            xs[:, r] = (X if slots is None else X[slots]).float().cpu()
+            ys[:, r] = Y.float().cpu()
         return fn
 
     def by_split(which):
         return [c if pos.split[i] == which else c[:0] for i, c in enumerate(pos.cand)]
 
-    consumers = [(by_split(s), lambda X, Y, _b, _p, s=s: stats[s].update(X, Y)) for s in ("train", "val")]
-    consumers.append((pos.keep_test, keep(test_X, test_Y, None)))
+    t_index, p_index = rows_of(pos.keep_test), rows_of(pos.keep_prompt) if p_slots else {}
+    Xt, Yt = torch.zeros(len(layers), len(t_index), d), torch.zeros(K, len(t_index), d)
+    Xp, Yp = torch.zeros(len(p_slots), len(p_index), d), torch.zeros(K, len(p_index), d)
+    consumers = [(only_mine(by_split(s)), lambda X, Y, _b, _p, s=s: stats[s].update(X, Y)) for s in ("train", "val")]
+    consumers.append((only_mine(pos.keep_test), keep(Xt, Yt, t_index, None)))
     if p_slots:
-        consumers.append((pos.keep_prompt, keep(prompt_X, prompt_Y, p_slots)))
+        consumers.append((only_mine(pos.keep_prompt), keep(Xp, Yp, p_index, p_slots)))
     _pass(model, seqs, layers, offsets, batch_size, verbose, consumers)
+    all_reduce_sum([*stats["train"].tensors().values(), *stats["val"].tensors().values(), Xt, Yt, Xp, Yp])
     fit = fit_lens(stats["train"], stats["val"] if float(stats["val"].n) > 0 else None, cfg.alphas)
 
-    Xt, Yt = torch.cat(test_X, 1), torch.cat(test_Y, 1)
     n = Xt.shape[1]
     device = next(model.parameters()).device
     tok = [s.seq.tokens for s in seqs]
     ti = [(i, int(p)) for i, ps in enumerate(pos.keep_test) for p in ps]
-    true = torch.tensor([[int(tok[i][p + k]) for k in offsets] for i, p in ti])
+    tgt = [_targets(s.seq, offsets) for s in seqs]
+    true = torch.tensor([[int(tok[i][tgt[i][p, ki]]) for ki in range(K)] for i, p in ti]).view(-1, K)
     with torch.no_grad():
         model_top = torch.stack([torch.cat([dec(Yt[k, c:c + _CHUNK].to(device)).argmax(-1).cpu()
                                             for c in range(0, n, _CHUNK)]) for k in range(K)], 1)
@@ -624,7 +663,6 @@ def future_lens(
     bar.close()
     tensors = {"W": fit.W, "b": fit.b, "alpha": fit.alpha, "val_r2": fit.val_r2} if cfg.save_weights else {}
     if p_slots:
-        Xp, Yp = torch.cat(prompt_X, 1), torch.cat(prompt_Y, 1)
         first_train = next(i for i in range(len(seqs)) if split[i] == "train")
         init = seqs[first_train].seq.tokens[:cfg.prompt_length]
         if len(init) < cfg.prompt_length:
@@ -655,17 +693,19 @@ def future_lens(
 def _baselines(seqs, pos: _Positions, offsets: list[int], test: list[tuple[int, int]]) -> dict[str, Tensor]:
     """Bigram and trigram top-5 predictions ``[n_test, offset, 5]`` fitted on training positions."""
     tok = [s.seq.tokens for s in seqs]
+    tgt = [_targets(s.seq, offsets) for s in seqs]
     tr = [(i, int(p)) for i, c in enumerate(pos.cand) if pos.split[i] == "train" for p in c]
 
-    def ctx(pairs):
-        return torch.tensor([[int(tok[i][p - 1]), int(tok[i][p])] for i, p in pairs]).view(-1, 2)
+    def ctx(pairs):  # the last two text tokens at or before t (a pause reads the text before it)
+        return torch.tensor([[int(tok[i][c]) for c in _context(seqs[i].seq, np.array([p]))[0]]
+                             for i, p in pairs], dtype=torch.long).view(-1, 2)
 
     c_tr, c_te = ctx(tr), ctx(test)
     out = {}
     for name, width in (("bigram", 1), ("trigram", 2)):
         out[name] = torch.stack([ngram_predictions(
-            c_tr[:, 2 - width:], torch.tensor([int(tok[i][p + k]) for i, p in tr]), c_te[:, 2 - width:])
-            for k in offsets], 1)
+            c_tr[:, 2 - width:], torch.tensor([int(tok[i][tgt[i][p, ki]]) for i, p in tr], dtype=torch.long),
+            c_te[:, 2 - width:]) for ki in range(len(offsets))], 1)
     return out
 
 

@@ -381,9 +381,6 @@ class ProbeSpec:
         if self.data.recording is not None:
             raise _fail("data.recording", "method 'future_lens' streams the model over a corpus",
                         "drop data.recording (give data.corpus)")
-        if self.data.pauses is not None:
-            raise _fail("data.pauses", "method 'future_lens' reads plain text windows",
-                        'drop [data.pauses], or use method = "classifier" to probe pause positions')
         bad = [x for x in self.future_lens.prompt_layers
                if isinstance(self.inputs.layers, list) and x not in self.inputs.layers]
         if bad:

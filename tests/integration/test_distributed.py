@@ -53,6 +53,15 @@ def _lens_stats(model):
     return accumulate_stats(model, seqs, [0, 1], [1, 2], positions, batch_size=2)
 
 
+def _future_lens(model):
+    """The whole Future Lens (maps, held-out metrics, a learned prompt) on every sequence."""
+    from interp.probes import FutureLensSpec, future_lens
+
+    return future_lens(model, _tokens(), layers=[0, 1], offsets=[1, 2], batch_size=2,
+                       config=FutureLensSpec(eval_positions=40, prompt_layers=[0], prompt_length=2,
+                                             prompt_steps=3, prompt_batch=4))
+
+
 def _gradients(model):
     fg = interp.future_gradients(model, _tokens(), sites=("k", "v", "resid_post"),
                                  batch_size=2, verbose=False)
@@ -83,7 +92,9 @@ def _worker(rank: int, world: int, port: int, jobs: tuple[str, ...], out: str) -
         elif job == "gradients":
             fg, bd = _gradients(_model())
             stats = _lens_stats(_model())
+            lens = _future_lens(_model())
             if rank == 0:
+                lens.save(out + "/lens")
                 fg.to_csv(out + "/fg.csv")
                 bd.to_csv(out + "/bd.csv")
                 save_file(stats.tensors(), out + "/lens.safetensors")
@@ -153,6 +164,11 @@ def test_two_processes_compute_the_gradients_of_one(runs, tmp_path):
     assert float(two["n"]) == N_SEQ * (N_POS - 4)
     for name, t in one.items():
         torch.testing.assert_close(two[name], t, rtol=1e-10, atol=1e-9)
+    # and the whole Future Lens: sums all-reduced, held-out and prompt states gathered
+    lens1, lens2 = _future_lens(_model()), interp.probes.load_future_lens(out / "lens")
+    assert set(lens1.table.method) == {"linear", "prompt"} and lens1.table.n.min() > 0
+    pd.testing.assert_frame_equal(lens2.table, lens1.table, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(lens2.tensors["W"], lens1.tensors["W"], rtol=1e-4, atol=1e-5)
 
 
 def test_a_rank_that_dies_leaves_a_resumable_recording(runs, tmp_path):

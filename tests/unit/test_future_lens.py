@@ -181,6 +181,50 @@ def test_ngram_predictions_match_brute_force_counts():
     assert torch.equal(tri[-2], bi[-2]) and tri[-1].tolist() == bi[-1].tolist() == order[:5]
 
 
+def _paused(model, n_rows, length, policy, seed=0):
+    from interp.probes._data import ProbeSequence
+
+    pid = interp.add_pause_token(model)
+    g = torch.Generator().manual_seed(seed)
+    rows = torch.randint(0, 61, (n_rows, length), generator=g)
+    return [ProbeSequence(f"row{i}", interp.insert_pauses(interp.probes._future_lens.make_sequence(r), policy, pid))
+            for i, r in enumerate(rows)], pid
+
+
+def test_offsets_count_text_tokens_at_pause_positions():
+    from interp.probes._future_lens import _context, _targets
+
+    model = interp.load_model(interp.TinyConfig(**TINY), device="cpu")
+    seqs, pid = _paused(model, 3, 20, interp.PausePolicy(rate=0.3, n=2, seed=1))
+    for s in seqs:
+        seq = s.seq
+        real = [t for t in range(len(seq)) if int(seq.original_position[t]) >= 0]
+        tg = _targets(seq, [1, 2, 3])
+        ctx = _context(seq, torch.arange(len(seq)).numpy())
+        for t in range(len(seq)):  # brute force: the k-th real position after t
+            after = [r for r in real if r > t]
+            for ki, k in enumerate([1, 2, 3]):
+                assert tg[t, ki] == (after[k - 1] if len(after) >= k else -1)
+            before = [r for r in real if r <= t]
+            assert list(ctx[t]) == [before[-2] if len(before) > 1 else before[0], before[-1]]
+        assert (seq.tokens[tg[tg >= 0]] != pid).all()
+    # without inserted positions it is t + k
+    plain = interp.probes._future_lens.make_sequence(torch.arange(10))
+    assert (_targets(plain, [1, 2]) == [[t + 1 if t + 1 < 10 else -1, t + 2 if t + 2 < 10 else -1]
+                                        for t in range(10)]).all()
+
+
+def test_single_pauses_read_at_offset_one_from_the_last_layer_are_the_model():
+    # a run of one pause predicts the next text token itself: the map is the identity
+    model = interp.load_model(interp.TinyConfig(**TINY), device="cpu")
+    seqs, _ = _paused(model, 60, 24, interp.PausePolicy(every=3, n=1))
+    res = future_lens(model, seqs, layers=[1], offsets=[1, 2], roles=("pause",),
+                      config=FutureLensSpec(alphas=[1e-9], eval_positions=200))
+    row = res.table[res.table.offset == 1].iloc[0]
+    assert row.agreement_top1 == 1.0 and row.accuracy == row.model_accuracy and row.n > 50
+    torch.testing.assert_close(res.tensors["W"][0, 0], torch.eye(32), atol=1e-3, rtol=0)
+
+
 def test_results_round_trip_and_figure(tmp_path, copy_model):
     model, batch = copy_model
     res = future_lens(model, batch(40), offsets=[1, 2], config=FutureLensSpec(eval_positions=100))
@@ -220,8 +264,8 @@ def test_spec_method_and_future_lens_fields_are_validated():
         ProbeSpec.from_dict({"method": "future_lens", "target": {"kind": "label", "table": "x.csv"}})
     with pytest.raises(interp.InterpError, match=r"inputs\.sites"):
         ProbeSpec.from_dict({"method": "future_lens", "inputs": {"sites": ["k"]}})
-    with pytest.raises(interp.InterpError, match=r"data\.pauses"):
-        ProbeSpec.from_dict({"method": "future_lens", "data": {"pauses": {"every": 4}}})
+    # pauses are read (offsets then count text tokens): the spec accepts them
+    assert ProbeSpec.from_dict({"method": "future_lens", "data": {"pauses": {"every": 4}}}).data.pauses.every == 4
     with pytest.raises(interp.InterpError, match=r"future_lens\.prompt_layers.*\[7\]"):
         ProbeSpec.from_dict({"method": "future_lens", "inputs": {"layers": [0, 3]},
                              "future_lens": {"prompt_layers": [7]}})
