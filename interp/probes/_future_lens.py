@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -57,11 +57,13 @@ from tqdm.auto import tqdm
 
 from .. import hooks
 from .._io import TableResult, atomic_save_tensors
+from ..core.inputs import iter_sequences
+from ..core.model import Bridge
 from ..core.result import Figure
 from ..core.sites import resolve_layers
 from ..distributed import all_reduce_sum, shard
 from ..errors import InterpError
-from ..pauses import make_sequence, pad_batch
+from ..pauses import pad_batch
 from ._data import ProbeSequence, _grab, _StopForward, split_groups
 from ._spec import FutureLensSpec
 
@@ -535,15 +537,20 @@ def _score(logits_fn, n: int, model_top: Tensor, true: Tensor) -> dict[str, floa
     return {k: v / n for k, v in hits.items()}
 
 
-def _as_sequences(sequences) -> list[ProbeSequence]:
-    if isinstance(sequences, Tensor):
-        return [ProbeSequence(f"row{i}", make_sequence(row)) for i, row in enumerate(sequences.cpu())]
-    return list(sequences)
+def _as_sequences(model: Bridge, sequences) -> list[ProbeSequence]:
+    """Probe sequences as given, or any input :func:`interp.core.inputs.iter_sequences` reads,
+    grouped by document (a corpus document's windows share a group; any other sequence is
+    its own)."""
+    items = None if isinstance(sequences, Tensor) else list(sequences)
+    if items and all(isinstance(s, ProbeSequence) for s in items):
+        return items
+    return [ProbeSequence(x.document, x.seq)
+            for x in iter_sequences(model, sequences if items is None else items)]
 
 
 def future_lens(
-    model,
-    sequences: list[ProbeSequence] | Int[Tensor, "batch pos"],
+    model: Bridge,
+    sequences: Iterable | Int[Tensor, "batch pos"],
     *,
     layers: Sequence[int] | str = "all",
     offsets: Sequence[int] = (1, 2, 3),
@@ -560,7 +567,9 @@ def future_lens(
     Args:
         model: a ``TransformerBridge`` with an unembedding.
         sequences: :class:`interp.probes.ProbeSequence` items (group = document), e.g. from
-            :func:`interp.probes.load_sequences`, or token rows (each row its own group).
+            :func:`interp.probes.load_sequences`, or anything
+            :func:`interp.core.inputs.as_sequences` reads: token rows or texts (each its own
+            group), corpus documents or windows (grouped by document).
         layers: layers read (``"all"`` or block indices); the map reads their ``resid_post``.
         offsets: k ≥ 1; the target is the model's state at t + k − 1 and token t + k. In
             sequences with inserted pauses or fillers, k counts text tokens: the target is the
@@ -582,7 +591,7 @@ def future_lens(
     """
     cfg = config or FutureLensSpec()
     dec = decoder(model)
-    seqs = _as_sequences(sequences)
+    seqs = _as_sequences(model, sequences)
     n_layers = int(model.cfg.n_layers)
     layers = list(resolve_layers(model, layers, what="probe spec field inputs.layers"))
     if any(x >= n_layers - 1 for x in cfg.prompt_layers):

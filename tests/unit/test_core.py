@@ -169,3 +169,16 @@ def test_report_config_probe_layers_is_now_a_named_stride():
     with pytest.raises(interp.InterpError, match="renamed probe_layer_stride") as e:
         ReportConfig(probe_layers=5)
     assert "probe_layer_stride=5" in e.value.fix
+
+
+def test_future_lens_reads_the_same_inputs_grouped_by_document():
+    from interp.probes._data import ProbeSequence
+    from interp.probes._future_lens import _as_sequences
+
+    model = interp.load_model(interp.TinyConfig(n_layers=2, d_model=32, d_vocab=61), device="cpu")
+    toks = torch.randint(0, 61, (3, 8))
+    seqs = _as_sequences(model, toks)
+    assert [s.group for s in seqs] == ["seq0", "seq1", "seq2"]
+    assert all(torch.equal(s.seq.tokens, t) for s, t in zip(seqs, toks, strict=True))
+    given = [ProbeSequence("doc", interp.make_sequence(toks[0]))]
+    assert _as_sequences(model, given) == given
