@@ -227,7 +227,7 @@ class PauseAdapter(torch.nn.Module):
         seed: seeds the A matrices (Kaiming-uniform, as in ``nn.Linear``).
     """
 
-    def __init__(self, model, *, rank: int, alpha: float, targets: Sequence[str],
+    def __init__(self, model: Bridge, *, rank: int, alpha: float, targets: Sequence[str],
                  countdown: int = 0, seed: int = 0):
         super().__init__()
         self.pause_id = add_pause_token(model)

@@ -31,7 +31,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .. import hooks
-from ..core.model import n_kv_heads
+from ..core.model import Bridge, n_kv_heads
 from ..core.sites import hook_name, resolve_layer
 from ..corpora import load_corpus, windows
 from ..errors import InterpError
@@ -91,7 +91,7 @@ class ProbeData:
         return int(self.tokens.shape[0])
 
 
-def _task_sequences(spec: ProbeSpec, model) -> list[ProbeSequence]:
+def _task_sequences(spec: ProbeSpec, model: Bridge) -> list[ProbeSequence]:
     """``data.n_examples`` examples of the spec's synthetic task, one split group each."""
     if spec.data.task is not None:
         from ..tasks import get_task
@@ -114,7 +114,7 @@ def _task_sequences(spec: ProbeSpec, model) -> list[ProbeSequence]:
     return out
 
 
-def load_sequences(spec: ProbeSpec, model) -> list[ProbeSequence]:
+def load_sequences(spec: ProbeSpec, model: Bridge) -> list[ProbeSequence]:
     """The sequences a spec probes: synthetic-task examples, or corpus windows (with pauses
     inserted when asked).
 
@@ -269,7 +269,7 @@ def _read_table(spec: ProbeSpec, seqs: list[ProbeSequence]):
 
 
 @torch.no_grad()
-def collect(spec: ProbeSpec, model, seqs: list[ProbeSequence], sites: list[str], layers: list[int],
+def collect(spec: ProbeSpec, model: Bridge, seqs: list[ProbeSequence], sites: list[str], layers: list[int],
             *, verbose: bool = False) -> ProbeData:
     """Run the model over ``seqs`` and keep the activations and targets of selected positions.
 

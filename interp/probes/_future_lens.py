@@ -142,7 +142,7 @@ class LensStats:
 # --- decoding -----------------------------------------------------------------------------------
 
 
-def decoder(model):
+def decoder(model: Bridge):
     """``h -> unembed(ln_final(h))``: the model's own final norm and unembedding.
 
     Raises:
@@ -215,7 +215,7 @@ def _positions(seqs: list[ProbeSequence], offsets: list[int], roles: list[str], 
 
 
 @torch.no_grad()
-def accumulate_stats(model, seqs: list[ProbeSequence], layers: list[int], offsets: list[int],
+def accumulate_stats(model: Bridge, seqs: list[ProbeSequence], layers: list[int], offsets: list[int],
                      positions: list[np.ndarray], *, batch_size: int = 16,
                      verbose: bool = False) -> LensStats:
     """Sums over ``positions`` (per sequence) of every layer in ``layers`` and offset: the
@@ -233,7 +233,7 @@ def accumulate_stats(model, seqs: list[ProbeSequence], layers: list[int], offset
 
 
 @torch.no_grad()
-def _pass(model, seqs, layers, offsets, batch_size, verbose, consumers) -> None:
+def _pass(model: Bridge, seqs, layers, offsets, batch_size, verbose, consumers) -> None:
     """One forward pass over ``seqs`` (stopped after the last block); for each consumer
     ``(positions per sequence, fn)`` call ``fn(X [layer, m, d], Y [offset, m, d], batch row, pos)``.
 
@@ -373,7 +373,7 @@ def ngram_predictions(context: Int[Tensor, "n_train ctx"], target: Int[Tensor, "
 # --- the learned prompt -------------------------------------------------------------------------
 
 
-def _patched_logits(model, prompt: Tensor, layer: int, h: Tensor, dummy: Tensor) -> Tensor:
+def _patched_logits(model: Bridge, prompt: Tensor, layer: int, h: Tensor, dummy: Tensor) -> Tensor:
     """Logits at the prompt's last position with ``h`` written into the residual stream after
     block ``layer`` there; the prompt replaces the token embeddings."""
     B, P = h.shape[0], prompt.shape[0]
@@ -391,7 +391,7 @@ def _patched_logits(model, prompt: Tensor, layer: int, h: Tensor, dummy: Tensor)
     return logits[:, -1]
 
 
-def train_prompt(model, layer: int, X: Float[Tensor, "n d_model"], Y: Float[Tensor, "n d_model"],
+def train_prompt(model: Bridge, layer: int, X: Float[Tensor, "n d_model"], Y: Float[Tensor, "n d_model"],
                  init: Int[Tensor, " prompt"], cfg: FutureLensSpec, *, seed: int = 0,
                  verbose: bool = False) -> tuple[Float[Tensor, "prompt d_model"], list[float]]:
     """Train a soft prompt for one (layer, offset): ``X`` are states h_t^l, ``Y`` the model's

@@ -28,6 +28,7 @@ from safetensors.torch import load_file
 from torch import Tensor
 
 from .._io import atomic_save_tensors, atomic_write_csv, atomic_write_text
+from ..core.model import Bridge
 from ..core.result import Figure
 from ..core.sites import resolve_layer, resolve_layers
 from ..errors import InterpError
@@ -203,7 +204,7 @@ def _load_model(spec: ProbeSpec):
                       dtype=getattr(torch, m.dtype))
 
 
-def _layers(spec: ProbeSpec, model) -> list[int]:
+def _layers(spec: ProbeSpec, model: Bridge) -> list[int]:
     if spec.target.kind == "hidden" and spec.target.hidden_layer is not None:
         resolve_layer(model, spec.target.hidden_layer, what="probe spec field target.hidden_layer")
     return list(resolve_layers(model, spec.inputs.layers, what="probe spec field inputs.layers"))
@@ -399,7 +400,7 @@ def _check_out(out: Path, spec: ProbeSpec, resume: bool) -> None:
     atomic_write_text(old, spec.to_toml())
 
 
-def _collect_all(spec: ProbeSpec, model, sites: list[str], verbose: bool, classes: list | None = None) -> _Prepared:
+def _collect_all(spec: ProbeSpec, model: Bridge, sites: list[str], verbose: bool, classes: list | None = None) -> _Prepared:
     if spec.data.recording is not None:
         from ._recorded import collect_recorded
 
@@ -408,7 +409,7 @@ def _collect_all(spec: ProbeSpec, model, sites: list[str], verbose: bool, classe
     return _prepare(spec, data, classes)
 
 
-def _model_for(spec: ProbeSpec, model):
+def _model_for(spec: ProbeSpec, model: Bridge | None):
     """The model to run, or ``None`` when the spec reads a recording."""
     if spec.data.recording is not None:
         return model
@@ -494,7 +495,7 @@ def train_probes(
     return results
 
 
-def _train_future_lens(spec: ProbeSpec, out: Path | None, model, resume: bool, verbose: bool):
+def _train_future_lens(spec: ProbeSpec, out: Path | None, model: Bridge, resume: bool, verbose: bool):
     """``method = "future_lens"``: one pass over the spec's corpus windows, the ridge maps, the
     learned prompts and their metrics; ``out`` gets ``spec.toml``, ``future_lens.csv`` (+ json),
     ``lens.safetensors`` and ``figure.html``. A finished run of the same spec is read back."""

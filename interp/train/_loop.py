@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from .._io import atomic_save_tensors, atomic_write_csv, atomic_write_text
 from .._types import Tensor
+from ..core.model import Bridge
 from ..errors import InterpError
 from ..models import resolve_device
 from ..tasks import Task
@@ -120,7 +121,7 @@ def load_training_tensors(path: Path, params: dict[str, Tensor],
                                 exp_avg_sq=tensors[f"exp_avg_sq.{k}"])
 
 
-def _save(out: Path, model, opt: torch.optim.AdamW, config: TrainConfig, task: Task,
+def _save(out: Path, model: Bridge, opt: torch.optim.AdamW, config: TrainConfig, task: Task,
           step: int, history: list[dict], elapsed: float) -> None:
     save_training_tensors(out / "checkpoint.safetensors", _named_parameters(model), opt)
     state = dict(step=step, config=config.to_dict(), task=task.config(), history=history,
@@ -128,7 +129,7 @@ def _save(out: Path, model, opt: torch.optim.AdamW, config: TrainConfig, task: T
     atomic_write_text(out / "state.json", json.dumps(state, indent=1))
 
 
-def _load_tensors(out: Path, model, opt: torch.optim.AdamW | None, step: int) -> None:
+def _load_tensors(out: Path, model: Bridge, opt: torch.optim.AdamW | None, step: int) -> None:
     load_training_tensors(out / "checkpoint.safetensors", _named_parameters(model), opt, step)
 
 
