@@ -6,6 +6,8 @@
   texts, token ids, sequences, corpus documents and windows.
 * :mod:`interp.core.model`: the adapter, the only code that reaches inside a bridge and
   keeps the ``<pause>`` state on it.
+* :mod:`interp.core.result`: the result protocol (files, save, load, figures) from which the
+  report's registry, ``interp figures`` and every command's figure export are derived.
 """
 
 from __future__ import annotations

@@ -1,30 +1,18 @@
-"""Turn whatever the user passes to :func:`record` into a stream of labelled sequences."""
+"""Turn whatever the user passes to :func:`record` into a stream of labelled sequences
+(:class:`interp.core.inputs.Labelled`: the ``sequence``, ``document`` and ``window`` columns of
+the index), pauses inserted."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import replace
 
 import torch
 
-from ..core.inputs import iter_sequences
+from ..core.inputs import Labelled, iter_sequences
 from ..corpora import Document
 from ..models import check_context
 from ..pauses import PausedSequence, PausePolicy, insert_pauses, pause_id
-
-
-@dataclass(frozen=True)
-class Item:
-    """One sequence to record, with the labels that go into the index table.
-
-    ``number`` is the running number of the sequence among all inputs (the ``sequence``
-    column of the index), also when several processes each record a share of them.
-    """
-
-    document: str
-    window: int
-    seq: PausedSequence
-    number: int = 0
 
 
 def describe(inputs) -> str:
@@ -42,8 +30,8 @@ def describe(inputs) -> str:
 
 def iter_items(
     model, inputs, *, n_tokens: int, policy: PausePolicy | None, bos: bool = True
-) -> Iterator[Item]:
-    """Yield :class:`Item` s in a fixed order (resuming relies on it), pauses inserted.
+) -> Iterator[Labelled]:
+    """Yield the labelled sequences in a fixed order (resuming relies on it), pauses inserted.
 
     ``inputs`` are read by :func:`interp.core.inputs.iter_sequences` (texts, token ids,
     sequences, corpus documents cut into windows of ``n_tokens``, or windows).
@@ -56,4 +44,4 @@ def iter_items(
         if policy is not None:
             seq = insert_pauses(seq, policy, pid)
         check_context(model, len(seq))
-        yield Item(item.document, item.window, seq)
+        yield replace(item, seq=seq)

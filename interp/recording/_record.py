@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -15,13 +14,14 @@ from tqdm.auto import tqdm
 
 from .._io import atomic_write_json
 from ..core import model as core_model
+from ..core.inputs import Labelled
 from ..core.model import Bridge, n_kv_heads
 from ..core.sites import resolve_layers
 from ..distributed import RankInfo, all_reduce_sum, barrier, check_same, rank_info, shard
 from ..errors import InterpError
 from ..pauses import PausePolicy, pad_batch
 from ._capture import BatchCapture
-from ._inputs import Item, describe, iter_items
+from ._inputs import describe, iter_items
 from ._sites import (
     DEFAULT_ROLES,
     DEFAULT_SITES,
@@ -155,8 +155,7 @@ def record(
         config["world_size"] = info.world_size
     config = json.loads(json.dumps(config))  # as the sidecar will hold it (tuples -> lists)
     meta = base_meta(model, plans, layers, roles, dtype, config)
-    items = (replace(it, number=i) for i, it in
-             enumerate(iter_items(model, inputs, n_tokens=n_tokens, policy=policy)))
+    items = iter_items(model, inputs, n_tokens=n_tokens, policy=policy)
     out_dir = None if out is None else Path(out)
     if info.distributed:
         check_same("record configuration", config)
@@ -303,14 +302,14 @@ def merge_ranks(out: Path, world_size: int) -> dict:
     return meta
 
 
-def _tokens_digest(items: Sequence[Item]) -> str:
+def _tokens_digest(items: Sequence[Labelled]) -> str:
     h = hashlib.sha256()
     for it in items:
         h.update(it.seq.tokens.to(torch.int64).numpy().tobytes())
     return h.hexdigest()
 
 
-def _skip_finished(items: Iterator[Item], kept: list[dict]) -> Iterator[Item]:
+def _skip_finished(items: Iterator[Labelled], kept: list[dict]) -> Iterator[Labelled]:
     """Consume the sequences of the kept shards, checking they are the same sequences."""
     for entry in kept:
         start, stop = entry["sequences"]
@@ -324,8 +323,8 @@ def _skip_finished(items: Iterator[Item], kept: list[dict]) -> Iterator[Item]:
     yield from items
 
 
-def _batches(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
-    batch: list[Item] = []
+def _batches(items: Iterator[Labelled], size: int) -> Iterator[list[Labelled]]:
+    batch: list[Labelled] = []
     for it in items:
         batch.append(it)
         if len(batch) == size:
@@ -335,7 +334,7 @@ def _batches(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
         yield batch
 
 
-def _capture_batch(model: Bridge, plans, layers, roles, batch: list[Item], dtype, tok
+def _capture_batch(model: Bridge, plans, layers, roles, batch: list[Labelled], dtype, tok
                    ) -> tuple[dict[str, torch.Tensor], pd.DataFrame]:
     """Run one batch; return its tensors ``{site: [n, layer, ...]}`` and index rows."""
     tokens, batch_roles, orig, _ = pad_batch([it.seq for it in batch])
@@ -377,10 +376,10 @@ class _ShardSink:
         self.indexes: list[pd.DataFrame] = []
         self.next_sequence = meta["shards"][-1]["sequences"][1] if meta["shards"] else 0
         self.n_rows = sum(int(e["rows"]) for e in meta["shards"])
-        self._pending: list[tuple[dict, pd.DataFrame, list[Item]]] = []
+        self._pending: list[tuple[dict, pd.DataFrame, list[Labelled]]] = []
         self._bytes = 0
 
-    def add(self, tensors: dict, index: pd.DataFrame, batch: list[Item]) -> None:
+    def add(self, tensors: dict, index: pd.DataFrame, batch: list[Labelled]) -> None:
         self._pending.append((tensors, index, batch))
         self._bytes += sum(t.nbytes for t in tensors.values())
         self.next_sequence += len(batch)
