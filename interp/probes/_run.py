@@ -7,7 +7,8 @@ An output directory holds::
     probes/<site>.safetensors  W [unit, feature, task, class], b [unit, task, class] for raw
                                activations: logits = x @ W[u, :, t] + b[u, t]
     probes.json                what the tensors mean: units, tasks, classes, formula
-    figure.html                accuracy by layer and offset against the baselines
+    probe_accuracy.html        accuracy by layer and offset against the baselines (the
+                               figures of :meth:`ProbeResults.figures`, as ``interp figures``)
     cells/<site>.csv           metrics of a finished site (resume skips the site)
     checkpoints/<site>.*       the optimiser state of an unfinished site (resume continues it)
 """
@@ -29,7 +30,7 @@ from torch import Tensor
 
 from .._io import atomic_save_tensors, atomic_write_csv, atomic_write_text
 from ..core.model import Bridge
-from ..core.result import Figure
+from ..core.result import Figure, export_figures
 from ..core.sites import resolve_layer, resolve_layers
 from ..errors import InterpError
 from ..models import resolve_device
@@ -135,7 +136,7 @@ class ProbeResults:
         return probe_accuracy(self, **kwargs)
 
     def save(self, out_dir: str | Path) -> Path:
-        """Write metrics.csv, the probes, probes.json, spec.toml and figure.html (atomically)."""
+        """Write metrics.csv, the probes, probes.json and spec.toml (atomically)."""
         out = Path(out_dir)
         (out / "probes").mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "spec.toml", self.spec.to_toml())
@@ -143,9 +144,6 @@ class ProbeResults:
             atomic_save_tensors(out / "probes" / f"{site}.safetensors", tensors)
         atomic_write_text(out / "probes.json", json.dumps(self.description, indent=2))
         atomic_write_csv(out / "metrics.csv", self.metrics)
-        from ..figures import export
-
-        export(self.figure(), out / "figure.html")
         self.out_dir = out
         return out
 
@@ -491,6 +489,7 @@ def train_probes(
     results = ProbeResults(spec=spec, metrics=table, probes=tensors, description=desc)
     if out is not None:
         results.save(out)
+        export_figures([results], out)
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     return results
 
@@ -498,8 +497,7 @@ def train_probes(
 def _train_future_lens(spec: ProbeSpec, out: Path | None, model: Bridge, resume: bool, verbose: bool):
     """``method = "future_lens"``: one pass over the spec's corpus windows, the ridge maps, the
     learned prompts and their metrics; ``out`` gets ``spec.toml``, ``future_lens.csv`` (+ json),
-    ``lens.safetensors`` and ``figure.html``. A finished run of the same spec is read back."""
-    from ..figures import export
+    ``lens.safetensors`` and its figures. A finished run of the same spec is read back."""
     from ._future_lens import future_lens
 
     if out is not None:
@@ -515,7 +513,7 @@ def _train_future_lens(spec: ProbeSpec, out: Path | None, model: Bridge, resume:
     res.meta.update(name=spec.name, description=spec.description, headline=res.headline())
     if out is not None:
         res.save(out, weights=spec.future_lens.save_weights)
-        export(res.figure(title=spec.name), out / "figure.html")
+        export_figures([res], out)
     return res
 
 
