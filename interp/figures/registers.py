@@ -210,7 +210,7 @@ def eviction_perplexity(ev: EvictionResult) -> go.Figure:
     """Perplexity on the same scored positions with full attention, with only a recent window
     (the first tokens evicted), and with the window plus the first S tokens (StreamingLLM)."""
     t = ev.table
-    window = int(t["window"].iloc[0])
+    window = int(t["eviction_window"].iloc[0])
     names = []
     for c, s in zip(t["condition"], t["n_sinks"], strict=True):
         names.append("full attention" if c == "full" else

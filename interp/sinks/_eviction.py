@@ -44,7 +44,8 @@ class EvictionResult:
     """Perplexity with the first tokens evicted from the KV cache or kept (StreamingLLM).
 
     Attributes:
-        table: condition (``full``, ``window``, ``sinks+window``), n_sinks, window, nll (mean
+        table: condition (``full``, ``window``, ``sinks+window``), n_sinks, eviction_window
+            (the recent keys kept, ``window`` of :func:`cache_eviction`), nll (mean
             over the scored positions), perplexity, n_scored.
         per_position: position, condition, n_sinks, nll: the loss of every scored position.
         settings: n_tokens, window, the first scored position, and how eviction was simulated.
@@ -85,9 +86,14 @@ class EvictionResult:
 
     @classmethod
     def load(cls, out: str | Path) -> EvictionResult:
+        """Read what :meth:`save` wrote (a ``window`` column from earlier releases is read as
+        ``eviction_window``)."""
         out = check_files(cls, out)
         settings_path = out / "eviction.json"
-        return cls(pd.read_csv(out / "eviction.csv"), pd.read_csv(out / "eviction_positions.csv"),
+        table = pd.read_csv(out / "eviction.csv")
+        if "window" in table and "eviction_window" not in table:
+            table = table.rename(columns={"window": "eviction_window"})
+        return cls(table, pd.read_csv(out / "eviction_positions.csv"),
                    json.loads(settings_path.read_text()) if settings_path.is_file() else {})
 
 
@@ -157,7 +163,7 @@ def cache_eviction(
             logits = model.run_with_hooks(ids[None], fwd_hooks=fwd)[0]
         nll = F.cross_entropy(_upcast(logits[scored]), ids[scored + 1], reduction="none")
         mean = float(nll.mean())
-        rows.append(dict(condition=name, n_sinks=-1 if s is None else s, window=window,
+        rows.append(dict(condition=name, n_sinks=-1 if s is None else s, eviction_window=window,
                          nll=mean, perplexity=float(np.exp(mean)), n_scored=int(len(scored))))
         pos_rows += [dict(position=int(p), condition=name, n_sinks=-1 if s is None else s,
                           nll=float(v)) for p, v in zip(scored.tolist(), nll.tolist(), strict=True)]
