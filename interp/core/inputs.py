@@ -89,7 +89,8 @@ def iter_sequences(model: Bridge, inputs, *, n_tokens: int = 128, max_windows: i
     Raises:
         InterpError: empty inputs, or inputs of a kind not listed in the module docstring.
     """
-    if isinstance(inputs, str | PausedSequence) or _is_ids(inputs):
+    if (isinstance(inputs, str | PausedSequence) or _is_ids(inputs)
+            or isinstance(getattr(inputs, "seq", None), PausedSequence)):  # one window
         inputs = [inputs]
     elif isinstance(inputs, torch.Tensor):
         inputs = _token_rows(inputs)
@@ -143,7 +144,8 @@ def as_sequence(model: Bridge, inputs, *, bos: bool = True, what: str = "the inp
 
 def count_sequences(inputs, max_windows: int | None = None) -> int | None:
     """How many sequences :func:`iter_sequences` yields, when known without tokenizing."""
-    if isinstance(inputs, str | PausedSequence) or _is_ids(inputs):
+    if (isinstance(inputs, str | PausedSequence) or _is_ids(inputs)
+            or isinstance(getattr(inputs, "seq", None), PausedSequence)):
         return 1
     if isinstance(inputs, torch.Tensor):
         return 1 if inputs.ndim == 1 else len(inputs)

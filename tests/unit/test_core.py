@@ -69,6 +69,9 @@ def test_as_sequences_reads_every_kind_of_input_the_same_way(tiny_model):
         seqs = as_sequences(tiny_model, inputs)
         assert len(seqs) == n and all(isinstance(s, interp.PausedSequence) for s in seqs)
     labels = [(x.name, x.document) for x in iter_sequences(tiny_model, [pause, pause])]
+    window = interp.corpora.Window(doc_id="d", index=3, start=0, seq=pause)
+    assert [(x.name, x.document, x.window) for x in iter_sequences(tiny_model, window)] == [
+        ("d#3", "d", 3)]
     assert labels == [("0", "seq0"), ("1", "seq1")]
     with pytest.raises(interp.InterpError, match="cannot use inputs of type float") as e:
         as_sequences(tiny_model, 3.0)
