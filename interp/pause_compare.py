@@ -13,6 +13,10 @@ with a ``model`` column, so any table compares the two.
   positions (:func:`interp.future_gradients`; pauses split into masked ones, whose self term
   is zero by construction, and the last pause of a run, which predicts the next token), and
   the K/V written during generation with forced pauses (:func:`interp.generate`).
+* :func:`lens_by_role`: the Future Lens (:func:`interp.future_lens`) read at pause and at
+  regular positions: how well a linear map from a position's residual stream names the
+  next text tokens (offsets count text tokens, so a pause's offset 1 is the token after
+  its run), against bigram baselines from the text before it.
 * :func:`adaptive_vs_random`: do pauses before the tokens the model is least sure of
   (``PausePolicy(entropy_top=...)``) lower the loss of those tokens more than the same number
   of pauses at random positions?
@@ -60,6 +64,7 @@ __all__ = [
     "adaptive_vs_random",
     "compare_checkpoint",
     "compare_instruments",
+    "lens_by_role",
     "loss_summary",
     "pause_losses",
     "target_losses",
@@ -298,6 +303,47 @@ def compare_instruments(models: Mapping[str, object], windows: Sequence[PausedSe
     return {k: _model_first(v) for k, v in out.items()}
 
 
+LENS_KEEP = ["layer", "offset", "n", "agreement_top1", "agreement_top5", "accuracy", "model_accuracy",
+             "bigram_agreement", "bigram_accuracy", "val_r2"]
+
+
+def lens_by_role(models: Mapping[str, object], windows: Sequence, *, layers: Sequence[int],
+                 offsets: Sequence[int] = (1, 2), roles: Sequence[str] = ("pause", "regular"),
+                 eval_positions: int = 1000, seed: int = 0, verbose: bool = False) -> pd.DataFrame:
+    """The Future Lens of every model read at each role: one ridge map per (model, role,
+    layer, offset), fitted on the training documents' positions of that role and scored on
+    held-out documents (:func:`interp.future_lens`; no learned prompt).
+
+    Args:
+        models: label → bridge with the ``<pause>`` token the windows use.
+        windows: :class:`interp.probes.ProbeSequence` items (group = document) with pauses
+            inserted; enough that each role has thousands of training positions (the map is
+            d_model × d_model).
+        layers: block indices read.
+        offsets: text tokens ahead (1: the token after a pause run).
+        roles: roles read, each with its own maps.
+        eval_positions: held-out positions scored per role.
+
+    Returns:
+        One row per model, role, layer and offset: ``n``, ``agreement_top1``/``_top5`` (with
+        the model's own prediction of that token), ``accuracy`` (true token),
+        ``model_accuracy``, ``bigram_agreement``/``bigram_accuracy`` (from the last text token
+        at or before the position) and the map's validation ``val_r2``.
+    """
+    from .probes import FutureLensSpec, future_lens
+
+    rows = []
+    for label, model in models.items():
+        for role in roles:
+            res = future_lens(model, list(windows), layers=list(layers), offsets=list(offsets),
+                              roles=(role,), seed=seed, verbose=verbose,
+                              config=FutureLensSpec(prompt_layers=[], eval_positions=eval_positions,
+                                                    save_weights=False))
+            rows.append(res.table[LENS_KEEP].assign(model=label, role=role))
+    out = pd.concat(rows, ignore_index=True)
+    return out[["model", "role"] + LENS_KEEP]
+
+
 def _model_first(df: pd.DataFrame) -> pd.DataFrame:
     return df[["model"] + [c for c in df.columns if c != "model"]]
 
@@ -348,7 +394,8 @@ def _generation(model: Bridge, prompt, pauses, max_new_tokens, layers, label) ->
 # -- the whole comparison, saved and loaded ---------------------------------------------------
 
 #: The tables of a :class:`PauseComparison`, by file stem (``pause_<name>.csv``).
-TABLES = ("losses", "adaptive", "registers", "massive", "future_share", "generation", "history")
+TABLES = ("losses", "adaptive", "registers", "massive", "future_share", "future_lens", "generation",
+          "history")
 
 
 @dataclass
@@ -409,6 +456,10 @@ class PauseComparison:
                 ("future_share", f.pause_future_share, "Future share of the K/V gradient at "
                  "regular positions, masked pauses (1 by construction) and the last pause of a "
                  "run."),
+                ("future_lens", f.pause_future_lens, "Future Lens agreement with the model's own "
+                 "prediction of the next text tokens, read at pauses and at regular positions, "
+                 "per layer: do trained pauses carry the upcoming token? (grey: bigram "
+                 "baseline)"),
                 ("generation", f.pause_generation, "Key norms written into the KV cache during "
                  "generation with forced pauses, per role and layer.")):
             if name in self.tables:
@@ -431,7 +482,8 @@ class PauseComparison:
 def compare_checkpoint(checkpoint: str | os.PathLike, *, n_windows: int = 8, seeds: Sequence[int] = (0, 1, 2),
                        entropy_top: float = 0.1, layers: Sequence[int] | None = None,
                        gradient_windows: int = 2, prompt: str | None = "The capital of France is",
-                       pauses: int = 3, instruments: bool = True,
+                       pauses: int = 3, instruments: bool = True, lens_windows: int = 256,
+                       lens_layers: Sequence[int] | None = None,
                        verbose: bool = True) -> PauseComparison:
     """Load the base and the pause-trained model of ``checkpoint`` and run every comparison
     on held-out windows (the documents the training run held out).
@@ -446,6 +498,11 @@ def compare_checkpoint(checkpoint: str | os.PathLike, *, n_windows: int = 8, see
         prompt: generation prompt (``None``: no generation).
         pauses: forced pauses in generation.
         instruments: also run :func:`compare_instruments` (the slowest part).
+        lens_windows: corpus windows (spread evenly over every document, pauses inserted by
+            the training policy) for :func:`lens_by_role` (0: skip it). The lens needs
+            thousands of pause positions; windows the adapter trained on may be among them,
+            which is the same for both models.
+        lens_layers: layers the lens reads (default: every 4th and the last).
         verbose: progress bars.
     """
     from .models import load_model
@@ -475,11 +532,30 @@ def compare_checkpoint(checkpoint: str | os.PathLike, *, n_windows: int = 8, see
         tables.update(compare_instruments(models, paused, layers=layers, prompt=prompt,
                                           pauses=pauses, gradient_windows=gradient_windows,
                                           verbose=verbose))
+    if lens_windows:
+        n_layers = int(trained.cfg.n_layers)
+        lens_layers = sorted(set(lens_layers if lens_layers is not None
+                                 else [*range(0, n_layers, 4), n_layers - 1]))
+        tables["future_lens"] = lens_by_role(models, _lens_windows(trained, config, policy, lens_windows),
+                                             layers=lens_layers, verbose=verbose)
     if (checkpoint / "history.csv").is_file():
         tables["history"] = pd.read_csv(checkpoint / "history.csv")
     settings = dict(checkpoint=str(checkpoint), base=acfg["base"], step=state["step"],
                     n_windows=len(held), n_tokens=config.n_tokens, seeds=list(seeds),
                     entropy_top=entropy_top, policy=policy.to_dict(), prompt=prompt,
                     pauses=pauses, layers=None if layers is None else list(layers),
-                    gradient_windows=gradient_windows)
+                    gradient_windows=gradient_windows, lens_windows=lens_windows)
     return PauseComparison(tables, settings)
+
+
+def _lens_windows(model, config, policy: PausePolicy, n: int) -> list:
+    """``n`` windows spread evenly over the corpus (every document), pauses inserted by
+    ``policy`` (seeded per window), grouped by document."""
+    from .corpora import load_corpus, windows
+    from .probes._data import ProbeSequence
+
+    every = list(windows(model, load_corpus(config.corpus), config.n_tokens))
+    pick = np.unique(np.linspace(0, len(every) - 1, min(n, len(every))).round().astype(int))
+    pid = core_model.pause_id(model)
+    return [ProbeSequence(every[i].doc_id, insert_pauses(every[i].seq, dataclasses.replace(policy, seed=10_000 + j),
+                                                         pid)) for j, i in enumerate(pick)]

@@ -72,6 +72,9 @@ def register(sub) -> None:
     c.add_argument("--generation-pauses", type=int, default=3, metavar="N",
                    help="forced pauses before the answer in generation (default 3)")
     add_renamed(c, "--pauses", "--generation-pauses")
+    c.add_argument("--lens-windows", type=int, default=256,
+                   help="corpus windows for the Future Lens at pause vs regular positions "
+                        "(default 256; 0 skips it)")
     c.add_argument("--no-instruments", action="store_true",
                    help="losses and adaptive pauses only (skip registers, gradients, generation)")
     add_formats_arg(c, "html,png", "figure files")
@@ -106,7 +109,7 @@ def run_compare(args) -> int:
         args.checkpoint, n_windows=args.max_windows, seeds=parse_int_list(args.seeds, "seeds") or [0],
         entropy_top=args.entropy_top, layers=parse_int_list(args.layers, "layers"),
         gradient_windows=args.gradient_windows, prompt=args.prompt or None, pauses=args.generation_pauses,
-        instruments=not args.no_instruments, verbose=not args.quiet)
+        instruments=not args.no_instruments, lens_windows=args.lens_windows, verbose=not args.quiet)
     out = comp.save(args.out)
     export_figures([comp], out, formats=parse_formats(args.formats))
     print(comp.loss_summary().to_string(index=False))

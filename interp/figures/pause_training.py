@@ -13,8 +13,8 @@ from plotly.subplots import make_subplots
 from ..errors import InterpError
 from ._style import CYCLE, apply_style
 
-__all__ = ["pause_adaptive", "pause_future_share", "pause_generation", "pause_losses",
-           "pause_registers"]
+__all__ = ["pause_adaptive", "pause_future_lens", "pause_future_share", "pause_generation",
+           "pause_losses", "pause_registers"]
 
 _ERR = dict(type="data", color="#444444", thickness=1.2)
 
@@ -100,6 +100,32 @@ def pause_future_share(result, *, title: str | None = None) -> go.Figure:
     fig.update_layout(barmode="group")
     return apply_style(fig, title=title or "Who is a position's K/V gradient for?",
                        width=420 * len(sites))
+
+
+def pause_future_lens(result, *, title: str | None = None) -> go.Figure:
+    """Future Lens top-1 agreement with the model's own prediction of the next text tokens,
+    read at pause and at regular positions, per layer, model and offset; the bigram baseline
+    (from the text before the position) in grey."""
+    t = _table(result, "future_lens")
+    offsets = sorted(set(t["offset"]))
+    fig = make_subplots(rows=1, cols=len(offsets), horizontal_spacing=0.08,
+                        subplot_titles=[f"offset {k} (text tokens ahead)" for k in offsets])
+    colors = _colors(t["model"])
+    for c, k in enumerate(offsets, start=1):
+        for (m, role), sub in t[t["offset"] == k].groupby(["model", "role"], sort=False):
+            fig.add_trace(go.Scatter(x=sub["layer"], y=sub["agreement_top1"], mode="lines+markers",
+                                     line=dict(color=colors[m], dash="solid" if role == "pause" else "dot",
+                                               width=1.8), marker_size=5,
+                                     name=f"{m} · {role}", legendgroup=f"{m}{role}", showlegend=c == 1,
+                                     hovertemplate=f"{m} · {role}<br>layer %{{x}}: %{{y:.3f}} "
+                                                   f"(n = {int(sub['n'].iloc[0])})<extra></extra>"),
+                          row=1, col=c)
+            fig.add_hline(y=float(sub["bigram_agreement"].iloc[0]), row=1, col=c,
+                          line=dict(color="#999999", dash="dash" if role == "pause" else "dot", width=1))
+    fig.update_xaxes(title_text="layer")
+    fig.update_yaxes(title_text="top-1 agreement with the model", range=[0, 1.02], col=1)
+    return apply_style(fig, title=title or "Future Lens at pauses vs regular positions (grey: bigram)",
+                       width=440 * len(offsets))
 
 
 def pause_generation(result, *, title: str | None = None) -> go.Figure:

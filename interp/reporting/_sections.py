@@ -313,6 +313,7 @@ def _run_pause_training(ctx: Context, out: Path) -> dict:
         n_layers = ctx.model.cfg.n_layers
         comp = compare_checkpoint(src, n_windows=min(ctx.config.n_windows, 4), seeds=(0, 1),
                                   layers=list(range(0, n_layers, 3)), gradient_windows=1,
+                                  lens_windows=128, lens_layers=[*range(0, n_layers, 6), n_layers - 1],
                                   verbose=ctx.verbose)
     else:
         raise InterpError(f"{src} holds neither a pause-training checkpoint nor a comparison", how)
@@ -323,6 +324,12 @@ def _run_pause_training(ctx: Context, out: Path) -> dict:
     if adaptive is not None:
         numbers.update({f"pause Δloss after pauses · {r.model} · {r.placement}":
                         _fmt(r.delta_following) for r in adaptive.itertuples()})
+    lens = comp.tables.get("future_lens")
+    if lens is not None and not lens.empty:
+        best = lens.loc[lens.groupby(["model", "role", "offset"])["agreement_top1"].idxmax()]
+        numbers.update({f"pause Future Lens · {r.model} · {r.role} · offset {int(r.offset)}":
+                        f"{r.agreement_top1:.3f} at layer {int(r.layer)} (bigram {r.bigram_agreement:.3f})"
+                        for r in best.itertuples()})
     return numbers
 
 
@@ -365,8 +372,9 @@ SECTION_SPECS: tuple[Section, ...] = (
     Section("pause_training", "Pause training: base vs pause-trained",
             "SmolLM2 fine-tuned with random &lt;pause&gt; tokens (Goyal et al. 2024; LoRA + pause "
             "embedding), against its base: loss on real tokens with and without pauses, "
-            "attention and norms at pauses, the future share of their K/V gradient, the KV "
-            "cache with forced pauses, and entropy-triggered vs random pauses.",
+            "attention and norms at pauses, the future share of their K/V gradient, the Future "
+            "Lens read at pauses, the KV cache with forced pauses, and entropy-triggered vs "
+            "random pauses.",
             ("pause_dir",), _run_pause_training,
             "interp pause-train --out CKPT, then interp report --pause-dir CKPT",
             key=("pause loss", "pause Δloss")),

@@ -20,6 +20,7 @@ from interp.pause_compare import (
     adaptive_summary,
     adaptive_vs_random,
     compare_instruments,
+    lens_by_role,
     loss_summary,
     pause_losses,
     target_losses,
@@ -98,6 +99,20 @@ def test_instruments_save_load_figures_and_report(models, tmp_path):
     assert (gen.loc[gen.role == "pause", "n"] == 2).all()
     assert set(tables["registers"]["role"]) >= {"pause", "regular"}
 
+    # the Future Lens at pauses: runs of one pause predict the next text token themselves, so
+    # the last layer read at offset 1 is (almost) the identity there, for both models
+    from interp.probes._data import ProbeSequence
+
+    lens_seqs = [ProbeSequence(f"doc{i // 2}", insert_pauses(w, PausePolicy(every=3, n=1), pid))
+                 for i, w in enumerate(_windows(60, 6, length=24))]
+    lens = lens_by_role(models, lens_seqs, layers=[0, 1], offsets=(1, 2), eval_positions=200)
+    assert len(lens) == 2 * 2 * 2 * 2 and set(lens.role) == {"pause", "regular"}
+    last = lens[(lens.layer == 1) & (lens.offset == 1)]
+    assert (last.n > 50).all()
+    assert (last[last.role == "pause"].agreement_top1 >= 0.95).all()
+    # (a regular position followed by a pause is not: the next token is predicted at the pause)
+    tables["future_lens"] = lens
+
     comp = PauseComparison(dict(losses=pause_losses(models, _windows(2, 5), seeds=(0,)),
                                 **tables), dict(note="tiny"))
     comp.save(tmp_path / "cmp")
@@ -109,7 +124,8 @@ def test_instruments_save_load_figures_and_report(models, tmp_path):
     kind = next(k for k in KINDS if k.table == "pause_losses.csv")
     drawn = figures_for(kind, tmp_path / "cmp")
     assert [f.name for f, _ in drawn] == ["pause_losses", "pause_registers",
-                                          "pause_future_share", "pause_generation"]
+                                          "pause_future_share", "pause_future_lens",
+                                          "pause_generation"]
 
     tokens = torch.randint(1, 40, (2, 12), generator=torch.Generator().manual_seed(0))
     config = ReportConfig(model=TINY, tokens=tokens, n_tokens=12, n_windows=2, sections=(),
