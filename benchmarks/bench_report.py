@@ -48,7 +48,7 @@ def main() -> None:
     config = ReportConfig(sections=("registers", "gradients", "probes", "patching"))
     if args.quick:
         config = ReportConfig(n_windows=2, n_tokens=48, eviction_tokens=256, gradient_windows=1,
-                              probe_windows=24, probe_tokens=16, probe_layers=10,
+                              probe_windows=24, probe_tokens=16, probe_layer_stride=10,
                               sections=config.sections)
     print(f"torch threads: {torch.get_num_threads()}, load average before: "
           f"{os.getloadavg()[0]:.1f}")

@@ -68,8 +68,10 @@ def atomic_save_tensors(path: str | os.PathLike, tensors: dict[str, Tensor],
 class TableResult:
     """A result that is one tidy table plus a metadata dict, saved as ``name.csv`` + ``name.json``.
 
-    Subclasses set ``REQUIRED`` (columns a saved table must have) and ``MADE_BY`` (the command
-    that writes it, named in the error when the file is missing).
+    Subclasses set ``FILE`` (the table's file name in a results folder), ``REQUIRED`` (columns
+    a saved table must have) and ``MADE_BY`` (the command that writes it, named in the error
+    when the file is missing), and override :meth:`figures`. They follow the result protocol
+    (:class:`interp.core.result.Result`): ``save(folder)``, ``load(folder)``, ``figures()``.
 
     Attributes:
         table: the rows.
@@ -79,8 +81,30 @@ class TableResult:
     table: pd.DataFrame
     meta: dict = field(default_factory=dict)
 
+    FILE: ClassVar[str] = "table.csv"
+    FILES: ClassVar[tuple[str, ...]] = ("table.csv",)
     REQUIRED: ClassVar[frozenset[str]] = frozenset()
     MADE_BY: ClassVar[str] = "the interp command that makes it"
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if "FILES" not in cls.__dict__:
+            cls.FILES = (cls.FILE,)
+
+    def save(self, out: str | os.PathLike) -> Path:
+        """Write ``FILE`` (and its ``.json`` metadata) into the folder ``out``."""
+        self.to_csv(Path(out) / self.FILE)
+        return Path(out)
+
+    @classmethod
+    def load(cls, out: str | os.PathLike):
+        """Read the table saved in the folder ``out`` (or the table file itself)."""
+        out = Path(out)
+        return cls.from_csv(out if out.suffix == ".csv" else out / cls.FILE)
+
+    def figures(self) -> list:
+        """The figures drawn from this result (:class:`interp.core.result.Figure`)."""
+        return []
 
     def to_pandas(self) -> pd.DataFrame:
         return self.table.copy()

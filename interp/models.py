@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from ._io import dataclass_from_dict
+from .core.model import Bridge, n_kv_heads, set_native_config
 from .errors import InterpError
 
 __all__ = [
@@ -179,11 +180,6 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
-
-
-def n_kv_heads(model) -> int:
-    """Number of key/value heads per layer (``n_heads`` for full multi-head attention)."""
-    return int(getattr(model.cfg, "n_key_value_heads", None) or model.cfg.n_heads)
 
 
 def list_models() -> list[dict[str, str]]:
@@ -343,7 +339,7 @@ def _load_native(cfg: TinyConfig, device: torch.device, dtype: torch.dtype):
     bridge = native.boot(cfg.to_native(), device=device, dtype=dtype,
                          model_name=f"tiny-{cfg.n_layers}L")
     bridge.eval()
-    bridge.interp_config = cfg  # so checkpoints can rebuild it
+    set_native_config(bridge, cfg)  # so checkpoints can rebuild it
     return bridge
 
 
@@ -435,12 +431,12 @@ def _require(module: str, install: str) -> None:
         raise InterpError(f"this needs the package {module!r}, which is not installed", install)
 
 
-def context_length(model) -> int:
+def context_length(model: Bridge) -> int:
     """The longest sequence the model accepts (``n_ctx``)."""
     return int(model.cfg.n_ctx)
 
 
-def check_context(model, n_tokens: int) -> None:
+def check_context(model: Bridge, n_tokens: int) -> None:
     """Raise an :class:`InterpError` naming the limit when ``n_tokens`` exceeds ``n_ctx``."""
     limit = context_length(model)
     if n_tokens > limit:

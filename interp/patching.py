@@ -46,12 +46,15 @@ from tqdm.auto import tqdm
 
 from . import hooks
 from ._io import TableResult
-from ._types import Float, Int, Tensor
+from ._types import Float, Tensor
+from .core import model as core_model
+from .core.inputs import as_sequence
+from .core.model import Bridge, attention_scale
+from .core.result import Figure
+from .core.sites import hook_name, resolve_layers, resolve_sites
 from .errors import InterpError
-from .gradients._detach import attention_scale, qkv_hooks, rotated_qkv
-from .gradients._inputs import activation_gradients_only, parse_layers, site_hook, token_losses
-from .pauses import PausedSequence
-from .pauses import tokenize as tokenize_text
+from .gradients._detach import qkv_hooks, rotated_qkv
+from .gradients._inputs import activation_gradients_only, token_losses
 
 __all__ = [
     "Attribution",
@@ -67,7 +70,7 @@ Metric = Callable[[Tensor], Tensor]
 SITES = ("k", "v", "z", "resid_pre", "resid_mid", "resid_post")
 
 
-def _token_id(model, token: int | str) -> int:
+def _token_id(model: Bridge, token: int | str) -> int:
     if isinstance(token, int):
         return token
     ids = model.tokenizer(token, add_special_tokens=False)["input_ids"]
@@ -76,7 +79,7 @@ def _token_id(model, token: int | str) -> int:
     return int(ids[0])
 
 
-def logit_diff(model, correct: int | str, wrong: int | str, position: int = -1) -> Metric:
+def logit_diff(model: Bridge, correct: int | str, wrong: int | str, position: int = -1) -> Metric:
     """M = logit[correct] − logit[wrong] at ``position`` (tokens given as ids or strings)."""
     c, w = _token_id(model, correct), _token_id(model, wrong)
 
@@ -106,10 +109,11 @@ def answer_loss(answer: Sequence[int]) -> Metric:
 @dataclass
 class Attribution(TableResult):
     """Per-node effects of patching clean → corrupt, one row per (layer, site, head, position)
-    (and ``target`` when target-resolved).
+    (and ``loss_position`` when target-resolved).
 
     Columns: ``layer``, ``site``, ``head``, ``position``, ``token_str`` (clean token, when a
-    tokenizer exists), ``target`` (target-resolved only: the loss ℓ_t affected), ``atp``,
+    tokenizer exists), ``loss_position`` (target-resolved only: the t of the loss ℓ_t affected),
+    ``atp``,
     ``atp_star`` (k rows, with the QK fix), ``activation_patch`` (when verified).
 
     Attributes:
@@ -117,22 +121,40 @@ class Attribution(TableResult):
         meta: metric name, sites, clean and corrupt metric values.
     """
 
+    FILE = "attribution.csv"
     REQUIRED = frozenset({"layer", "site", "head", "position"})
     MADE_BY = "interp patch ... --out DIR"
 
+    @classmethod
+    def from_csv(cls, path):
+        """Read a table written by :meth:`to_csv`; a ``target`` column from earlier releases
+        is read as ``loss_position``."""
+        res = super().from_csv(path)
+        if "target" in res.table and "loss_position" not in res.table:
+            res.table = res.table.rename(columns={"target": "loss_position"})
+        return res
 
-def _tokens(model, x) -> Int[Tensor, "1 pos"]:
-    if isinstance(x, str):
-        x = tokenize_text(model, x)
-    if isinstance(x, PausedSequence):
-        x = x.tokens
-    x = torch.as_tensor(x, dtype=torch.long)
-    return x.reshape(1, -1)
+    def figures(self) -> list[Figure]:
+        from .figures import patching as f
+
+        figs = []
+        if "activation_patch" in self.table.columns:
+            figs.append(Figure("atp_scatter", f.atp_scatter,
+                               "Attribution patching (a gradient estimate) against real "
+                               "activation patching for every node: points on the diagonal are "
+                               "estimated well."))
+        sites = list(dict.fromkeys(self.table["site"]))
+        site = next((s for s in ("v", "k", "z") if s in sites), sites[0])
+        figs.append(Figure("atp_heatmap", lambda r: f.atp_heatmap(r, site),
+                           f"Estimated effect of patching the {site} at each layer and position "
+                           "on the metric."))
+        return figs
 
 
-def _pair(model, clean, corrupt) -> tuple[Tensor, Tensor]:
-    device = next(model.parameters()).device
-    a, b = _tokens(model, clean).to(device), _tokens(model, corrupt).to(device)
+def _pair(model: Bridge, clean, corrupt) -> tuple[Tensor, Tensor]:
+    device = core_model.device(model)
+    a = as_sequence(model, clean, what="the clean input").tokens.reshape(1, -1).to(device)
+    b = as_sequence(model, corrupt, what="the corrupt input").tokens.reshape(1, -1).to(device)
     if a.shape != b.shape:
         raise InterpError(
             f"clean and corrupt inputs tokenize to different lengths ({a.shape[1]} and "
@@ -146,25 +168,12 @@ def _pair(model, clean, corrupt) -> tuple[Tensor, Tensor]:
     return a, b
 
 
-def _parse_sites(sites) -> tuple[str, ...]:
-    sites = (sites,) if isinstance(sites, str) else tuple(sites)
-    sites = tuple("resid_post" if s == "resid" else s for s in sites)
-    for s in sites:
-        if s not in SITES:
-            raise InterpError(f"unknown site {s!r}", f"choose among: {', '.join(SITES)}")
-    return sites
-
-
-def _hook(site: str, layer: int) -> str:
-    return hooks.z(layer) if site == "z" else site_hook(site, layer)
-
-
 def _heads(t: Tensor) -> Tensor:
     """[batch, pos, head, d] for per-head sites, [batch, pos, 1, d] for the residual stream."""
     return t if t.ndim == 4 else t[:, :, None]
 
 
-def _capture(model, tokens: Tensor, keys) -> tuple[dict, Tensor]:
+def _capture(model: Bridge, tokens: Tensor, keys) -> tuple[dict, Tensor]:
     acts: dict = {}
 
     def make(key):
@@ -173,13 +182,13 @@ def _capture(model, tokens: Tensor, keys) -> tuple[dict, Tensor]:
 
         return hook
 
-    with torch.no_grad(), model.hooks(fwd_hooks=[(_hook(s, layer), make((s, layer)))
+    with torch.no_grad(), model.hooks(fwd_hooks=[(hook_name(s, layer), make((s, layer)))
                                                  for s, layer in keys]):
         logits = model(tokens)
     return acts, logits
 
 
-def _frame(model, tokens, rows: list[dict]) -> pd.DataFrame:
+def _frame(model: Bridge, tokens, rows: list[dict]) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     if model.tokenizer is not None and len(df):
         strs = [model.tokenizer.decode([t]) for t in tokens[0].tolist()]
@@ -197,14 +206,14 @@ def _node_rows(layer, site, effect: Float[Tensor, "pos head"], per_head: bool, c
         for h in range(effect.shape[1]):
             row = dict(layer=layer, site=site, head=heads if heads is not None else h, position=p)
             if target is not None:
-                row["target"] = target
+                row["loss_position"] = target
             row[column] = float(effect[p, h])
             rows.append(row)
     return rows
 
 
 def attribution_patch(
-    model,
+    model: Bridge,
     clean,
     corrupt,
     metric: Metric | None = None,
@@ -232,7 +241,7 @@ def attribution_patch(
             once (the AtP estimate is then the sum over heads).
         qk_fix: add an ``atp_star`` column for k rows (the AtP* QK fix; see module docstring).
         target_resolved: use each next-token loss ℓ_t of the clean text as the metric; rows
-            gain a ``target`` column (t ≥ position).
+            gain a ``loss_position`` column (t ≥ position).
         verify: also run real activation patching over the same nodes (one forward each).
         verbose: show progress bars.
 
@@ -243,8 +252,8 @@ def attribution_patch(
     if metric is None and not target_resolved:
         raise InterpError("no metric given", "pass metric=interp.patching.logit_diff(...) or "
                           "target_resolved=True")
-    sites = _parse_sites(sites)
-    layers = parse_layers(model, layers)
+    sites = resolve_sites(sites, SITES)
+    layers = resolve_layers(model, layers)
     clean_t, corrupt_t = _pair(model, clean, corrupt)
     keys = [(s, layer) for layer in layers for s in sites]
     corrupt_acts, corrupt_logits = _capture(model, corrupt_t, keys)
@@ -268,7 +277,7 @@ def attribution_patch(
 
         return hook
 
-    fwd = [(_hook(s, layer), make((s, layer))) for s, layer in keys]
+    fwd = [(hook_name(s, layer), make((s, layer))) for s, layer in keys]
     fix_layers = [layer for layer in layers if qk_fix and "k" in sites]
     for layer in fix_layers:
         fwd += qkv_hooks(model, layer, qkv[layer]) + [(hooks.pattern(layer), read_pattern(layer))]
@@ -301,7 +310,7 @@ def attribution_patch(
         truth = activation_patch(model, clean_t, corrupt_t, metric, sites=sites, layers=layers,
                                  per_head=per_head, target_resolved=target_resolved,
                                  verbose=verbose)
-        on = ["layer", "site", "head", "position"] + (["target"] if target_resolved else [])
+        on = ["layer", "site", "head", "position"] + (["loss_position"] if target_resolved else [])
         result.table = table.merge(truth.table[on + ["activation_patch"]], on=on, how="left")
     return result
 
@@ -328,7 +337,7 @@ def _target_resolved_atp(losses, acts, corrupt_acts, keys, per_head, verbose,
     return rows
 
 
-def _qk_fix(model, layers, qkv, pattern_grads, corrupt_t, per_head) -> pd.DataFrame:
+def _qk_fix(model: Bridge, layers, qkv, pattern_grads, corrupt_t, per_head) -> pd.DataFrame:
     """AtP* for keys: the exact change of every query's pattern when key i is patched,
     times ∂M/∂pattern (linear only downstream of the pattern)."""
     corrupt_store: dict = {layer: {} for layer in layers}
@@ -366,7 +375,7 @@ def _qk_fix(model, layers, qkv, pattern_grads, corrupt_t, per_head) -> pd.DataFr
 
 
 def activation_patch(
-    model,
+    model: Bridge,
     clean,
     corrupt,
     metric: Metric | None = None,
@@ -385,8 +394,8 @@ def activation_patch(
     """
     if metric is None and not target_resolved:
         raise InterpError("no metric given", "pass a metric or target_resolved=True")
-    sites = _parse_sites(sites)
-    layers = parse_layers(model, layers)
+    sites = resolve_sites(sites, SITES)
+    layers = resolve_layers(model, layers)
     clean_t, corrupt_t = _pair(model, clean, corrupt)
     keys = [(s, layer) for layer in layers for s in sites]
     corrupt_acts, _ = _capture(model, corrupt_t, keys)
@@ -414,11 +423,11 @@ def activation_patch(
                 t[:, p, h] = source[:, p, h]
             return t
 
-        with torch.no_grad(), model.hooks(fwd_hooks=[(_hook(site, layer), patch)]):
+        with torch.no_grad(), model.hooks(fwd_hooks=[(hook_name(site, layer), patch)]):
             change = measure(model(clean_t)) - base
         head = h if (per_head and not site.startswith("resid")) else -1
         if target_resolved:
-            rows += [dict(layer=layer, site=site, head=head, position=p, target=t,
+            rows += [dict(layer=layer, site=site, head=head, position=p, loss_position=t,
                           activation_patch=float(change[t])) for t in range(p, n_pos - 1)]
         else:
             rows.append(dict(layer=layer, site=site, head=head, position=p,

@@ -35,6 +35,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -43,6 +44,10 @@ import torch
 from . import hooks
 from ._io import atomic_write_csv, atomic_write_json
 from ._types import Float, Int, Tensor
+from .core import model as core_model
+from .core.inputs import as_sequences
+from .core.model import Bridge
+from .core.result import Figure
 from .errors import InterpError
 from .pauses import (
     PausedSequence,
@@ -66,19 +71,15 @@ __all__ = [
 ]
 
 
-def _device(model) -> torch.device:
-    return next(model.parameters()).device
-
-
 @torch.no_grad()
-def target_losses(model, seq: PausedSequence) -> Float[Tensor, " pos"]:
+def target_losses(model: Bridge, seq: PausedSequence) -> Float[Tensor, " pos"]:
     """The loss of every real token of ``seq`` by its original position: ``out[p]`` is
     −log p(token p | everything before it, pauses included); NaN at position 0 (no
     prediction) and where the loss mask drops the target."""
     from .gradients._inputs import token_losses
 
-    tokens = seq.tokens[None].to(_device(model))
-    mask = seq.loss_mask[None].to(_device(model))
+    tokens = seq.tokens[None].to(core_model.device(model))
+    mask = seq.loss_mask[None].to(core_model.device(model))
     losses = token_losses(model(tokens), tokens, mask)[0].float().cpu()
     n = int(seq.original_position.max()) + 1
     out = torch.full((n,), float("nan"))
@@ -89,13 +90,17 @@ def target_losses(model, seq: PausedSequence) -> Float[Tensor, " pos"]:
     return out
 
 
-def _check(models: Mapping[str, object], windows: Sequence[PausedSequence]) -> None:
+def _check(models: Mapping[str, object], windows) -> list[PausedSequence]:
+    """The held-out windows as sequences (anything :func:`interp.core.inputs.as_sequences`
+    reads), checked to hold no pauses yet."""
     if not models:
         raise InterpError("no models to compare", "pass {'base': ..., 'pause-trained': ...}")
-    if not windows:
+    if isinstance(windows, list | tuple) and not windows:
         raise InterpError("no windows to evaluate on", "give at least one held-out window")
+    windows = as_sequences(next(iter(models.values())), windows)
     if any((w.original_position < 0).any() for w in windows):
         raise InterpError("these windows already have pauses", "pass windows without pauses")
+    return windows
 
 
 def pause_losses(models: Mapping[str, object], windows: Sequence[PausedSequence], *,
@@ -118,7 +123,7 @@ def pause_losses(models: Mapping[str, object], windows: Sequence[PausedSequence]
     """
     from tqdm.auto import tqdm
 
-    _check(models, windows)
+    windows = _check(models, windows)
     policy = policy or PausePolicy(rate=0.1, n=1, n_max=3)
     rows = []
     for label, model in models.items():
@@ -174,7 +179,7 @@ def adaptive_vs_random(models: Mapping[str, object], windows: Sequence[PausedSeq
     """
     from tqdm.auto import tqdm
 
-    _check(models, windows)
+    windows = _check(models, windows)
     if not 0 < entropy_top <= 1:
         raise InterpError(f"entropy_top={entropy_top} is outside (0, 1]", "use e.g. 0.1")
     rows = []
@@ -344,12 +349,12 @@ def _model_first(df: pd.DataFrame) -> pd.DataFrame:
 
 
 @torch.no_grad()
-def _massive_by_role(model, windows, layers, label, ratio: float = 100.0) -> pd.DataFrame:
+def _massive_by_role(model: Bridge, windows, layers, label, ratio: float = 100.0) -> pd.DataFrame:
     """Largest residual entry per role (over windows and layers), relative to the median."""
     layer_list = list(range(model.cfg.n_layers)) if layers is None else list(layers)
     rows = []
     for w, seq in enumerate(windows):
-        _, cache = model.run_with_cache(seq.tokens[None].to(_device(model)),
+        _, cache = model.run_with_cache(seq.tokens[None].to(core_model.device(model)),
                                         names_filter=[hooks.resid(layer) for layer in layer_list])
         for layer in layer_list:
             h = cache[hooks.resid(layer)][0].abs().float().cpu()
@@ -368,7 +373,7 @@ def _massive_by_role(model, windows, layers, label, ratio: float = 100.0) -> pd.
     return out.assign(model=label).reset_index(drop=True)
 
 
-def _generation(model, prompt, pauses, max_new_tokens, layers, label) -> pd.DataFrame:
+def _generation(model: Bridge, prompt, pauses, max_new_tokens, layers, label) -> pd.DataFrame:
     from .recording import generate
 
     gen = generate(model, prompt, max_new_tokens, pauses_before_answer=pauses, layers=layers)
@@ -408,6 +413,9 @@ class PauseComparison:
     tables: dict[str, pd.DataFrame]
     settings: dict = field(default_factory=dict)
 
+    FILES: ClassVar[tuple[str, ...]] = ("pause_losses.csv",)
+    MADE_BY: ClassVar[str] = "interp pause-compare CKPT --out DIR"
+
     def __post_init__(self) -> None:
         unknown = set(self.tables) - set(TABLES)
         if unknown:
@@ -432,12 +440,38 @@ class PauseComparison:
         atomic_write_json(out / "pause_compare.json", self.settings)
         return out
 
+    def figures(self) -> list[Figure]:
+        from .figures import pause_training as f
+
+        figs = [Figure("pause_losses", f.pause_losses,
+                       "Loss on held-out real tokens without and with random pauses, base vs "
+                       "pause-trained: pauses hurt an untrained model; does training undo that?")]
+        if self.adaptive_summary() is not None:
+            figs.append(Figure("pause_adaptive", f.pause_adaptive,
+                               "Δloss of the token right after a pause run: pauses before "
+                               "high-entropy tokens vs the same number at random positions."))
+        for name, draw, caption in (
+                ("registers", f.pause_registers, "Attention received (over uniform) and "
+                 "residual norm at pause vs regular positions, per layer: register-like or not."),
+                ("future_share", f.pause_future_share, "Future share of the K/V gradient at "
+                 "regular positions, masked pauses (1 by construction) and the last pause of a "
+                 "run."),
+                ("future_lens", f.pause_future_lens, "Future Lens agreement with the model's own "
+                 "prediction of the next text tokens, read at pauses and at regular positions, "
+                 "per layer: do trained pauses carry the upcoming token? (grey: bigram "
+                 "baseline)"),
+                ("generation", f.pause_generation, "Key norms written into the KV cache during "
+                 "generation with forced pauses, per role and layer.")):
+            if name in self.tables:
+                figs.append(Figure(f"pause_{name}", draw, caption))
+        return figs
+
     @classmethod
     def load(cls, out: str | os.PathLike) -> PauseComparison:
         out = Path(out)
         if not (out / "pause_losses.csv").is_file():
             raise InterpError(f"{out} holds no pause comparison (pause_losses.csv)",
-                              "make one with `interp pause-compare CKPT --out DIR`")
+                              f"make one with `{cls.MADE_BY}`")
         tables = {n: pd.read_csv(out / f"pause_{n}.csv", keep_default_na=False, na_values=[""])
                   for n in TABLES if (out / f"pause_{n}.csv").is_file()}
         settings = (json.loads((out / "pause_compare.json").read_text())
@@ -492,7 +526,7 @@ def compare_checkpoint(checkpoint: str | os.PathLike, *, n_windows: int = 8, see
                   adaptive=adaptive_vs_random(models, held, entropy_top=entropy_top,
                                               n=config.pause_n, seeds=seeds, verbose=verbose))
     if instruments:
-        pid = trained.interp_pause_id
+        pid = core_model.pause_id(trained)
         paused = [insert_pauses(w, dataclasses.replace(policy, seed=i), pid)
                   for i, w in enumerate(held)]
         tables.update(compare_instruments(models, paused, layers=layers, prompt=prompt,
@@ -522,6 +556,6 @@ def _lens_windows(model, config, policy: PausePolicy, n: int) -> list:
 
     every = list(windows(model, load_corpus(config.corpus), config.n_tokens))
     pick = np.unique(np.linspace(0, len(every) - 1, min(n, len(every))).round().astype(int))
-    pid = model.interp_pause_id
+    pid = core_model.pause_id(model)
     return [ProbeSequence(every[i].doc_id, insert_pauses(every[i].seq, dataclasses.replace(policy, seed=10_000 + j),
                                                          pid)) for j, i in enumerate(pick)]

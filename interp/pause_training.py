@@ -64,6 +64,8 @@ from tqdm.auto import tqdm
 
 from ._io import atomic_save_tensors, atomic_write_csv, atomic_write_json, dataclass_from_dict
 from ._types import Bool, Float, Int, Tensor
+from .core import model as core_model
+from .core.model import Bridge
 from .errors import InterpError
 from .pauses import PausedSequence, PausePolicy, add_pause_token, insert_pauses, pad_batch
 from .train import cosine_lr, load_training_tensors, save_training_tensors
@@ -200,11 +202,11 @@ def countdown_index(tokens: Int[Tensor, "batch pos"], pause_id: int,
     return out
 
 
-def _base_key(model) -> dict:
+def _base_key(model: Bridge) -> dict:
     """What identifies a base model for an adapter: its name and shape (the vocabulary
     without the ``<pause>`` token)."""
     cfg = model.cfg
-    extra = 1 if getattr(model, "interp_pause_id", None) is not None else 0
+    extra = 1 if core_model.pause_id(model) is not None else 0
     return dict(model_name=str(cfg.model_name), n_layers=int(cfg.n_layers),
                 d_model=int(cfg.d_model), n_heads=int(cfg.n_heads),
                 d_vocab=int(cfg.d_vocab) - extra)
@@ -225,7 +227,7 @@ class PauseAdapter(torch.nn.Module):
         seed: seeds the A matrices (Kaiming-uniform, as in ``nn.Linear``).
     """
 
-    def __init__(self, model, *, rank: int, alpha: float, targets: Sequence[str],
+    def __init__(self, model: Bridge, *, rank: int, alpha: float, targets: Sequence[str],
                  countdown: int = 0, seed: int = 0):
         super().__init__()
         self.pause_id = add_pause_token(model)
@@ -233,15 +235,14 @@ class PauseAdapter(torch.nn.Module):
         self.rank, self.alpha, self.targets, self.countdown_size = rank, alpha, tuple(targets), countdown
         self._linears: dict[str, torch.nn.Linear] = {}
         g = torch.Generator().manual_seed(seed)
-        emb = model.embed.original_component
+        emb = core_model.embedding(model)
         # kept out of the module tree: the adapter's parameters are its own weights only
         object.__setattr__(self, "_embedding", emb)
         param = emb.weight
         self.lora = torch.nn.ParameterDict()
-        for layer, block in enumerate(model.blocks):
+        for layer in range(int(model.cfg.n_layers)):
             for t in self.targets:
-                lin = getattr(block.attn if t in _ATTN else block.mlp, t, None)
-                lin = getattr(lin, "original_component", None)
+                lin = core_model.projection(model, layer, t, attn=t in _ATTN)
                 if not isinstance(lin, torch.nn.Linear):
                     raise InterpError(f"layer {layer} has no linear projection {t!r} for a LoRA",
                                       f"choose targets among those this model has (tried {t!r})")
@@ -346,7 +347,7 @@ def read_adapter_config(path: str | os.PathLike) -> dict:
     return cfg
 
 
-def load_adapter(model, path: str | os.PathLike, *, base: str | dict | None = None):
+def load_adapter(model: Bridge, path: str | os.PathLike, *, base: str | dict | None = None):
     """Merge the adapter in ``path`` into ``model`` (see the module docstring).
 
     Args:
@@ -368,7 +369,7 @@ def load_adapter(model, path: str | os.PathLike, *, base: str | dict | None = No
             f"{_base_name(cfg['base'])} ({cfg['base_key']}), not on this one "
             f"({_base_name(base) if base is not None else '?'}, {key})",
             f"load it with interp.load_model({str(path)!r}), which loads its own base model")
-    if getattr(model, "interp_pause_id", None) not in (None, cfg["pause_id"]):
+    if core_model.pause_id(model) not in (None, cfg["pause_id"]):
         raise InterpError("this model already has a different <pause> token",
                           "load a fresh base model for the adapter")
     adapter = PauseAdapter(model, rank=cfg["rank"], alpha=cfg["alpha"], targets=cfg["targets"],
@@ -386,7 +387,7 @@ def load_adapter(model, path: str | os.PathLike, *, base: str | dict | None = No
 
 # -- data and loss ---------------------------------------------------------------------------
 
-def split_windows(model, config: PauseTrainConfig) -> tuple[list[PausedSequence], list[PausedSequence]]:
+def split_windows(model: Bridge, config: PauseTrainConfig) -> tuple[list[PausedSequence], list[PausedSequence]]:
     """Training and held-out windows of the corpus (split by document; see the module
     docstring); the training ones shuffled with ``config.seed``."""
     from .corpora import load_corpus, windows
@@ -404,7 +405,7 @@ def split_windows(model, config: PauseTrainConfig) -> tuple[list[PausedSequence]
     return [tr[i] for i in order], ev
 
 
-def real_token_loss(model, seqs: Sequence[PausedSequence], *, batch_size: int = 4,
+def real_token_loss(model: Bridge, seqs: Sequence[PausedSequence], *, batch_size: int = 4,
                     pad_id: int = 0) -> Float[Tensor, " batch"]:
     """Mean next-token loss over each sequence's loss mask (real targets only), one value per
     sequence, computed with gradients when enabled."""
@@ -413,14 +414,10 @@ def real_token_loss(model, seqs: Sequence[PausedSequence], *, batch_size: int = 
     out = []
     for i in range(0, len(seqs), batch_size):
         tokens, _, _, mask = pad_batch(list(seqs[i:i + batch_size]), pad_id)
-        tokens, mask = tokens.to(_device(model)), mask.to(_device(model))
+        tokens, mask = tokens.to(core_model.device(model)), mask.to(core_model.device(model))
         losses = token_losses(model(tokens), tokens, mask)
         out.append(losses.sum(1) / mask.sum(1).clamp(min=1))
     return torch.cat(out)
-
-
-def _device(model) -> torch.device:
-    return next(model.parameters()).device
 
 
 def _paused(config: PauseTrainConfig, seqs: Sequence[PausedSequence], pause_id: int,
@@ -585,23 +582,23 @@ def pause_train(config: PauseTrainConfig, out: str | os.PathLike | None = None, 
                             out=out_dir)
 
 
-def _pad_id(model) -> int:
+def _pad_id(model: Bridge) -> int:
     tok = getattr(model, "tokenizer", None)
     pad = None if tok is None else tok.pad_token_id
     return 0 if pad is None else int(pad)
 
 
-def _batch_loss(model, tokens: Int[Tensor, "batch pos"],
+def _batch_loss(model: Bridge, tokens: Int[Tensor, "batch pos"],
                 mask: Bool[Tensor, "batch pos"]) -> Float[Tensor, ""]:
     """Mean next-token loss over every position the mask keeps (the whole batch at once)."""
     from .gradients._inputs import token_losses
 
-    tokens, mask = tokens.to(_device(model)), mask.to(_device(model))
+    tokens, mask = tokens.to(core_model.device(model)), mask.to(core_model.device(model))
     return token_losses(model(tokens), tokens, mask).sum() / mask.sum().clamp(min=1)
 
 
 @torch.no_grad()
-def _eval(model, paused: list[PausedSequence], plain: list[PausedSequence],
+def _eval(model: Bridge, paused: list[PausedSequence], plain: list[PausedSequence],
           pad: int) -> dict[str, float]:
     was = model.training
     model.eval()
@@ -626,10 +623,10 @@ def _check_resume(out: Path, state: dict, config: PauseTrainConfig) -> None:
     if _base_name(saved.get("base")) != _base_name(config.base):
         raise InterpError(f"{out} holds a pause-training checkpoint of another base model "
                           f"({_base_name(saved.get('base'))}, not {_base_name(config.base)})",
-                          "use another --out folder, or --no-resume to start over")
+                          "use another --out folder, or --fresh to start over")
     mine = config.to_dict()
     diff = sorted(k for k in mine if k != "steps" and saved.get(k) != mine[k])
     if diff:
         raise InterpError(f"{out} holds a pause-training run with a different configuration "
                           f"({', '.join(diff)})",
-                          "use another --out folder, or --no-resume to start over")
+                          "use another --out folder, or --fresh to start over")

@@ -38,6 +38,8 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from .core import model as core_model
+from .core.model import Bridge
 from .errors import InterpError, check_choice
 
 __all__ = [
@@ -378,9 +380,9 @@ def pad_batch(seqs: Sequence[PausedSequence], pad_id: int = 0) -> tuple[
     return toks, roles, orig, mask
 
 
-def pause_id(model) -> int:
+def pause_id(model: Bridge) -> int:
     """The id of the ``<pause>`` token added by :func:`add_pause_token`."""
-    pid = getattr(model, "interp_pause_id", None)
+    pid = core_model.pause_id(model)
     if pid is None:
         raise InterpError("this model has no <pause> token yet", "call interp.add_pause_token(model)")
     return int(pid)
@@ -391,7 +393,7 @@ INITS = ("mean", "copy", "random")
 
 @torch.no_grad()
 def add_pause_token(
-    model,
+    model: Bridge,
     *,
     init: str = "mean",
     copy_from: int | str | None = None,
@@ -409,15 +411,15 @@ def add_pause_token(
         token: the string of the new token.
 
     Returns:
-        The new token id (also stored as ``model.interp_pause_id``). Calling again on the same
+        The new token id (kept on the model, :func:`interp.core.model.pause_id`). Calling again on the same
         model returns the same id.
 
     Raises:
         InterpError: ``token`` already in the vocabulary with another meaning.
     """
     check_choice("pause init", init, INITS)
-    if getattr(model, "interp_pause_id", None) is not None:
-        return int(model.interp_pause_id)
+    if core_model.pause_id(model) is not None:
+        return core_model.pause_id(model)
     tok = model.tokenizer
     if tok is not None and token in tok.get_vocab():
         raise InterpError(
@@ -425,8 +427,8 @@ def add_pause_token(
             "meaning",
             "pass add_pause_token(model, token='<interp_pause>') or another unused string",
         )
-    emb = model.embed.original_component
-    unemb = model.unembed.original_component
+    emb = core_model.embedding(model)
+    unemb = core_model.unembedding(model)
     W_E = emb.weight
     new_id = W_E.shape[0]
     tied = unemb.weight is W_E
@@ -459,11 +461,7 @@ def add_pause_token(
         b = unemb.bias
         unemb.bias = torch.nn.Parameter(torch.cat([b, b.mean()[None]]), requires_grad=b.requires_grad)
     unemb.out_features = new_id + 1
-    model.cfg.d_vocab = new_id + 1
-    model.cfg.d_vocab_out = new_id + 1
-    hf_cfg = getattr(getattr(model, "original_model", None), "config", None)
-    if hf_cfg is not None and hasattr(hf_cfg, "vocab_size"):
-        hf_cfg.vocab_size = new_id + 1
+    core_model.set_vocab_size(model, new_id + 1)
     if tok is not None:
         from tokenizers import AddedToken
 
@@ -474,20 +472,20 @@ def add_pause_token(
                 f"the tokenizer gave {token!r} id {got} but the embedding row is {new_id}",
                 "the tokenizer and the model's vocabulary sizes differ; load them together",
             )
-    model.interp_pause_id = new_id
+    core_model.set_pause_id(model, new_id)
     return new_id
 
 
 @torch.no_grad()
-def next_token_entropy(model, seq: PausedSequence) -> Float[Tensor, " pos"]:
+def next_token_entropy(model: Bridge, seq: PausedSequence) -> Float[Tensor, " pos"]:
     """The entropy H_t = −Σ_v p_t(v) log p_t(v) of the model's next-token distribution at every
     position of ``seq`` (one forward pass, in nats)."""
-    logits = model(seq.tokens[None].to(next(model.parameters()).device))[0].float()
+    logits = model(seq.tokens[None].to(core_model.device(model)))[0].float()
     logp = torch.log_softmax(logits, -1)
     return -(logp.exp() * logp).sum(-1).cpu()
 
 
-def adaptive_pauses(model, seq: PausedSequence, policy: PausePolicy,
+def adaptive_pauses(model: Bridge, seq: PausedSequence, policy: PausePolicy,
                     pause_token: int | None = None) -> PausedSequence:
     """Insert pauses where ``model`` is unsure: :func:`insert_pauses` with the next-token
     entropies of ``seq`` under ``model`` (see ``PausePolicy.entropy_top``).

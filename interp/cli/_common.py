@@ -10,6 +10,52 @@ from ..errors import InterpError
 from ..pauses import PausePolicy
 
 
+class _Renamed(argparse.Action):
+    """An old spelling of an option: giving it exits (status 2) with a message naming the new
+    one, so a script written for an earlier release fails loudly instead of being misread."""
+
+    def __init__(self, option_strings, dest, new: str, **kwargs):
+        super().__init__(option_strings, dest=argparse.SUPPRESS, nargs=0,
+                         default=argparse.SUPPRESS, help=f"renamed: use {new}")
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(f"{option_string} was renamed: use {self.new}")
+
+
+#: old option spellings and their replacements (one spelling per concept across commands)
+RENAMED = {
+    "--no-resume": "--fresh",
+    "--overwrite": "--fresh",
+    "--n-windows": "--max-windows",
+    "--windows": "--max-windows",
+    "--format": "--formats",
+}
+
+
+def add_renamed(p: argparse.ArgumentParser, old: str, new: str | None = None) -> None:
+    """Accept ``old`` only to fail with an error naming ``new`` (see :data:`RENAMED`)."""
+    p.add_argument(old, action=_Renamed, new=new or RENAMED[old])
+
+
+def add_formats_arg(p: argparse.ArgumentParser, default: str, what: str) -> None:
+    """``--formats png,pdf``: the figure formats a command writes (the old ``--format`` fails
+    with an error naming it)."""
+    p.add_argument("--formats", default=default,
+                   help=f"{what}: any of html, png, svg, pdf, comma-separated (default {default})")
+    add_renamed(p, "--format")
+
+
+def parse_formats(s: str) -> tuple[str, ...]:
+    """``"png,pdf"`` -> ``("png", "pdf")``, each checked (a Chrome for static formats);
+    ``"none"`` -> ``()``."""
+    from ..reporting._export import check_format
+
+    if s == "none":
+        return ()
+    return tuple(dict.fromkeys(check_format(f) for f in s.split(",") if f.strip()))
+
+
 def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="smollm2-135m",
                    help="bundled name, .gguf path, local HF directory or Hub name "
@@ -32,7 +78,9 @@ def add_input_args(p: argparse.ArgumentParser, n_tokens: int = 128) -> None:
 def add_pause_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pause-every", type=int, default=None, metavar="K",
                    help="insert pauses after every K tokens")
-    p.add_argument("--pauses", type=int, default=1, metavar="N", help="pauses per insertion")
+    p.add_argument("--pauses-per-insert", type=int, default=1, metavar="N",
+                   help="pauses inserted at each place (with --pause-every or --pause-rate)")
+    add_renamed(p, "--pauses", "--pauses-per-insert")
     p.add_argument("--pause-rate", type=float, default=0.0, help="insert pauses at random with this rate")
     p.add_argument("--pauses-before-answer", type=int, default=0, metavar="N",
                    help="insert N pauses before each answer span")
@@ -59,22 +107,23 @@ def policy_from_args(args, model=None) -> PausePolicy:
         if len(ids) != 1:
             raise InterpError(f"--filler {args.filler!r} is {len(ids)} tokens", "give one token, e.g. '.'")
         filler = ids[0]
-    return PausePolicy(every=args.pause_every, n=args.pauses, rate=args.pause_rate,
+    return PausePolicy(every=args.pause_every, n=args.pauses_per_insert, rate=args.pause_rate,
                        before_answer=args.pauses_before_answer, filler=filler, seed=args.seed)
 
 
 def parse_int_list(s: str | None, name: str) -> list[int] | None:
-    """``"0,2,5-7"`` -> ``[0, 2, 5, 6, 7]``; ``None``/``"all"`` -> ``None``."""
+    """``"0,2,5-7"`` -> ``[0, 2, 5, 6, 7]``; ``"0,-1"`` -> ``[0, -1]`` (a layer counted from
+    the end); ``None``/``"all"`` -> ``None``."""
+    import re
+
     if s is None or s == "all":
         return None
     out: list[int] = []
-    try:
-        for part in s.split(","):
-            if "-" in part:
-                a, b = part.split("-")
-                out += list(range(int(a), int(b) + 1))
-            else:
-                out.append(int(part))
-    except ValueError:
-        raise InterpError(f"--{name} {s!r} is not a list of integers", f"e.g. --{name} 0,2,5-7") from None
+    for part in s.split(","):
+        m = re.fullmatch(r"\s*(-?\d+)\s*(?:-\s*(-?\d+)\s*)?", part)
+        if m is None:
+            raise InterpError(f"--{name} {s!r} is not a list of integers",
+                              f"e.g. --{name} 0,2,5-7 (or -1 for the last layer)")
+        a, b = int(m[1]), m[2]
+        out += [a] if b is None else list(range(a, int(b) + 1))
     return out

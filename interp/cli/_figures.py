@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ._common import add_formats_arg
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -13,22 +15,24 @@ def register(sub) -> None:
         "attribution.csv, a probe run's metrics.csv, a toy comparison's compare.csv) and "
         "redraw its figures, next to the table or under --out.")
     p.add_argument("result_dir", metavar="RESULT_DIR", help="a folder of saved results")
-    p.add_argument("--format", default="pdf", help="html, png, svg or pdf (default pdf)")
+    add_formats_arg(p, "pdf", "figure formats")
     p.add_argument("--out", default=None,
                    help="write the figures here (default: beside each table)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from ..reporting._export import check_format, export_many
+    from ..reporting._export import export_many
     from ..reporting._registry import figures_for, find_tables
+    from ._common import parse_formats
 
-    fmt = check_format(args.format)  # fail before drawing anything
+    formats = parse_formats(args.formats)  # fail before drawing anything
     root = Path(args.result_dir)
     todo = []
     for kind, folder in find_tables(root):
         dest = folder if args.out is None else Path(args.out) / folder.relative_to(root)
         todo += [(fig, dest / f.name) for f, fig in figures_for(kind, folder)]
-    for path in export_many(todo, fmt):
-        print(path)
+    for fmt in formats:
+        for path in export_many(todo, fmt):
+            print(path)
     return 0

@@ -43,10 +43,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from ..core.result import export_figures
     from ..corpora import load_corpus
     from ..distributed import rank_info
-    from ..figures import export
-    from ..figures import gradients as figs
     from ..gradients import by_distance, future_gradients
     from ..pauses import add_pause_token
 
@@ -74,12 +73,11 @@ def run(args) -> int:
     fg.to_csv(out / "future_gradients.csv")
     summary = fg.summary()
     atomic_write_csv(out / "summary.csv", summary)
-    kv = [s for s in ("k", "v") if s in fg.meta["sites"]] or fg.meta["sites"][:1]
-    export(figs.future_share_heatmap(fg, kv[0]), out / "future_share_heatmap.html")
-    export(figs.future_share_by_position(fg), out / "future_share_by_position.html")
+    results = [fg]
     if args.by_distance is not None:
-        bd.to_csv(out / "by_distance.csv")
-        export(figs.gradient_by_distance(bd, kv[0]), out / "by_distance.html")
+        bd.save(out)
+        results.append(bd)
+    export_figures(results, out)
     cols = ["site", "future_share", "pooled_future_share", "first_position_share", "n"]
     print(summary[cols].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     print(f"wrote {out}/")

@@ -41,9 +41,8 @@ def register(sub) -> None:
 def run(args) -> int:
     import pandas as pd
 
+    from ..core.result import export_figures
     from ..errors import InterpError
-    from ..figures import export
-    from ..figures import patching as figs
     from ..patching import answer_loss, attribution_patch, compare_patching, logit_diff
 
     model = model_from_args(args)
@@ -67,8 +66,7 @@ def run(args) -> int:
         verify=args.verify)
     out = Path(args.out)
     result.to_csv(out / "attribution.csv")
-    heat_site = next((s for s in ("v", "k", "z") if s in sites), sites[0])
-    export(figs.atp_heatmap(result, heat_site), out / "atp_heatmap.html")
+    export_figures([result], out)
     if args.verify:
         stats = compare_patching(result)
         if args.qk_fix:
@@ -76,7 +74,6 @@ def run(args) -> int:
             stats = pd.concat([stats.assign(estimate="atp"), star.assign(estimate="atp_star")],
                               ignore_index=True)
         atomic_write_csv(out / "comparison.csv", stats)
-        export(figs.atp_scatter(result), out / "atp_scatter.html")
         print(stats.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     print(f"clean metric {result.meta['clean_metric']:.4g}; wrote {out}/")
     return 0

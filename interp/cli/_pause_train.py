@@ -10,16 +10,15 @@ resume; ``interp.load_model("results/pause_ckpt")`` loads the result.
 ``interp pause-compare results/pause_ckpt --out results/pause_cmp`` writes the comparison tables
 (``pause_losses.csv``, ``pause_adaptive.csv``, ``pause_registers.csv``, ``pause_massive.csv``,
 ``pause_future_share.csv``, ``pause_generation.csv``) and their figures; ``interp report
---pauses results/pause_cmp`` (or the checkpoint folder) adds them to the report.
+--pause-dir results/pause_cmp`` (or the checkpoint folder) adds them to the report.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-from pathlib import Path
 
-from ._common import parse_int_list
+from ._common import add_formats_arg, add_renamed, parse_formats, parse_int_list
 
 _DESCRIPTION = __doc__
 
@@ -49,7 +48,8 @@ def register(sub) -> None:
     p.add_argument("--model", default="smollm2-135m", help="base model (default: bundled SmolLM2)")
     p.add_argument("--corpus", default=None, help="corpus (default: the bundled one)")
     p.add_argument("--out", required=True, help="output folder (rerun to resume)")
-    p.add_argument("--no-resume", action="store_true", help="start over even if --out has a checkpoint")
+    p.add_argument("--fresh", action="store_true", help="start over even if --out has a checkpoint")
+    add_renamed(p, "--no-resume")
     p.add_argument("--device", default=None, help="cpu, cuda (default: CUDA if present)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _config_flags(p)
@@ -60,7 +60,8 @@ def register(sub) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("checkpoint", help="an `interp pause-train --out` folder")
     c.add_argument("--out", required=True, help="output folder for the tables and figures")
-    c.add_argument("--windows", type=int, default=8, help="held-out windows (default 8)")
+    c.add_argument("--max-windows", type=int, default=8, help="held-out windows (default 8)")
+    add_renamed(c, "--windows")
     c.add_argument("--seeds", default="0,1,2", help="random pause placements per window")
     c.add_argument("--entropy-top", type=float, default=0.1,
                    help="fraction of positions that get an entropy-triggered pause (default 0.1)")
@@ -68,14 +69,15 @@ def register(sub) -> None:
     c.add_argument("--gradient-windows", type=int, default=2, help="windows for the gradients")
     c.add_argument("--prompt", default="The capital of France is",
                    help="generation prompt (forced pauses before the answer)")
-    c.add_argument("--pauses", type=int, default=3, help="forced pauses in generation")
+    c.add_argument("--generation-pauses", type=int, default=3, metavar="N",
+                   help="forced pauses before the answer in generation (default 3)")
+    add_renamed(c, "--pauses", "--generation-pauses")
     c.add_argument("--lens-windows", type=int, default=256,
                    help="corpus windows for the Future Lens at pause vs regular positions "
                         "(default 256; 0 skips it)")
     c.add_argument("--no-instruments", action="store_true",
                    help="losses and adaptive pauses only (skip registers, gradients, generation)")
-    c.add_argument("--format", default="png", choices=["png", "svg", "pdf", "html"],
-                   help="static figure format next to the HTML (default png)")
+    add_formats_arg(c, "html,png", "figure files")
     c.add_argument("--quiet", action="store_true", help="no progress bars")
     c.set_defaults(func=run_compare)
 
@@ -91,7 +93,7 @@ def run_train(args) -> int:
     if args.targets:
         overrides["targets"] = tuple(t for t in args.targets.split(",") if t)
     cfg = PauseTrainConfig(base=args.model, corpus=args.corpus, **overrides)
-    res = pause_train(cfg, args.out, resume=not args.no_resume, device=args.device,
+    res = pause_train(cfg, args.out, resume=not args.fresh, device=args.device,
                       verbose=not args.quiet)
     last = res.history.iloc[-1]
     print(f"step {int(last['step'])}: held-out loss {last['eval_loss_plain']:.3f} without "
@@ -100,20 +102,16 @@ def run_train(args) -> int:
 
 
 def run_compare(args) -> int:
-    from ..figures import export
+    from ..core.result import export_figures
     from ..pause_compare import compare_checkpoint
-    from ..reporting._registry import KINDS, figures_for
 
     comp = compare_checkpoint(
-        args.checkpoint, n_windows=args.windows, seeds=parse_int_list(args.seeds, "seeds") or [0],
+        args.checkpoint, n_windows=args.max_windows, seeds=parse_int_list(args.seeds, "seeds") or [0],
         entropy_top=args.entropy_top, layers=parse_int_list(args.layers, "layers"),
-        gradient_windows=args.gradient_windows, prompt=args.prompt or None, pauses=args.pauses,
+        gradient_windows=args.gradient_windows, prompt=args.prompt or None, pauses=args.generation_pauses,
         instruments=not args.no_instruments, lens_windows=args.lens_windows, verbose=not args.quiet)
     out = comp.save(args.out)
-    kind = next(k for k in KINDS if k.table == "pause_losses.csv")
-    for fig_spec, fig in figures_for(kind, Path(out)):
-        export(fig, out / f"{fig_spec.name}.html")
-        export(fig, out / f"{fig_spec.name}.{args.format}")
+    export_figures([comp], out, formats=parse_formats(args.formats))
     print(comp.loss_summary().to_string(index=False))
     adaptive = comp.adaptive_summary()
     if adaptive is not None:

@@ -21,7 +21,7 @@ def register(sub) -> None:
     t = ps.add_parser("train", help="train the probes a spec describes",
                       description="Train every probe of SPEC (all layers and offsets in one pass) and "
                       "write metrics.csv, the probes (safetensors + probes.json), spec.toml and "
-                      "figure.html to --out. An interrupted run resumes where it stopped.")
+                      "its figures (probe_accuracy.html) to --out. An interrupted run resumes where it stopped.")
     t.add_argument("spec", help="a TOML spec, e.g. probes/lookahead.toml")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a spec field (dotted key, TOML value), e.g. --set target.offsets=[1,2] "
@@ -59,10 +59,10 @@ def run_train(args) -> int:
     res = train_probes(spec, out, resume=not args.fresh, verbose=not args.quiet)
     if spec.method == "future_lens":
         print(_lens_table(res))
-        print(f"wrote {out}/future_lens.csv, {out}/figure.html")
+        print(f"wrote {out}/future_lens.csv and {', '.join(f.name + '.html' for f in res.figures())}")
         return 0
     print(_table(res, "test", "all", None, False))
-    print(f"wrote {out}/metrics.csv, {out}/probes/, {out}/figure.html")
+    print(f"wrote {out}/metrics.csv, {out}/probes/, {out}/probe_accuracy.html")
     return 0
 
 
@@ -90,9 +90,9 @@ def run_show(args) -> int:
     res = load_probes(args.dir)
     print(f"{res.spec.name}: {res.spec.description}".rstrip(": "))
     print(_table(res, args.split, args.role, args.site, args.all_layers))
-    fig = Path(args.dir) / "figure.html"
-    if fig.is_file():
-        print(f"figure: {fig}")
+    for f in res.figures():
+        if (fig := Path(args.dir) / f"{f.name}.html").is_file():
+            print(f"figure: {fig}")
     return 0
 
 

@@ -7,6 +7,7 @@ from ._common import (
     add_input_args,
     add_model_args,
     add_pause_args,
+    add_renamed,
     model_from_args,
     parse_int_list,
     policy_from_args,
@@ -50,7 +51,8 @@ def register(sub) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--resume", action="store_true",
                    help="continue (or reuse) the recording of the same configuration in --out")
-    g.add_argument("--overwrite", action="store_true", help="replace the recording in --out")
+    g.add_argument("--fresh", action="store_true", help="replace the recording in --out")
+    add_renamed(p, "--overwrite")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -92,7 +94,7 @@ def run(args) -> int:
                               pauses_before_answer=args.pauses_before_answer, record=sites,
                               layers=layers, roles=roles)
         rec = gen.recording
-        rec.save(args.out, overwrite=args.overwrite)
+        rec.save(args.out, overwrite=args.fresh)
         print(f"generated: {gen.text!r}")
     else:
         if args.text is not None:
@@ -104,7 +106,7 @@ def run(args) -> int:
             model, inputs, sites=sites, layers=layers, roles=roles,
             policy=policy if policy.inserts_anything else None, n_tokens=args.n_tokens,
             batch_size=args.batch_size, shard_bytes=max(1, int(args.shard_mb * 2**20)),
-            out=args.out, resume=args.resume, overwrite=args.overwrite, verbose=not args.quiet,
+            out=args.out, resume=args.resume, overwrite=args.fresh, verbose=not args.quiet,
         )
     if not rank_info().is_main:
         return 0  # rank 0 reports the merged recording

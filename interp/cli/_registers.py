@@ -41,10 +41,9 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from .. import sinks
+    from ..core.result import export_figures
     from ..corpora import load_corpus, windows
     from ..errors import InterpError
-    from ..figures import export
-    from ..figures import registers as figs
     from ..pauses import add_pause_token, insert_pauses, tokenize
 
     model = model_from_args(args)
@@ -71,22 +70,16 @@ def run(args) -> int:
     out = Path(args.out)
     res = sinks.registers(model, base, ratio=args.ratio)
     res.save(out)
-    written = ["registers.csv", "registers_heads.csv", "massive.csv", "massive_layers.csv"]
-    figures = {"attention_received": figs.attention_received(res),
-               "norms_by_position": figs.norms_by_position(res),
-               "massive_by_layer": figs.massive_by_layer(res.massive)}
+    results = [res, res.massive]
     if not args.no_ablate:
-        ab = sinks.ablate_massive(model, base, res.massive)
-        ab.save(out)
-        written.append("ablations.csv")
-        figures["ablation_bars"] = figs.ablation_bars(ab)
+        results.append(sinks.ablate_massive(model, base, res.massive))
     if args.eviction_window is not None:
-        ev = sinks.cache_eviction(model, ids, window=args.eviction_window, sinks=n_sinks)
-        ev.save(out)
-        written.append("eviction.csv")
-        figures["eviction_perplexity"] = figs.eviction_perplexity(ev)
-    for name, fig in figures.items():
-        export(fig, out / f"{name}.html")
+        results.append(sinks.cache_eviction(model, ids, window=args.eviction_window,
+                                            sinks=n_sinks))
+    for r in results[2:]:
+        r.save(out)
+    figures = export_figures(results, out)
+    written = [name for r in results for name in r.FILES if name.endswith(".csv")]
     summary = res.by_role()
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"wrote {', '.join(written)} and {len(figures)} figures to {out}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ._common import add_formats_arg, add_renamed
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -20,20 +22,22 @@ def register(sub) -> None:
     p.add_argument("--fresh", action="store_true", help="recompute every section")
     p.add_argument("--pause-rate", type=float, default=0.1,
                    help="insert a <pause> before each token with this probability (default 0.1)")
-    p.add_argument("--n-windows", type=int, default=8, help="corpus windows for the registers")
+    p.add_argument("--max-windows", type=int, default=8,
+                   help="corpus windows for the registers (default 8)")
+    add_renamed(p, "--n-windows")
     p.add_argument("--n-tokens", type=int, default=128, help="window length in tokens")
     p.add_argument("--toy", default=None, metavar="DIR",
                    help="include a finished `interp toy compare --out DIR`")
-    p.add_argument("--pauses", default=None, metavar="DIR",
+    add_renamed(p, "--pauses", "--pause-dir")
+    p.add_argument("--pause-dir", default=None, metavar="DIR",
                    help="include base vs pause-trained: an `interp pause-compare --out DIR` "
                    "folder, or an `interp pause-train --out DIR` checkpoint (compared on small "
                    "settings)")
     p.add_argument("--sections", default=None,
                    help="comma-separated subset of: registers, gradients, probes, patching "
                    "(default all), toy (joins by itself with --toy)")
-    p.add_argument("--formats", default="png",
-                   help="static figure files to write beside the report: any of png, svg, pdf, "
-                   "html, comma-separated, or 'none' (default png)")
+    add_formats_arg(p, "png", "figure files to write beside the report ('none': only the "
+                    "self-contained report.html)")
     p.add_argument("--long-context", default="1024", metavar="N,N",
                    help="window lengths for the long-context future share in the gradient "
                    "section, one window each (default 1024; e.g. 1024,2048; 'none' to skip)")
@@ -44,16 +48,14 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..reporting import ReportConfig, report
     from ..reporting._config import DEFAULT_SECTIONS
-    from ..reporting._export import check_format
-    from ._common import parse_int_list
+    from ._common import parse_formats, parse_int_list
 
-    formats = () if args.formats == "none" else tuple(
-        check_format(f) for f in args.formats.split(",") if f)
+    formats = parse_formats(args.formats)
     sections = DEFAULT_SECTIONS if args.sections is None else tuple(
         s.strip() for s in args.sections.split(",") if s.strip())
     config = ReportConfig(model=args.model, corpus=args.corpus, pause_rate=args.pause_rate,
-                          n_windows=args.n_windows, n_tokens=args.n_tokens, toy_dir=args.toy,
-                          pause_dir=args.pauses,
+                          n_windows=args.max_windows, n_tokens=args.n_tokens, toy_dir=args.toy,
+                          pause_dir=args.pause_dir,
                           formats=formats, sections=sections,
                           long_context_tokens=() if args.long_context == "none" else
                           tuple(parse_int_list(args.long_context, "long-context") or ()))

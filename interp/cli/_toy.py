@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 from ..errors import InterpError
-from ._common import parse_int_list
+from ._common import add_formats_arg, add_renamed, parse_formats, parse_int_list
 
 # TrainConfig fields settable from the command line: flag -> (field, type)
 _TRAIN_FLAGS = {
@@ -66,7 +66,8 @@ def register(sub) -> None:
                    help="myopic training: past keys and values detached (Wu et al. 2024)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", required=True, help="output folder")
-    t.add_argument("--no-resume", action="store_true", help="start over even if --out has a checkpoint")
+    t.add_argument("--fresh", action="store_true", help="start over even if --out has a checkpoint")
+    add_renamed(t, "--no-resume")
     _add_common(t)
     t.set_defaults(func=run_train)
 
@@ -91,8 +92,7 @@ def register(sub) -> None:
     c.add_argument("--modes", default="vanilla,myopic", help="vanilla and/or myopic")
     c.add_argument("--seeds", default="0,1,2", help="seeds, e.g. 0-2")
     c.add_argument("--out", required=True, help="output folder")
-    c.add_argument("--format", default="png", choices=["png", "svg", "pdf", "html"],
-                   help="static figure format next to the HTML (default png)")
+    add_formats_arg(c, "html,png", "figure files")
     _add_common(c)
     c.set_defaults(func=run_compare)
     p.set_defaults(func=lambda args: _usage(p))
@@ -134,7 +134,7 @@ def run_train(args) -> int:
 
     cfg = _config(args, args.task, pauses=args.pauses, filler=args.filler, myopic=args.myopic,
                   cot_mixture=args.cot_mixture, seed=args.seed)
-    res = train_toy(cfg, args.out, resume=not args.no_resume, verbose=not args.quiet)
+    res = train_toy(cfg, args.out, resume=not args.fresh, verbose=not args.quiet)
     m = res.metrics
     print(f"{cfg.task} {cfg.mode} pauses={cfg.pauses}: {m['metric']} {m[m['metric']]:.4f} "
           f"(baseline {m['baseline']:.4f}), {m['tokens_per_second']:.0f} tokens/s -> {args.out}")
@@ -142,8 +142,7 @@ def run_train(args) -> int:
 
 
 def run_compare(args) -> int:
-    from ..figures import export
-    from ..figures.toy import compare_bars, training_curves
+    from ..core.result import export_figures
     from ..train import compare_toy, condition_grid, grid
 
     tasks = [t for t in args.task.split(",") if t]
@@ -165,10 +164,7 @@ def run_compare(args) -> int:
                             cot_mixture=args.cot_mixture)
     comp = compare_toy(configs, args.out, verbose=not args.quiet)
     out = Path(args.out)
-    for name, fig in (("compare", compare_bars(comp)), ("curves", training_curves(comp))):
-        export(fig, out / f"{name}.html")
-        if args.format != "html":
-            export(fig, out / f"{name}.{args.format}")
+    export_figures([comp], out, formats=parse_formats(args.formats))
     print(comp.summary().to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(f"-> {out}")
     return 0

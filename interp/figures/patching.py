@@ -37,7 +37,7 @@ def atp_scatter(result: Attribution, *, estimate: str = "atp", title: str | None
                              line=dict(color="#888888", dash="dot"), hoverinfo="skip"))
     for color, (site, g) in zip(CYCLE, t.groupby("site", sort=True), strict=False):
         label = g.get("token_str", g.position.astype(str))
-        extra = (" → ℓ_" + g.target.astype(str)) if "target" in g else ""
+        extra = (" → ℓ_" + g.loss_position.astype(str)) if "loss_position" in g else ""
         text = ("layer " + g.layer.astype(str) + ", head " + g["head"].astype(str)
                 + ", pos " + g.position.astype(str) + " " + label.map(repr) + extra)
         rho = stats.loc[site, "spearman"]
@@ -61,7 +61,7 @@ def atp_heatmap(result: Attribution, site: str = "v", *, column: str = "atp",
     if t.empty or column not in t:
         raise InterpError(f"no {column!r} rows for site {site!r}",
                           f"sites present: {', '.join(sorted(result.table.site.unique()))}")
-    if "target" in t:
+    if "loss_position" in t:
         t = t.groupby(["layer", "site", "head", "position"], as_index=False)[column].sum()
     grid = t.pivot_table(index="layer", columns="position", values=column, aggfunc="sum")
     m = float(np.nanmax(np.abs(grid.to_numpy()))) or 1.0

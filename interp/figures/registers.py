@@ -195,7 +195,7 @@ def ablation_bars(ab: AblationResult) -> go.Figure:
     for i, method in enumerate(("zero", "mean")):
         d = t[t["method"] == method]
         fig.add_trace(go.Bar(
-            x=[labels.get(x, x) for x in d["target"]], y=d["delta_loss"], name=f"{method}-ablation",
+            x=[labels.get(x, x) for x in d["component"]], y=d["delta_loss"], name=f"{method}-ablation",
             marker_color=CYCLE[i], text=[f"{v:+.3g}" for v in d["delta_loss"]],
             textposition="outside", cliponaxis=False,
             hovertext=d["ablated"], hoverinfo="text+y"))
@@ -210,7 +210,7 @@ def eviction_perplexity(ev: EvictionResult) -> go.Figure:
     """Perplexity on the same scored positions with full attention, with only a recent window
     (the first tokens evicted), and with the window plus the first S tokens (StreamingLLM)."""
     t = ev.table
-    window = int(t["window"].iloc[0])
+    window = int(t["eviction_window"].iloc[0])
     names = []
     for c, s in zip(t["condition"], t["n_sinks"], strict=True):
         names.append("full attention" if c == "full" else

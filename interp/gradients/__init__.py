@@ -24,7 +24,7 @@ Example:
     >>> bd = interp.by_distance(model, "The cat sat on the mat.", max_distance=8)
 """
 
-from ._decompose import CONVENTIONS, FutureGradients, future_gradients
+from ._decompose import CONVENTIONS, FutureGradients, LengthSweep, future_gradients
 from ._detach import detached_attention
 from ._distance import ByDistance, by_distance
 
@@ -32,6 +32,7 @@ __all__ = [
     "CONVENTIONS",
     "ByDistance",
     "FutureGradients",
+    "LengthSweep",
     "by_distance",
     "detached_attention",
     "future_gradients",

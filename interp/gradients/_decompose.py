@@ -12,18 +12,20 @@ from tqdm.auto import tqdm
 
 from .._io import TableResult
 from .._types import Bool, Float, Tensor
+from ..core import model as core_model
+from ..core.model import Bridge
+from ..core.result import Figure
+from ..core.sites import hook_name, resolve_layers, resolve_sites
 from ..distributed import check_same, gather_tables
 from ..errors import InterpError
 from ..pauses import PausePolicy
 from ._detach import detached_attention
 from ._inputs import (
+    SITES,
     Batch,
     Inputs,
     activation_gradients_only,
     iter_batches,
-    parse_layers,
-    parse_sites,
-    site_hook,
     token_losses,
 )
 
@@ -40,6 +42,31 @@ CONVENTIONS = (
 )
 
 STAT_COLUMNS = ("self_norm", "future_norm", "total_norm", "future_share", "cos_self_future")
+
+
+def _headline_site(table: pd.DataFrame) -> str:
+    """The site a figure shows when a table holds several: k, else v, else the first."""
+    sites = list(dict.fromkeys(table["site"]))
+    return next((s for s in ("k", "v") if s in sites), sites[0])
+
+
+@dataclass
+class LengthSweep(TableResult):
+    """:meth:`FutureGradients.by_position` rows for windows of several lengths (column
+    ``n_tokens``): does the future share at a position grow with the window length N, as
+    counting later losses predicts? Written by the report as ``long_context.csv``."""
+
+    FILE = "long_context.csv"
+    REQUIRED = frozenset({"n_tokens", "site", "position", "future_share", "later_fraction"})
+    MADE_BY = "interp report (ReportConfig.long_context_tokens)"
+
+    def figures(self) -> list[Figure]:
+        from ..figures import gradients as f
+
+        return [Figure("future_share_by_length", lambda r: f.future_share_by_length(r.table),
+                       "Future share of the key gradient against position for windows of "
+                       "several lengths N (dashed: the fraction of later positions, the naive "
+                       "prediction). Counting later losses predicts the share grows with N.")]
 
 
 @dataclass
@@ -62,8 +89,22 @@ class FutureGradients(TableResult):
         meta: model name, sites, layers, conventions.
     """
 
+    FILE = "future_gradients.csv"
     REQUIRED = frozenset({"layer", "site", "head", "position", "role", *STAT_COLUMNS})
     MADE_BY = "interp gradients ... --out DIR"
+
+    def figures(self) -> list[Figure]:
+        from ..figures import gradients as f
+
+        site = _headline_site(self.table)
+        return [
+            Figure("future_share_heatmap", lambda r: f.future_share_heatmap(r, site),
+                   f"Share of the gradient at each {site} that comes from later tokens' losses, "
+                   "by layer and position: how much each position computes for the future."),
+            Figure("future_share_by_position", f.future_share_by_position,
+                   "Future share against position, beside the fraction of later positions "
+                   "that naive counting predicts (the first, sink position is reported apart)."),
+        ]
 
     def _rest(self) -> pd.DataFrame:
         t = self.table
@@ -137,7 +178,7 @@ class _Reader:
 
             return hook
 
-        return [(site_hook(s, layer), make((s, layer))) for s, layer in self.keys]
+        return [(hook_name(s, layer), make((s, layer))) for s, layer in self.keys]
 
     def take(self) -> dict[tuple[str, int], Tensor]:
         out, self.grads = self.grads, {}
@@ -153,7 +194,7 @@ class _Reader:
         return out
 
 
-def _backward(model, batch: Batch, reader: _Reader, detached: bool
+def _backward(model: Bridge, batch: Batch, reader: _Reader, detached: bool
               ) -> dict[tuple[str, int], Tensor]:
     with model.hooks(fwd_hooks=reader.fwd_hooks()):
         if detached:
@@ -172,7 +213,7 @@ def _as_heads(g: Tensor) -> Float[Tensor, "batch pos head d"]:
     return g if g.ndim == 4 else g[:, :, None, :]
 
 
-def _rows(model, batch: Batch, total: dict, self_: dict) -> pd.DataFrame:
+def _rows(model: Bridge, batch: Batch, total: dict, self_: dict) -> pd.DataFrame:
     """Statistics for one batch as a table (vectorised per site and layer)."""
     n_batch, n_pos = batch.tokens.shape
     mask = batch.loss_mask.cpu()
@@ -222,7 +263,7 @@ def _rows(model, batch: Batch, total: dict, self_: dict) -> pd.DataFrame:
 
 
 def future_gradients(
-    model,
+    model: Bridge,
     inputs: Inputs,
     *,
     sites: str | Sequence[str] = ("k", "v", "resid_post"),
@@ -278,8 +319,8 @@ def future_gradients(
         >>> fg = interp.future_gradients(model, "The cat sat on the mat.", sites=("k", "v"))
         >>> fg.summary()[["site", "future_share", "first_position_share"]]
     """
-    sites = parse_sites(sites)
-    layers = parse_layers(model, layers)
+    sites = resolve_sites(sites, SITES)
+    layers = resolve_layers(model, layers)
     batches, total = iter_batches(model, inputs, policy=policy, loss_mask=loss_mask,
                                   n_tokens=n_tokens, batch_size=batch_size,
                                   max_windows=max_windows, split_ranks=True)
@@ -288,7 +329,7 @@ def future_gradients(
     with activation_gradients_only(model), tqdm(total=total, disable=not verbose,
                                                 desc="future gradients", unit="seq") as bar:
         for batch in batches:
-            batch.tokens = batch.tokens.to(next(model.parameters()).device)
+            batch.tokens = batch.tokens.to(core_model.device(model))
             batch.loss_mask = batch.loss_mask.to(batch.tokens.device)
             g_total = _backward(model, batch, reader, detached=False)
             g_self = _backward(model, batch, reader, detached=True)

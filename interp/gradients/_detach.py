@@ -33,8 +33,10 @@ import torch
 
 from .. import hooks
 from .._types import Float, Tensor
+from ..core import model as core_model
+from ..core.model import Bridge, attention_scale, n_kv_heads
+from ..core.sites import resolve_layers
 from ..errors import InterpError
-from ..models import n_kv_heads
 
 __all__ = [
     "attention_scale",
@@ -82,7 +84,7 @@ def myopic_attention_output(
     return z.transpose(1, 2)
 
 
-def _check_supported(model) -> None:
+def _check_supported(model: Bridge) -> None:
     for name in ("attn_scores_soft_cap", "attn_logit_softcapping"):
         cap = getattr(model.cfg, name, None)
         if cap not in (None, 0, -1, 0.0, -1.0):
@@ -94,7 +96,7 @@ def _check_supported(model) -> None:
 
 
 @contextmanager
-def detached_attention(model, layers: list[int] | None = None) -> Iterator[None]:
+def detached_attention(model: Bridge, layers: list[int] | None = None) -> Iterator[None]:
     """Run the model with each query reading the other positions' keys and values detached.
 
     Inside the ``with`` block the forward pass gives the same values (logits, activations)
@@ -132,20 +134,15 @@ def detached_attention(model, layers: list[int] | None = None) -> Iterator[None]
             KV cache or sliding window), which would make the gradients wrong.
     """
     _check_supported(model)
-    n_layers = int(model.cfg.n_layers)
-    chosen = range(n_layers) if layers is None else layers
     n_kv = n_kv_heads(model)
     fwd = []
-    for layer in chosen:
-        if not 0 <= layer < n_layers:
-            raise InterpError(f"layer {layer} is out of range (the model has {n_layers})",
-                              f"choose layers in 0..{n_layers - 1}")
+    for layer in resolve_layers(model, layers):
         fwd += _layer_hooks(model, layer, n_kv)
     with model.hooks(fwd_hooks=fwd):
         yield
 
 
-def qkv_hooks(model, layer: int, seen: dict[str, Tensor]) -> list:
+def qkv_hooks(model: Bridge, layer: int, seen: dict[str, Tensor]) -> list:
     """Forward hooks that store layer ``layer``'s q, k, v (and q, k after RoPE where the
     bridge exposes them) in ``seen``; read them back with :func:`rotated_qkv`."""
 
@@ -162,7 +159,7 @@ def qkv_hooks(model, layer: int, seen: dict[str, Tensor]) -> list:
     return names
 
 
-def rotated_qkv(model, layer: int, seen: dict[str, Tensor]) -> tuple[
+def rotated_qkv(model: Bridge, layer: int, seen: dict[str, Tensor]) -> tuple[
     Float[Tensor, "batch pos head_index d_head"], Float[Tensor, "batch pos kv_head d_head"],
     Float[Tensor, "batch pos kv_head d_head"],
 ]:
@@ -173,7 +170,7 @@ def rotated_qkv(model, layer: int, seen: dict[str, Tensor]) -> tuple[
     q, k = seen.pop("rot_q", None), seen.pop("rot_k", None)
     q_pre, k_pre, v = seen.pop("q"), seen.pop("k"), seen.pop("v")
     if q is None or k is None:
-        rotary = getattr(model.blocks[layer].attn.original_component, "rotary", None)
+        rotary = core_model.rotary(model, layer)
         if rotary is None:
             return q_pre, k_pre, v  # learned absolute positions: no rotation
         qr, kr = rotary.apply_rope(q_pre.transpose(1, 2), k_pre.transpose(1, 2))
@@ -181,18 +178,7 @@ def rotated_qkv(model, layer: int, seen: dict[str, Tensor]) -> tuple[
     return q, k, v
 
 
-def attention_scale(model, layer: int) -> float:
-    """Multiplier of q · kᵀ: HF modules keep ``scaling``, native ones divide by ``scale``."""
-    attn = model.blocks[layer].attn
-    orig = attn.original_component
-    if getattr(orig, "scaling", None) is not None:
-        return float(orig.scaling)
-    if getattr(orig, "scale", None) is not None:
-        return 1.0 / float(orig.scale)
-    return float(model.cfg.d_head) ** -0.5
-
-
-def _layer_hooks(model, layer: int, n_kv: int) -> list:
+def _layer_hooks(model: Bridge, layer: int, n_kv: int) -> list:
     scale = attention_scale(model, layer)
     seen: dict[str, Tensor] = {}
 

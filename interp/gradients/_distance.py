@@ -12,17 +12,20 @@ from tqdm.auto import tqdm
 from .. import hooks
 from .._io import TableResult
 from .._types import Bool, Float, Tensor
+from ..core import model as core_model
+from ..core.model import Bridge
+from ..core.result import Figure
+from ..core.sites import hook_name, resolve_layers, resolve_sites
 from ..distributed import all_reduce_sum, check_same
 from ..errors import InterpError
 from ..pauses import PausePolicy
+from ._decompose import _headline_site
 from ._inputs import (
+    SITES,
     Batch,
     Inputs,
     activation_gradients_only,
     iter_batches,
-    parse_layers,
-    parse_sites,
-    site_hook,
     token_losses,
 )
 
@@ -44,8 +47,17 @@ class ByDistance(TableResult):
         meta: model, sites, layers, max_distance.
     """
 
+    FILE = "by_distance.csv"
     REQUIRED = frozenset({"layer", "site", "distance", "grad_norm"})
     MADE_BY = "interp gradients --by-distance D ... --out DIR"
+
+    def figures(self) -> list[Figure]:
+        from ..figures import gradients as f
+
+        site = _headline_site(self.table)
+        return [Figure("gradient_by_distance", lambda r: f.gradient_by_distance(r, site),
+                       "Gradient norm from the loss d tokens ahead: how far ahead a position's "
+                       "key is used.")]
 
 
 class _Accumulator:
@@ -110,7 +122,7 @@ class _Accumulator:
 
 
 def by_distance(
-    model,
+    model: Bridge,
     inputs: Inputs,
     max_distance: int,
     *,
@@ -163,14 +175,14 @@ def by_distance(
         raise InterpError(f"max_distance={max_distance}", "use max_distance >= 0")
     if chunk_size < 1:
         raise InterpError(f"chunk_size={chunk_size}", "use chunk_size >= 1")
-    sites = parse_sites(sites)
-    layers = parse_layers(model, layers)
+    sites = resolve_sites(sites, SITES)
+    layers = resolve_layers(model, layers)
     keys = [(s, layer) for layer in layers for s in sites]
     acc = _Accumulator(keys, max_distance, include_first)
     batches, total = iter_batches(model, inputs, policy=policy, loss_mask=loss_mask,
                                   n_tokens=n_tokens, batch_size=batch_size,
                                   max_windows=max_windows, split_ranks=True)
-    device = next(model.parameters()).device
+    device = core_model.device(model)
     method = choose_method(method, device)
     with activation_gradients_only(model), tqdm(total=total, disable=not verbose,
                                                 desc="gradients by distance", unit="seq") as bar:
@@ -198,7 +210,7 @@ def choose_method(method: str, device: torch.device) -> str:
     return method
 
 
-def _forward(model, tokens: Tensor, keys, in_loss: Tensor, targets: list[int] | None):
+def _forward(model: Bridge, tokens: Tensor, keys, in_loss: Tensor, targets: list[int] | None):
     """Forward with the sites captured; return ({key: activation}, losses).
 
     ``targets=None``: ℓ at every position, ``[batch, pos]``. Otherwise the forward runs on
@@ -216,7 +228,7 @@ def _forward(model, tokens: Tensor, keys, in_loss: Tensor, targets: list[int] | 
 
         return hook
 
-    fwd = [(site_hook(s, layer), make((s, layer))) for s, layer in keys]
+    fwd = [(hook_name(s, layer), make((s, layer))) for s, layer in keys]
     if targets is None:
         with model.hooks(fwd_hooks=fwd):
             return acts, token_losses(model(tokens), tokens, in_loss)
@@ -230,7 +242,7 @@ def _forward(model, tokens: Tensor, keys, in_loss: Tensor, targets: list[int] | 
     return acts, torch.where(in_loss[:, idx], nll, torch.zeros_like(nll))
 
 
-def _one_batch(model, batch: Batch, keys, acc: _Accumulator, device, chunk_size: int,
+def _one_batch(model: Bridge, batch: Batch, keys, acc: _Accumulator, device, chunk_size: int,
                method: str) -> None:
     tokens = batch.tokens.to(device)
     in_loss = batch.loss_mask.to(device)

@@ -1,7 +1,7 @@
-"""Turn what a user passes (tokens, a text, sequences with pauses, a corpus) into batches.
+"""Batches for the decomposition and the distance-resolved gradients.
 
-Shared by the decomposition, the distance-resolved gradients and attribution patching, so
-every entry point accepts the same inputs and applies pauses and loss masks the same way.
+The inputs themselves are read by :func:`interp.core.inputs.iter_sequences`, as in every
+other analysis; this module inserts pauses, applies loss masks and pads.
 """
 
 from __future__ import annotations
@@ -15,14 +15,16 @@ import torch.nn.functional as F
 
 from .. import hooks
 from .._types import Bool, Float, Int, Tensor
-from ..corpora import Document, windows
+from ..core.inputs import count_sequences, iter_sequences
+from ..core.model import Bridge
+from ..corpora import Document
 from ..distributed import rank_info, shard
 from ..errors import InterpError
 from ..models import check_context
-from ..pauses import PausedSequence, PausePolicy, insert_pauses, make_sequence, pad_batch, pause_id
-from ..pauses import tokenize as tokenize_text
+from ..pauses import PausedSequence, PausePolicy, insert_pauses, pad_batch, pause_id
 
-Inputs = Tensor | str | PausedSequence | Sequence[PausedSequence] | Iterable[Document]
+#: what an analysis accepts (see :mod:`interp.core.inputs`)
+Inputs = Tensor | str | PausedSequence | Sequence[PausedSequence | str] | Iterable[Document]
 
 
 @dataclass
@@ -47,33 +49,8 @@ class Batch:
     numbers: list[int]
 
 
-def _sequences(model, inputs: Inputs, n_tokens: int, max_windows: int | None
-               ) -> tuple[Iterator[tuple[str, PausedSequence]], int | None]:
-    if isinstance(inputs, str):
-        return iter([("0", tokenize_text(model, inputs))]), 1
-    if isinstance(inputs, PausedSequence):
-        return iter([("0", inputs)]), 1
-    if isinstance(inputs, Tensor):
-        toks = inputs.reshape(1, -1) if inputs.ndim == 1 else inputs
-        if toks.ndim != 2:
-            raise InterpError(f"token tensor of shape {tuple(inputs.shape)}",
-                              "pass token ids as [pos] or [batch, pos]")
-        return iter([(str(b), make_sequence(row.cpu())) for b, row in enumerate(toks)]), len(toks)
-    items = list(inputs) if not isinstance(inputs, Iterator) else None
-    if items is not None and items and all(isinstance(s, PausedSequence) for s in items):
-        return iter([(str(i), s) for i, s in enumerate(items)]), len(items)
-    docs = items if items is not None else inputs
-    if items is not None and not all(isinstance(d, Document) for d in items):
-        raise InterpError(
-            "inputs must be token ids, a text, PausedSequence(s) or corpus Documents",
-            "e.g. interp.tokenize(model, text) or interp.load_corpus('pydoc')",
-        )
-    wins = windows(model, docs, n_tokens, max_windows=max_windows)
-    return ((f"{w.doc_id}#{w.index}", w.seq) for w in wins), max_windows
-
-
 def iter_batches(
-    model,
+    model: Bridge,
     inputs: Inputs,
     *,
     policy: PausePolicy | None = None,
@@ -92,8 +69,9 @@ def iter_batches(
     """
     if batch_size < 1:
         raise InterpError(f"batch_size={batch_size}", "use batch_size >= 1")
-    seqs, total = _sequences(model, inputs, n_tokens, max_windows)
-    numbered = ((i, name, s) for i, (name, s) in enumerate(seqs))
+    total = count_sequences(inputs, max_windows)
+    numbered = ((x.number, x.name, x.seq) for x in
+                iter_sequences(model, inputs, n_tokens=n_tokens, max_windows=max_windows))
     if split_ranks and (info := rank_info()).distributed:
         numbered = shard(numbered, info)
         total = None if total is None else len(range(info.rank, total, info.world_size))
@@ -156,7 +134,7 @@ def token_losses(
 
 
 @contextmanager
-def activation_gradients_only(model):
+def activation_gradients_only(model: Bridge):
     """Freeze the parameters and make the embedding output a leaf that requires grad, so a
     backward pass computes activation gradients only (no parameter gradients)."""
     saved = [(p, p.requires_grad) for p in model.parameters()]
@@ -174,40 +152,5 @@ def activation_gradients_only(model):
             p.requires_grad_(flag)
 
 
+#: the sites whose gradient is decomposed (see :mod:`interp.core.sites`)
 SITES = ("k", "v", "resid_pre", "resid_mid", "resid_post")
-
-
-def parse_sites(sites: str | Sequence[str]) -> tuple[str, ...]:
-    """Validate site names; ``"resid"`` means ``"resid_post"``."""
-    if isinstance(sites, str):
-        sites = [sites]
-    out = []
-    for s in sites:
-        s = "resid_post" if s == "resid" else s
-        if s not in SITES:
-            raise InterpError(f"unknown site {s!r}", f"choose among: {', '.join(SITES + ('resid',))}")
-        if s not in out:
-            out.append(s)
-    if not out:
-        raise InterpError("no sites given", f"choose among: {', '.join(SITES)}")
-    return tuple(out)
-
-
-def parse_layers(model, layers: Sequence[int] | None) -> tuple[int, ...]:
-    n = int(model.cfg.n_layers)
-    if layers is None:
-        return tuple(range(n))
-    bad = [x for x in layers if not 0 <= x < n]
-    if bad:
-        raise InterpError(f"layer(s) {bad} out of range (the model has {n})",
-                          f"choose layers in 0..{n - 1}")
-    return tuple(sorted(set(layers)))
-
-
-def site_hook(site: str, layer: int) -> str:
-    """Hook name of a site; k and v are before RoPE, per KV head."""
-    if site == "k":
-        return hooks.k(layer)
-    if site == "v":
-        return hooks.v(layer)
-    return hooks.resid(layer, site.removeprefix("resid_"))

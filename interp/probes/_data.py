@@ -31,9 +31,10 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .. import hooks
+from ..core.model import Bridge, n_kv_heads
+from ..core.sites import hook_name, resolve_layer
 from ..corpora import load_corpus, windows
 from ..errors import InterpError
-from ..models import n_kv_heads
 from ..pauses import PausedSequence, add_pause_token, insert_pauses, pad_batch
 from ._spec import ProbeSpec
 
@@ -90,7 +91,7 @@ class ProbeData:
         return int(self.tokens.shape[0])
 
 
-def _task_sequences(spec: ProbeSpec, model) -> list[ProbeSequence]:
+def _task_sequences(spec: ProbeSpec, model: Bridge) -> list[ProbeSequence]:
     """``data.n_examples`` examples of the spec's synthetic task, one split group each."""
     if spec.data.task is not None:
         from ..tasks import get_task
@@ -100,7 +101,7 @@ def _task_sequences(spec: ProbeSpec, model) -> list[ProbeSequence]:
     else:
         from ..train import load_toy
 
-        task = load_toy(spec.model.toy)[1]
+        task = load_toy(spec.model.toy).task
     if task.d_vocab > model.cfg.d_vocab:
         raise InterpError(
             f"probe spec field data.task: the task has {task.d_vocab} tokens but the model only {model.cfg.d_vocab}",
@@ -113,7 +114,7 @@ def _task_sequences(spec: ProbeSpec, model) -> list[ProbeSequence]:
     return out
 
 
-def load_sequences(spec: ProbeSpec, model) -> list[ProbeSequence]:
+def load_sequences(spec: ProbeSpec, model: Bridge) -> list[ProbeSequence]:
     """The sequences a spec probes: synthetic-task examples, or corpus windows (with pauses
     inserted when asked).
 
@@ -267,14 +268,8 @@ def _read_table(spec: ProbeSpec, seqs: list[ProbeSequence]):
     return index, df
 
 
-def _site_hook(site: str, layer: int) -> str:
-    if site.startswith("resid_"):
-        return hooks.resid(layer, site.removeprefix("resid_"))
-    return hooks.k(layer) if site == "k" else hooks.v(layer)
-
-
 @torch.no_grad()
-def collect(spec: ProbeSpec, model, seqs: list[ProbeSequence], sites: list[str], layers: list[int],
+def collect(spec: ProbeSpec, model: Bridge, seqs: list[ProbeSequence], sites: list[str], layers: list[int],
             *, verbose: bool = False) -> ProbeData:
     """Run the model over ``seqs`` and keep the activations and targets of selected positions.
 
@@ -304,8 +299,8 @@ def collect(spec: ProbeSpec, model, seqs: list[ProbeSequence], sites: list[str],
     n_kv = n_kv_heads(model)
     units = {s: [(layer, h) for layer in layers for h in ((-1,) if s.startswith("resid_") else range(n_kv))]
              for s in sites}
-    hidden_layers = sorted({t.hidden_layer} if t.hidden_layer is not None else set(layers)) if t.kind == "hidden" else []
-    wanted: dict[str, tuple[str, int]] = {_site_hook(s, layer): (s, layer) for s in sites for layer in layers}
+    hidden_layers = sorted({resolve_layer(model, t.hidden_layer)} if t.hidden_layer is not None else set(layers)) if t.kind == "hidden" else []
+    wanted: dict[str, tuple[str, int]] = {hook_name(s, layer): (s, layer) for s in sites for layer in layers}
     for layer in hidden_layers:
         wanted.setdefault(hooks.resid(layer, "post"), ("_hidden", layer))
     deepest = max(layer for _, layer in wanted.values())

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -57,9 +57,13 @@ from tqdm.auto import tqdm
 
 from .. import hooks
 from .._io import TableResult, atomic_save_tensors
+from ..core.inputs import iter_sequences
+from ..core.model import Bridge
+from ..core.result import Figure
+from ..core.sites import resolve_layers
 from ..distributed import all_reduce_sum, shard
 from ..errors import InterpError
-from ..pauses import make_sequence, pad_batch
+from ..pauses import pad_batch
 from ._data import ProbeSequence, _grab, _StopForward, split_groups
 from ._spec import FutureLensSpec
 
@@ -138,7 +142,7 @@ class LensStats:
 # --- decoding -----------------------------------------------------------------------------------
 
 
-def decoder(model):
+def decoder(model: Bridge):
     """``h -> unembed(ln_final(h))``: the model's own final norm and unembedding.
 
     Raises:
@@ -211,7 +215,7 @@ def _positions(seqs: list[ProbeSequence], offsets: list[int], roles: list[str], 
 
 
 @torch.no_grad()
-def accumulate_stats(model, seqs: list[ProbeSequence], layers: list[int], offsets: list[int],
+def accumulate_stats(model: Bridge, seqs: list[ProbeSequence], layers: list[int], offsets: list[int],
                      positions: list[np.ndarray], *, batch_size: int = 16,
                      verbose: bool = False) -> LensStats:
     """Sums over ``positions`` (per sequence) of every layer in ``layers`` and offset: the
@@ -229,7 +233,7 @@ def accumulate_stats(model, seqs: list[ProbeSequence], layers: list[int], offset
 
 
 @torch.no_grad()
-def _pass(model, seqs, layers, offsets, batch_size, verbose, consumers) -> None:
+def _pass(model: Bridge, seqs, layers, offsets, batch_size, verbose, consumers) -> None:
     """One forward pass over ``seqs`` (stopped after the last block); for each consumer
     ``(positions per sequence, fn)`` call ``fn(X [layer, m, d], Y [offset, m, d], batch row, pos)``.
 
@@ -369,7 +373,7 @@ def ngram_predictions(context: Int[Tensor, "n_train ctx"], target: Int[Tensor, "
 # --- the learned prompt -------------------------------------------------------------------------
 
 
-def _patched_logits(model, prompt: Tensor, layer: int, h: Tensor, dummy: Tensor) -> Tensor:
+def _patched_logits(model: Bridge, prompt: Tensor, layer: int, h: Tensor, dummy: Tensor) -> Tensor:
     """Logits at the prompt's last position with ``h`` written into the residual stream after
     block ``layer`` there; the prompt replaces the token embeddings."""
     B, P = h.shape[0], prompt.shape[0]
@@ -387,7 +391,7 @@ def _patched_logits(model, prompt: Tensor, layer: int, h: Tensor, dummy: Tensor)
     return logits[:, -1]
 
 
-def train_prompt(model, layer: int, X: Float[Tensor, "n d_model"], Y: Float[Tensor, "n d_model"],
+def train_prompt(model: Bridge, layer: int, X: Float[Tensor, "n d_model"], Y: Float[Tensor, "n d_model"],
                  init: Int[Tensor, " prompt"], cfg: FutureLensSpec, *, seed: int = 0,
                  verbose: bool = False) -> tuple[Float[Tensor, "prompt d_model"], list[float]]:
     """Train a soft prompt for one (layer, offset): ``X`` are states h_t^l, ``Y`` the model's
@@ -450,8 +454,22 @@ class FutureLensResults(TableResult):
 
     tensors: dict[str, Tensor] = field(default_factory=dict)
 
+    FILE: ClassVar[str] = "future_lens.csv"
+    FILES: ClassVar[tuple[str, ...]] = ("future_lens.csv", "future_lens.json")
     REQUIRED: ClassVar[frozenset[str]] = frozenset(LENS_COLUMNS)
     MADE_BY: ClassVar[str] = "interp probe train probes/lookahead.toml --out DIR"
+
+    def figures(self) -> list[Figure]:
+        from ..figures import probes as f
+
+        return [Figure("future_lens_agreement", f.future_lens_agreement,
+                       "Future Lens: how often a linear map from layer l at position t, decoded "
+                       "by the model's own head, names the token the model will predict for "
+                       "t + k, against bigram (dashed) and trigram (dotted) baselines; "
+                       "diamonds: learned prompt."),
+                Figure("future_lens_accuracy",
+                       lambda r: f.future_lens_agreement(r, metric="accuracy"),
+                       "The same maps scored on the true token t + k.")]
 
     def summary(self, metric: str = "agreement_top1") -> pd.DataFrame:
         """Per method and offset, the row of the best layer by ``metric``."""
@@ -519,15 +537,20 @@ def _score(logits_fn, n: int, model_top: Tensor, true: Tensor) -> dict[str, floa
     return {k: v / n for k, v in hits.items()}
 
 
-def _as_sequences(sequences) -> list[ProbeSequence]:
-    if isinstance(sequences, Tensor):
-        return [ProbeSequence(f"row{i}", make_sequence(row)) for i, row in enumerate(sequences.cpu())]
-    return list(sequences)
+def _as_sequences(model: Bridge, sequences) -> list[ProbeSequence]:
+    """Probe sequences as given, or any input :func:`interp.core.inputs.iter_sequences` reads,
+    grouped by document (a corpus document's windows share a group; any other sequence is
+    its own)."""
+    items = None if isinstance(sequences, Tensor) else list(sequences)
+    if items and all(isinstance(s, ProbeSequence) for s in items):
+        return items
+    return [ProbeSequence(x.document, x.seq)
+            for x in iter_sequences(model, sequences if items is None else items)]
 
 
 def future_lens(
-    model,
-    sequences: list[ProbeSequence] | Int[Tensor, "batch pos"],
+    model: Bridge,
+    sequences: Iterable | Int[Tensor, "batch pos"],
     *,
     layers: Sequence[int] | str = "all",
     offsets: Sequence[int] = (1, 2, 3),
@@ -544,7 +567,9 @@ def future_lens(
     Args:
         model: a ``TransformerBridge`` with an unembedding.
         sequences: :class:`interp.probes.ProbeSequence` items (group = document), e.g. from
-            :func:`interp.probes.load_sequences`, or token rows (each row its own group).
+            :func:`interp.probes.load_sequences`, or anything
+            :func:`interp.core.inputs.as_sequences` reads: token rows or texts (each its own
+            group), corpus documents or windows (grouped by document).
         layers: layers read (``"all"`` or block indices); the map reads their ``resid_post``.
         offsets: k ≥ 1; the target is the model's state at t + k − 1 and token t + k. In
             sequences with inserted pauses or fillers, k counts text tokens: the target is the
@@ -566,13 +591,9 @@ def future_lens(
     """
     cfg = config or FutureLensSpec()
     dec = decoder(model)
-    seqs = _as_sequences(sequences)
+    seqs = _as_sequences(model, sequences)
     n_layers = int(model.cfg.n_layers)
-    layers = list(range(n_layers)) if layers == "all" else sorted(set(layers))
-    bad = [x for x in layers if not 0 <= x < n_layers]
-    if bad:
-        raise InterpError(f"probe spec field inputs.layers: layer(s) {bad} out of range for a model with "
-                          f"{n_layers} layers", f"use layers in 0..{n_layers - 1}, or \"all\"")
+    layers = list(resolve_layers(model, layers, what="probe spec field inputs.layers"))
     if any(x >= n_layers - 1 for x in cfg.prompt_layers):
         raise InterpError(f"probe spec field future_lens.prompt_layers: {cfg.prompt_layers} includes the last "
                           f"layer, after which no block can turn a transplanted state into a later token",

@@ -7,7 +7,8 @@ An output directory holds::
     probes/<site>.safetensors  W [unit, feature, task, class], b [unit, task, class] for raw
                                activations: logits = x @ W[u, :, t] + b[u, t]
     probes.json                what the tensors mean: units, tasks, classes, formula
-    figure.html                accuracy by layer and offset against the baselines
+    probe_accuracy.html        accuracy by layer and offset against the baselines (the
+                               figures of :meth:`ProbeResults.figures`, as ``interp figures``)
     cells/<site>.csv           metrics of a finished site (resume skips the site)
     checkpoints/<site>.*       the optimiser state of an unfinished site (resume continues it)
 """
@@ -18,7 +19,7 @@ import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,9 @@ from safetensors.torch import load_file
 from torch import Tensor
 
 from .._io import atomic_save_tensors, atomic_write_csv, atomic_write_text
+from ..core.model import Bridge
+from ..core.result import Figure, export_figures
+from ..core.sites import resolve_layer, resolve_layers
 from ..errors import InterpError
 from ..models import resolve_device
 from ._baselines import classification_baselines, control_labels, regression_baselines
@@ -70,6 +74,27 @@ class ProbeResults:
     description: dict[str, Any]
     out_dir: Path | None = None
 
+    FILES: ClassVar[tuple[str, ...]] = ("metrics.csv", "spec.toml", "probes.json")
+    MADE_BY: ClassVar[str] = "interp probe train SPEC --out DIR"
+
+    @classmethod
+    def recognises(cls, folder: Path) -> bool:
+        """A ``metrics.csv`` is a probe run's only beside its spec or its probes."""
+        return (folder / "probes.json").is_file() or (folder / "spec.toml").is_file()
+
+    @classmethod
+    def load(cls, out: str | Path) -> ProbeResults:
+        """Read the artifacts :func:`train_probes` wrote (no model needed)."""
+        return load_probes(out)
+
+    def figures(self) -> list[Figure]:
+        from ..figures import probes as f
+
+        return [Figure("probe_accuracy", f.probe_accuracy,
+                       "Test accuracy of linear probes predicting the token k positions ahead "
+                       "from each layer, against the bigram baseline (dashed) and a control "
+                       "task.")]
+
     def to_pandas(self) -> pd.DataFrame:
         """The metrics table (a copy)."""
         return self.metrics.copy()
@@ -111,7 +136,7 @@ class ProbeResults:
         return probe_accuracy(self, **kwargs)
 
     def save(self, out_dir: str | Path) -> Path:
-        """Write metrics.csv, the probes, probes.json, spec.toml and figure.html (atomically)."""
+        """Write metrics.csv, the probes, probes.json and spec.toml (atomically)."""
         out = Path(out_dir)
         (out / "probes").mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "spec.toml", self.spec.to_toml())
@@ -119,9 +144,6 @@ class ProbeResults:
             atomic_save_tensors(out / "probes" / f"{site}.safetensors", tensors)
         atomic_write_text(out / "probes.json", json.dumps(self.description, indent=2))
         atomic_write_csv(out / "metrics.csv", self.metrics)
-        from ..figures import export
-
-        export(self.figure(), out / "figure.html")
         self.out_dir = out
         return out
 
@@ -173,24 +195,17 @@ def _load_model(spec: ProbeSpec):
         from ..train import load_toy
 
         try:
-            return load_toy(m.toy)[0]
+            return load_toy(m.toy).model
         except InterpError as e:
             raise InterpError(f"probe spec field model.toy: {e.problem}", e.fix) from None
     return load_model(m.tiny if m.tiny is not None else m.name, device=None if m.device == "auto" else m.device,
                       dtype=getattr(torch, m.dtype))
 
 
-def _layers(spec: ProbeSpec, model) -> list[int]:
-    n = int(model.cfg.n_layers)
-    layers = list(range(n)) if spec.inputs.layers == "all" else list(spec.inputs.layers)
-    bad = [x for x in layers if not 0 <= x < n]
-    if spec.target.kind == "hidden" and spec.target.hidden_layer is not None and not 0 <= spec.target.hidden_layer < n:
-        raise InterpError(f"probe spec field target.hidden_layer: layer {spec.target.hidden_layer} is out of "
-                          f"range for a model with {n} layers", f"use a layer in 0..{n - 1}")
-    if bad:
-        raise InterpError(f"probe spec field inputs.layers: layer(s) {bad} out of range for a model with {n} layers",
-                          f"use layers in 0..{n - 1}, or \"all\"")
-    return sorted(set(layers))
+def _layers(spec: ProbeSpec, model: Bridge) -> list[int]:
+    if spec.target.kind == "hidden" and spec.target.hidden_layer is not None:
+        resolve_layer(model, spec.target.hidden_layer, what="probe spec field target.hidden_layer")
+    return list(resolve_layers(model, spec.inputs.layers, what="probe spec field inputs.layers"))
 
 
 def _encode_tokens(targets: Tensor, train: Tensor, vocab: int, min_count: int,
@@ -383,7 +398,7 @@ def _check_out(out: Path, spec: ProbeSpec, resume: bool) -> None:
     atomic_write_text(old, spec.to_toml())
 
 
-def _collect_all(spec: ProbeSpec, model, sites: list[str], verbose: bool, classes: list | None = None) -> _Prepared:
+def _collect_all(spec: ProbeSpec, model: Bridge, sites: list[str], verbose: bool, classes: list | None = None) -> _Prepared:
     if spec.data.recording is not None:
         from ._recorded import collect_recorded
 
@@ -392,7 +407,7 @@ def _collect_all(spec: ProbeSpec, model, sites: list[str], verbose: bool, classe
     return _prepare(spec, data, classes)
 
 
-def _model_for(spec: ProbeSpec, model):
+def _model_for(spec: ProbeSpec, model: Bridge | None):
     """The model to run, or ``None`` when the spec reads a recording."""
     if spec.data.recording is not None:
         return model
@@ -474,15 +489,15 @@ def train_probes(
     results = ProbeResults(spec=spec, metrics=table, probes=tensors, description=desc)
     if out is not None:
         results.save(out)
+        export_figures([results], out)
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     return results
 
 
-def _train_future_lens(spec: ProbeSpec, out: Path | None, model, resume: bool, verbose: bool):
+def _train_future_lens(spec: ProbeSpec, out: Path | None, model: Bridge, resume: bool, verbose: bool):
     """``method = "future_lens"``: one pass over the spec's corpus windows, the ridge maps, the
     learned prompts and their metrics; ``out`` gets ``spec.toml``, ``future_lens.csv`` (+ json),
-    ``lens.safetensors`` and ``figure.html``. A finished run of the same spec is read back."""
-    from ..figures import export
+    ``lens.safetensors`` and its figures. A finished run of the same spec is read back."""
     from ._future_lens import future_lens
 
     if out is not None:
@@ -498,7 +513,7 @@ def _train_future_lens(spec: ProbeSpec, out: Path | None, model, resume: bool, v
     res.meta.update(name=spec.name, description=spec.description, headline=res.headline())
     if out is not None:
         res.save(out, weights=spec.future_lens.save_weights)
-        export(res.figure(title=spec.name), out / "figure.html")
+        export_figures([res], out)
     return res
 
 

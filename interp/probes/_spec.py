@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..core.sites import RESID
 from ..errors import InterpError
-from ..hooks import RESID_SITES
 from ..models import TinyConfig
 from ..pauses import ROLES, PausePolicy
 
@@ -48,7 +48,8 @@ __all__ = [
     "TrainSpec",
 ]
 
-SITES = tuple(f"resid_{s}" for s in RESID_SITES) + ("k", "v")
+#: the sites a probe reads (see :mod:`interp.core.sites`)
+SITES = (*RESID, "k", "v")
 TARGET_KINDS = ("token", "hidden", "label", "continuous", "answer")
 DTYPES = ("float32", "float64", "bfloat16", "float16")
 

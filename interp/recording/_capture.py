@@ -23,12 +23,13 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from .. import hooks
+from ..core.model import Bridge, n_kv_heads
+from ..core.model import rotary as native_rotary
 from ..errors import InterpError
-from ..models import n_kv_heads
-from ._sites import SitePlan, native_rotary
+from ._sites import SitePlan
 
 
-def trailing_shape(model, site: str, width: int) -> tuple[int, ...]:
+def trailing_shape(model: Bridge, site: str, width: int) -> tuple[int, ...]:
     """Shape stored per (position, layer) for ``site``; ``width`` is the pattern row length."""
     cfg = model.cfg
     if site.startswith("resid"):

@@ -31,12 +31,15 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from ..core import model as core_model
+from ..core.model import Bridge, is_native
+from ..core.sites import resolve_layers
 from ..errors import InterpError
 from ..models import check_context
 from ..pauses import PausedSequence, make_sequence, pause_id, tokenize
 from ._capture import BatchCapture
-from ._record import base_meta, model_device, model_dtype, token_strings
-from ._sites import check_layers, check_roles, is_native, plan_sites
+from ._record import base_meta, token_strings
+from ._sites import check_roles, plan_sites
 from ._store import Recording, shard_name
 
 GENERATION_SITES = ("k", "v")
@@ -78,12 +81,12 @@ class Generation:
         return df
 
 
-def supports_cache(model) -> bool:
+def supports_cache(model: Bridge) -> bool:
     """True when the bridge can run incrementally over a Hugging Face KV cache."""
     return not is_native(model) and bool(getattr(model.adapter, "supports_kv_cache", True))
 
 
-def _prompt_sequence(model, prompt, pauses: int) -> PausedSequence:
+def _prompt_sequence(model: Bridge, prompt, pauses: int) -> PausedSequence:
     if isinstance(prompt, str):
         seq = tokenize(model, prompt)
         seq = make_sequence(seq.tokens, [r if r == "bos" else "prompt" for r in seq.roles])
@@ -160,7 +163,7 @@ def _read_cache(past, layers: Sequence[int]) -> dict[str, Tensor]:
 
 
 def generate(
-    model,
+    model: Bridge,
     prompt,
     max_new_tokens: int = 32,
     *,
@@ -205,7 +208,7 @@ def generate(
     check_context(model, total)
     sites = GENERATION_SITES if record is True else (() if record is False else tuple(record))
     plans = plan_sites(model, sites) if sites else []
-    layers = check_layers(model, layers)
+    layers = resolve_layers(model, layers)
     roles_kept = check_roles(roles)
     cached = supports_cache(model) if use_cache is None else use_cache
     if (cached or read_cache) and not supports_cache(model):
@@ -215,8 +218,8 @@ def generate(
         )
     if read_cache and not cached:
         raise InterpError("read_cache=True needs use_cache=True", "drop use_cache=False")
-    dtype = dtype or model_dtype(model)
-    device = model_device(model)
+    dtype = dtype or core_model.dtype(model)
+    device = core_model.device(model)
     eos = model.tokenizer.eos_token_id if (stop_at_eos and model.tokenizer is not None) else None
 
     tokens, roles = seq.tokens.tolist(), list(seq.roles)
@@ -280,7 +283,7 @@ def _original_positions(seq: PausedSequence, n: int) -> Tensor:
     return torch.tensor(orig + list(range(nxt, nxt + n - len(orig))))
 
 
-def _as_recording(model, plans, layers, keep_roles, dtype, buffers, tokens, roles, orig,
+def _as_recording(model: Bridge, plans, layers, keep_roles, dtype, buffers, tokens, roles, orig,
                   steps) -> Recording:
     """One in-memory shard holding the positions whose role is in ``keep_roles``."""
     keep = torch.tensor([r in keep_roles for r in roles])

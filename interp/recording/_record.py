@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -14,17 +13,19 @@ import torch
 from tqdm.auto import tqdm
 
 from .._io import atomic_write_json
+from ..core import model as core_model
+from ..core.inputs import Labelled
+from ..core.model import Bridge, n_kv_heads
+from ..core.sites import resolve_layers
 from ..distributed import RankInfo, all_reduce_sum, barrier, check_same, rank_info, shard
 from ..errors import InterpError
-from ..models import n_kv_heads
 from ..pauses import PausePolicy, pad_batch
 from ._capture import BatchCapture
-from ._inputs import Item, describe, iter_items
+from ._inputs import describe, iter_items
 from ._sites import (
     DEFAULT_ROLES,
     DEFAULT_SITES,
     SitePlan,
-    check_layers,
     check_roles,
     kv_head_of_query_head,
     plan_sites,
@@ -46,15 +47,7 @@ from ._store import (
 DEFAULT_SHARD_BYTES = 256 * 2**20
 
 
-def model_dtype(model) -> torch.dtype:
-    return next(model.parameters()).dtype
-
-
-def model_device(model) -> torch.device:
-    return next(model.parameters()).device
-
-
-def model_meta(model) -> dict:
+def model_meta(model: Bridge) -> dict:
     """What identifies the model in a sidecar."""
     cfg = model.cfg
     tok = model.tokenizer
@@ -63,12 +56,12 @@ def model_meta(model) -> dict:
         n_layers=int(cfg.n_layers), d_model=int(cfg.d_model), n_heads=int(cfg.n_heads),
         n_kv_heads=n_kv_heads(model), d_head=int(cfg.d_head),
         d_vocab=int(cfg.d_vocab), n_ctx=int(cfg.n_ctx),
-        pause_id=getattr(model, "interp_pause_id", None),
+        pause_id=core_model.pause_id(model),
         tokenizer=None if tok is None else str(getattr(tok, "name_or_path", type(tok).__name__)),
     )
 
 
-def base_meta(model, plans: Sequence[SitePlan], layers, roles, dtype, config: dict) -> dict:
+def base_meta(model: Bridge, plans: Sequence[SitePlan], layers, roles, dtype, config: dict) -> dict:
     """The sidecar without shards."""
     import interp
 
@@ -89,7 +82,7 @@ def base_meta(model, plans: Sequence[SitePlan], layers, roles, dtype, config: di
 
 
 def record(
-    model,
+    model: Bridge,
     inputs,
     *,
     sites: Sequence[str] = DEFAULT_SITES,
@@ -141,9 +134,9 @@ def record(
             inputs; no selected position; ``out`` holding another recording.
     """
     plans = plan_sites(model, sites)
-    layers = check_layers(model, layers)
+    layers = resolve_layers(model, layers)
     roles = check_roles(roles)
-    dtype = dtype or model_dtype(model)
+    dtype = dtype or core_model.dtype(model)
     if batch_size < 1 or shard_bytes < 1:
         raise InterpError("batch_size and shard_bytes must be >= 1")
     config = dict(
@@ -162,8 +155,7 @@ def record(
         config["world_size"] = info.world_size
     config = json.loads(json.dumps(config))  # as the sidecar will hold it (tuples -> lists)
     meta = base_meta(model, plans, layers, roles, dtype, config)
-    items = (replace(it, number=i) for i, it in
-             enumerate(iter_items(model, inputs, n_tokens=n_tokens, policy=policy)))
+    items = iter_items(model, inputs, n_tokens=n_tokens, policy=policy)
     out_dir = None if out is None else Path(out)
     if info.distributed:
         check_same("record configuration", config)
@@ -242,7 +234,7 @@ def _check_existing(out: Path, existing: dict, config: dict, *, resume: bool) ->
         details = "; ".join(f"{k}: {old.get(k)!r} there vs {config.get(k)!r} now" for k in diff)
         raise InterpError(
             f"{out} holds a recording of another configuration ({details})",
-            "pass overwrite=True (--overwrite) to replace it, or choose another directory "
+            "pass overwrite=True (--fresh) to replace it, or choose another directory "
             "(resume=True / --resume only continues the same configuration)",
         )
     if not resume:
@@ -251,7 +243,7 @@ def _check_existing(out: Path, existing: dict, config: dict, *, resume: bool) ->
         raise InterpError(
             f"{out} already holds a recording of this configuration ({state})",
             "pass resume=True (--resume) to reuse or finish it, or overwrite=True "
-            "(--overwrite) to record again",
+            "(--fresh) to record again",
         )
 
 
@@ -310,14 +302,14 @@ def merge_ranks(out: Path, world_size: int) -> dict:
     return meta
 
 
-def _tokens_digest(items: Sequence[Item]) -> str:
+def _tokens_digest(items: Sequence[Labelled]) -> str:
     h = hashlib.sha256()
     for it in items:
         h.update(it.seq.tokens.to(torch.int64).numpy().tobytes())
     return h.hexdigest()
 
 
-def _skip_finished(items: Iterator[Item], kept: list[dict]) -> Iterator[Item]:
+def _skip_finished(items: Iterator[Labelled], kept: list[dict]) -> Iterator[Labelled]:
     """Consume the sequences of the kept shards, checking they are the same sequences."""
     for entry in kept:
         start, stop = entry["sequences"]
@@ -326,13 +318,13 @@ def _skip_finished(items: Iterator[Item], kept: list[dict]) -> Iterator[Item]:
             raise InterpError(
                 f"the inputs differ from those recorded in {entry['name']} (sequences "
                 f"{start}..{stop - 1})",
-                "pass the same inputs to resume, or overwrite=True (--overwrite) to record anew",
+                "pass the same inputs to resume, or overwrite=True (--fresh) to record anew",
             )
     yield from items
 
 
-def _batches(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
-    batch: list[Item] = []
+def _batches(items: Iterator[Labelled], size: int) -> Iterator[list[Labelled]]:
+    batch: list[Labelled] = []
     for it in items:
         batch.append(it)
         if len(batch) == size:
@@ -342,13 +334,13 @@ def _batches(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
         yield batch
 
 
-def _capture_batch(model, plans, layers, roles, batch: list[Item], dtype, tok
+def _capture_batch(model: Bridge, plans, layers, roles, batch: list[Labelled], dtype, tok
                    ) -> tuple[dict[str, torch.Tensor], pd.DataFrame]:
     """Run one batch; return its tensors ``{site: [n, layer, ...]}`` and index rows."""
     tokens, batch_roles, orig, _ = pad_batch([it.seq for it in batch])
     width = int(tokens.shape[1])
     sel = [(b, p) for b, rs in enumerate(batch_roles) for p, r in enumerate(rs) if r in roles]
-    device = model_device(model)
+    device = core_model.device(model)
     rows = torch.tensor([b for b, _ in sel], dtype=torch.long)
     positions = torch.tensor([p for _, p in sel], dtype=torch.long)
     cap = BatchCapture(model, plans, layers, rows.to(device), positions.to(device), width, dtype)
@@ -384,10 +376,10 @@ class _ShardSink:
         self.indexes: list[pd.DataFrame] = []
         self.next_sequence = meta["shards"][-1]["sequences"][1] if meta["shards"] else 0
         self.n_rows = sum(int(e["rows"]) for e in meta["shards"])
-        self._pending: list[tuple[dict, pd.DataFrame, list[Item]]] = []
+        self._pending: list[tuple[dict, pd.DataFrame, list[Labelled]]] = []
         self._bytes = 0
 
-    def add(self, tensors: dict, index: pd.DataFrame, batch: list[Item]) -> None:
+    def add(self, tensors: dict, index: pd.DataFrame, batch: list[Labelled]) -> None:
         self._pending.append((tensors, index, batch))
         self._bytes += sum(t.nbytes for t in tensors.values())
         self.next_sequence += len(batch)

@@ -1,17 +1,7 @@
-"""Recording sites: which hook each site reads, the shape it stores, and validation.
+"""Recording sites: how each site is captured on a given model, and role validation.
 
-A *site* names one activation per position. Stored shapes (after the leading ``[n, layer]``):
-
-===============================  ======================  ======================================
-site                             stored per position     read from
-===============================  ======================  ======================================
-``resid_pre/mid/post``           ``[d_model]``           ``hooks.resid(l, ...)``
-``q``, ``z``                     ``[head_index, d_head]`` ``hooks.q(l)``, ``hooks.z(l)``
-``k``, ``v``                     ``[kv_head, d_head]``   ``hooks.k(l)``, ``hooks.v(l)`` (pre-RoPE)
-``rot_q``                        ``[head_index, d_head]`` ``hooks.rot_q(l)`` (post-RoPE)
-``rot_k``                        ``[kv_head, d_head]``   ``hooks.rot_k(l)`` (post-RoPE)
-``pattern``                      ``[head_index, k_pos]`` ``hooks.pattern(l)``, the query's row
-===============================  ======================  ======================================
+Which hook each site reads, its head axis and its stored shape live in the one registry,
+:mod:`interp.core.sites`; a recording may capture every site there.
 
 RoPE on native models. TransformerLens-native models apply RoPE inside their attention module,
 so ``hook_rot_q``/``hook_rot_k`` exist but never fire. There ``rot_q``/``rot_k`` are computed
@@ -25,29 +15,18 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .. import hooks
+from ..core.model import Bridge, is_native, n_kv_heads
+from ..core.model import rotary as native_rotary
+from ..core.sites import REGISTRY, resolve_sites
 from ..errors import InterpError
-from ..models import n_kv_heads
 from ..pauses import ROLES
 
-SITES = ("resid_pre", "resid_mid", "resid_post", "q", "k", "v", "rot_q", "rot_k", "z", "pattern")
+SITES = tuple(REGISTRY)
 DEFAULT_SITES = ("resid_post", "k", "v")
 # Roles a recording may select: every role except right padding, which is never real input.
 RECORDABLE_ROLES = tuple(r for r in ROLES if r != "pad")
 DEFAULT_ROLES = ("regular", "pause")
 
-_HOOK = {
-    "resid_pre": lambda layer: hooks.resid(layer, "pre"),
-    "resid_mid": lambda layer: hooks.resid(layer, "mid"),
-    "resid_post": lambda layer: hooks.resid(layer, "post"),
-    "q": hooks.q,
-    "k": hooks.k,
-    "v": hooks.v,
-    "rot_q": hooks.rot_q,
-    "rot_k": hooks.rot_k,
-    "z": hooks.z,
-    "pattern": hooks.pattern,
-}
 # For native rotary models, rot_* is computed from the pre-RoPE site.
 _PRE_ROPE = {"rot_q": "q", "rot_k": "k"}
 
@@ -70,27 +49,10 @@ class SitePlan:
         return self.hook(layer)
 
 
-def native_rotary(model, layer: int):
-    """The native attention module's rotary (``None`` for HF models and models without RoPE)."""
-    attn = model.blocks[layer].attn.original_component
-    return getattr(attn, "rotary", None)
-
-
-def is_native(model) -> bool:
-    """True for TransformerLens-native models (RoPE applied inside the attention module)."""
-    return hasattr(model.blocks[0].attn.original_component, "rotary")
-
-
-def plan_sites(model, sites: Sequence[str]) -> list[SitePlan]:
+def plan_sites(model: Bridge, sites: Sequence[str]) -> list[SitePlan]:
     """Validate ``sites`` and decide how each is captured on ``model``."""
-    if isinstance(sites, str):
-        sites = (sites,)
-    if not sites:
-        raise InterpError("no sites to record", f"choose from: {', '.join(SITES)}")
     plans = []
-    for s in dict.fromkeys(sites):
-        if s not in SITES:
-            raise InterpError(f"unknown site {s!r}", f"choose from: {', '.join(SITES)}")
+    for s in resolve_sites(sites, SITES):
         if s in _PRE_ROPE:
             if is_native(model):
                 if native_rotary(model, 0) is None:
@@ -98,34 +60,15 @@ def plan_sites(model, sites: Sequence[str]) -> list[SitePlan]:
                         f"site {s!r}: this model has no rotary position embedding",
                         f"record {_PRE_ROPE[s]!r}: it is the vector the attention reads",
                     )
-                plans.append(SitePlan(s, _HOOK[_PRE_ROPE[s]], native_rope=True))
+                plans.append(SitePlan(s, REGISTRY[_PRE_ROPE[s]].hook, native_rope=True))
                 continue
-            if _HOOK[s](0) not in model.hook_dict:
+            if REGISTRY[s].hook(0) not in model.hook_dict:
                 raise InterpError(
-                    f"site {s!r}: this model exposes no {_HOOK[s](0)!r} hook (no RoPE?)",
+                    f"site {s!r}: this model exposes no {REGISTRY[s].hook(0)!r} hook (no RoPE?)",
                     f"record {_PRE_ROPE[s]!r} instead",
                 )
-        plans.append(SitePlan(s, _HOOK[s]))
+        plans.append(SitePlan(s, REGISTRY[s].hook))
     return plans
-
-
-def check_layers(model, layers: Sequence[int] | None) -> tuple[int, ...]:
-    """``None`` means every layer; negative indices count from the end; sorted, unique."""
-    n = int(model.cfg.n_layers)
-    if layers is None:
-        return tuple(range(n))
-    if isinstance(layers, int):
-        layers = (layers,)
-    out = []
-    for layer in layers:
-        if not -n <= int(layer) < n:
-            raise InterpError(
-                f"layer {layer} does not exist: the model has {n} layers", f"choose from 0..{n - 1}"
-            )
-        out.append(int(layer) % n)
-    if not out:
-        raise InterpError("no layers to record", f"choose from 0..{n - 1}, or None for all")
-    return tuple(sorted(set(out)))
 
 
 def check_roles(roles: Sequence[str] | None) -> tuple[str, ...]:
@@ -142,7 +85,7 @@ def check_roles(roles: Sequence[str] | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(roles))
 
 
-def kv_head_of_query_head(model) -> list[int]:
+def kv_head_of_query_head(model: Bridge) -> list[int]:
     """Query head ``h`` reads KV head ``h // (n_heads // n_kv_heads)`` (GQA groups)."""
     n_heads, n_kv = int(model.cfg.n_heads), n_kv_heads(model)
     return [h // (n_heads // n_kv) for h in range(n_heads)]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass
 
 from .._types import Int, Tensor
 from ..errors import InterpError, check_choice
@@ -45,7 +45,8 @@ class ReportConfig:
             share against position at long context (``()``: none; lengths beyond the
             model's context or the text are skipped). N = 1024 adds about 2 forward+backward
             passes at that length; N = 2048 about 4× that.
-        probe_layers: every ``probe_layers``-th layer gets a lookahead probe.
+        probe_layer_stride: every ``probe_layer_stride``-th layer (and the last) gets a
+            lookahead probe (``probe_layers`` in earlier releases; that keyword now raises).
         probe_windows: corpus windows for the probes (``probe_tokens`` tokens each).
         probe_tokens: probe window length.
         offsets: probe offsets k (token at i + k).
@@ -83,7 +84,7 @@ class ReportConfig:
     gradient_tokens: int = 64
     max_distance: int = 16
     long_context_tokens: tuple[int, ...] = (1024,)
-    probe_layers: int = 3
+    probe_layer_stride: int = 3
     probe_windows: int = 96
     probe_tokens: int = 32
     offsets: tuple[int, ...] = (1, 2, 3)
@@ -97,10 +98,15 @@ class ReportConfig:
     pause_dir: str | None = None
     formats: tuple[str, ...] = ("png",)
     sections: tuple[str, ...] = DEFAULT_SECTIONS
+    probe_layers: InitVar[int | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, probe_layers: int | None) -> None:
+        if probe_layers is not None:
+            raise InterpError("ReportConfig.probe_layers was renamed probe_layer_stride (it is a "
+                              "stride: every n-th layer gets a probe)",
+                              f"pass probe_layer_stride={probe_layers}")
         for name in ("n_tokens", "n_windows", "ablation_windows", "eviction_window", "gradient_windows",
-                     "gradient_tokens", "probe_layers", "probe_windows", "probe_tokens", "probe_eval_positions",
+                     "gradient_tokens", "probe_layer_stride", "probe_windows", "probe_tokens", "probe_eval_positions",
                      "patch_layers"):
             if getattr(self, name) < 1:
                 raise InterpError(f"ReportConfig.{name} must be >= 1, got {getattr(self, name)}")

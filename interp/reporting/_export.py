@@ -19,7 +19,7 @@ from ..figures._style import FORMATS, find_chrome
 __all__ = ["export_many", "check_format"]
 
 CHROME_FIX = ("sudo apt-get install -y chromium   (Debian/Ubuntu), or `plotly_get_chrome`; "
-              "or use --format html, which needs no browser")
+              "or use --formats html, which needs no browser")
 
 
 def check_format(fmt: str) -> str:

@@ -165,8 +165,7 @@ def _run_registers(ctx: Context, out: Path) -> dict:
 def _run_gradients(ctx: Context, out: Path) -> dict:
     import pandas as pd
 
-    from .._io import atomic_write_csv
-    from ..gradients import by_distance, future_gradients
+    from ..gradients import LengthSweep, by_distance, future_gradients
 
     cfg = ctx.config
     seqs = ctx.windows()[: cfg.gradient_windows]
@@ -200,7 +199,7 @@ def _run_gradients(ctx: Context, out: Path) -> dict:
             numbers[f"mean future share, {site}, one window of N={n}"] = _fmt(
                 s.loc[site, "future_share"])
     if len(rows) > 1:
-        atomic_write_csv(out / "long_context.csv", pd.concat(rows, ignore_index=True))
+        LengthSweep(pd.concat(rows, ignore_index=True)).save(out)
     return numbers
 
 
@@ -225,7 +224,7 @@ def _run_probes(ctx: Context, out: Path) -> dict:
                           "train probes from a recording: `interp record` then `interp probe "
                           "train` with data.recording")
     n_layers = ctx.model.cfg.n_layers
-    layers = sorted(set(range(0, n_layers, cfg.probe_layers)) | {n_layers - 1})
+    layers = sorted(set(range(0, n_layers, cfg.probe_layer_stride)) | {n_layers - 1})
     spec = dict(
         name="report-lookahead", method="future_lens",
         description="Future Lens for the report: the token at t + k from resid_post at t, "
@@ -304,7 +303,7 @@ def _run_pause_training(ctx: Context, out: Path) -> dict:
 
     src = ctx.config.pause_dir
     how = ("train one with `interp pause-train --out DIR` (see `interp pause-train --help`), "
-           "then pass `interp report --pauses DIR`")
+           "then pass `interp report --pause-dir DIR`")
     if src is None:
         raise InterpError("no pause-training checkpoint or comparison given", how)
     src = Path(src)
@@ -356,7 +355,7 @@ SECTION_SPECS: tuple[Section, ...] = (
             "vocabulary (Future Lens, Pal et al. 2023): how often it names the token the model "
             "will predict for t + k, against bigram and trigram baselines at the same distance, "
             "on held-out documents. k ≥ 2 is lookahead.",
-            ("probe_layers", "probe_windows", "probe_tokens", "offsets", "seed",
+            ("probe_layer_stride", "probe_windows", "probe_tokens", "offsets", "seed",
              "probe_eval_positions"),
             _run_probes, "interp probe train probes/lookahead.toml",
             key=("headline", "offset 2:")),
@@ -377,6 +376,6 @@ SECTION_SPECS: tuple[Section, ...] = (
             "Lens read at pauses, the KV cache with forced pauses, and entropy-triggered vs "
             "random pauses.",
             ("pause_dir",), _run_pause_training,
-            "interp pause-train --out CKPT, then interp report --pauses CKPT",
+            "interp pause-train --out CKPT, then interp report --pause-dir CKPT",
             key=("pause loss", "pause Δloss")),
 )

@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import PAUSE_TINY as TINY
+from conftest import random_windows
 
 import interp
 from interp.cli import main
@@ -24,17 +26,13 @@ from interp.pause_compare import (
     target_losses,
 )
 from interp.pause_training import PauseTrainConfig, pause_train
-from interp.pauses import PausePolicy, insert_pauses, make_sequence
+from interp.pauses import PausePolicy, insert_pauses
 from interp.reporting import ReportConfig, report
 from interp.reporting._registry import KINDS, figures_for
 
-TINY = interp.TinyConfig(n_layers=2, d_model=32, n_heads=4, n_kv_heads=2, d_vocab=40, n_ctx=64,
-                         seed=0)
-
 
 def _windows(n: int, seed: int, length: int = 16) -> list:
-    g = torch.Generator().manual_seed(seed)
-    return [make_sequence(torch.randint(1, 40, (length,), generator=g)) for _ in range(n)]
+    return random_windows(n, length=length, seed=seed)
 
 
 @pytest.fixture(scope="module")

@@ -84,7 +84,7 @@ def test_failing_sections_leave_labelled_gaps(tmp_path):
 
 def test_figures_cli_redraws_everything_without_a_model(tiny_report, tmp_path, capsys):
     out, _ = tiny_report
-    assert main(["figures", str(out), "--format", "svg", "--out", str(tmp_path)]) == 0
+    assert main(["figures", str(out), "--formats", "svg", "--out", str(tmp_path)]) == 0
     svgs = {p.stem for p in tmp_path.rglob("*.svg")}
     assert {"attention_received", "norms_by_position", "attention_heatmap", "sink_heads",
             "massive_by_layer",
@@ -94,7 +94,7 @@ def test_figures_cli_redraws_everything_without_a_model(tiny_report, tmp_path, c
 
 def test_figures_cli_bad_input(tiny_report, tmp_path, capsys, monkeypatch):
     out, _ = tiny_report
-    assert main(["figures", str(out), "--format", "bmp"]) == 2
+    assert main(["figures", str(out), "--formats", "bmp"]) == 2
     assert "use one of: html, png, svg, pdf" in capsys.readouterr().err
     assert main(["figures", str(tmp_path)]) == 2
     assert "interp registers --out DIR" in capsys.readouterr().err
@@ -107,9 +107,9 @@ def test_figures_cli_bad_input(tiny_report, tmp_path, capsys, monkeypatch):
     assert "lacks registers_heads.csv" in err and "interp registers --out DIR" in err
     # no Chrome: static formats say how to install it; HTML still works
     monkeypatch.setattr("interp.reporting._export.find_chrome", lambda: None)
-    assert main(["figures", str(out / "patching"), "--format", "png"]) == 2
+    assert main(["figures", str(out / "patching"), "--formats", "png"]) == 2
     assert "apt-get install -y chromium" in capsys.readouterr().err
-    assert main(["figures", str(out / "patching"), "--format", "html",
+    assert main(["figures", str(out / "patching"), "--formats", "html",
                  "--out", str(tmp_path / "h")]) == 0
 
 

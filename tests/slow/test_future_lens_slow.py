@@ -38,7 +38,7 @@ def test_lookahead_spec_through_the_cli(smollm, tmp_path, capsys, monkeypatch):
     assert t.loc[(29, 1), "agreement_top1"] >= 0.95
     assert t.loc[(29, 1), "val_r2"] > 0.99
     assert res.tensors["W"].shape == (2, 3, 576, 576)
-    assert (out / "figure.html").is_file() and (out / "spec.toml").is_file()
+    assert (out / "future_lens_agreement.html").is_file() and (out / "spec.toml").is_file()
     assert main(["probe", "show", str(out)]) == 0
     assert "best layer per method and offset" in capsys.readouterr().out
     assert main(["probe", "eval", str(out)]) == 2

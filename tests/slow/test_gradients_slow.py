@@ -10,8 +10,9 @@ import torch.nn.functional as F
 
 import interp
 from interp.cli import main
+from interp.core.sites import hook_name as site_hook
 from interp.gradients import detached_attention
-from interp.gradients._inputs import activation_gradients_only, site_hook
+from interp.gradients._inputs import activation_gradients_only
 from interp.patching import logit_diff
 
 pytestmark = pytest.mark.slow
@@ -71,7 +72,7 @@ def test_gradients_cli(tmp_path):
     assert set(table.layer) == {0, 15, 29} and (table[table.position == 0].role == "bos").all()
     dist = pd.read_csv(out / "by_distance.csv")
     assert {"layer", "site", "distance", "grad_norm"} <= set(dist.columns)
-    assert (out / "future_share_heatmap.html").is_file() and (out / "by_distance.html").is_file()
+    assert (out / "future_share_heatmap.html").is_file() and (out / "gradient_by_distance.html").is_file()
 
 
 def test_patch_cli(tmp_path):

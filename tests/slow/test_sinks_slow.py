@@ -62,7 +62,7 @@ def test_registers_cli(tmp_path, capsys):
     assert main(["registers", "--text", TEXT, "--pause-every", "8", "--eviction-window", "16",
                  "--sinks", "0,1", "--no-ablate", "--out", str(tmp_path)]) == 0
     reg = pd.read_csv(tmp_path / "registers.csv")
-    assert list(reg.columns[:4]) == ["window", "layer", "position", "role"]
+    assert list(reg.columns[:4]) == ["sequence", "layer", "position", "role"]
     assert {"attn_received", "resid_norm", "value_norm"} <= set(reg.columns)
     assert set(reg["role"]) == {"bos", "regular", "pause"}
     massive = pd.read_csv(tmp_path / "massive.csv")

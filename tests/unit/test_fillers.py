@@ -149,14 +149,14 @@ def test_cli_compares_the_three_conditions(tmp_path, capsys):
     common = ["--task", "3sum", "--option", "length=4", "--option", "dim=2", "--option", "mod=5",
               "--steps", "2", "--eval-every", "2", "--eval-size", "16", "--batch-size", "4",
               "--d-model", "16", "--n-heads", "2", "--seeds", "0", "--modes", "vanilla",
-              "--format", "html", "--quiet"]
+              "--formats", "html", "--quiet"]
     out = tmp_path / "c"
     assert main(["toy", "compare", "--conditions", "none,filler,filler_cot", "--out", str(out),
                  *common]) == 0
     comp = load_comparison(out)
     assert list(comp.runs["insert"]) == ["none", "filler", "filler_cot"]
     assert list(comp.runs["pauses"]) == [0, 8, 8]  # 2 digits × C(4, 3) triples
-    assert (out / "curves.html").is_file() and (out / "compare.html").is_file()
+    assert (out / "toy_curves.html").is_file() and (out / "toy_compare.html").is_file()
     assert list(compare_bars(comp).data[0].x) == [
         "vanilla", "vanilla · 8 fillers", "vanilla · 8 fillers + CoT mix"]
     assert len([t for t in training_curves(comp).data if t.name != "baseline"]) == 3

@@ -187,7 +187,7 @@ def _paused(model, n_rows, length, policy, seed=0):
     pid = interp.add_pause_token(model)
     g = torch.Generator().manual_seed(seed)
     rows = torch.randint(0, 61, (n_rows, length), generator=g)
-    return [ProbeSequence(f"row{i}", interp.insert_pauses(interp.probes._future_lens.make_sequence(r), policy, pid))
+    return [ProbeSequence(f"row{i}", interp.insert_pauses(interp.make_sequence(r), policy, pid))
             for i, r in enumerate(rows)], pid
 
 
@@ -209,7 +209,7 @@ def test_offsets_count_text_tokens_at_pause_positions():
             assert list(ctx[t]) == [before[-2] if len(before) > 1 else before[0], before[-1]]
         assert (seq.tokens[tg[tg >= 0]] != pid).all()
     # without inserted positions it is t + k
-    plain = interp.probes._future_lens.make_sequence(torch.arange(10))
+    plain = interp.make_sequence(torch.arange(10))
     assert (_targets(plain, [1, 2]) == [[t + 1 if t + 1 < 10 else -1, t + 2 if t + 2 < 10 else -1]
                                         for t in range(10)]).all()
 

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 
 import interp
 from interp import hooks
+from interp.core.sites import hook_name as site_hook
 from interp.gradients import ByDistance, detached_attention
-from interp.gradients._inputs import site_hook
 
 
 def _token_losses(model, tokens):

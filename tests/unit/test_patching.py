@@ -80,7 +80,7 @@ def test_target_resolved_sums_to_the_summed_loss(tiny_model64):
     per_target = attribution_patch(tiny_model64, clean, corrupt, sites=("k", "v"),
                                    target_resolved=True, verify=True, verbose=False)
     t = per_target.table
-    assert (t.target >= t.position).all()
+    assert (t.loss_position >= t.position).all()
 
     def summed(logits):
         return token_losses(logits, clean[None], torch.ones(1, 7, dtype=torch.bool)).sum()

@@ -8,6 +8,8 @@ import dataclasses
 
 import pytest
 import torch
+from conftest import PAUSE_TINY as TINY
+from conftest import random_windows
 from safetensors.torch import load_file
 
 import interp
@@ -21,13 +23,9 @@ from interp.pause_training import (
 )
 from interp.pauses import PausePolicy, adaptive_pauses, insert_pauses, make_sequence
 
-TINY = interp.TinyConfig(n_layers=2, d_model=32, n_heads=4, n_kv_heads=2, d_vocab=40, n_ctx=64,
-                         seed=0)
-
 
 def _windows(n: int, length: int = 12, seed: int = 0) -> list:
-    g = torch.Generator().manual_seed(seed)
-    return [make_sequence(torch.randint(1, 40, (length,), generator=g)) for _ in range(n)]
+    return random_windows(n, length=length, seed=seed)
 
 
 def _config(**kw) -> PauseTrainConfig:

@@ -306,7 +306,7 @@ def test_train_from_recording_beats_majority_per_role_and_kv_head(tiny_recording
     assert (test.baseline_bigram > 0.99).all()  # the successor rule is a bigram rule
     assert set(m[m.site == "k"]["head"]) == {0, 1}
     assert (test.selectivity == test.accuracy - test.control_accuracy).all()
-    for f in ("metrics.csv", "probes.json", "spec.toml", "figure.html", "probes/resid_post.safetensors"):
+    for f in ("metrics.csv", "probes.json", "spec.toml", "probe_accuracy.html", "probes/resid_post.safetensors"):
         assert (tmp_path / "out" / f).is_file()
     loaded = interp.probes.load_probes(tmp_path / "out")
     pd.testing.assert_frame_equal(loaded.to_pandas(), m, check_dtype=False)

@@ -9,7 +9,6 @@ import json
 
 import pytest
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers
 
 import interp
 from interp.cli import main
@@ -32,21 +31,6 @@ def _check_against_cache(model, rec, tokens, sites):
     for site in sites:
         for layer, name in zip(rec.layers, rec.meta["hook_names"][site], strict=True):
             assert torch.equal(rec.get(site, layer), _cache_rows(cache, name, site)), (site, layer)
-
-
-@pytest.fixture(scope="module")
-def word_tokenizer(tmp_path_factory):
-    """A 61-word tokenizer ('w00'..'w60', BOS w01, EOS w02), saved and reloaded as the bridge
-    wants (it rebuilds tokenizers from their name_or_path)."""
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
-
-    tk = Tokenizer(models.WordLevel({f"w{i:02d}": i for i in range(61)}, unk_token="w00"))
-    tk.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="w01", eos_token="w02",
-                                  unk_token="w00")
-    path = tmp_path_factory.mktemp("tok")
-    tok.save_pretrained(path)
-    return AutoTokenizer.from_pretrained(path)
 
 
 def _tiny_llama(tokenizer, n_kv_heads: int):
@@ -267,7 +251,7 @@ def test_output_dir_of_another_configuration_is_refused(tiny_model, tmp_path):
     ("kwargs", "message"),
     [
         (dict(sites=("keys",)), "unknown site 'keys'(.|\n)*resid_post"),
-        (dict(layers=[5]), "layer 5 does not exist(.|\n)*0..1"),
+        (dict(layers=[5]), "layer\\(s\\) \\[5\\] out of range(.|\n)*0..1"),
         (dict(roles=("pauses",)), "unknown role 'pauses'(.|\n)*regular"),
         (dict(roles=("pause",)), "no position has a selected role"),
     ],

@@ -29,7 +29,7 @@ def test_registers_match_run_with_cache(tiny_model64):
         _, cache = tiny_model64.run_with_cache(seq.tokens[None])
         n = len(seq)
         for layer in range(2):
-            rows = t[(t["window"] == w) & (t["layer"] == layer)].sort_values("position")
+            rows = t[(t["sequence"] == w) & (t["layer"] == layer)].sort_values("position")
             pat = cache[hooks.pattern(layer)][0]  # [head, q, k]
             expect = [pat[:, j + 1:, j].mean().item() for j in range(n - 1)]
             np.testing.assert_allclose(rows["attn_received"].to_numpy()[:-1], expect, rtol=1e-10)
@@ -42,7 +42,7 @@ def test_registers_match_run_with_cache(tiny_model64):
             assert list(rows["role"]) == list(seq.roles)
     # per head: mean over heads of the per-head table equals the mean table, role by role
     heads = res.heads.groupby(["layer", "role"])["attn_received"].mean()
-    both = t.dropna(subset=["attn_received"]).groupby(["window", "layer", "role"])[
+    both = t.dropna(subset=["attn_received"]).groupby(["sequence", "layer", "role"])[
         "attn_received"].mean().groupby(["layer", "role"]).mean()
     np.testing.assert_allclose(heads.sort_index().to_numpy(), both.sort_index().to_numpy(),
                                rtol=1e-10)
@@ -123,7 +123,7 @@ def test_ablations_match_manual_hooks(spiked):
         ("sink_kv", "mean"): expect([(n, set_kv(lambda r: r.mean(0))) for n in kv]),
     }
     for (target, method), loss in manual.items():
-        row = res.table[(res.table["target"] == target) & (res.table["method"] == method)]
+        row = res.table[(res.table["component"] == target) & (res.table["method"] == method)]
         assert row["loss"].item() == pytest.approx(loss, rel=1e-10), (target, method)
     assert res.delta("massive", "zero") > 10 * abs(res.delta("massive", "mean"))
 

@@ -16,6 +16,7 @@ from interp.cli import main
 from interp.errors import InterpError
 from interp.train import (
     TrainConfig,
+    _loop,  # the training loop itself: the tests reach its checkpointing
     build_model,
     default_config,
     lr_at,
@@ -43,7 +44,7 @@ def test_a_few_steps_reduce_the_loss(task, options):
     cfg = TrainConfig(task=task, task_options=options, steps=30, eval_every=15, lr=1e-2, **FAST)
     model0 = build_model(cfg, cfg.make_task(), 32)
     res = train_toy(cfg, verbose=False)
-    eval_batch = res.task.batch(cfg.eval_size, (train_mod._EVAL_SEED, cfg.seed))
+    eval_batch = res.task.batch(cfg.eval_size, (_loop._EVAL_SEED, cfg.seed))
     before = train_mod.evaluate(model0, res.task, eval_batch)["loss"]
     assert res.history["eval_loss"].iloc[-1] < 0.8 * before
     assert res.history["step"].tolist() == [15, 30]
@@ -89,7 +90,7 @@ def test_myopic_gradient_is_exactly_the_self_term(task, options):
     t = cfg.make_task()
     batch = t.batch(4, seed=0).to("cpu", torch.float64)
     model = build_model(cfg, t, batch.tokens.shape[1])
-    params = dict(train_mod._named_parameters(model))
+    params = dict(_loop._named_parameters(model))
 
     vanilla = training_loss(model, t, batch)
     g_vanilla = torch.autograd.grad(vanilla, list(params.values()), allow_unused=True)
@@ -124,16 +125,16 @@ def test_real_inputs_feed_the_embedding():
 def test_resume_matches_an_uninterrupted_run(tmp_path, monkeypatch):
     cfg = TrainConfig(task="parity", task_options=dict(n_bits=4), steps=6, eval_every=3,
                       myopic=True, **FAST)
-    save = train_mod._save
+    save = _loop._save
 
     def crash_after_first_checkpoint(out, model, opt, config, task, step, *rest):
         save(out, model, opt, config, task, step, *rest)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_mod, "_save", crash_after_first_checkpoint)
+    monkeypatch.setattr(_loop, "_save", crash_after_first_checkpoint)
     with pytest.raises(KeyboardInterrupt):
         train_toy(cfg, tmp_path / "a", verbose=False)
-    monkeypatch.setattr(train_mod, "_save", save)
+    monkeypatch.setattr(_loop, "_save", save)
     assert json.loads((tmp_path / "a" / "state.json").read_text())["step"] == 3
     resumed = train_toy(cfg, tmp_path / "a", verbose=False)
     straight = train_toy(cfg, tmp_path / "b", verbose=False)
@@ -142,7 +143,11 @@ def test_resume_matches_an_uninterrupted_run(tmp_path, monkeypatch):
         torch.testing.assert_close(p, q, msg=k)
     assert resumed.history["eval_loss"].tolist() == pytest.approx(
         straight.history["eval_loss"].tolist())
-    model, task, loaded = train_mod.load_toy(tmp_path / "b")
+    model, task, loaded = train_mod.load_toy(tmp_path / "b")  # still unpacks as a tuple
+    run = train_mod.ToyResult.load(tmp_path / "b")
+    assert run.config == cfg and run.history["eval_loss"].tolist() == pytest.approx(
+        straight.history["eval_loss"].tolist()) and run.metrics["loss"] == pytest.approx(
+        straight.metrics["loss"])
     assert loaded == cfg and torch.equal(
         model(task.batch(2, 0).tokens), straight.model(task.batch(2, 0).tokens))
     with pytest.raises(InterpError, match="different configuration"):
@@ -170,13 +175,13 @@ def test_cli_train_and_compare(tmp_path, capsys):
 
     assert main(["toy", "compare", "--task", "parity", "--option", "n_bits=4", "--pauses", "0,2",
                  "--inserts", "pause,filler", "--modes", "vanilla", "--seeds", "0",
-                 "--format", "html", "--out", str(tmp_path / "c"), *common]) == 0
+                 "--formats", "html", "--out", str(tmp_path / "c"), *common]) == 0
     runs = pd.read_csv(tmp_path / "c" / "compare.csv")
     assert len(runs) == 1 + 2  # no pauses, pauses, fillers
     assert set(runs["insert"]) == {"none", "pause", "filler"}
     summary = pd.read_csv(tmp_path / "c" / "summary.csv")
     assert (summary["seeds"] == 1).all() and len(summary) == 3
-    assert (tmp_path / "c" / "compare.html").is_file() and (tmp_path / "c" / "curves.html").is_file()
+    assert (tmp_path / "c" / "toy_compare.html").is_file() and (tmp_path / "c" / "toy_curves.html").is_file()
     assert main(["toy", "train", "--task", "parity", "--option", "bits=4",
                  "--out", str(tmp_path / "x"), *common]) == 2
     assert "valid options" in capsys.readouterr().err

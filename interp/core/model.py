@@ -1,0 +1,132 @@
+"""The model adapter: the only code that reaches inside a ``TransformerBridge``.
+
+TransformerLens' bridge wraps a Hugging Face or native module tree whose layout differs between
+architectures and versions (``blocks[l].attn.original_component``, ``embed.original_component``,
+the Hugging Face config behind ``original_model``). Every analysis asks this module instead, so
+a layout change is fixed in one place.
+
+Pause state. interp keeps three facts about a model on the bridge itself, so that they travel
+with it through user code: the ``<pause>`` token id (:func:`pause_id`), the real-valued input
+projection of a regression toy model (:func:`real_input`) and the :class:`~interp.TinyConfig` a
+native model was built from (:func:`native_config`). They are stored as the attributes
+``interp_pause_id``, ``interp_real_input`` and ``interp_config`` (the names earlier releases
+used, still readable), and read and written only here.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge as Bridge
+else:  # a plain name at run time: annotations stay cheap and the bridge import lazy
+    Bridge = Any
+
+_PAUSE_ID = "interp_pause_id"
+_REAL_INPUT = "interp_real_input"
+_NATIVE_CONFIG = "interp_config"
+
+
+# ------------------------------------------------------------------------------ state on the bridge
+
+
+def pause_id(model: Bridge) -> int | None:
+    """The ``<pause>`` token id (``None`` before :func:`interp.add_pause_token`)."""
+    pid = getattr(model, _PAUSE_ID, None)
+    return None if pid is None else int(pid)
+
+
+def set_pause_id(model: Bridge, token_id: int | None) -> None:
+    setattr(model, _PAUSE_ID, token_id)
+
+
+def real_input(model: Bridge) -> torch.nn.Linear | None:
+    """The projection that feeds real values to a regression toy model, if it has one."""
+    return getattr(model, _REAL_INPUT, None)
+
+
+def set_real_input(model: Bridge, proj: torch.nn.Linear) -> None:
+    setattr(model, _REAL_INPUT, proj)
+
+
+def native_config(model: Bridge):
+    """The :class:`~interp.TinyConfig` a native model was built from (``None`` otherwise)."""
+    return getattr(model, _NATIVE_CONFIG, None)
+
+
+def set_native_config(model: Bridge, cfg) -> None:
+    setattr(model, _NATIVE_CONFIG, cfg)
+
+
+# ------------------------------------------------------------------------------ plain facts
+
+
+def device(model: Bridge) -> torch.device:
+    """Where the model's (first) parameters live."""
+    return next(model.parameters()).device
+
+
+def dtype(model: Bridge) -> torch.dtype:
+    return next(model.parameters()).dtype
+
+
+def n_kv_heads(model: Bridge) -> int:
+    """Number of key/value heads per layer (``n_heads`` for full multi-head attention)."""
+    return int(getattr(model.cfg, "n_key_value_heads", None) or model.cfg.n_heads)
+
+
+# ------------------------------------------------------------------------------ modules inside
+
+
+def embedding(model: Bridge) -> torch.nn.Embedding:
+    """The token embedding module (its ``weight`` is ``[d_vocab, d_model]``)."""
+    return model.embed.original_component
+
+
+def unembedding(model: Bridge) -> torch.nn.Linear:
+    """The unembedding module (an ``nn.Linear`` with ``weight`` ``[d_vocab, d_model]``)."""
+    return model.unembed.original_component
+
+
+def set_vocab_size(model: Bridge, n: int) -> None:
+    """Record a new vocabulary size in the bridge's config and the Hugging Face config."""
+    model.cfg.d_vocab = n
+    model.cfg.d_vocab_out = n
+    hf_cfg = getattr(getattr(model, "original_model", None), "config", None)
+    if hf_cfg is not None and hasattr(hf_cfg, "vocab_size"):
+        hf_cfg.vocab_size = n
+
+
+def attention(model: Bridge, layer: int) -> torch.nn.Module:
+    """The attention module the bridge wraps at ``layer`` (Hugging Face or native)."""
+    return model.blocks[layer].attn.original_component
+
+
+def rotary(model: Bridge, layer: int):
+    """The native attention module's rotary (``None`` for HF models and models without RoPE)."""
+    return getattr(attention(model, layer), "rotary", None)
+
+
+def is_native(model: Bridge) -> bool:
+    """True for TransformerLens-native models (RoPE applied inside the attention module)."""
+    return hasattr(attention(model, 0), "rotary")
+
+
+def attention_scale(model: Bridge, layer: int) -> float:
+    """Multiplier of q · kᵀ: HF modules keep ``scaling``, native ones divide by ``scale``."""
+    orig = attention(model, layer)
+    if getattr(orig, "scaling", None) is not None:
+        return float(orig.scaling)
+    if getattr(orig, "scale", None) is not None:
+        return 1.0 / float(orig.scale)
+    return float(model.cfg.d_head) ** -0.5
+
+
+def projection(model: Bridge, layer: int, name: str, *, attn: bool) -> torch.nn.Module | None:
+    """The wrapped module ``name`` (``q``, ``o``, ``gate``, ...) of the attention (``attn``) or
+    the MLP of block ``layer``; ``None`` when the block has none by that name."""
+    block = model.blocks[layer]
+    wrapper = getattr(block.attn if attn else block.mlp, name, None)
+    return getattr(wrapper, "original_component", None)

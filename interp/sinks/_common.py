@@ -1,0 +1,95 @@
+"""What the sink measurements share: table columns, the uniform-attention baseline, the
+massive-entry threshold, token strings and the masked next-token loss."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from jaxtyping import Bool, Float
+from torch import Tensor
+
+from ..core import model as core_model
+from ..core.model import Bridge
+from ..errors import InterpError
+from ..models import check_context
+from ..pauses import PausedSequence
+
+REGISTER_COLUMNS = ("sequence", "layer", "position", "role", "token", "attn_received",
+                    "resid_norm", "value_norm")
+MASSIVE_COLUMNS = ("sequence", "layer", "position", "role", "token", "dim", "value",
+                   "ratio_to_median")
+LAYER_STAT_COLUMNS = ("sequence", "layer", "median", "top1", "top2", "top3")
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def _token_strings(model: Bridge, tokens: Sequence[int]) -> list[str]:
+    """The decoded string of each token id (the id itself without a tokenizer)."""
+    tok = getattr(model, "tokenizer", None)
+    decoded = {t: str(t) if tok is None else tok.decode([t]) for t in set(tokens)}
+    return [decoded[t] for t in tokens]
+
+
+def _check_sequence(model: Bridge, seq: PausedSequence) -> None:
+    if len(seq) < 2:
+        raise InterpError("a sequence of length 1 has no later queries to attend to it",
+                          "give sequences of at least 2 tokens")
+    check_context(model, len(seq))
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def uniform_attention(n: int) -> Float[np.ndarray, " pos"]:
+    """Attention received under uniform causal attention: ``mean_{i > j} 1/(i+1)``; NaN at j = n-1."""
+    inv = 1.0 / np.arange(1, n + 1)
+    tail = np.cumsum(inv[::-1])[::-1]  # tail[j] = sum_{i >= j} 1/(i+1)
+    later = np.arange(n - 1, -1, -1, dtype=float)  # queries after j
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(later > 0, (tail - inv) / later, np.nan)
+
+
+def _received(pattern: Float[Tensor, "head_index q_pos k_pos"]) -> Float[Tensor, "head_index k_pos"]:
+    """Per head, the mean attention key j receives from the queries after it (NaN for the last)."""
+    n = pattern.shape[-1]
+    later = torch.arange(n - 1, -1, -1, device=pattern.device, dtype=pattern.dtype)
+    return pattern.tril(-1).sum(dim=1) / later  # 0/0 = NaN at the last key
+
+
+def _massive_mask(
+    h: Float[Tensor, "pos d_model"], ratio: float
+) -> tuple[Bool[Tensor, "pos d_model"], Float[Tensor, ""]]:
+    """Entries whose magnitude exceeds ``ratio`` times the median magnitude of the layer."""
+    med = h.abs().median()
+    return h.abs() > ratio * med, med
+
+
+def _current(df: pd.DataFrame) -> pd.DataFrame:
+    """A table saved by an earlier release with today's column names (``window`` was the
+    input's running number, now ``sequence``; an ablation's ``target`` is now ``component``,
+    since ``target`` names a loss position in patching tables)."""
+    return df.rename(columns={k: v for k, v in (("window", "sequence"), ("target", "component"))
+                              if k in df.columns and v not in df.columns})
+
+
+# ----------------------------------------------------------------------------- ablations
+
+
+def _upcast(x: Float[Tensor, "..."]) -> Float[Tensor, "..."]:
+    """Half-precision logits to float32 for the loss; float32/float64 unchanged."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
+def _loss(model: Bridge, seq: PausedSequence, fwd_hooks: list) -> tuple[float, int]:
+    """Summed next-token loss over the loss mask, and the number of targets."""
+    dev = core_model.device(model)
+    with torch.no_grad():
+        logits = model.run_with_hooks(seq.tokens[None].to(dev), fwd_hooks=fwd_hooks)[0]
+    mask = seq.loss_mask[:-1].to(dev)
+    nll = F.cross_entropy(_upcast(logits[:-1]), seq.tokens[1:].to(dev), reduction="none")
+    return float(nll[mask].sum()), int(mask.sum())

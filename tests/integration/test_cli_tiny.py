@@ -1,0 +1,81 @@
+"""The commands that read a real language model (gradients, registers, patch, record with
+generation), run in seconds on a tiny Hugging Face Llama saved as a local model folder
+(``--model DIR``), and checked against the library calls they wrap. Their SmolLM2 versions are
+in tests/slow."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+import interp
+from interp.cli import main
+
+# the word tokenizer's words (w03..w60 are ordinary tokens; w01 is BOS)
+TEXT = " ".join(f"w{3 + (7 * i) % 50:02d}" for i in range(40))
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_llama_dir):
+    return str(tiny_llama_dir)
+
+
+def test_gradients_cli_writes_the_library_numbers(model_dir, tmp_path, capsys):
+    out = tmp_path / "grad"
+    assert main(["gradients", "--model", model_dir, "--text", TEXT, "--layers", "0,-1",
+                 "--by-distance", "4", "--out", str(out)]) == 0
+    table = pd.read_csv(out / "future_gradients.csv")
+    assert set(table["layer"]) == {0, 1}  # -1 is the last layer here as everywhere
+    model = interp.load_model(model_dir)
+    fg = interp.future_gradients(model, TEXT, layers=[0, 1])
+    cols = ["layer", "site", "head", "position", "future_share"]
+    pd.testing.assert_frame_equal(table[cols], fg.table[cols], check_dtype=False)
+    for name in ("future_share_heatmap", "future_share_by_position", "gradient_by_distance"):
+        assert (out / f"{name}.html").is_file()
+    assert "future_share" in capsys.readouterr().out
+
+
+def test_registers_cli_with_pauses_ablation_and_eviction(model_dir, tmp_path, capsys):
+    out = tmp_path / "reg"
+    assert main(["registers", "--model", model_dir, "--text", TEXT, "--pause-every", "8",
+                 "--eviction-window", "8", "--sinks", "0,1", "--out", str(out)]) == 0
+    reg = pd.read_csv(out / "registers.csv")
+    assert list(reg.columns[:4]) == ["sequence", "layer", "position", "role"]
+    assert set(reg["role"]) == {"bos", "regular", "pause"}
+    abl = pd.read_csv(out / "ablations.csv")
+    assert {"component", "method", "delta_loss"} <= set(abl.columns)
+    drawn = {f.name for r in (interp.sinks.RegisterResult.load(out),
+                              interp.sinks.AblationResult.load(out),
+                              interp.sinks.EvictionResult.load(out)) for f in r.figures()}
+    assert all((out / f"{name}.html").is_file() for name in drawn)
+    assert "pause" in capsys.readouterr().out
+    assert main(["figures", str(out), "--formats", "html", "--out", str(tmp_path / "again")]) == 0
+    assert {p.stem for p in (tmp_path / "again").glob("*.html")} >= drawn
+
+
+def test_patch_cli_matches_attribution_patch(model_dir, tmp_path, capsys):
+    out = tmp_path / "patch"
+    clean, corrupt = "w03 w10 w11 w12", "w03 w20 w11 w12"
+    assert main(["patch", "--model", model_dir, "--clean", clean, "--corrupt", corrupt,
+                 "--answer", " w13", "--wrong", " w14", "--sites", "v,resid", "--verify",
+                 "--out", str(out)]) == 0
+    table = pd.read_csv(out / "attribution.csv")
+    model = interp.load_model(model_dir)
+    from interp.patching import logit_diff
+
+    ref = interp.attribution_patch(model, clean, corrupt, logit_diff(model, " w13", " w14"),
+                                   sites=["v", "resid_post"])
+    cols = ["layer", "site", "head", "position", "atp"]
+    pd.testing.assert_frame_equal(table[cols], ref.table[cols], check_dtype=False)
+    assert (out / "atp_heatmap.html").is_file() and (out / "atp_scatter.html").is_file()
+    assert (out / "comparison.csv").is_file()
+
+
+def test_record_cli_generates_with_forced_pauses(model_dir, tmp_path):
+    out = str(tmp_path / "gen")
+    assert main(["record", "--model", model_dir, "--text", "w03 w04 w05", "--generate", "2",
+                 "--pauses-before-answer", "2", "--layers", "-1", "--out", out, "--quiet"]) == 0
+    rec = interp.load_recording(out)
+    assert rec.index.role.tolist().count("pause") == 2
+    assert torch.is_tensor(rec["k"]) and rec["k"].shape[1] == 1

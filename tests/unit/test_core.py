@@ -1,0 +1,187 @@
+"""The shared core: one site registry and one rule for layer indices, used by every analysis."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+import interp
+from interp import hooks, sinks
+from interp.cli import main
+from interp.cli._common import RENAMED
+from interp.core import REGISTRY, hook_name, resolve_layers, resolve_sites, site
+from interp.gradients._inputs import SITES as GRADIENT_SITES
+from interp.patching import SITES as PATCHING_SITES
+from interp.probes._spec import SITES as PROBE_SITES
+from interp.recording import SITES as RECORDING_SITES
+
+
+def test_every_analysis_draws_its_sites_from_the_registry():
+    for subset in (GRADIENT_SITES, PATCHING_SITES, PROBE_SITES, RECORDING_SITES):
+        assert set(subset) <= set(REGISTRY)
+    assert hook_name("k", 3) == hooks.k(3)
+    assert hook_name("resid", 1) == hooks.resid(1, "post")
+    assert site("v").head_axis == "kv_head" and site("z").head_axis == "head_index"
+    assert site("resid_mid").head_axis is None and site("pattern").shape == "head_index k_pos"
+
+
+def test_resolve_sites_canonicalises_aliases_and_names_the_choices():
+    assert resolve_sites(["resid", "k", "resid_post"], GRADIENT_SITES) == ("resid_post", "k")
+    with pytest.raises(interp.InterpError, match="unknown site 'z'") as e:
+        resolve_sites("z", GRADIENT_SITES)
+    assert "resid_post" in e.value.fix
+    with pytest.raises(interp.InterpError, match="no sites given"):
+        resolve_sites([], PATCHING_SITES)
+
+
+def test_resolve_layers_one_rule_for_negative_and_out_of_range_layers():
+    assert resolve_layers(4, None) == (0, 1, 2, 3) == resolve_layers(4, "all")
+    assert resolve_layers(4, [-1, 0, 3]) == (0, 3)
+    assert resolve_layers(4, -2) == (2,)
+    with pytest.raises(interp.InterpError, match=r"(?s)inputs\.layers: layer\(s\) \[4\] out of range.*0\.\.3"):
+        resolve_layers(4, [4], what="inputs.layers")
+    with pytest.raises(interp.InterpError, match=r"\[-5\] out of range"):
+        resolve_layers(4, [-5])
+    with pytest.raises(interp.InterpError, match="no layers"):
+        resolve_layers(4, [])
+
+
+def test_negative_layers_are_accepted_by_every_analysis(tiny_model):
+    toks = torch.randint(0, 61, (1, 8))
+    fg = interp.future_gradients(tiny_model, toks, layers=[-1], sites="k")
+    assert set(fg.table["layer"]) == {1}
+    reg = sinks.registers(tiny_model, toks, layers=[-1], verbose=False)
+    assert set(reg.table["layer"]) == {1}
+    rec = interp.record(tiny_model, toks, layers=[-1], sites=["resid_post"], roles=None)
+    assert tuple(rec.layers) == (1,)
+    effects = interp.attribution_patch(tiny_model, toks, toks.flip(-1), lambda logits: logits[0, -1, 0],
+                                       sites="resid", layers=[-1])
+    assert set(effects.table["layer"]) == {1}
+
+
+def test_as_sequences_reads_every_kind_of_input_the_same_way(tiny_model):
+    from interp.core.inputs import as_sequences, iter_sequences
+
+    pause = interp.make_sequence([1, 2, 3])
+    for inputs, n in [(torch.arange(5), 1), (torch.arange(10).reshape(2, 5), 2), ([1, 2, 3], 1),
+                      ([torch.arange(4), [5, 6]], 2), (pause, 1), ([pause, pause], 2)]:
+        seqs = as_sequences(tiny_model, inputs)
+        assert len(seqs) == n and all(isinstance(s, interp.PausedSequence) for s in seqs)
+    labels = [(x.name, x.document) for x in iter_sequences(tiny_model, [pause, pause])]
+    window = interp.corpora.Window(doc_id="d", index=3, start=0, seq=pause)
+    assert [(x.name, x.document, x.window) for x in iter_sequences(tiny_model, window)] == [
+        ("d#3", "d", 3)]
+    assert labels == [("0", "seq0"), ("1", "seq1")]
+    with pytest.raises(interp.InterpError, match="cannot use inputs of type float") as e:
+        as_sequences(tiny_model, 3.0)
+    assert "load_corpus" in e.value.fix
+    with pytest.raises(interp.InterpError, match="cannot use inputs of type dict"):
+        as_sequences(tiny_model, [{"text": "x"}])
+    with pytest.raises(interp.InterpError, match="integer tensor"):
+        as_sequences(tiny_model, torch.zeros(4))
+    with pytest.raises(interp.InterpError, match="empty"):
+        as_sequences(tiny_model, [])
+
+
+
+def test_only_the_adapter_reaches_inside_the_bridge():
+    """Bridge internals and the pause state stored on the bridge are spelled in
+    interp/core/model.py alone."""
+    import pathlib
+    import re
+
+    root = pathlib.Path(interp.__file__).parent
+    pattern = re.compile(r"original_component|interp_pause_id|interp_real_input|interp_config"
+                         r"|\.blocks\[|model\.blocks\b")
+    offenders = [f"{p.relative_to(root)}:{i}" for p in sorted(root.rglob("*.py"))
+                 if p.name != "model.py" or p.parent.name != "core"
+                 for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+                 if pattern.search(line)]
+    assert offenders == []
+
+
+def test_adapter_keeps_the_pause_state_where_earlier_releases_put_it(tiny_model):
+    from interp.core import model as core_model
+
+    assert core_model.pause_id(tiny_model) is None
+    pid = interp.add_pause_token(tiny_model)
+    assert core_model.pause_id(tiny_model) == pid == tiny_model.interp_pause_id
+    assert core_model.native_config(tiny_model) is not None and core_model.is_native(tiny_model)
+
+
+def test_every_drawn_result_follows_the_result_protocol():
+    from interp.core.result import Result
+    from interp.reporting._registry import KINDS, RESULT_TYPES
+
+    for cls in RESULT_TYPES:
+        assert cls.FILES and cls.MADE_BY.startswith("interp ")
+        for method in ("save", "load", "figures"):
+            assert callable(getattr(cls, method)), (cls, method)
+    assert [k.table for k in KINDS] == [cls.FILES[0] for cls in RESULT_TYPES]
+    assert len({k.table for k in KINDS}) == len(KINDS)
+    assert isinstance(interp.gradients.FutureGradients(pd.DataFrame()), Result)
+
+
+def test_saved_results_load_and_draw_the_same_figures_as_in_memory(tiny_model, tmp_path):
+    from interp.reporting._registry import figures_for, find_tables
+
+    toks = torch.randint(0, 61, (2, 12))
+    reg = sinks.registers(tiny_model, toks, verbose=False)
+    fg = interp.future_gradients(tiny_model, toks, sites=("k", "v"))
+    reg.save(tmp_path / "reg")
+    fg.save(tmp_path / "grad")
+    again = interp.gradients.FutureGradients.load(tmp_path / "grad")
+    cols = ["layer", "site", "head", "position", "self_norm", "future_norm", "future_share"]
+    pd.testing.assert_frame_equal(again.table[cols], fg.table[cols], check_dtype=False)
+    drawn = {(folder.name, spec.name) for kind, folder in find_tables(tmp_path)
+             for spec, _ in figures_for(kind, folder)}
+    expected = {("reg", f.name) for f in reg.figures() + reg.massive.figures()}
+    expected |= {("grad", f.name) for f in fg.figures()}
+    assert drawn == expected
+    with pytest.raises(interp.InterpError, match="interp registers"):
+        sinks.EvictionResult.load(tmp_path / "reg")
+
+
+@pytest.mark.parametrize("argv, new", [
+    (["report", "--n-windows", "4"], "--max-windows"),
+    (["report", "--pauses", "DIR"], "--pause-dir"),
+    (["report", "--format", "png"], "--formats"),
+    (["figures", "out", "--format", "pdf"], "--formats"),
+    (["toy", "train", "--task", "parity", "--out", "X", "--no-resume"], "--fresh"),
+    (["toy", "compare", "--task", "parity", "--out", "X", "--format", "png"], "--formats"),
+    (["pause-train", "--out", "X", "--no-resume"], "--fresh"),
+    (["pause-compare", "CKPT", "--out", "X", "--windows", "4"], "--max-windows"),
+    (["pause-compare", "CKPT", "--out", "X", "--pauses", "3"], "--generation-pauses"),
+    (["record", "--text", "hi", "--out", "X", "--overwrite"], "--fresh"),
+    (["gradients", "--text", "hi", "--pause-every", "2", "--pauses", "2"], "--pauses-per-insert"),
+    (["registers", "--text", "hi", "--pauses", "2"], "--pauses-per-insert"),
+])
+def test_old_option_spellings_fail_naming_the_new_one(argv, new, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    old = next(a for a in argv if a in RENAMED or a == "--pauses")
+    assert f"{old} was renamed: use {new}" in capsys.readouterr().err
+
+
+def test_report_config_probe_layers_is_now_a_named_stride():
+    from interp.reporting import ReportConfig
+
+    assert ReportConfig(probe_layer_stride=5).probe_layer_stride == 5
+    with pytest.raises(interp.InterpError, match="renamed probe_layer_stride") as e:
+        ReportConfig(probe_layers=5)
+    assert "probe_layer_stride=5" in e.value.fix
+
+
+def test_future_lens_reads_the_same_inputs_grouped_by_document():
+    from interp.probes._data import ProbeSequence
+    from interp.probes._future_lens import _as_sequences
+
+    model = interp.load_model(interp.TinyConfig(n_layers=2, d_model=32, d_vocab=61), device="cpu")
+    toks = torch.randint(0, 61, (3, 8))
+    seqs = _as_sequences(model, toks)
+    assert [s.group for s in seqs] == ["seq0", "seq1", "seq2"]
+    assert all(torch.equal(s.seq.tokens, t) for s, t in zip(seqs, toks, strict=True))
+    given = [ProbeSequence("doc", interp.make_sequence(toks[0]))]
+    assert _as_sequences(model, given) == given
