@@ -47,7 +47,7 @@ def main() -> None:
     out = Path(args.out or tempfile.mkdtemp(prefix="bench_report_"))
     config = ReportConfig(sections=("registers", "gradients", "probes", "patching"))
     if args.quick:
-        config = ReportConfig(n_windows=2, n_tokens=48, eviction_tokens=256, gradient_windows=1,
+        config = ReportConfig(max_windows=2, n_tokens=48, eviction_tokens=256, gradient_windows=1,
                               probe_windows=24, probe_tokens=16, probe_layer_stride=10,
                               sections=config.sections)
     print(f"torch threads: {torch.get_num_threads()}, load average before: "

@@ -28,3 +28,28 @@ def check_choice(kind: str, value: object, valid: list | tuple) -> None:
         raise InterpError(
             f"unknown {kind} {value!r}", f"choose one of: {', '.join(map(str, valid))}"
         )
+
+
+def refuse_renamed(where: str, given: dict, renamed: dict) -> None:
+    """Fail on keywords of earlier releases, naming the new one.
+
+    A function whose keyword was renamed takes ``**old`` and calls this first, so a script
+    written for an earlier release gets an :class:`InterpError` that says what to pass instead,
+    not a bare ``TypeError``.
+
+    Args:
+        where: the function's name, as the user calls it.
+        given: the keywords caught by ``**old`` (nothing to do when empty).
+        renamed: old keyword -> new keyword, or -> ``(new keyword, value -> new value)`` when
+            the meaning flips (``resume=False`` is ``fresh=True``).
+
+    Raises:
+        InterpError: a renamed keyword.
+        TypeError: any other unexpected keyword, as Python itself would say.
+    """
+    for old, value in given.items():
+        if old not in renamed:
+            raise TypeError(f"{where}() got an unexpected keyword argument {old!r}")
+        new, convert = renamed[old] if isinstance(renamed[old], tuple) else (renamed[old], None)
+        raise InterpError(f"{where}({old}=...) was renamed {new}",
+                          f"pass {new}={value if convert is None else convert(value)!r}")

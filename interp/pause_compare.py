@@ -48,7 +48,7 @@ from .core import model as core_model
 from .core.inputs import as_sequences
 from .core.model import Bridge
 from .core.result import Figure
-from .errors import InterpError
+from .errors import InterpError, refuse_renamed
 from .pauses import (
     PausedSequence,
     PausePolicy,
@@ -479,18 +479,19 @@ class PauseComparison:
         return cls(tables, settings)
 
 
-def compare_checkpoint(checkpoint: str | os.PathLike, *, n_windows: int = 8, seeds: Sequence[int] = (0, 1, 2),
+def compare_checkpoint(checkpoint: str | os.PathLike, *, max_windows: int = 8, seeds: Sequence[int] = (0, 1, 2),
                        entropy_top: float = 0.1, layers: Sequence[int] | None = None,
                        gradient_windows: int = 2, prompt: str | None = "The capital of France is",
                        pauses: int = 3, instruments: bool = True, lens_windows: int = 256,
                        lens_layers: Sequence[int] | None = None,
-                       verbose: bool = True) -> PauseComparison:
+                       verbose: bool = True, **old) -> PauseComparison:
     """Load the base and the pause-trained model of ``checkpoint`` and run every comparison
     on held-out windows (the documents the training run held out).
 
     Args:
         checkpoint: a folder written by :func:`interp.pause_training.pause_train`.
-        n_windows: held-out windows (the first ones of the held-out documents).
+        max_windows: held-out windows (the first ones of the held-out documents;
+            ``--max-windows``; ``n_windows=`` in earlier releases, which now raises).
         seeds: random pause placements per window (losses and the adaptive control).
         entropy_top: fraction of positions that get an entropy-triggered pause run.
         layers: layers the instruments read (default all).
@@ -505,6 +506,7 @@ def compare_checkpoint(checkpoint: str | os.PathLike, *, n_windows: int = 8, see
         lens_layers: layers the lens reads (default: every 4th and the last).
         verbose: progress bars.
     """
+    refuse_renamed("compare_checkpoint", old, {"n_windows": "max_windows"})
     from .models import load_model
     from .pause_training import PauseTrainConfig, read_adapter_config, split_windows
 
@@ -512,7 +514,7 @@ def compare_checkpoint(checkpoint: str | os.PathLike, *, n_windows: int = 8, see
     acfg = read_adapter_config(checkpoint)
     state = json.loads((checkpoint / "state.json").read_text())
     config = dataclasses.replace(PauseTrainConfig.from_dict(state["config"]),
-                                 eval_windows=n_windows)
+                                 eval_windows=max_windows)
     trained = load_model(checkpoint)
     base = load_model(config.base if not isinstance(config.base, dict) else acfg["base"])
     add_pause_token(base)

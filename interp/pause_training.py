@@ -49,6 +49,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import operator
 import os
 import time
 from collections.abc import Sequence
@@ -66,7 +67,7 @@ from ._io import atomic_save_tensors, atomic_write_csv, atomic_write_json, datac
 from ._types import Bool, Float, Int, Tensor
 from .core import model as core_model
 from .core.model import Bridge
-from .errors import InterpError
+from .errors import InterpError, refuse_renamed
 from .pauses import PausedSequence, PausePolicy, add_pause_token, insert_pauses, pad_batch
 from .train import cosine_lr, load_training_tensors, save_training_tensors
 
@@ -470,9 +471,9 @@ def _load_base(config: PauseTrainConfig, device):
 
 def pause_train(config: PauseTrainConfig, out: str | os.PathLike | None = None, *,
                 model=None, train_windows: Sequence[PausedSequence] | None = None,
-                eval_windows: Sequence[PausedSequence] | None = None, resume: bool = True,
+                eval_windows: Sequence[PausedSequence] | None = None, fresh: bool = False,
                 stop_after: int | None = None, device: str | None = None,
-                verbose: bool = True) -> PauseTrainResult:
+                verbose: bool = True, **old) -> PauseTrainResult:
     """Pause-train ``config.base`` (see the module docstring).
 
     Args:
@@ -481,7 +482,8 @@ def pause_train(config: PauseTrainConfig, out: str | os.PathLike | None = None, 
         model: the base model already loaded (must be ``config.base``; it is modified).
         train_windows, eval_windows: token windows to use instead of the corpus (models
             without a tokenizer); the training ones are used in the order given.
-        resume: continue from the checkpoint in ``out`` when there is one.
+        fresh: start over even if ``out`` holds a checkpoint (``--fresh``); by default it is
+            continued. ``resume=`` of earlier releases raises, naming this.
         stop_after: stop after this step (checkpointed there when it is an evaluation step),
             as an interruption would; the schedule still runs to ``config.steps``.
         device: ``None`` or ``"auto"``: CUDA when present.
@@ -494,9 +496,10 @@ def pause_train(config: PauseTrainConfig, out: str | os.PathLike | None = None, 
         InterpError: too few windows for ``steps × batch_size``; a checkpoint in ``out`` from
             another configuration or base model.
     """
+    refuse_renamed("pause_train", old, {"resume": ("fresh", operator.not_)})
     out_dir = Path(out) if out is not None else None
     state = None
-    if out_dir is not None and resume and (out_dir / "state.json").is_file():
+    if out_dir is not None and not fresh and (out_dir / "state.json").is_file():
         state = json.loads((out_dir / "state.json").read_text())
         _check_resume(out_dir, state, config)
     model = model if model is not None else _load_base(config, device)

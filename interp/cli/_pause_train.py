@@ -93,7 +93,7 @@ def run_train(args) -> int:
     if args.targets:
         overrides["targets"] = tuple(t for t in args.targets.split(",") if t)
     cfg = PauseTrainConfig(base=args.model, corpus=args.corpus, **overrides)
-    res = pause_train(cfg, args.out, resume=not args.fresh, device=args.device,
+    res = pause_train(cfg, args.out, fresh=args.fresh, device=args.device,
                       verbose=not args.quiet)
     last = res.history.iloc[-1]
     print(f"step {int(last['step'])}: held-out loss {last['eval_loss_plain']:.3f} without "
@@ -106,7 +106,7 @@ def run_compare(args) -> int:
     from ..pause_compare import compare_checkpoint
 
     comp = compare_checkpoint(
-        args.checkpoint, n_windows=args.max_windows, seeds=parse_int_list(args.seeds, "seeds") or [0],
+        args.checkpoint, max_windows=args.max_windows, seeds=parse_int_list(args.seeds, "seeds") or [0],
         entropy_top=args.entropy_top, layers=parse_int_list(args.layers, "layers"),
         gradient_windows=args.gradient_windows, prompt=args.prompt or None, pauses=args.generation_pauses,
         instruments=not args.no_instruments, lens_windows=args.lens_windows, verbose=not args.quiet)

@@ -56,7 +56,7 @@ def run_train(args) -> int:
 
     spec = ProbeSpec.from_toml(args.spec, args.overrides)
     out = Path(args.out) if args.out else Path("results") / "probes" / spec.name
-    res = train_probes(spec, out, resume=not args.fresh, verbose=not args.quiet)
+    res = train_probes(spec, out, fresh=args.fresh, verbose=not args.quiet)
     if spec.method == "future_lens":
         print(_lens_table(res))
         print(f"wrote {out}/future_lens.csv and {', '.join(f.name + '.html' for f in res.figures())}")

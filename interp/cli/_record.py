@@ -106,7 +106,7 @@ def run(args) -> int:
             model, inputs, sites=sites, layers=layers, roles=roles,
             policy=policy if policy.inserts_anything else None, n_tokens=args.n_tokens,
             batch_size=args.batch_size, shard_bytes=max(1, int(args.shard_mb * 2**20)),
-            out=args.out, resume=args.resume, overwrite=args.fresh, verbose=not args.quiet,
+            out=args.out, resume=args.resume, fresh=args.fresh, verbose=not args.quiet,
         )
     if not rank_info().is_main:
         return 0  # rank 0 reports the merged recording

@@ -54,7 +54,7 @@ def run(args) -> int:
     sections = DEFAULT_SECTIONS if args.sections is None else tuple(
         s.strip() for s in args.sections.split(",") if s.strip())
     config = ReportConfig(model=args.model, corpus=args.corpus, pause_rate=args.pause_rate,
-                          n_windows=args.max_windows, n_tokens=args.n_tokens, toy_dir=args.toy,
+                          max_windows=args.max_windows, n_tokens=args.n_tokens, toy_dir=args.toy,
                           pause_dir=args.pause_dir,
                           formats=formats, sections=sections,
                           long_context_tokens=() if args.long_context == "none" else

@@ -134,7 +134,7 @@ def run_train(args) -> int:
 
     cfg = _config(args, args.task, pauses=args.pauses, filler=args.filler, myopic=args.myopic,
                   cot_mixture=args.cot_mixture, seed=args.seed)
-    res = train_toy(cfg, args.out, resume=not args.fresh, verbose=not args.quiet)
+    res = train_toy(cfg, args.out, fresh=args.fresh, verbose=not args.quiet)
     m = res.metrics
     print(f"{cfg.task} {cfg.mode} pauses={cfg.pauses}: {m['metric']} {m[m['metric']]:.4f} "
           f"(baseline {m['baseline']:.4f}), {m['tokens_per_second']:.0f} tokens/s -> {args.out}")

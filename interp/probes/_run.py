@@ -16,6 +16,7 @@ An output directory holds::
 from __future__ import annotations
 
 import json
+import operator
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,7 @@ from .._io import atomic_save_tensors, atomic_write_csv, atomic_write_text
 from ..core.model import Bridge
 from ..core.result import Figure, export_figures
 from ..core.sites import resolve_layer, resolve_layers
-from ..errors import InterpError
+from ..errors import InterpError, refuse_renamed
 from ..models import resolve_device
 from ._baselines import classification_baselines, control_labels, regression_baselines
 from ._data import SPLITS, ProbeData, collect, load_sequences, split_groups
@@ -389,7 +390,7 @@ def _check_out(out: Path, spec: ProbeSpec, resume: bool) -> None:
         if ProbeSpec.from_toml(old).fingerprint() != spec.fingerprint():
             raise InterpError(
                 f"{out} holds a run of a different spec, so it cannot be resumed",
-                "choose another --out directory, or pass --fresh (resume=False) to start over",
+                "choose another --out directory, or pass --fresh (fresh=True) to start over",
             )
     elif old.is_file():
         for name in ("cells", "checkpoints", "probes"):
@@ -420,8 +421,9 @@ def train_probes(
     *,
     model=None,
     overrides: list[str] | None = None,
-    resume: bool = True,
+    fresh: bool = False,
     verbose: bool = False,
+    **old,
 ) -> ProbeResults | FutureLensResults:
     """Train every probe a spec asks for — all layers, heads and offsets of a site in one pass —
     and measure them against the baselines.
@@ -433,8 +435,9 @@ def train_probes(
             (it must be the model the spec names; with ``model.add_pause`` it gains a
             ``<pause>`` token).
         overrides: ``key=value`` strings applied to the spec (``["train.seed=1"]``).
-        resume: continue an interrupted run in ``out_dir``: finished sites are skipped and an
-            unfinished one continues from its last epoch. ``False`` starts over.
+        fresh: start over (``--fresh``). By default an interrupted run in ``out_dir`` is
+            continued: finished sites are skipped and an unfinished one continues from its
+            last epoch. ``resume=`` of earlier releases raises, naming this.
         verbose: progress bars.
 
     Returns:
@@ -450,6 +453,8 @@ def train_probes(
         >>> res = interp.train_probes("probes/tiny.toml", overrides=["data.max_windows=24"])
         >>> res.summary()[["offset", "layer", "accuracy", "baseline_bigram"]]
     """
+    refuse_renamed("train_probes", old, {"resume": ("fresh", operator.not_)})
+    resume = not fresh
     spec = _as_spec(spec, overrides)
     out = Path(out_dir) if out_dir is not None else None
     if spec.method == "future_lens":

@@ -40,7 +40,8 @@ interp version, configuration, shard checksums), ``out/shard-NNNNN.safetensors``
 ``out/shard-NNNNN.parquet``. Shards are written atomically as they fill, so memory stays
 bounded; ``resume=True`` skips finished shards after verifying them; loading checks every
 sha256 and names a corrupted shard. A directory holding another configuration is refused
-unless ``overwrite=True``.
+unless ``fresh=True``
+(``Recording.save(path, overwrite=True)`` likewise replaces a saved one).
 
 **Generation.** :func:`generate` decodes greedily with the model's KV cache (prompt, optional
 forced pauses, then generated tokens) and records, at each step, the K/V written for the new

@@ -18,7 +18,7 @@ from ..core.inputs import Labelled
 from ..core.model import Bridge, n_kv_heads
 from ..core.sites import resolve_layers
 from ..distributed import RankInfo, all_reduce_sum, barrier, check_same, rank_info, shard
-from ..errors import InterpError
+from ..errors import InterpError, refuse_renamed
 from ..pauses import PausePolicy, pad_batch
 from ._capture import BatchCapture
 from ._inputs import describe, iter_items
@@ -95,8 +95,9 @@ def record(
     shard_bytes: int = DEFAULT_SHARD_BYTES,
     out: str | os.PathLike | None = None,
     resume: bool = False,
-    overwrite: bool = False,
+    fresh: bool = False,
     verbose: bool = True,
+    **old,
 ) -> Recording:
     """Record activations at the positions whose role is selected.
 
@@ -123,7 +124,9 @@ def record(
         shard_bytes: close a shard once its tensors reach this size.
         out: directory to stream the recording into (``None``: keep it in memory).
         resume: continue (or reuse) the recording of the same configuration in ``out``.
-        overwrite: replace whatever recording ``out`` holds.
+        fresh: replace whatever recording ``out`` holds (``--fresh``; ``overwrite=`` in
+            earlier releases, which now raises). Without ``resume`` or ``fresh`` a folder
+            that already holds a recording is refused.
         verbose: show a progress bar.
 
     Returns:
@@ -133,6 +136,7 @@ def record(
         InterpError: unknown site, layer or role; a sequence longer than the context; empty
             inputs; no selected position; ``out`` holding another recording.
     """
+    refuse_renamed("record", old, {"overwrite": "fresh"})
     plans = plan_sites(model, sites)
     layers = resolve_layers(model, layers)
     roles = check_roles(roles)
@@ -159,10 +163,10 @@ def record(
     out_dir = None if out is None else Path(out)
     if info.distributed:
         check_same("record configuration", config)
-        out_dir = _prepare_ranks(Path(out), meta, info, resume=resume, overwrite=overwrite)
+        out_dir = _prepare_ranks(Path(out), meta, info, resume=resume, fresh=fresh)
         items = shard(items, info)
     if out_dir is not None:
-        kept = _prepare_out(out_dir, config, resume=resume, overwrite=overwrite)
+        kept = _prepare_out(out_dir, config, resume=resume, fresh=fresh)
         items = _skip_finished(items, kept)
         meta["shards"] = kept
 
@@ -199,7 +203,7 @@ def record(
     return Recording(writer.meta, writer.shards, pd.concat(writer.indexes, ignore_index=True))
 
 
-def _prepare_out(out: Path, config: dict, *, resume: bool, overwrite: bool) -> list[dict]:
+def _prepare_out(out: Path, config: dict, *, resume: bool, fresh: bool) -> list[dict]:
     """Check ``out`` against ``config``; return the finished shards a resume may keep."""
     if out.exists() and not out.is_dir():
         raise InterpError(f"output {out} exists and is not a directory", "choose a directory")
@@ -207,7 +211,7 @@ def _prepare_out(out: Path, config: dict, *, resume: bool, overwrite: bool) -> l
     if existing is None:
         out.mkdir(parents=True, exist_ok=True)
         return []
-    if overwrite:
+    if fresh:
         clear_recording(out)
         return []
     _check_existing(out, existing, config, resume=resume)
@@ -234,7 +238,7 @@ def _check_existing(out: Path, existing: dict, config: dict, *, resume: bool) ->
         details = "; ".join(f"{k}: {old.get(k)!r} there vs {config.get(k)!r} now" for k in diff)
         raise InterpError(
             f"{out} holds a recording of another configuration ({details})",
-            "pass overwrite=True (--fresh) to replace it, or choose another directory "
+            "pass fresh=True (--fresh) to replace it, or choose another directory "
             "(resume=True / --resume only continues the same configuration)",
         )
     if not resume:
@@ -242,7 +246,7 @@ def _check_existing(out: Path, existing: dict, config: dict, *, resume: bool) ->
             f"unfinished, {len(existing['shards'])} shards")
         raise InterpError(
             f"{out} already holds a recording of this configuration ({state})",
-            "pass resume=True (--resume) to reuse or finish it, or overwrite=True "
+            "pass resume=True (--resume) to reuse or finish it, or fresh=True "
             "(--fresh) to record again",
         )
 
@@ -253,22 +257,22 @@ def rank_dir(rank: int, world_size: int) -> str:
 
 
 def _prepare_ranks(out: Path, meta: dict, info: RankInfo, *, resume: bool,
-                   overwrite: bool) -> Path:
+                   fresh: bool) -> Path:
     """Set up a distributed recording in ``out``; return this process's shard folder.
 
     Every process checks ``out`` the same way (so a refusal is raised on all of them); then
-    rank 0 clears it when overwriting and writes the top-level sidecar marked unfinished, with
+    rank 0 clears it when starting fresh and writes the top-level sidecar marked unfinished, with
     no shards: until :func:`merge_ranks` replaces it, ``load_recording`` refuses the
     directory and a rerun with ``resume`` continues each process's own folder.
     """
     config = meta["config"]
     existing = read_sidecar(out) if out.is_dir() else None
-    if existing is not None and not overwrite:
+    if existing is not None and not fresh:
         _check_existing(out, existing, config, resume=resume)
     barrier()  # everybody has read ``out`` before rank 0 changes it
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        if overwrite:
+        if fresh:
             clear_recording(out)
         atomic_write_json(out / SIDECAR, dict(meta, shards=[], complete=False))
     barrier()
@@ -318,7 +322,7 @@ def _skip_finished(items: Iterator[Labelled], kept: list[dict]) -> Iterator[Labe
             raise InterpError(
                 f"the inputs differ from those recorded in {entry['name']} (sequences "
                 f"{start}..{stop - 1})",
-                "pass the same inputs to resume, or overwrite=True (--fresh) to record anew",
+                "pass the same inputs to resume, or fresh=True (--fresh) to record anew",
             )
     yield from items
 

@@ -104,7 +104,7 @@ class Recording:
         n = sum(int(next(iter(s.values())).shape[0]) for s in self._shards if s)
         if n != len(self.index):
             raise InterpError(f"the recording has {n} tensor rows but {len(self.index)} index rows",
-                              "the files are inconsistent; record again with overwrite=True")
+                              "the files are inconsistent; record again with fresh=True (--fresh)")
 
     @property
     def sites(self) -> tuple[str, ...]:
@@ -217,7 +217,7 @@ def read_sidecar(out: Path) -> dict | None:
         meta = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise InterpError(f"{path} is not valid JSON ({e.msg})",
-                          "the recording is damaged; record again with overwrite=True") from None
+                          "the recording is damaged; record again with fresh=True (--fresh)") from None
     if meta.get("format") != FORMAT:
         raise InterpError(f"{path} is not an interp recording sidecar",
                           "choose another output directory")

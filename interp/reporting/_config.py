@@ -27,7 +27,8 @@ class ReportConfig:
             without a tokenizer, such as tiny native models. The eviction text is these rows
             joined end to end.
         n_tokens: window length in tokens (BOS included) for the register analysis.
-        n_windows: corpus windows for the register analysis.
+        max_windows: corpus windows for the register analysis (``--max-windows``;
+            ``n_windows`` in earlier releases, which now raises).
         pause_rate: probability of inserting a ``<pause>`` before each content token
             (seeded), so pause positions can be compared with regular ones; 0 inserts none.
         seed: seed for the pause insertion.
@@ -72,7 +73,7 @@ class ReportConfig:
     corpus: str | None = None
     tokens: Int[Tensor, "batch pos"] | None = None
     n_tokens: int = 128
-    n_windows: int = 8
+    max_windows: int = 8
     pause_rate: float = 0.1
     seed: int = 0
     ratio: float = 100.0
@@ -99,13 +100,17 @@ class ReportConfig:
     formats: tuple[str, ...] = ("png",)
     sections: tuple[str, ...] = DEFAULT_SECTIONS
     probe_layers: InitVar[int | None] = None
+    n_windows: InitVar[int | None] = None
 
-    def __post_init__(self, probe_layers: int | None) -> None:
+    def __post_init__(self, probe_layers: int | None, n_windows: int | None) -> None:
         if probe_layers is not None:
             raise InterpError("ReportConfig.probe_layers was renamed probe_layer_stride (it is a "
                               "stride: every n-th layer gets a probe)",
                               f"pass probe_layer_stride={probe_layers}")
-        for name in ("n_tokens", "n_windows", "ablation_windows", "eviction_window", "gradient_windows",
+        if n_windows is not None:
+            raise InterpError("ReportConfig.n_windows was renamed max_windows (as --max-windows)",
+                              f"pass max_windows={n_windows}")
+        for name in ("n_tokens", "max_windows", "ablation_windows", "eviction_window", "gradient_windows",
                      "gradient_tokens", "probe_layer_stride", "probe_windows", "probe_tokens", "probe_eval_positions",
                      "patch_layers"):
             if getattr(self, name) < 1:

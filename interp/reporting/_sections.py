@@ -49,23 +49,23 @@ class Context:
             self._docs = load_corpus(self.config.corpus)
         return self._docs
 
-    def plain_windows(self, n_tokens: int, n_windows: int) -> list[PausedSequence]:
+    def plain_windows(self, n_tokens: int, max_windows: int) -> list[PausedSequence]:
         """Windows without pauses: the token rows given, or corpus windows (BOS first)."""
         cfg = self.config
         if cfg.tokens is not None:
-            return [make_sequence(row[:n_tokens]) for row in cfg.tokens[:n_windows].cpu()]
+            return [make_sequence(row[:n_tokens]) for row in cfg.tokens[:max_windows].cpu()]
         if not self.has_tokenizer:
             raise InterpError("this model has no tokenizer, so it cannot read a corpus",
                               "pass ReportConfig(tokens=...) with token-id windows")
         from ..corpora import windows
 
-        return [w.seq for w in windows(self.model, self.docs(), n_tokens, max_windows=n_windows)]
+        return [w.seq for w in windows(self.model, self.docs(), n_tokens, max_windows=max_windows)]
 
     def windows(self) -> list[PausedSequence]:
         """The analysis windows, with pauses inserted at ``pause_rate`` (seeded per window)."""
         if self._windows is None:
             cfg = self.config
-            base = self.plain_windows(cfg.n_tokens, cfg.n_windows)
+            base = self.plain_windows(cfg.n_tokens, cfg.max_windows)
             if cfg.pause_rate > 0:
                 pid = add_pause_token(self.model)
                 base = [insert_pauses(s, PausePolicy(rate=cfg.pause_rate, seed=cfg.seed + i), pid)
@@ -237,7 +237,7 @@ def _run_probes(ctx: Context, out: Path) -> dict:
         train=dict(seed=cfg.seed),
         future_lens=dict(eval_positions=cfg.probe_eval_positions, save_weights=False),
     )
-    res = train_probes(spec, out, model=ctx.model, resume=False, verbose=ctx.verbose)
+    res = train_probes(spec, out, model=ctx.model, fresh=True, verbose=ctx.verbose)
     numbers = {"headline": res.headline()}
     for _, r in res.summary().iterrows():
         k = int(r["offset"])
@@ -311,7 +311,7 @@ def _run_pause_training(ctx: Context, out: Path) -> dict:
         comp = PauseComparison.load(src)
     elif is_adapter_dir(src):
         n_layers = ctx.model.cfg.n_layers
-        comp = compare_checkpoint(src, n_windows=min(ctx.config.n_windows, 4), seeds=(0, 1),
+        comp = compare_checkpoint(src, max_windows=min(ctx.config.max_windows, 4), seeds=(0, 1),
                                   layers=list(range(0, n_layers, 3)), gradient_windows=1,
                                   lens_windows=128, lens_layers=[*range(0, n_layers, 6), n_layers - 1],
                                   verbose=ctx.verbose)
@@ -339,14 +339,14 @@ SECTION_SPECS: tuple[Section, ...] = (
             "norms by position and role (pauses inserted at random), massive activations "
             "(Sun et al. 2024) with zero- vs mean-ablation, and KV-cache eviction "
             "(StreamingLLM, Xiao et al. 2023).",
-            ("n_tokens", "n_windows", "pause_rate", "seed", "ratio", "ablation_windows",
+            ("n_tokens", "max_windows", "pause_rate", "seed", "ratio", "ablation_windows",
              "eviction_tokens", "eviction_window", "sinks"),
             _run_registers, "interp registers --corpus pydoc --eviction-window 64 --out DIR",
             key=("first-position attention", "Δloss, massive", "perplexity", "pause attention")),
     Section("gradients", "Future-loss gradient decomposition",
             "How much of the gradient at each position's keys, values and residual stream "
             "comes from later tokens' losses (future share), and from how far ahead.",
-            ("n_tokens", "n_windows", "pause_rate", "seed", "gradient_windows",
+            ("n_tokens", "max_windows", "pause_rate", "seed", "gradient_windows",
              "gradient_tokens", "max_distance", "long_context_tokens"),
             _run_gradients, "interp gradients --corpus pydoc --by-distance 16 --out DIR"),
     Section("probes", "Lookahead: Future Lens",

@@ -74,14 +74,14 @@ class MassiveActivations:
 
     def first_appearance(self) -> pd.DataFrame:
         """For each (position, dim): the first layer where it is massive, its value there,
-        the number of windows and layers where it is massive, and its largest magnitude."""
+        the number of sequences and layers where it is massive, and its largest magnitude."""
         if self.table.empty:
             return pd.DataFrame(columns=["position", "role", "dim", "first_layer", "value",
-                                         "n_windows", "n_layers", "max_abs"])
+                                         "n_sequences", "n_layers", "max_abs"])
         t = self.table.assign(abs_value=self.table["value"].abs())
         first = t.sort_values("layer").groupby(["position", "dim"], as_index=False).first()
         agg = t.groupby(["position", "dim"]).agg(
-            n_windows=("sequence", "nunique"), n_layers=("layer", "nunique"),
+            n_sequences=("sequence", "nunique"), n_layers=("layer", "nunique"),
             max_abs=("abs_value", "max")).reset_index()
         out = first.rename(columns={"layer": "first_layer"})[
             ["position", "role", "dim", "first_layer", "value"]].merge(agg, on=["position", "dim"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import os
 import time
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from tqdm.auto import tqdm
 from .._io import atomic_save_tensors, atomic_write_csv, atomic_write_text
 from .._types import Tensor
 from ..core.model import Bridge
-from ..errors import InterpError
+from ..errors import InterpError, refuse_renamed
 from ..models import resolve_device
 from ..tasks import Task
 from ._config import _EVAL_SEED, TrainConfig, run_labels
@@ -172,15 +173,16 @@ def _n_ctx(task: Task) -> int:
 # -- training -----------------------------------------------------------------------------
 
 def train_toy(config: TrainConfig, out: str | os.PathLike | None = None, *,
-              resume: bool = True, verbose: bool = True) -> ToyResult:
+              fresh: bool = False, verbose: bool = True, **old) -> ToyResult:
     """Train a tiny model on a synthetic task (see the module docstring).
 
     Args:
         config: the run.
         out: folder for the checkpoint, ``state.json``, ``history.csv`` and ``metrics.json``;
             ``None`` keeps everything in memory.
-        resume: continue from a checkpoint in ``out`` when there is one (its config must
-            match, except ``steps``, which may grow).
+        fresh: start over even if ``out`` holds a checkpoint (``--fresh``); by default a
+            checkpoint in ``out`` is continued (its config must match, except ``steps``,
+            which may grow). ``resume=`` of earlier releases raises, naming this.
         verbose: show a progress bar.
 
     Returns:
@@ -189,6 +191,7 @@ def train_toy(config: TrainConfig, out: str | os.PathLike | None = None, *,
     Raises:
         InterpError: a checkpoint in ``out`` from a different configuration.
     """
+    refuse_renamed("train_toy", old, {"resume": ("fresh", operator.not_)})
     task = config.make_task()
     device = resolve_device(config.device)
     dtype = getattr(torch, config.dtype)
@@ -205,7 +208,7 @@ def train_toy(config: TrainConfig, out: str | os.PathLike | None = None, *,
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        state = _read_state(out_dir) if resume else None
+        state = None if fresh else _read_state(out_dir)
         if state is not None:
             saved = {k: v for k, v in state["config"].items() if k != "steps"}
             mine = {k: v for k, v in config.to_dict().items() if k != "steps"}
@@ -213,7 +216,7 @@ def train_toy(config: TrainConfig, out: str | os.PathLike | None = None, *,
                 diff = sorted(k for k in mine if saved.get(k) != mine[k])
                 raise InterpError(f"{out_dir} holds a run with a different configuration "
                                   f"({', '.join(diff)})",
-                                  "use another output folder, or resume=False / --fresh")
+                                  "use another output folder, or fresh=True / --fresh to start over")
             start, history, elapsed = state["step"], state["history"], state["elapsed_s"]
             _load_tensors(out_dir, model, opt, start)
 

@@ -128,12 +128,12 @@ def test_instruments_save_load_figures_and_report(models, tmp_path):
                                           "pause_generation"]
 
     tokens = torch.randint(1, 40, (2, 12), generator=torch.Generator().manual_seed(0))
-    config = ReportConfig(model=TINY, tokens=tokens, n_tokens=12, n_windows=2, sections=(),
+    config = ReportConfig(model=TINY, tokens=tokens, n_tokens=12, max_windows=2, sections=(),
                           pause_dir=str(tmp_path / "cmp"), formats=())
     page = report(config, tmp_path / "report", strict=True, verbose=False).read_text("utf-8")
     assert "Pause training: base vs pause-trained" in page and "pause loss · base" in page
     # without a checkpoint the section is a gap that says how to make one
-    empty = ReportConfig(model=TINY, tokens=tokens, n_tokens=12, n_windows=2, sections=(),
+    empty = ReportConfig(model=TINY, tokens=tokens, n_tokens=12, max_windows=2, sections=(),
                          pause_dir=str(tmp_path / "nothing"), formats=())
     page = report(empty, tmp_path / "report2", verbose=False).read_text("utf-8")
     assert "class='gap'" in page and "interp pause-train --out DIR" in page

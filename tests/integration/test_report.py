@@ -19,7 +19,7 @@ TINY = dict(n_layers=2, d_model=32, n_heads=4, n_kv_heads=2, d_vocab=61, n_ctx=6
 
 def _config(**overrides) -> ReportConfig:
     tokens = torch.randint(0, 61, (3, 20), generator=torch.Generator().manual_seed(0))
-    settings = dict(model=interp.TinyConfig(**TINY), tokens=tokens, n_tokens=20, n_windows=3,
+    settings = dict(model=interp.TinyConfig(**TINY), tokens=tokens, n_tokens=20, max_windows=3,
                     pause_rate=0.2, eviction_tokens=60, eviction_window=8, sinks=(0, 2),
                     gradient_windows=2, gradient_tokens=12, max_distance=4,
                     long_context_tokens=(40, 500),  # 500 > the context: skipped

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_report_on_the_bundled_model(smollm_fresh, tmp_path):
-    config = ReportConfig(n_tokens=48, n_windows=2, eviction_tokens=200, eviction_window=32,
+    config = ReportConfig(n_tokens=48, max_windows=2, eviction_tokens=200, eviction_window=32,
                           sinks=(0, 4), gradient_windows=1, gradient_tokens=24, max_distance=4,
                           probe_windows=24, probe_tokens=16, probe_layer_stride=15, offsets=(1, 2), probe_eval_positions=100,
                           patch_layers=10,

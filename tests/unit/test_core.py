@@ -165,13 +165,39 @@ def test_old_option_spellings_fail_naming_the_new_one(argv, new, capsys):
     assert f"{old} was renamed: use {new}" in capsys.readouterr().err
 
 
-def test_report_config_probe_layers_is_now_a_named_stride():
+def test_report_config_old_keywords_fail_naming_the_new_one():
     from interp.reporting import ReportConfig
 
     assert ReportConfig(probe_layer_stride=5).probe_layer_stride == 5
     with pytest.raises(interp.InterpError, match="renamed probe_layer_stride") as e:
         ReportConfig(probe_layers=5)
     assert "probe_layer_stride=5" in e.value.fix
+    assert ReportConfig(max_windows=3).max_windows == 3
+    with pytest.raises(interp.InterpError, match="renamed max_windows") as e:
+        ReportConfig(n_windows=3)
+    assert "max_windows=3" in e.value.fix
+
+
+@pytest.mark.parametrize("call, old, fix", [
+    (lambda: interp.train_toy(None, resume=False), "train_toy(resume=...)", "fresh=True"),
+    (lambda: interp.pause_training.pause_train(None, resume=True), "pause_train(resume=...)",
+     "fresh=False"),
+    (lambda: interp.train_probes({}, resume=False), "train_probes(resume=...)", "fresh=True"),
+    (lambda: interp.record(None, [], overwrite=True), "record(overwrite=...)", "fresh=True"),
+    (lambda: interp.pause_compare.compare_checkpoint("CKPT", n_windows=4),
+     "compare_checkpoint(n_windows=...)", "max_windows=4"),
+])
+def test_old_keywords_fail_naming_the_new_one(call, old, fix):
+    """Keywords renamed to match their command-line flags (--fresh, --max-windows) fail
+    before any work, with the new keyword and its value (resume=False is fresh=True)."""
+    with pytest.raises(interp.InterpError) as e:
+        call()
+    assert e.value.problem.startswith(old) and e.value.fix == f"pass {fix}"
+
+
+def test_unknown_keywords_stay_type_errors():
+    with pytest.raises(TypeError, match="unexpected keyword argument 'resum'"):
+        interp.train_toy(None, resum=False)
 
 
 def test_future_lens_reads_the_same_inputs_grouped_by_document():

@@ -234,13 +234,16 @@ def test_output_dir_of_another_configuration_is_refused(tiny_model, tmp_path):
     tokens = torch.randint(0, 61, (2, 5))
     out = tmp_path / "rec"
     _stream(tiny_model, tokens, out)
-    with pytest.raises(interp.InterpError, match="another configuration(.|\n)*overwrite=True"
+    with pytest.raises(interp.InterpError, match="another configuration(.|\n)*fresh=True"
                        "(.|\n)*resume=True"):
         interp.record(tiny_model, tokens, sites=("k",), out=out, roles=None, verbose=False)
     with pytest.raises(interp.InterpError, match="already holds(.|\n)*resume=True"):
         _stream(tiny_model, tokens, out)
+    with pytest.raises(interp.InterpError, match=r"record\(overwrite=...\) was renamed fresh"):
+        interp.record(tiny_model, tokens, sites=("k",), out=out, roles=None, verbose=False,
+                      overwrite=True)
     rec = interp.record(tiny_model, tokens, sites=("k",), out=out, roles=None, verbose=False,
-                        overwrite=True)
+                        fresh=True)
     assert rec.sites == ("k",) and not list(out.glob("shard-00001.*"))
 
 
