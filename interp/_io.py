@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,6 +26,7 @@ __all__ = [
     "atomic_write_csv",
     "atomic_write_json",
     "atomic_write_text",
+    "read_table",
 ]
 
 
@@ -64,13 +66,23 @@ def atomic_save_tensors(path: str | os.PathLike, tensors: dict[str, Tensor],
     return path
 
 
+def read_table(path: str | os.PathLike, renamed: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """A saved table, with only empty cells read as missing (a token such as ``None`` or ``NA``
+    stays a string), and each column ``old`` of ``renamed`` given its new name (a table saved
+    by an earlier release; a column already under the new name wins)."""
+    df = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    return df.rename(columns={old: new for old, new in (renamed or {}).items()
+                              if old in df.columns and new not in df.columns})
+
+
 @dataclass
 class TableResult:
     """A result that is one tidy table plus a metadata dict, saved as ``name.csv`` + ``name.json``.
 
     Subclasses set ``FILE`` (the table's file name in a results folder), ``REQUIRED`` (columns
-    a saved table must have) and ``MADE_BY`` (the command that writes it, named in the error
-    when the file is missing), and override :meth:`figures`. They follow the result protocol
+    a saved table must have), ``MADE_BY`` (the command that writes it, named in the error
+    when the file is missing), ``RENAMED`` (old column name -> new, for tables saved by earlier
+    releases) and override :meth:`figures`. They follow the result protocol
     (:class:`interp.core.result.Result`): ``save(folder)``, ``load(folder)``, ``figures()``.
 
     Attributes:
@@ -84,6 +96,7 @@ class TableResult:
     FILE: ClassVar[str] = "table.csv"
     FILES: ClassVar[tuple[str, ...]] = ("table.csv",)
     REQUIRED: ClassVar[frozenset[str]] = frozenset()
+    RENAMED: ClassVar[dict[str, str]] = {}
     MADE_BY: ClassVar[str] = "the interp command that makes it"
 
     def __init_subclass__(cls, **kwargs) -> None:
@@ -123,7 +136,7 @@ class TableResult:
         path = Path(path)
         if not path.is_file():
             raise InterpError(f"{path} not found", f"run `{cls.MADE_BY}` first")
-        table = pd.read_csv(path, keep_default_na=False, na_values=[""])
+        table = read_table(path, cls.RENAMED)
         missing = set(cls.REQUIRED) - set(table)
         if missing:
             raise InterpError(f"{path} lacks columns {sorted(missing)}",

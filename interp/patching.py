@@ -124,15 +124,8 @@ class Attribution(TableResult):
     FILE = "attribution.csv"
     REQUIRED = frozenset({"layer", "site", "head", "position"})
     MADE_BY = "interp patch ... --out DIR"
-
-    @classmethod
-    def from_csv(cls, path):
-        """Read a table written by :meth:`to_csv`; a ``target`` column from earlier releases
-        is read as ``loss_position``."""
-        res = super().from_csv(path)
-        if "target" in res.table and "loss_position" not in res.table:
-            res.table = res.table.rename(columns={"target": "loss_position"})
-        return res
+    #: ``target`` in earlier releases (in probe metrics ``target`` is the target kind)
+    RENAMED = {"target": "loss_position"}
 
     def figures(self) -> list[Figure]:
         from .figures import patching as f

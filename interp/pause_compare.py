@@ -42,7 +42,7 @@ import pandas as pd
 import torch
 
 from . import hooks
-from ._io import atomic_write_csv, atomic_write_json
+from ._io import atomic_write_csv, atomic_write_json, read_table
 from ._types import Float, Int, Tensor
 from .core import model as core_model
 from .core.inputs import as_sequences
@@ -118,8 +118,8 @@ def pause_losses(models: Mapping[str, object], windows: Sequence[PausedSequence]
 
     Returns:
         One row per model, condition (``"no pauses"``, ``"random pauses"``), seed (−1 without
-        pauses) and window: ``loss`` (mean over the real targets, the same tokens in both
-        conditions), ``n_targets``, ``n_pauses``.
+        pauses) and ``sequence`` (the window's running number): ``loss`` (mean over the real
+        targets, the same tokens in both conditions), ``n_targets``, ``n_pauses``.
     """
     from tqdm.auto import tqdm
 
@@ -130,13 +130,13 @@ def pause_losses(models: Mapping[str, object], windows: Sequence[PausedSequence]
         pid = add_pause_token(model)
         for w, seq in enumerate(tqdm(windows, desc=f"losses {label}", disable=not verbose)):
             plain = target_losses(model, seq)
-            rows.append(dict(model=label, condition="no pauses", seed=-1, window=w,
+            rows.append(dict(model=label, condition="no pauses", seed=-1, sequence=w,
                              loss=float(np.nanmean(plain)), n_targets=int((~plain.isnan()).sum()),
                              n_pauses=0))
             for s in seeds:
                 p = insert_pauses(seq, dataclasses.replace(policy, seed=s * 10_000 + w), pid)
                 loss = target_losses(model, p)
-                rows.append(dict(model=label, condition="random pauses", seed=s, window=w,
+                rows.append(dict(model=label, condition="random pauses", seed=s, sequence=w,
                                  loss=float(np.nanmean(loss)),
                                  n_targets=int((~loss.isnan()).sum()),
                                  n_pauses=int((p.original_position < 0).sum())))
@@ -173,9 +173,9 @@ def adaptive_vs_random(models: Mapping[str, object], windows: Sequence[PausedSeq
 
     Returns:
         One row per model, placement (``"entropy"``, ``"random"``), seed (−1 for entropy) and
-        window: ``n_runs``, ``loss_following_plain`` (their loss without pauses),
-        ``loss_following``, ``delta_following``, ``delta_all``, ``entropy_following`` (mean
-        H of the positions that predict them).
+        ``sequence`` (the window's running number): ``n_runs``, ``loss_following_plain`` (their
+        loss without pauses), ``loss_following``, ``delta_following``, ``delta_all``,
+        ``entropy_following`` (mean H of the positions that predict them).
     """
     from tqdm.auto import tqdm
 
@@ -202,7 +202,7 @@ def adaptive_vs_random(models: Mapping[str, object], windows: Sequence[PausedSeq
                 loss = target_losses(model, p)
                 f = torch.tensor(_followers(p))
                 rows.append(dict(
-                    model=label, placement=name, seed=s, window=w, n_runs=len(f),
+                    model=label, placement=name, seed=s, sequence=w, n_runs=len(f),
                     loss_following_plain=float(plain[f].mean()),
                     loss_following=float(loss[f].mean()),
                     delta_following=float((loss[f] - plain[f]).mean()),
@@ -243,17 +243,19 @@ def _role_kind(table: pd.DataFrame) -> pd.Series:
 def compare_instruments(models: Mapping[str, object], windows: Sequence[PausedSequence], *,
                         layers: Sequence[int] | None = None,
                         prompt: str | Int[Tensor, " pos"] | None = None,
-                        pauses: int = 3, max_new_tokens: int = 8, gradient_windows: int = 2,
-                        verbose: bool = False) -> dict[str, pd.DataFrame]:
+                        generation_pauses: int = 3, max_new_tokens: int = 8,
+                        gradient_windows: int = 2, verbose: bool = False,
+                        **old) -> dict[str, pd.DataFrame]:
     """Every instrument on every model, at pause and regular positions.
 
     Args:
         models: label → bridge (each with the ``<pause>`` token the windows use).
         windows: sequences with pauses inserted (e.g. by the training policy).
         layers: layers to read (default all).
-        prompt: a text (or token ids) for generation with ``pauses`` forced pauses before the
-            answer (``None``: no generation).
-        pauses: forced pauses in generation.
+        prompt: a text (or token ids) for generation with ``generation_pauses`` forced
+            pauses before the answer (``None``: no generation).
+        generation_pauses: forced pauses in generation (``--generation-pauses``; ``pauses=``
+            in earlier releases, which now raises).
         max_new_tokens: generated tokens.
         gradient_windows: how many of the windows the gradient decomposition runs on (one
             forward and two backward passes each).
@@ -273,6 +275,7 @@ def compare_instruments(models: Mapping[str, object], windows: Sequence[PausedSe
         * ``generation`` (with ``prompt``): per model, layer and role (``prompt``, ``pause``,
           ``generated``): mean K and V norms written into the cache, and the generated text.
     """
+    refuse_renamed("compare_instruments", old, {"pauses": "generation_pauses"})
     from .gradients import future_gradients
     from .sinks import registers, uniform_attention
 
@@ -294,7 +297,7 @@ def compare_instruments(models: Mapping[str, object], windows: Sequence[PausedSe
         kinds = dataclasses.replace(fg, table=fg.table.assign(role=_role_kind(fg.table)))
         share_rows.append(kinds.by_role().assign(model=label))
         if prompt is not None:
-            gen_rows.append(_generation(model, prompt, pauses, max_new_tokens, layers, label))
+            gen_rows.append(_generation(model, prompt, generation_pauses, max_new_tokens, layers, label))
     out = dict(registers=pd.concat(reg_rows, ignore_index=True),
                massive=pd.concat(massive_rows, ignore_index=True),
                future_share=pd.concat(share_rows, ignore_index=True))
@@ -362,7 +365,7 @@ def _massive_by_role(model: Bridge, windows, layers, label, ratio: float = 100.0
             top = h.max(-1).values
             for role in sorted(set(seq.roles)):
                 m = seq.role_mask(role)
-                rows.append(dict(window=w, layer=layer, role=role, max_abs=float(top[m].max()),
+                rows.append(dict(sequence=w, layer=layer, role=role, max_abs=float(top[m].max()),
                                  ratio_to_median=float(top[m].max()) / med,
                                  n_massive=int((h[m] > ratio * med).sum())))
     df = pd.DataFrame(rows)
@@ -392,6 +395,10 @@ def _generation(model: Bridge, prompt, pauses, max_new_tokens, layers, label) ->
 
 
 # -- the whole comparison, saved and loaded ---------------------------------------------------
+
+#: columns of tables saved by earlier releases, under today's names (``window`` was the
+#: window's running number, now ``sequence``, as in the register tables)
+RENAMED_COLUMNS = {"window": "sequence"}
 
 #: The tables of a :class:`PauseComparison`, by file stem (``pause_<name>.csv``).
 TABLES = ("losses", "adaptive", "registers", "massive", "future_share", "future_lens", "generation",
@@ -472,7 +479,7 @@ class PauseComparison:
         if not (out / "pause_losses.csv").is_file():
             raise InterpError(f"{out} holds no pause comparison (pause_losses.csv)",
                               f"make one with `{cls.MADE_BY}`")
-        tables = {n: pd.read_csv(out / f"pause_{n}.csv", keep_default_na=False, na_values=[""])
+        tables = {n: read_table(out / f"pause_{n}.csv", RENAMED_COLUMNS)
                   for n in TABLES if (out / f"pause_{n}.csv").is_file()}
         settings = (json.loads((out / "pause_compare.json").read_text())
                     if (out / "pause_compare.json").is_file() else {})
@@ -482,7 +489,7 @@ class PauseComparison:
 def compare_checkpoint(checkpoint: str | os.PathLike, *, max_windows: int = 8, seeds: Sequence[int] = (0, 1, 2),
                        entropy_top: float = 0.1, layers: Sequence[int] | None = None,
                        gradient_windows: int = 2, prompt: str | None = "The capital of France is",
-                       pauses: int = 3, instruments: bool = True, lens_windows: int = 256,
+                       generation_pauses: int = 3, instruments: bool = True, lens_windows: int = 256,
                        lens_layers: Sequence[int] | None = None,
                        verbose: bool = True, **old) -> PauseComparison:
     """Load the base and the pause-trained model of ``checkpoint`` and run every comparison
@@ -497,7 +504,8 @@ def compare_checkpoint(checkpoint: str | os.PathLike, *, max_windows: int = 8, s
         layers: layers the instruments read (default all).
         gradient_windows: windows for the gradient decomposition.
         prompt: generation prompt (``None``: no generation).
-        pauses: forced pauses in generation.
+        generation_pauses: forced pauses in generation (``--generation-pauses``; ``pauses=``
+            in earlier releases, which now raises).
         instruments: also run :func:`compare_instruments` (the slowest part).
         lens_windows: corpus windows (spread evenly over every document, pauses inserted by
             the training policy) for :func:`lens_by_role` (0: skip it). The lens needs
@@ -506,7 +514,8 @@ def compare_checkpoint(checkpoint: str | os.PathLike, *, max_windows: int = 8, s
         lens_layers: layers the lens reads (default: every 4th and the last).
         verbose: progress bars.
     """
-    refuse_renamed("compare_checkpoint", old, {"n_windows": "max_windows"})
+    refuse_renamed("compare_checkpoint", old, {"n_windows": "max_windows",
+                                               "pauses": "generation_pauses"})
     from .models import load_model
     from .pause_training import PauseTrainConfig, read_adapter_config, split_windows
 
@@ -532,7 +541,8 @@ def compare_checkpoint(checkpoint: str | os.PathLike, *, max_windows: int = 8, s
         paused = [insert_pauses(w, dataclasses.replace(policy, seed=i), pid)
                   for i, w in enumerate(held)]
         tables.update(compare_instruments(models, paused, layers=layers, prompt=prompt,
-                                          pauses=pauses, gradient_windows=gradient_windows,
+                                          generation_pauses=generation_pauses,
+                                          gradient_windows=gradient_windows,
                                           verbose=verbose))
     if lens_windows:
         n_layers = int(trained.cfg.n_layers)
@@ -545,7 +555,7 @@ def compare_checkpoint(checkpoint: str | os.PathLike, *, max_windows: int = 8, s
     settings = dict(checkpoint=str(checkpoint), base=acfg["base"], step=state["step"],
                     n_windows=len(held), n_tokens=config.n_tokens, seeds=list(seeds),
                     entropy_top=entropy_top, policy=policy.to_dict(), prompt=prompt,
-                    pauses=pauses, layers=None if layers is None else list(layers),
+                    generation_pauses=generation_pauses, layers=None if layers is None else list(layers),
                     gradient_windows=gradient_windows, lens_windows=lens_windows)
     return PauseComparison(tables, settings)
 

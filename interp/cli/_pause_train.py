@@ -108,7 +108,7 @@ def run_compare(args) -> int:
     comp = compare_checkpoint(
         args.checkpoint, max_windows=args.max_windows, seeds=parse_int_list(args.seeds, "seeds") or [0],
         entropy_top=args.entropy_top, layers=parse_int_list(args.layers, "layers"),
-        gradient_windows=args.gradient_windows, prompt=args.prompt or None, pauses=args.generation_pauses,
+        gradient_windows=args.gradient_windows, prompt=args.prompt or None, generation_pauses=args.generation_pauses,
         instruments=not args.no_instruments, lens_windows=args.lens_windows, verbose=not args.quiet)
     out = comp.save(args.out)
     export_figures([comp], out, formats=parse_formats(args.formats))

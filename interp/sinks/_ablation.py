@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -13,18 +12,17 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import hooks
-from .._io import atomic_write_csv
 from ..core.inputs import as_sequences
 from ..core.model import Bridge
-from ..core.result import Figure, check_files
+from ..core.result import Figure, SavedResult
 from ..core.sites import resolve_layer
 from ..errors import InterpError
-from ._common import _current, _loss, _massive_mask
+from ._common import RENAMED_COLUMNS, _loss, _massive_mask
 from ._registers import MassiveActivations, massive_activations
 
 
 @dataclass
-class AblationResult:
+class AblationResult(SavedResult):
     """Change in next-token loss under zero- and mean-ablation (Sun et al. 2024).
 
     Attributes:
@@ -38,6 +36,8 @@ class AblationResult:
 
     FILES: ClassVar[tuple[str, ...]] = ("ablations.csv",)
     MADE_BY: ClassVar[str] = "interp registers --out DIR (without --no-ablate)"
+    SAVED: ClassVar[dict] = {"table": "ablations.csv"}
+    RENAMED: ClassVar[dict] = RENAMED_COLUMNS
 
     def to_pandas(self) -> pd.DataFrame:
         return self.table.copy()
@@ -47,15 +47,6 @@ class AblationResult:
         ``method`` (``zero`` or ``mean``); NaN when that condition was not run."""
         row = self.table[(self.table["component"] == component) & (self.table["method"] == method)]
         return float(row["delta_loss"].iloc[0]) if len(row) else float("nan")
-
-    def save(self, out: str | Path) -> Path:
-        Path(out).mkdir(parents=True, exist_ok=True)
-        atomic_write_csv(Path(out) / "ablations.csv", self.table)
-        return Path(out)
-
-    @classmethod
-    def load(cls, out: str | Path) -> AblationResult:
-        return cls(_current(pd.read_csv(check_files(cls, out) / "ablations.csv")))
 
     def figures(self) -> list[Figure]:
         from ..figures import registers as f

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from jaxtyping import Bool, Float
@@ -69,12 +68,10 @@ def _massive_mask(
     return h.abs() > ratio * med, med
 
 
-def _current(df: pd.DataFrame) -> pd.DataFrame:
-    """A table saved by an earlier release with today's column names (``window`` was the
-    input's running number, now ``sequence``; an ablation's ``target`` is now ``component``,
-    since ``target`` names a loss position in patching tables)."""
-    return df.rename(columns={k: v for k, v in (("window", "sequence"), ("target", "component"))
-                              if k in df.columns and v not in df.columns})
+#: columns of tables saved by earlier releases, under today's names: ``window`` was the
+#: input's running number, now ``sequence``; an ablation's ``target`` is now ``component``,
+#: since ``target`` names a loss position in patching tables
+RENAMED_COLUMNS = {"window": "sequence", "target": "component"}
 
 
 # ----------------------------------------------------------------------------- ablations

@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -18,11 +16,10 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .. import hooks
-from .._io import atomic_write_csv, atomic_write_json
 from ..core import model as core_model
 from ..core.inputs import as_sequence
 from ..core.model import Bridge
-from ..core.result import Figure, check_files
+from ..core.result import Figure, SavedResult
 from ..errors import InterpError
 from ..models import check_context
 from ..pauses import PausedSequence
@@ -40,7 +37,7 @@ def eviction_mask(n: int, window: int, n_sinks: int, device=None) -> Bool[Tensor
 
 
 @dataclass
-class EvictionResult:
+class EvictionResult(SavedResult):
     """Perplexity with the first tokens evicted from the KV cache or kept (StreamingLLM).
 
     Attributes:
@@ -57,6 +54,12 @@ class EvictionResult:
 
     FILES: ClassVar[tuple[str, ...]] = ("eviction.csv", "eviction_positions.csv")
     MADE_BY: ClassVar[str] = "interp registers --eviction-window W --out DIR"
+    SAVED: ClassVar[dict] = {"table": "eviction.csv", "per_position": "eviction_positions.csv",
+                             "settings": "eviction.json"}
+    #: ``window`` was the recent keys kept (now ``eviction_window``; ``window`` elsewhere is a
+    #: corpus window); the settings file may be missing in earlier releases
+    RENAMED: ClassVar[dict] = {"window": "eviction_window"}
+    EMPTY: ClassVar[dict] = {"settings": dict}
 
     def to_pandas(self) -> pd.DataFrame:
         return self.table.copy()
@@ -68,14 +71,6 @@ class EvictionResult:
             (t["condition"] != "full") & (t["n_sinks"] == n_sinks)]
         return float(row["perplexity"].iloc[0])
 
-    def save(self, out: str | Path) -> Path:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_csv(out / "eviction.csv", self.table)
-        atomic_write_csv(out / "eviction_positions.csv", self.per_position)
-        atomic_write_json(out / "eviction.json", self.settings)
-        return out
-
     def figures(self) -> list[Figure]:
         from ..figures import registers as f
 
@@ -83,18 +78,6 @@ class EvictionResult:
                        "Perplexity with a sliding KV window: evicting the first tokens blows it "
                        "up; keeping them as sinks (StreamingLLM) recovers most of full "
                        "attention.")]
-
-    @classmethod
-    def load(cls, out: str | Path) -> EvictionResult:
-        """Read what :meth:`save` wrote (a ``window`` column from earlier releases is read as
-        ``eviction_window``)."""
-        out = check_files(cls, out)
-        settings_path = out / "eviction.json"
-        table = pd.read_csv(out / "eviction.csv")
-        if "window" in table and "eviction_window" not in table:
-            table = table.rename(columns={"window": "eviction_window"})
-        return cls(table, pd.read_csv(out / "eviction_positions.csv"),
-                   json.loads(settings_path.read_text()) if settings_path.is_file() else {})
 
 
 def cache_eviction(

@@ -3,10 +3,8 @@ pass per sequence (:func:`registers`, :func:`massive_activations`)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -17,11 +15,10 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .. import hooks
-from .._io import atomic_write_csv, atomic_write_json
 from ..core import model as core_model
 from ..core.inputs import as_sequences
 from ..core.model import Bridge
-from ..core.result import Figure, check_files
+from ..core.result import Figure, SavedResult
 from ..core.sites import resolve_layers
 from ..errors import InterpError
 from ..pauses import PausedSequence
@@ -29,8 +26,8 @@ from ._common import (
     LAYER_STAT_COLUMNS,
     MASSIVE_COLUMNS,
     REGISTER_COLUMNS,
+    RENAMED_COLUMNS,
     _check_sequence,
-    _current,
     _massive_mask,
     _received,
     _token_strings,
@@ -39,7 +36,7 @@ from ._common import (
 
 
 @dataclass
-class MassiveActivations:
+class MassiveActivations(SavedResult):
     """Massive activations found in the residual stream (``resid_post``).
 
     Attributes:
@@ -56,8 +53,12 @@ class MassiveActivations:
 
     FILES: ClassVar[tuple[str, ...]] = ("massive.csv", "massive_layers.csv", "massive.json")
     MADE_BY: ClassVar[str] = "interp registers --out DIR"
+    SAVED: ClassVar[dict] = {"table": "massive.csv", "layer_stats": "massive_layers.csv",
+                             "ratio": "massive.json:ratio"}
+    RENAMED: ClassVar[dict] = RENAMED_COLUMNS
 
     def __post_init__(self) -> None:
+        self.ratio = float(self.ratio)
         missing = set(MASSIVE_COLUMNS) - set(self.table.columns)
         missing |= set(LAYER_STAT_COLUMNS) - set(self.layer_stats.columns)
         if missing:
@@ -111,21 +112,6 @@ class MassiveActivations:
         t = self.table[self.table["layer"] == layer]
         return {int(d): float(v) for d, v in t.groupby("dim")["value"].mean().items()}
 
-    def save(self, out: str | Path) -> Path:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_csv(out / "massive.csv", self.table)
-        atomic_write_csv(out / "massive_layers.csv", self.layer_stats)
-        atomic_write_json(out / "massive.json", dict(ratio=self.ratio))
-        return out
-
-    @classmethod
-    def load(cls, out: str | Path) -> MassiveActivations:
-        out = check_files(cls, out)
-        meta = json.loads((out / "massive.json").read_text())
-        return cls(_current(pd.read_csv(out / "massive.csv")),
-                   _current(pd.read_csv(out / "massive_layers.csv")), ratio=float(meta["ratio"]))
-
     def figures(self) -> list[Figure]:
         from ..figures import registers as f
 
@@ -136,7 +122,7 @@ class MassiveActivations:
 
 
 @dataclass
-class RegisterResult:
+class RegisterResult(SavedResult):
     """Attention received and norms per window, layer and position (see module docstring).
 
     Attributes:
@@ -157,6 +143,12 @@ class RegisterResult:
     FILES: ClassVar[tuple[str, ...]] = ("registers.csv", "registers_heads.csv",
                                         *MassiveActivations.FILES)
     MADE_BY: ClassVar[str] = "interp registers --out DIR"
+    SAVED: ClassVar[dict] = {"table": "registers.csv", "heads": "registers_heads.csv",
+                             "massive": MassiveActivations, "settings": "registers.json"}
+    RENAMED: ClassVar[dict] = RENAMED_COLUMNS
+    #: files that releases before the per-head table and the settings did not write
+    EMPTY: ClassVar[dict] = {"heads": lambda: pd.DataFrame(
+        columns=["layer", "head", "role", "attn_received"]), "settings": dict}
 
     def __post_init__(self) -> None:
         missing = set(REGISTER_COLUMNS) - set(self.table.columns)
@@ -196,16 +188,6 @@ class RegisterResult:
         out["n_positions"] = g["position"].size() // max(t["layer"].nunique(), 1)
         return out.reset_index()
 
-    def save(self, out: str | Path) -> Path:
-        """Write ``registers.csv``, ``registers_heads.csv``, ``massive*.csv`` and settings."""
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_csv(out / "registers.csv", self.table)
-        atomic_write_csv(out / "registers_heads.csv", self.heads)
-        self.massive.save(out)
-        atomic_write_json(out / "registers.json", self.settings)
-        return out
-
     def figures(self) -> list[Figure]:
         from ..figures import registers as f
 
@@ -224,22 +206,6 @@ class RegisterResult:
                    "Attention the first (BOS) position receives, per layer and query head: "
                    "which heads park their attention on the sink."),
         ]
-
-    @classmethod
-    def load(cls, out: str | Path) -> RegisterResult:
-        """Read what :meth:`save` wrote (no model needed; a missing ``registers_heads.csv``
-        or ``registers.json``, from older releases, reads as empty)."""
-        out = Path(out)
-        if not (out / "registers.csv").is_file():
-            raise InterpError(f"{out} has no registers.csv", f"give the --out folder of `{cls.MADE_BY}`")
-        settings_path = out / "registers.json"
-        settings = json.loads(settings_path.read_text()) if settings_path.is_file() else {}
-        heads_path = out / "registers_heads.csv"
-        heads = pd.read_csv(heads_path) if heads_path.is_file() else pd.DataFrame(
-            columns=["layer", "head", "role", "attn_received"])
-        return cls(_current(pd.read_csv(out / "registers.csv", keep_default_na=False,
-                                        na_values=[""])),
-                   _current(heads), MassiveActivations.load(out), settings)
 
 
 def _value_norm(v: Float[Tensor, "pos kv_head d_head"]) -> Float[Tensor, " pos"]:

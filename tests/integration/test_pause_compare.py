@@ -75,7 +75,7 @@ def test_pause_losses_and_adaptive_tables(models):
     assert len(table) == 2 * 3 * (1 + 3)
     # the same number of runs in both placements, and the entropy placement picks the most
     # uncertain positions, so its mean entropy is at least that of any random placement
-    for _, g in table.groupby(["model", "window"]):
+    for _, g in table.groupby(["model", "sequence"]):
         assert g["n_runs"].nunique() == 1 and g["n_runs"].iloc[0] == 3
         ent = g.loc[g.placement == "entropy", "entropy_following"].iloc[0]
         assert (ent >= g.loc[g.placement == "random", "entropy_following"] - 1e-6).all()
@@ -88,7 +88,7 @@ def test_instruments_save_load_figures_and_report(models, tmp_path):
     pid = models["base"].interp_pause_id
     paused = [insert_pauses(w, PausePolicy(rate=0.3, n=1, n_max=2, seed=i), pid)
               for i, w in enumerate(_windows(2, 4))]
-    tables = compare_instruments(models, paused, prompt=torch.tensor([1, 2, 3]), pauses=2,
+    tables = compare_instruments(models, paused, prompt=torch.tensor([1, 2, 3]), generation_pauses=2,
                                  max_new_tokens=3, gradient_windows=1)
     share = tables["future_share"]
     masked = share[share.role == "pause (masked)"]
@@ -121,6 +121,11 @@ def test_instruments_save_load_figures_and_report(models, tmp_path):
     # (the text column is None here: tiny models have no tokenizer; CSV reads it back as NaN)
     pd.testing.assert_frame_equal(back.tables["generation"].drop(columns="text"),
                                   comp.tables["generation"].drop(columns="text"))
+    # a losses table of an earlier release names the sequence `window`
+    saved = tmp_path / "cmp" / "pause_losses.csv"
+    pd.read_csv(saved).rename(columns={"sequence": "window"}).to_csv(saved, index=False)
+    pd.testing.assert_frame_equal(PauseComparison.load(tmp_path / "cmp").tables["losses"],
+                                  back.tables["losses"])
     kind = next(k for k in KINDS if k.table == "pause_losses.csv")
     drawn = figures_for(kind, tmp_path / "cmp")
     assert [f.name for f, _ in drawn] == ["pause_losses", "pause_registers",

@@ -179,13 +179,17 @@ def test_report_config_old_keywords_fail_naming_the_new_one():
 
 
 @pytest.mark.parametrize("call, old, fix", [
-    (lambda: interp.train_toy(None, resume=False), "train_toy(resume=...)", "fresh=True"),
-    (lambda: interp.pause_training.pause_train(None, resume=True), "pause_train(resume=...)",
-     "fresh=False"),
+    (lambda: interp.train_toy(interp.train.TrainConfig(), resume=False), "train_toy(resume=...)",
+     "fresh=True"),
+    (lambda: interp.pause_training.pause_train(interp.pause_training.PauseTrainConfig(),
+                                               resume=True),
+     "pause_train(resume=...)", "fresh=False"),
     (lambda: interp.train_probes({}, resume=False), "train_probes(resume=...)", "fresh=True"),
     (lambda: interp.record(None, [], overwrite=True), "record(overwrite=...)", "fresh=True"),
     (lambda: interp.pause_compare.compare_checkpoint("CKPT", n_windows=4),
      "compare_checkpoint(n_windows=...)", "max_windows=4"),
+    (lambda: interp.pause_compare.compare_instruments({}, [], pauses=2),
+     "compare_instruments(pauses=...)", "generation_pauses=2"),
 ])
 def test_old_keywords_fail_naming_the_new_one(call, old, fix):
     """Keywords renamed to match their command-line flags (--fresh, --max-windows) fail
@@ -197,7 +201,7 @@ def test_old_keywords_fail_naming_the_new_one(call, old, fix):
 
 def test_unknown_keywords_stay_type_errors():
     with pytest.raises(TypeError, match="unexpected keyword argument 'resum'"):
-        interp.train_toy(None, resum=False)
+        interp.train_toy(interp.train.TrainConfig(), resum=False)
 
 
 def test_future_lens_reads_the_same_inputs_grouped_by_document():

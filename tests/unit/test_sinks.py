@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -195,3 +198,49 @@ def test_figures_show_roles_tokens_and_log_scales(tiny_model):
     assert heads.data[0].z.shape == (2, 4)  # layers x query heads
     with pytest.raises(InterpError, match="roles present"):
         figs.sink_heads(res, role="answer")
+
+
+def test_every_sink_result_round_trips_and_reads_earlier_releases(tiny_model, tmp_path):
+    toks = torch.randint(0, 60, (2, 10), generator=torch.Generator().manual_seed(0))
+    reg = sinks.registers(tiny_model, toks, verbose=False)
+    ab = sinks.ablate_massive(tiny_model, toks, reg.massive, verbose=False)
+    ev = sinks.cache_eviction(tiny_model, torch.arange(20), window=4, sinks=(0, 1), verbose=False)
+    for res in (reg, ab, ev):
+        res.save(tmp_path / "now")
+    files = {p.name for p in (tmp_path / "now").iterdir()}
+    assert files == {"registers.csv", "registers_heads.csv", "registers.json", "massive.csv",
+                     "massive_layers.csv", "massive.json", "ablations.csv", "eviction.csv",
+                     "eviction_positions.csv", "eviction.json"}
+    for res in (reg, ab, ev):
+        back = type(res).load(tmp_path / "now")
+        for name in ("table", "heads", "layer_stats", "per_position"):
+            if hasattr(res, name):  # (token_str holds ids without a tokenizer: read as ints)
+                pd.testing.assert_frame_equal(
+                    getattr(back, name).drop(columns="token_str", errors="ignore"),
+                    getattr(res, name).drop(columns="token_str", errors="ignore"),
+                    check_dtype=False)
+    back = sinks.RegisterResult.load(tmp_path / "now")
+    assert back.settings == json.loads(json.dumps(reg.settings)) and back.massive.ratio == 100.0
+    assert sinks.EvictionResult.load(tmp_path / "now").settings["window"] == 4
+
+    # An earlier release: `window` for the sequence (and for the eviction window), `target`
+    # for the ablated component, and neither the per-head table nor the settings files.
+    old = tmp_path / "old"
+    old.mkdir()
+    for name in files - {"registers_heads.csv", "registers.json", "eviction.json"}:
+        (old / name).write_bytes((tmp_path / "now" / name).read_bytes())
+    for name, renamed in (("registers.csv", {"sequence": "window"}),
+                          ("massive.csv", {"sequence": "window"}),
+                          ("massive_layers.csv", {"sequence": "window"}),
+                          ("ablations.csv", {"component": "target"}),
+                          ("eviction.csv", {"eviction_window": "window"})):
+        pd.read_csv(old / name).rename(columns=renamed).to_csv(old / name, index=False)
+    back = sinks.RegisterResult.load(old)
+    assert "sequence" in back.table and "sequence" in back.massive.layer_stats
+    assert back.heads.empty and back.settings == {}
+    assert sinks.AblationResult.load(old).delta("sink_kv", "zero") == ab.delta("sink_kv", "zero")
+    back_ev = sinks.EvictionResult.load(old)
+    assert back_ev.table["eviction_window"].tolist() == [4] * 3 and back_ev.settings == {}
+    (old / "massive.json").unlink()
+    with pytest.raises(InterpError, match="no massive.json(.|\n)*interp registers"):
+        sinks.RegisterResult.load(old)
