@@ -9,7 +9,7 @@ stacked into one ``[unit, n, feature]`` tensor per site and trained at once. Its
   inserted pause. Only positions with ``a(i) + max(k)`` inside the sequence are kept, so every
   offset is evaluated on the same positions;
 * ``hidden``: the ``resid_post`` at the position of original index ``a(i) + k``;
-* ``label``/``continuous``: a column of a table with one row per labelled (window, position).
+* ``label``/``continuous``: a column of a table with one row per labelled (sequence, position).
 
 Activations are streamed: forward hooks (named by :mod:`interp.hooks`) copy only the selected
 rows of each batch, and the forward pass stops after the deepest layer needed.
@@ -217,8 +217,9 @@ def _select(spec: ProbeSpec, seqs: list[ProbeSequence], table) -> list[tuple[np.
 
 
 def read_label_table(spec: ProbeSpec, n_sequences: int):
-    """The label table ``target.table``: a CSV with ``window``, ``position`` and the label
-    column (and optionally ``token``), checked for columns, window range and duplicates."""
+    """The label table ``target.table``: a CSV with ``sequence`` (the sequence's running
+    number; ``window`` in earlier releases, still read), ``position`` and the label column (and
+    optionally ``token``), checked for columns, sequence range and duplicates."""
     import pandas as pd
 
     t = spec.target
@@ -226,19 +227,21 @@ def read_label_table(spec: ProbeSpec, n_sequences: int):
     if not path.is_file():
         raise InterpError(f"probe spec field target.table: {str(path)!r} not found", "give a CSV file")
     df = pd.read_csv(path)
-    missing = [c for c in ("window", "position", t.column) if c not in df.columns]
+    if "window" in df.columns and "sequence" not in df.columns:
+        df = df.rename(columns={"window": "sequence"})
+    missing = [c for c in ("sequence", "position", t.column) if c not in df.columns]
     if missing:
         raise InterpError(
             f"probe spec field target.table: {path} has no column(s) {', '.join(missing)}",
-            f"it has: {', '.join(map(str, df.columns))}; give window, position and target.column",
+            f"it has: {', '.join(map(str, df.columns))}; give sequence, position and target.column",
         )
-    bad = (df["window"] < 0) | (df["window"] >= n_sequences) | (df["position"] < 0)
+    bad = (df["sequence"] < 0) | (df["sequence"] >= n_sequences) | (df["position"] < 0)
     if bad.any():
         r = df[bad].iloc[0]
-        raise _misaligned(f"row window={r['window']}, position={r['position']} is outside the {n_sequences} sequences")
-    if df.duplicated(["window", "position"]).any():
-        raise InterpError("probe spec field target.table: a (window, position) appears twice", "give one label per position")
-    return df.sort_values(["window", "position"], kind="stable").reset_index(drop=True)
+        raise _misaligned(f"row sequence={r['sequence']}, position={r['position']} is outside the {n_sequences} sequences")
+    if df.duplicated(["sequence", "position"]).any():
+        raise InterpError("probe spec field target.table: a (sequence, position) appears twice", "give one label per position")
+    return df.sort_values(["sequence", "position"], kind="stable").reset_index(drop=True)
 
 
 def _misaligned(detail: str) -> InterpError:
@@ -249,22 +252,22 @@ def _misaligned(detail: str) -> InterpError:
 
 
 def _read_table(spec: ProbeSpec, seqs: list[ProbeSequence]):
-    """The label table checked against the sequences: ``({window: positions}, table)``."""
+    """The label table checked against the sequences: ``({sequence: positions}, table)``."""
     df = read_label_table(spec, len(seqs))
     lengths = np.array([len(s.seq) for s in seqs])
-    w, p = df["window"].to_numpy(), df["position"].to_numpy()
+    w, p = df["sequence"].to_numpy(), df["position"].to_numpy()
     out = np.flatnonzero(p >= lengths[w])
     if len(out):
-        raise _misaligned(f"row window={w[out[0]]}, position={p[out[0]]} is past the end of a "
+        raise _misaligned(f"row sequence={w[out[0]]}, position={p[out[0]]} is past the end of a "
                           f"{lengths[w[out[0]]]}-token sequence")
     if "token" in df.columns:
         actual = np.array([int(seqs[a].seq.tokens[b]) for a, b in zip(w, p, strict=True)])
         wrong = np.flatnonzero(actual != df["token"].to_numpy())
         if len(wrong):
             i = wrong[0]
-            raise _misaligned(f"{len(wrong)} row(s) name a token other than the one there (first: window="
+            raise _misaligned(f"{len(wrong)} row(s) name a token other than the one there (first: sequence="
                               f"{w[i]}, position={p[i]}: table {df['token'].iloc[i]}, data {actual[i]})")
-    index = {int(k): g["position"].to_numpy() for k, g in df.groupby("window")}
+    index = {int(k): g["position"].to_numpy() for k, g in df.groupby("sequence")}
     return index, df
 
 
@@ -366,7 +369,7 @@ def collect(spec: ProbeSpec, model: Bridge, seqs: list[ProbeSequence], sites: li
         label_names, codes = np.unique(answers.astype(str), return_inverse=True)
         targets = torch.tensor(codes.astype(np.int64))[:, None]
     elif t.kind in ("label", "continuous"):
-        key = table.set_index(["window", "position"])[t.column]
+        key = table.set_index(["sequence", "position"])[t.column]
         col = key.loc[list(zip(window.tolist(), position.tolist(), strict=True))].to_numpy()
         if t.kind == "continuous":
             values = torch.tensor(col.astype(np.float64), dtype=torch.float32)[None, :, None, None]

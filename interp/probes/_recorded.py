@@ -70,16 +70,16 @@ def collect_recorded(spec: ProbeSpec, sites: list[str], layers: list[int] | None
         from ._data import read_label_table
 
         table = read_label_table(spec, n_sequences=int(idx["sequence"].max()) + 1)
-        known = table.merge(idx[["sequence", "position"]], left_on=["window", "position"],
-                            right_on=["sequence", "position"], how="left", indicator=True)
+        known = table.merge(idx[["sequence", "position"]], on=["sequence", "position"], how="left",
+                            indicator=True)
         if (known["_merge"] == "left_only").any():
             r = known[known["_merge"] == "left_only"].iloc[0]
             raise InterpError(
                 "probe spec field target.table: the label table does not align with the positions: "
-                f"window={r['window']}, position={r['position']} was not recorded",
+                f"sequence={r['sequence']}, position={r['position']} was not recorded",
                 "make the table from the same recording (and record the roles it labels)")
-        merged = idx[keep].merge(table, left_on=["sequence", "position"], right_on=["window", "position"],
-                                 how="inner", suffixes=("", "_table"))
+        merged = idx[keep].merge(table, on=["sequence", "position"], how="inner",
+                                 suffixes=("", "_table"))
         if "token_table" in merged.columns and (merged["token_table"] != merged["token"]).any():
             r = merged[merged["token_table"] != merged["token"]].iloc[0]
             raise InterpError(

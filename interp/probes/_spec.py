@@ -183,8 +183,9 @@ class TargetSpec:
             the rest to one "other" class; ``0`` keeps every token seen in training.
         hidden_layer: for ``hidden`` targets, the layer whose ``resid_post`` is predicted
             (default: the probe's own layer).
-        table: for ``label``/``continuous`` targets, a CSV file with columns ``window`` and
-            ``position`` (which sequence and position a row labels) and the ``column``.
+        table: for ``label``/``continuous`` targets, a CSV file with columns ``sequence`` and
+            ``position`` (which sequence and position a row labels; ``window`` for the
+            sequence in earlier releases is still read) and the ``column``.
             An optional ``token`` column is checked against the data.
         column: the label column of ``table``.
     """

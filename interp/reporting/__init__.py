@@ -38,8 +38,13 @@ from ._sections import SECTION_SPECS, Context, Section
 __all__ = ["SECTIONS", "ReportConfig", "report"]
 
 
+#: settings of sections cached by earlier releases, under today's names
+_RENAMED_SETTINGS = {"n_windows": "max_windows", "probe_layers": "probe_layer_stride"}
+
+
 def _cached(folder: Path, settings: dict) -> dict | None:
-    """The finished section's record if it ran with these settings, else ``None``."""
+    """The finished section's record if it ran with these settings, else ``None`` (a
+    setting cached under its earlier name counts as the same setting)."""
     path = folder / "section.json"
     if not path.is_file():
         return None
@@ -47,7 +52,8 @@ def _cached(folder: Path, settings: dict) -> dict | None:
         record = json.loads(path.read_text())
     except json.JSONDecodeError:
         return None
-    return record if record.get("settings") == json.loads(json.dumps(settings)) else None
+    saved = {_RENAMED_SETTINGS.get(k, k): v for k, v in (record.get("settings") or {}).items()}
+    return record if saved == json.loads(json.dumps(settings)) else None
 
 
 def _run_section(section: Section, ctx: Context, out: Path, fresh: bool) -> dict:

@@ -68,6 +68,11 @@ def test_rerun_reuses_sections_and_fresh_recomputes(tmp_path):
     page = report(_config(formats=()), tmp_path, verbose=False).read_text(encoding="utf-8")
     assert page.count(reused) == 3
     assert json.loads((tmp_path / "registers" / "section.json").read_text()) == record
+    # a section cached by an earlier release, under a setting's earlier name, is reused too
+    old = {("n_windows" if k == "max_windows" else k): v for k, v in record["settings"].items()}
+    (tmp_path / "registers" / "section.json").write_text(json.dumps(dict(record, settings=old)))
+    page = report(_config(formats=()), tmp_path, verbose=False).read_text(encoding="utf-8")
+    assert page.count(reused) == 3
     # changing a setting a section depends on recomputes that section only
     config = _config(max_distance=3, formats=())
     assert report(config, tmp_path, verbose=False).read_text("utf-8").count(reused) == 2

@@ -349,7 +349,7 @@ def _label_table(path, tmp_path, label=lambda t: t % 3, name="labels.csv"):
     idx = interp.load_recording(path).to_pandas()
     idx = idx[(idx.role == "regular") & (idx.position % 3 == 2)]
     csv = tmp_path / name
-    pd.DataFrame(dict(window=idx.sequence, position=idx.position, token=idx.token,
+    pd.DataFrame(dict(sequence=idx.sequence, position=idx.position, token=idx.token,
                       label=[label(int(t)) for t in idx.token])).to_csv(csv, index=False)
     return csv
 
@@ -363,6 +363,11 @@ def test_label_table_and_its_errors(tiny_recording, tmp_path):
     assert set(m.offset) == {0} and (m.target == "label").all()
     test = m[(m.split == "test") & (m.role == "all") & (m.layer == 0)]
     assert (test.accuracy > test.baseline_majority).all()
+    # a table of an earlier release names the sequence `window`
+    old = pd.read_csv(csv).rename(columns={"sequence": "window"})
+    old.to_csv(tmp_path / "old.csv", index=False)
+    pd.testing.assert_frame_equal(
+        train_probes(spec.with_overrides([f'target.table="{tmp_path / "old.csv"}"'])).to_pandas(), m)
     # misaligned: a token column that disagrees with the data
     bad = pd.read_csv(csv)
     bad.loc[3, "token"] += 1
