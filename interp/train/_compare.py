@@ -13,14 +13,14 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .._io import atomic_write_csv
-from ..core.result import Figure, check_files
+from ..core.result import Figure, SavedResult
 from ..errors import InterpError, check_choice
 from ._config import CONDITIONS, TrainConfig, run_labels
 from ._loop import train_toy
 
 
 @dataclass
-class ToyComparison:
+class ToyComparison(SavedResult):
     """A grid of runs (task × pauses × insert × mode × seed).
 
     Attributes:
@@ -35,26 +35,17 @@ class ToyComparison:
 
     FILES: ClassVar[tuple[str, ...]] = ("compare.csv", "histories.csv")
     MADE_BY: ClassVar[str] = "interp toy compare --out DIR"
+    SAVED: ClassVar[dict] = {"runs": "compare.csv", "histories": "histories.csv"}
 
     def to_pandas(self) -> pd.DataFrame:
         return self.runs
 
     def save(self, out: str | os.PathLike) -> Path:
-        """Write ``compare.csv``, ``summary.csv`` and ``histories.csv`` into ``out``."""
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        for name, df in (("compare.csv", self.runs), ("summary.csv", self.summary()),
-                         ("histories.csv", self.histories)):
-            atomic_write_csv(out / name, df)
+        """Write ``compare.csv`` and ``histories.csv`` (read back by :meth:`load`, no model
+        needed), and ``summary.csv`` (:meth:`summary`, for reading) into ``out``."""
+        out = super().save(out)
+        atomic_write_csv(out / "summary.csv", self.summary())
         return out
-
-    @classmethod
-    def load(cls, out: str | os.PathLike) -> ToyComparison:
-        """Read a comparison written by :func:`compare_toy` (``compare.csv`` and
-        ``histories.csv`` in ``out``); no model is needed."""
-        out = check_files(cls, out)
-        return cls(runs=pd.read_csv(out / "compare.csv"),
-                   histories=pd.read_csv(out / "histories.csv"))
 
     def figures(self) -> list[Figure]:
         from ..figures import toy as f
