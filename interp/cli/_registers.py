@@ -74,7 +74,7 @@ def run(args) -> int:
     if not args.no_ablate:
         results.append(sinks.ablate_massive(model, base, res.massive))
     if args.eviction_window is not None:
-        results.append(sinks.cache_eviction(model, ids, window=args.eviction_window,
+        results.append(sinks.cache_eviction(model, ids, eviction_window=args.eviction_window,
                                             sinks=n_sinks))
     for r in results[2:]:
         r.save(out)

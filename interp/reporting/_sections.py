@@ -131,7 +131,7 @@ def _run_registers(ctx: Context, out: Path) -> dict:
     ab = sinks.ablate_massive(ctx.model, seqs[: cfg.ablation_windows], reg.massive,
                               verbose=ctx.verbose)
     ab.save(out / "ablations")
-    ev = sinks.cache_eviction(ctx.model, text, window=window, sinks=cfg.sinks,
+    ev = sinks.cache_eviction(ctx.model, text, eviction_window=window, sinks=cfg.sinks,
                               verbose=ctx.verbose)
     ev.save(out / "eviction")
     roles = reg.by_role().set_index("role")

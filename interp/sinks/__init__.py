@@ -36,7 +36,7 @@ Example:
     >>> reg = interp.registers(model, docs, n_tokens=128, max_windows=4)
     >>> reg.by_role()                 # attention received and norms: bos vs regular vs pause
     >>> abl = interp.ablate_massive(model, docs, reg.massive, n_tokens=128, max_windows=4)
-    >>> ev = interp.cache_eviction(model, long_tokens, window=64, sinks=(0, 1, 4))
+    >>> ev = interp.cache_eviction(model, long_tokens, eviction_window=64, sinks=(0, 1, 4))
 """
 
 from __future__ import annotations

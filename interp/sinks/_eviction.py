@@ -20,7 +20,7 @@ from ..core import model as core_model
 from ..core.inputs import as_sequence
 from ..core.model import Bridge
 from ..core.result import Figure, SavedResult
-from ..errors import InterpError
+from ..errors import InterpError, refuse_renamed
 from ..models import check_context
 from ..pauses import PausedSequence
 from ._common import _upcast
@@ -42,10 +42,11 @@ class EvictionResult(SavedResult):
 
     Attributes:
         table: condition (``full``, ``window``, ``sinks+window``), n_sinks, eviction_window
-            (the recent keys kept, ``window`` of :func:`cache_eviction`), nll (mean
+            (the recent keys kept, ``eviction_window`` of :func:`cache_eviction`), nll (mean
             over the scored positions), perplexity, n_scored.
         per_position: position, condition, n_sinks, nll: the loss of every scored position.
-        settings: n_tokens, window, the first scored position, and how eviction was simulated.
+        settings: n_tokens, eviction_window, the first scored position, and how eviction was
+            simulated.
     """
 
     table: pd.DataFrame
@@ -84,9 +85,10 @@ def cache_eviction(
     model: Bridge,
     tokens: Int[Tensor, " pos"] | PausedSequence | str,
     *,
-    window: int = 64,
+    eviction_window: int = 64,
     sinks: Sequence[int] = (0, 1, 4),
     verbose: bool = True,
+    **old,
 ) -> EvictionResult:
     """Perplexity on a long text with a sliding KV window, with and without sink tokens.
 
@@ -102,7 +104,8 @@ def cache_eviction(
         model: a ``TransformerBridge``.
         tokens: the text, or its token ids (BOS first, if the model expects one), or its
             :class:`~interp.PausedSequence`.
-        window: recent keys kept per query (the query's own key included).
+        eviction_window: recent keys kept per query (the query's own key included;
+            ``--eviction-window``; ``window=`` in earlier releases, which now raises).
         sinks: numbers of initial tokens kept; include 0 for the evicted condition.
         verbose: show a progress bar.
 
@@ -110,18 +113,21 @@ def cache_eviction(
         InterpError: a text not longer than ``max(sinks) + window`` (nothing would be evicted),
             a text longer than the model's context, or a window below 1.
     """
+    refuse_renamed("cache_eviction", old, {"window": "eviction_window"})
+    window = eviction_window
     seq = as_sequence(model, tokens, what="the text to evict from")
     n = len(seq)
     sinks = sorted(set(int(s) for s in sinks))
     if window < 1 or (sinks and sinks[0] < 0):
-        raise InterpError(f"window={window}, sinks={sinks}", "use window >= 1 and sinks >= 0")
+        raise InterpError(f"eviction_window={window}, sinks={sinks}",
+                          "use eviction_window >= 1 and sinks >= 0")
     start = (sinks[-1] if sinks else 0) + window
     if n <= start + 1:
         raise InterpError(
             f"the text has {n} tokens, not more than the eviction window plus sinks "
             f"({window} + {start - window}), so no token would be evicted",
             f"give a text longer than {start + 1} tokens (e.g. --eviction-tokens 1024 from a "
-            f"corpus) or a smaller window (now {window})",
+            f"corpus) or a smaller eviction_window (now {window})",
         )
     check_context(model, n)
     dev = core_model.device(model)
@@ -150,7 +156,7 @@ def cache_eviction(
                          nll=mean, perplexity=float(np.exp(mean)), n_scored=int(len(scored))))
         pos_rows += [dict(position=int(p), condition=name, n_sinks=-1 if s is None else s,
                           nll=float(v)) for p, v in zip(scored.tolist(), nll.tolist(), strict=True)]
-    settings = dict(n_tokens=n, window=window, sinks=sinks, first_scored=start,
+    settings = dict(n_tokens=n, eviction_window=window, sinks=sinks, first_scored=start,
                     method="attention restricted to kept keys and renormalised; absolute RoPE "
                     "positions kept (a KV cache of pre-rotated keys with entries evicted)")
     return EvictionResult(pd.DataFrame(rows), pd.DataFrame(pos_rows), settings)

@@ -52,7 +52,7 @@ def test_evicting_the_first_tokens_blows_up_perplexity(smollm):
     docs = interp.load_corpus()
     doc = max(docs, key=lambda d: len(d.text))
     ids = interp.tokenize(smollm, doc.text).tokens[:256]
-    ev = sinks.cache_eviction(smollm, ids, window=32, sinks=(0, 4), verbose=False)
+    ev = sinks.cache_eviction(smollm, ids, eviction_window=32, sinks=(0, 4), verbose=False)
     full, evicted, kept = ev.perplexity(None), ev.perplexity(0), ev.perplexity(4)
     assert evicted > 1.5 * kept  # StreamingLLM: the window alone breaks down
     assert kept < 1.6 * full     # keeping 4 sink tokens recovers most of it

@@ -188,6 +188,8 @@ def test_report_config_old_keywords_fail_naming_the_new_one():
     (lambda: interp.record(None, [], overwrite=True), "record(overwrite=...)", "fresh=True"),
     (lambda: interp.pause_compare.compare_checkpoint("CKPT", n_windows=4),
      "compare_checkpoint(n_windows=...)", "max_windows=4"),
+    (lambda: interp.cache_eviction(None, "text", window=8), "cache_eviction(window=...)",
+     "eviction_window=8"),
     (lambda: interp.pause_compare.compare_instruments({}, [], pauses=2),
      "compare_instruments(pauses=...)", "generation_pauses=2"),
 ])

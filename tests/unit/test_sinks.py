@@ -141,7 +141,7 @@ def test_eviction_window_equals_a_real_truncated_cache(n_layers):
                               device="cpu", dtype=torch.float64)
     toks = torch.randint(0, 61, (30,), generator=torch.Generator().manual_seed(0))
     window = 6
-    res = sinks.cache_eviction(model, toks, window=window, sinks=(0, 2), verbose=False)
+    res = sinks.cache_eviction(model, toks, eviction_window=window, sinks=(0, 2), verbose=False)
     per = res.per_position
     logits = model(toks[None])[0]
     full = per[per["condition"] == "full"]
@@ -164,7 +164,7 @@ def test_eviction_window_equals_a_real_truncated_cache(n_layers):
 
 def test_bad_input_names_the_fix(tiny_model):
     with pytest.raises(InterpError, match="eviction window"):
-        sinks.cache_eviction(tiny_model, torch.arange(20), window=16, sinks=(0, 4), verbose=False)
+        sinks.cache_eviction(tiny_model, torch.arange(20), eviction_window=16, sinks=(0, 4), verbose=False)
     with pytest.raises(InterpError, match="ratio"):
         sinks.registers(tiny_model, torch.arange(8), ratio=1.0, verbose=False)
     with pytest.raises(InterpError, match="length 1"):
@@ -204,7 +204,7 @@ def test_every_sink_result_round_trips_and_reads_earlier_releases(tiny_model, tm
     toks = torch.randint(0, 60, (2, 10), generator=torch.Generator().manual_seed(0))
     reg = sinks.registers(tiny_model, toks, verbose=False)
     ab = sinks.ablate_massive(tiny_model, toks, reg.massive, verbose=False)
-    ev = sinks.cache_eviction(tiny_model, torch.arange(20), window=4, sinks=(0, 1), verbose=False)
+    ev = sinks.cache_eviction(tiny_model, torch.arange(20), eviction_window=4, sinks=(0, 1), verbose=False)
     for res in (reg, ab, ev):
         res.save(tmp_path / "now")
     files = {p.name for p in (tmp_path / "now").iterdir()}
@@ -221,7 +221,7 @@ def test_every_sink_result_round_trips_and_reads_earlier_releases(tiny_model, tm
                     check_dtype=False)
     back = sinks.RegisterResult.load(tmp_path / "now")
     assert back.settings == json.loads(json.dumps(reg.settings)) and back.massive.ratio == 100.0
-    assert sinks.EvictionResult.load(tmp_path / "now").settings["window"] == 4
+    assert sinks.EvictionResult.load(tmp_path / "now").settings["eviction_window"] == 4
 
     # An earlier release: `window` for the sequence (and for the eviction window), `target`
     # for the ablated component, and neither the per-head table nor the settings files.
