@@ -94,8 +94,11 @@ def main() -> None:
     ap.add_argument("--n-distance", default="128,512")
     ap.add_argument("--loop-full-max", type=int, default=128)
     ap.add_argument("--loop-targets", type=int, default=12)
+    ap.add_argument("--distance-methods", default="prefix,prefix-batched",
+                    help="by_distance methods timed against the loop")
+    ap.add_argument("--chunk-size", type=int, default=16, help="targets per prefix forward")
     ap.add_argument("--batched-max", type=int, default=10**9,
-                    help="time prefix-batched only up to this N (it costs what prefix costs on a CPU)")
+                    help="beyond this N time only prefix-batched (the faster one)")
     ap.add_argument("--n-long", default="1024,2048")
     ap.add_argument("--brute-targets", type=int, default=8)
     ap.add_argument("--windows-64", type=int, default=8, help="windows for the N = 64 share")
@@ -156,13 +159,14 @@ def _distance(model, n: int, args) -> None:
     """The by-distance methods against the reference loop at N = n (all layers, k and v)."""
     seq = _window(model, n)
     kw = dict(sites=("k", "v"), verbose=False)
-    t_prefix, bd = _timed(lambda: by_distance(model, seq, n, method="prefix", **kw))
-    batched = n <= args.batched_max
-    if batched:
-        t_batched, bd_b = _timed(lambda: by_distance(model, seq, n, method="prefix-batched", **kw))
+    methods = [m for m in args.distance_methods.split(",") if m]
+    if n > args.batched_max and len(methods) > 1:
+        methods = [m for m in methods if m != "prefix"]  # the slower of the two on the CPU
+    timed = {m: _timed(lambda m=m: by_distance(model, seq, n, method=m, chunk_size=args.chunk_size, **kw))
+             for m in methods}
     if n <= args.loop_full_max:
         t_loop, bd_loop = _timed(lambda: by_distance(model, seq, n, method="loop", **kw))
-        for name, res in (("prefix", bd), ("prefix-batched", bd_b))[:2 if batched else 1]:
+        for name, (_, res) in timed.items():
             err = float(((res.table.grad_norm - bd_loop.table.grad_norm).abs()
                          / bd_loop.table.grad_norm.abs()).max())
             print(f"  N={n}: {name} vs loop, max relative difference of grad_norm {err:.1e}")
@@ -175,11 +179,9 @@ def _distance(model, n: int, args) -> None:
                                               method="loop", **kw))
         t_loop = t_sub / len(targets) * int(seq.loss_mask.sum())
         note = f"loop timed on {len(targets)} targets, extrapolated"
-    _row(f"by distance: loop / prefix ({note})", f"N={n}", t_loop, t_prefix,
-         t_loop / t_prefix, ">= 3")
-    if batched:
-        _row("by distance: loop / prefix-batched (vmapped VJPs)", f"N={n}", t_loop, t_batched,
-             t_loop / t_batched, "")
+    for name, (t, _) in timed.items():
+        _row(f"by distance: loop / {name}, chunk {args.chunk_size} ({note})", f"N={n}", t_loop, t,
+             t_loop / t, ">= 3")
 
 
 def _long_one(model, n: int) -> None:

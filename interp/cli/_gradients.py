@@ -37,7 +37,7 @@ def register(sub) -> None:
                    help="targets per forward pass on a prefix for --by-distance")
     p.add_argument("--method", default="auto", choices=["auto", "prefix", "prefix-batched", "loop"],
                    help="how --by-distance computes per-target gradients (default auto: "
-                   "prefix-batched on a GPU, prefix on the CPU)")
+                   "prefix-batched, the fastest measured)")
     p.add_argument("--out", required=True, help="output directory")
     p.set_defaults(func=run)
 

@@ -155,7 +155,7 @@ def test_by_distance_terms_sum_to_total(n_kv_heads):
     d0 = bd.table[bd.table.distance == 0].set_index(["site", "layer"]).share
     torch.testing.assert_close(torch.tensor(d0.sort_index().to_numpy()),
                                torch.tensor(1 - pooled.sort_index().to_numpy()))
-    # the prefix-truncated methods (the default is "prefix" on the CPU) against the reference
+    # the prefix-truncated methods (the default is "prefix-batched") against the reference
     # loop, which runs one backward pass per target through the whole sequence's graph
     loop = interp.by_distance(tiny_model64, tokens, max_distance=20, batch_size=2,
                               method="loop", verbose=False)
