@@ -14,7 +14,7 @@ def test_report_on_the_bundled_model(smollm_fresh, tmp_path):
     config = ReportConfig(n_tokens=48, max_windows=2, eviction_tokens=200, eviction_window=32,
                           sinks=(0, 4), gradient_windows=1, gradient_tokens=24, max_distance=4,
                           probe_windows=24, probe_tokens=16, probe_layer_stride=15, offsets=(1, 2), probe_eval_positions=100,
-                          patch_layers=10,
+                          patch_layers=10, long_context_tokens=(1024,),
                           sections=("registers", "gradients", "probes", "patching"),
                           formats=("png",))
     page = report(config, tmp_path, model=smollm_fresh, strict=True,
