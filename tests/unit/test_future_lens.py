@@ -102,7 +102,9 @@ def test_identity_at_offset_one_from_the_last_layer_is_the_model(tiny_model):
 def _copy_two_back_model():
     """A 2-layer model trained on sequences where every token repeats the token two back
     (x_t = x_{t-2}); it predicts x_{t+1} = x_{t-1} once two tokens are seen."""
-    model = interp.load_model(interp.TinyConfig(n_layers=2, d_model=32, n_heads=4, d_vocab=16, n_ctx=32),
+    # d_model 64 and 600 steps: at d_model 32 (150 or 600 steps) the final state is too
+    # nonlinear in the two tokens for a linear map (measured agreement 0.81-0.87 after block 0)
+    model = interp.load_model(interp.TinyConfig(n_layers=2, d_model=64, n_heads=4, d_vocab=16, n_ctx=32),
                               device="cpu")
     gen = torch.Generator().manual_seed(0)
 
@@ -111,7 +113,7 @@ def _copy_two_back_model():
         return pair.repeat(1, 8)
 
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    for _ in range(150):
+    for _ in range(600):
         toks = batch(32)
         logits = model(toks)
         loss = torch.nn.functional.cross_entropy(logits[:, 1:-1].reshape(-1, 16), toks[:, 2:].reshape(-1))
@@ -135,12 +137,11 @@ def test_a_copy_two_back_model_is_read_at_offset_two(copy_model):
     assert acc > 0.99  # the model has learned the task
     res = future_lens(model, toks, offsets=[1, 2], config=FutureLensSpec(eval_positions=400))
     t = res.table.set_index(["layer", "offset"])
-    # h_t holds x_t, which is what the model will predict at t + 1 (offset 2). The map is fitted
-    # to the whole final state at t + 1, half of which depends on the unseen x_{t+1}, so it
-    # is read well but not perfectly (measured: 0.88 after block 0, 0.69 after block 1;
+    # h_t holds x_t, which is what the model will predict at t + 1 (offset 2): read perfectly
+    # after block 0 (measured 1.0 on 400 held-out positions), nearly so after block 1 (0.955;
     # chance is 1/16)
-    assert t.loc[(0, 2), "agreement_top1"] >= 0.85 and t.loc[(0, 2), "accuracy"] >= 0.85
-    assert t.loc[(1, 2), "agreement_top1"] >= 0.6
+    assert t.loc[(0, 2), "agreement_top1"] >= 0.99 and t.loc[(0, 2), "accuracy"] >= 0.99
+    assert t.loc[(1, 2), "agreement_top1"] >= 0.9
     assert t.loc[(0, 1), "agreement_top1"] >= 0.98 and t.loc[(1, 1), "agreement_top1"] == 1.0
     # on this data token t + 2 is token t: the bigram baseline at distance 2 is perfect too
     assert t.loc[(1, 2), "bigram_accuracy"] == 1.0
