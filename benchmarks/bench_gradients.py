@@ -8,11 +8,13 @@ Measured side by side in one run (ratios are what count on a shared machine):
    the decomposition; the brute force is timed on ``--brute-targets`` targets and
    extrapolated to all N − 1;
 3. distance-resolved gradients: the prefix method (a forward per chunk of targets on the
-   prefix that ends at its last target, one backward per target over that prefix) and the
-   batched VJPs over the same prefixes, against the reference loop (one forward, one backward
-   per target through the whole graph), at each of ``--n-distance`` (default 128,512); beyond
-   ``--loop-full-max`` tokens the loop is timed on ``--loop-targets`` targets and
-   extrapolated (its cost per target does not depend on the target);
+   prefix that ends at its last target, or on the window that starts max-distance tokens
+   before its first target over a KV cache of the rest; one backward per target over it) and
+   the batched VJPs over the same prefixes, against the reference loop (one forward, one
+   backward per target through the whole graph), at each of ``--n-distance`` (default
+   128,512) and each of ``--max-distances`` (default ``all,16``: every distance, and the
+   report's 16); beyond ``--loop-full-max`` tokens the loop is timed on ``--loop-targets``
+   targets and extrapolated (its cost per target does not depend on the target);
 4. attribution patching against the full activation-patching sweep over (layer, position) of
    K and V (all heads of a site patched together), on a clean/corrupt pair: speed and
    agreement (Spearman, Pearson, top-10 overlap), with AtP* for keys;
@@ -97,6 +99,9 @@ def main() -> None:
     ap.add_argument("--distance-methods", default="prefix,prefix-batched",
                     help="by_distance methods timed against the loop")
     ap.add_argument("--chunk-size", type=int, default=16, help="targets per prefix forward")
+    ap.add_argument("--max-distances", default="all,16",
+                    help="max distances to time: 'all' (every distance) and numbers (16: the "
+                         "report's)")
     ap.add_argument("--batched-max", type=int, default=10**9,
                     help="beyond this N time only prefix-batched (the faster one)")
     ap.add_argument("--n-long", default="1024,2048")
@@ -156,20 +161,18 @@ def main() -> None:
 
 
 def _distance(model, n: int, args) -> None:
-    """The by-distance methods against the reference loop at N = n (all layers, k and v)."""
+    """The by-distance methods against the reference loop at N = n (all layers, k and v), for
+    each max distance (``all``: every distance; a number: the distances up to it, which lets a
+    model with a KV cache run each chunk on a window). The loop's cost does not depend on the
+    max distance (it computes every term), so it is timed once."""
     seq = _window(model, n)
     kw = dict(sites=("k", "v"), verbose=False)
     methods = [m for m in args.distance_methods.split(",") if m]
     if n > args.batched_max and len(methods) > 1:
         methods = [m for m in methods if m != "prefix"]  # the slower of the two on the CPU
-    timed = {m: _timed(lambda m=m: by_distance(model, seq, n, method=m, chunk_size=args.chunk_size, **kw))
-             for m in methods}
+    bd_loop = None
     if n <= args.loop_full_max:
         t_loop, bd_loop = _timed(lambda: by_distance(model, seq, n, method="loop", **kw))
-        for name, (_, res) in timed.items():
-            err = float(((res.table.grad_norm - bd_loop.table.grad_norm).abs()
-                         / bd_loop.table.grad_norm.abs()).max())
-            print(f"  N={n}: {name} vs loop, max relative difference of grad_norm {err:.1e}")
         note = "loop timed in full"
     else:  # keep a few targets in the loss: the loop costs the same per target
         targets = list(range(1, n - 1, (n - 2) // args.loop_targets))[:args.loop_targets]
@@ -179,9 +182,21 @@ def _distance(model, n: int, args) -> None:
                                               method="loop", **kw))
         t_loop = t_sub / len(targets) * int(seq.loss_mask.sum())
         note = f"loop timed on {len(targets)} targets, extrapolated"
-    for name, (t, _) in timed.items():
-        _row(f"by distance: loop / {name}, chunk {args.chunk_size} ({note})", f"N={n}", t_loop, t,
-             t_loop / t, ">= 3")
+    for dist in args.max_distances.split(","):
+        d = n if dist == "all" else int(dist)
+        for m in methods:
+            t, res = _timed(lambda m=m, d=d: by_distance(model, seq, d, method=m,
+                                                         chunk_size=args.chunk_size, **kw))
+            if bd_loop is not None:  # the rows up to distance d are the same in both tables
+                on = ["layer", "site", "distance"]
+                both = res.table.merge(bd_loop.table, on=on, suffixes=("", "_loop"))
+                err = float(((both.grad_norm - both.grad_norm_loop).abs()
+                             / both.grad_norm_loop.abs()).max())
+                assert len(both) == len(res.table), "distances missing from the loop's table"
+                print(f"  N={n}, max distance {dist}: {m} vs loop, max relative difference of "
+                      f"grad_norm {err:.1e} ({len(both)} rows)")
+            _row(f"by distance: loop / {m}, max distance {dist}, chunk {args.chunk_size} ({note})",
+                 f"N={n}", t_loop, t, t_loop / t, ">= 3")
 
 
 def _long_one(model, n: int) -> None:

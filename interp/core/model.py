@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..errors import InterpError
+
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge as Bridge
 else:  # a plain name at run time: annotations stay cheap and the bridge import lazy
@@ -130,3 +132,74 @@ def projection(model: Bridge, layer: int, name: str, *, attn: bool) -> torch.nn.
     block = model.blocks[layer]
     wrapper = getattr(block.attn if attn else block.mlp, name, None)
     return getattr(wrapper, "original_component", None)
+
+
+# ------------------------------------------------------------------------------ the KV cache
+
+
+def supports_cache(model: Bridge) -> bool:
+    """True when the bridge can run incrementally over a Hugging Face KV cache."""
+    return not is_native(model) and bool(getattr(model.adapter, "supports_kv_cache", True))
+
+
+def cache_kv(past, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Layer ``layer``'s cached keys and values, ``[batch, kv_head, pos, d_head]`` each.
+
+    With :func:`cache_prefix`, the only code that reads transformers' cache objects:
+    ``Cache.layers[i].keys/.values`` (transformers >= 4.56, every 5.x) or a legacy tuple of
+    ``(key, value)`` pairs.
+    """
+    if hasattr(past, "layers"):
+        entry = past.layers[layer]
+        return entry.keys, entry.values
+    key, value = past[layer][:2]
+    return key, value
+
+
+def cache_length(past) -> int:
+    """Positions held by the cache (0 when it holds nothing)."""
+    if hasattr(past, "get_seq_length"):
+        return int(past.get_seq_length())
+    key = cache_kv(past, 0)[0]
+    return 0 if key is None else int(key.shape[-2])
+
+
+def cache_prefix(past, n: int, n_positions: int):
+    """A new cache holding the first ``n`` positions of ``past`` (detached), or ``None``
+    when ``past`` is not a plain full-length cache (a sliding-window or quantized layer, or
+    a cache that does not hold all ``n_positions`` positions fed): then the caller must
+    run without it. ``past`` is left as it was."""
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    layers = getattr(past, "layers", None)
+    if not layers or any(type(e) is not DynamicLayer for e in layers):
+        return None
+    if any(e.keys is None or e.keys.shape[-2] != n_positions for e in layers):
+        return None
+    out = DynamicCache()
+    for i, e in enumerate(layers):
+        out.update(e.keys[:, :, :n].detach(), e.values[:, :, :n].detach(), i)
+    return out
+
+
+def check_cache_grew(past, expected: int,
+                     fix: str = "or call generate(..., use_cache=False)") -> None:
+    """Fail loudly when the model ignored the cache it was handed.
+
+    transformers 5.24 renamed the forward argument ``past_key_values`` to ``cache``; the
+    attention bridge of TransformerLens 4.3 still reads ``past_key_values``, so with that pair
+    every cached step silently attends to nothing but itself (logits off by ~0.1 on a tiny
+    Llama). Checking the cache length after each step turns that into an error.
+    """
+    import transformers
+
+    held = 0 if past is None else cache_length(past)
+    if held != expected:
+        raise InterpError(
+            f"the KV cache holds {held} positions after {expected} were fed: this transformers "
+            f"version ({transformers.__version__}) hands the cache to the model under a name "
+            "TransformerLens' attention bridge does not read, so cached forwards would be wrong",
+            "install the locked versions (bash scripts/setup.sh; transformers<5.24 with "
+            f"transformer-lens 4.3), {fix}",
+        )

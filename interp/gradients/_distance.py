@@ -83,12 +83,14 @@ class _Accumulator:
         g_tot: Float[Tensor, "batch pos head d"],
         valid: Bool[Tensor, "batch pos"],
         in_loss: Bool[Tensor, "batch seq"],
+        start: int = 0,
     ) -> None:
-        """Add the terms of ``targets`` (whose gradients cover the first ``pos`` positions;
-        ``in_loss`` covers the whole sequence)."""
+        """Add the terms of ``targets``, whose gradients cover positions ``start`` to
+        ``start + pos - 1`` (``g_tot`` and ``valid`` those positions; ``in_loss`` covers the
+        whole sequence)."""
         n_pos = grads.shape[2]
         t = torch.tensor(targets, device=grads.device)[:, None]  # [chunk, 1]
-        i = torch.arange(n_pos, device=grads.device)[None, :]
+        i = start + torch.arange(n_pos, device=grads.device)[None, :]
         dist = t - i  # [chunk, pos]
         ok = (dist >= 0) & (dist <= self.d) & (i >= self.start)
         # [chunk, batch, pos]: source valid, target in the loss for that sequence
@@ -141,27 +143,37 @@ def by_distance(
     """‖∂ℓ_t/∂x_i‖ for every target t ≥ i, aggregated by distance d = t − i per layer and site.
 
     The per-target gradients are vector-Jacobian products of the per-position losses ℓ with
-    one-hot cotangents, reduced on the fly to sums by distance. Under the causal mask ℓ_t
-    depends only on positions ≤ t, so the targets are taken ``chunk_size`` at a time and the
-    forward runs on the prefix that ends at the chunk's last target, with the unembedding
-    read only at the chunk's targets (its input is narrowed in a hook): each backward covers
-    that prefix instead of the whole sequence (on average half of it) and never touches the
-    vocabulary at other positions. The result is exact (the prefix's activations are those of
-    the full forward). One ordinary backward gives the total g_i = ∂L/∂x_i, against which
-    each term is projected (the ``share`` column). Losses are summed over positions, as in
-    :func:`future_gradients`. Under ``torchrun`` each process takes every world-size-th
-    sequence and the sums are all-reduced.
+    one-hot cotangents, reduced on the fly to sums by distance. Each backward covers only the
+    positions the kept terms need, which makes it exact and cheaper than one backward through
+    the whole graph per target (the ``"loop"`` reference):
+
+    - under the causal mask ℓ_t depends only on positions ≤ t, so the targets are taken
+      ``chunk_size`` at a time and the forward runs on the prefix that ends at the chunk's
+      last target, with the unembedding read only at the chunk's targets (its input is
+      narrowed in a hook);
+    - no kept term needs a gradient before position t − ``max_distance``, and a gradient at a
+      position only flows to earlier ones, so for a model with a KV cache (any Hugging Face
+      model) a chunk whose first target t₀ lies further in runs on the window from
+      t₀ − ``max_distance`` on, over a cache of the positions before it (as constants; they
+      are the full forward's keys and values). The cost per target is then about
+      ``max_distance + chunk_size`` positions instead of t. Native models run the prefix.
+
+    The prefix's and the window's activations are those of the full forward, so the result
+    is the loop's up to float rounding. One ordinary backward gives the total g_i = ∂L/∂x_i,
+    against which each term is projected (the ``share`` column). Losses are summed over
+    positions, as in :func:`future_gradients`. Under ``torchrun`` each process takes every
+    world-size-th sequence and the sums are all-reduced.
 
     Args:
         model: a ``TransformerBridge``.
         inputs: as for :func:`future_gradients`.
-        max_distance: the largest d = t − i kept (terms further ahead are computed and
-            dropped; use ``n_tokens`` or more to keep all, so shares add up to 1).
+        max_distance: the largest d = t − i kept (use ``n_tokens`` or more to keep all, so
+            shares add up to 1). A small one makes the run cheaper on models with a KV cache.
         sites, layers, policy, loss_mask, n_tokens, batch_size, max_windows: as for
             :func:`future_gradients`.
-        chunk_size: targets per forward pass on a prefix (and per batched VJP call).
+        chunk_size: targets per forward pass on a prefix or window (and per batched VJP call).
         include_first: also average over source position 0 (the BOS / sink).
-        method: ``"prefix"`` (one backward per target over its chunk's prefix),
+        method: ``"prefix"`` (one backward per target over its chunk's prefix or window),
             ``"prefix-batched"`` (the chunk's VJPs in one ``torch.autograd.grad(...,
             is_grads_batched=True)`` call; memory grows with ``chunk_size``), ``"loop"`` (the
             reference: one forward, one backward per target through the whole graph), or
@@ -211,14 +223,16 @@ def choose_method(method: str, device: torch.device) -> str:
     return method
 
 
-def _forward(model: Bridge, tokens: Tensor, keys, in_loss: Tensor, targets: list[int] | None):
-    """Forward with the sites captured; return ({key: activation}, losses).
+def _forward(model: Bridge, tokens: Tensor, keys, in_loss: Tensor, targets: list[int] | None,
+             *, start: int = 0, past=None, want_cache: bool = False):
+    """Forward with the sites captured; return ({key: activation}, losses, cache or None).
 
-    ``targets=None``: ℓ at every position, ``[batch, pos]``. Otherwise the forward runs on
-    the prefix of ``tokens`` that ends at the last target and the unembedding reads only the
-    target positions (its input is narrowed in a hook), so the losses are
-    ``[batch, len(targets)]`` and a backward pass never touches the vocabulary at the other
-    positions.
+    ``targets=None``: ℓ at every position, ``[batch, pos]`` (and, with ``want_cache``, the
+    KV cache of the whole sequence). Otherwise the forward runs on positions ``start`` to the
+    last target, over ``past`` (a cache of the first ``start`` positions) when ``start > 0``,
+    and the unembedding reads only the target positions (its input is narrowed in a hook), so
+    the losses are ``[batch, len(targets)]``, the activations cover positions ``start`` to the
+    last target, and a backward pass never touches the vocabulary at the other positions.
     """
     acts: dict = {}
 
@@ -232,33 +246,48 @@ def _forward(model: Bridge, tokens: Tensor, keys, in_loss: Tensor, targets: list
     fwd = [(hook_name(s, layer), make((s, layer))) for s, layer in keys]
     if targets is None:
         with model.hooks(fwd_hooks=fwd):
-            return acts, token_losses(model(tokens), tokens, in_loss)
+            if want_cache:
+                logits, cache = model(tokens, return_type="logits_and_cache")
+            else:
+                logits, cache = model(tokens), None
+        return acts, token_losses(logits, tokens, in_loss), cache
     idx = torch.tensor(targets, device=tokens.device)
-    fwd.append((hooks.UNEMBED_IN, lambda t, hook: t[:, idx]))
+    fwd.append((hooks.UNEMBED_IN, lambda t, hook: t[:, idx - start]))
+    end = targets[-1] + 1
     with model.hooks(fwd_hooks=fwd):
-        logits = model(tokens[:, :targets[-1] + 1])  # [batch, len(targets), d_vocab]
+        if start:
+            logits = model(tokens[:, start:end], past_key_values=past)
+            core_model.check_cache_grew(past, end, "or call by_distance(..., method=\"loop\")")
+        else:
+            logits = model(tokens[:, :end])  # [batch, len(targets), d_vocab]
     logp = torch.log_softmax(logits.float() if logits.dtype in (torch.float16, torch.bfloat16)
                              else logits, -1)
     nll = -logp.gather(-1, tokens[:, idx + 1, None])[..., 0]
-    return acts, torch.where(in_loss[:, idx], nll, torch.zeros_like(nll))
+    return acts, torch.where(in_loss[:, idx], nll, torch.zeros_like(nll)), None
 
 
 def _one_batch(model: Bridge, batch: Batch, keys, acc: _Accumulator, device, chunk_size: int,
                method: str) -> None:
     tokens = batch.tokens.to(device)
     in_loss = batch.loss_mask.to(device)
+    n = tokens.shape[1]
     valid = torch.tensor([[r != "pad" for r in roles] for roles in batch.roles], device=device)
-    acts, losses = _forward(model, tokens, keys, in_loss, None)
+    targets = [t for t in range(n) if bool(in_loss[:, t].any())]
+    step = 1 if method == "loop" else chunk_size
+    chunks = [targets[c:c + step] for c in range(0, len(targets), step)]
+    # a chunk whose first target lies more than max_distance after the start needs no
+    # gradient before position chunk[0] − max_distance: run it over a cache of that prefix
+    windowed = (method != "loop" and core_model.supports_cache(model)
+                and any(ch[0] > acc.d for ch in chunks))
+    acts, losses, past = _forward(model, tokens, keys, in_loss, None, want_cache=windowed)
     inputs = [acts[k] for k in keys]
     g_tot = torch.autograd.grad(losses.sum(), inputs, retain_graph=method == "loop")
     g_tot = [g if g.ndim == 4 else g[:, :, None] for g in g_tot]
     for key, g in sorted(zip(keys, g_tot, strict=True), key=lambda kg: -kg[0][1]):
         _check_finite(g, key)  # last layer first: the first non-finite in backward order
         acc.add_total(key, g, valid)
-    targets = [t for t in range(tokens.shape[1]) if bool(in_loss[:, t].any())]
-    step = 1 if method == "loop" else chunk_size
-    for c in range(0, len(targets), step):
-        chunk = targets[c:c + step]
+    for chunk in chunks:
+        start = 0
         if method == "loop":  # the reference: one backward per target through the full graph
             onehot = torch.zeros_like(losses)
             onehot[:, chunk[0]] = 1.0
@@ -266,8 +295,15 @@ def _one_batch(model: Bridge, batch: Batch, keys, acc: _Accumulator, device, chu
                                                           retain_graph=True)]
         else:
             # ℓ_t depends on positions ≤ t only (causal mask): run the forward on the prefix
-            # that ends at the chunk's last target; each backward then covers that prefix
-            acts, part = _forward(model, tokens, keys, in_loss, chunk)
+            # that ends at the chunk's last target, or on the window that starts max_distance
+            # before its first target (the positions before it come from the KV cache, as
+            # constants: no term that is kept needs their gradient); the backward covers that
+            start = max(0, chunk[0] - acc.d) if past is not None else 0
+            prefix = core_model.cache_prefix(past, start, n) if start else None
+            if prefix is None:  # not windowed, or a cache that cannot be cut
+                start = 0
+            acts, part, _ = _forward(model, tokens, keys, in_loss, chunk, start=start,
+                                     past=prefix)
             inputs_c = [acts[k] for k in keys]
             if method == "prefix-batched":
                 onehot = torch.eye(len(chunk), dtype=part.dtype, device=device)[:, None, :]
@@ -280,8 +316,9 @@ def _one_batch(model: Bridge, batch: Batch, keys, acc: _Accumulator, device, chu
                 grads = [torch.stack(gs) for gs in zip(*per, strict=True)]
         for key, g, tot in zip(keys, grads, g_tot, strict=True):
             g = g if g.ndim == 5 else g[:, :, :, None]
-            n = g.shape[2]
-            acc.add(key, chunk, g, tot[:, :n], valid[:, :n], in_loss)
+            m = g.shape[2]
+            acc.add(key, chunk, g, tot[:, start:start + m], valid[:, start:start + m], in_loss,
+                    start)
 
 
 def _check_finite(g: Tensor, key) -> None:

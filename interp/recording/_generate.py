@@ -32,7 +32,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from ..core import model as core_model
-from ..core.model import Bridge, is_native
+from ..core.model import Bridge
 from ..core.sites import resolve_layers
 from ..errors import InterpError
 from ..models import check_context
@@ -81,11 +81,6 @@ class Generation:
         return df
 
 
-def supports_cache(model: Bridge) -> bool:
-    """True when the bridge can run incrementally over a Hugging Face KV cache."""
-    return not is_native(model) and bool(getattr(model.adapter, "supports_kv_cache", True))
-
-
 def _prompt_sequence(model: Bridge, prompt, pauses: int) -> PausedSequence:
     if isinstance(prompt, str):
         seq = tokenize(model, prompt)
@@ -113,51 +108,9 @@ def _prompt_sequence(model: Bridge, prompt, pauses: int) -> PausedSequence:
     return seq
 
 
-def _cache_kv(past, layer: int) -> tuple[Tensor, Tensor]:
-    """Layer ``layer``'s cached keys and values, ``[batch, kv_head, pos, d_head]`` each.
-
-    The only code that reads transformers' cache objects: ``Cache.layers[i].keys/.values``
-    (transformers >= 4.56, every 5.x) or a legacy tuple of ``(key, value)`` pairs.
-    """
-    if hasattr(past, "layers"):
-        entry = past.layers[layer]
-        return entry.keys, entry.values
-    key, value = past[layer][:2]
-    return key, value
-
-
-def _cache_length(past) -> int:
-    """Positions held by the cache (0 when it holds nothing)."""
-    if hasattr(past, "get_seq_length"):
-        return int(past.get_seq_length())
-    key = _cache_kv(past, 0)[0]
-    return 0 if key is None else int(key.shape[-2])
-
-
-def _check_cache_grew(past, expected: int) -> None:
-    """Fail loudly when the model ignored the cache it was handed.
-
-    transformers 5.24 renamed the forward argument ``past_key_values`` to ``cache``; the
-    attention bridge of TransformerLens 4.3 still reads ``past_key_values``, so with that pair
-    every cached step silently attends to nothing but itself (logits off by ~0.1 on a tiny
-    Llama). Checking the cache length after each step turns that into an error.
-    """
-    import transformers
-
-    held = 0 if past is None else _cache_length(past)
-    if held != expected:
-        raise InterpError(
-            f"the KV cache holds {held} positions after {expected} were fed: this transformers "
-            f"version ({transformers.__version__}) hands the cache to the model under a name "
-            "TransformerLens' attention bridge does not read, so cached decoding would be wrong",
-            "install the locked versions (bash scripts/setup.sh; transformers<5.24 with "
-            "transformer-lens 4.3), or call generate(..., use_cache=False)",
-        )
-
-
 def _read_cache(past, layers: Sequence[int]) -> dict[str, Tensor]:
     """The cache's keys and values for ``layers`` (batch row 0), copied to the CPU."""
-    kv = [_cache_kv(past, layer) for layer in layers]
+    kv = [core_model.cache_kv(past, layer) for layer in layers]
     return {"k": torch.stack([k[0] for k, _ in kv]).cpu(),
             "v": torch.stack([v[0] for _, v in kv]).cpu()}
 
@@ -210,8 +163,8 @@ def generate(
     plans = plan_sites(model, sites) if sites else []
     layers = resolve_layers(model, layers)
     roles_kept = check_roles(roles)
-    cached = supports_cache(model) if use_cache is None else use_cache
-    if (cached or read_cache) and not supports_cache(model):
+    cached = core_model.supports_cache(model) if use_cache is None else use_cache
+    if (cached or read_cache) and not core_model.supports_cache(model):
         raise InterpError(
             "this model has no KV cache (TransformerLens-native models recompute every step)",
             "call generate(..., use_cache=None, read_cache=False), or use a Hugging Face model",
@@ -242,7 +195,7 @@ def generate(
                 if cached:
                     logits, past = model(inp, return_type="logits_and_cache",
                                          past_key_values=past)
-                    _check_cache_grew(past, len(tokens))
+                    core_model.check_cache_grew(past, len(tokens))
                 else:
                     logits = model(inp)
             cap.check_fired()

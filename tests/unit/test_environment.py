@@ -12,8 +12,10 @@ import pytest
 import torch
 from packaging.version import Version
 
+from interp.core.model import cache_kv as _cache_kv
+from interp.core.model import cache_length as _cache_length
+from interp.core.model import check_cache_grew as _check_cache_grew
 from interp.errors import InterpError
-from interp.recording._generate import _cache_kv, _cache_length, _check_cache_grew
 
 ROOT = Path(__file__).resolve().parents[2]
 # Installed by the set-up's build or by pip itself, not part of the project's dependency set.

@@ -240,3 +240,32 @@ def test_by_distance_prefix_equals_loop_with_padding_and_pauses(tiny_model64):
         pd.testing.assert_frame_equal(got, loop, rtol=1e-10, atol=1e-13)
     with pytest.raises(interp.InterpError, match="unknown method"):
         interp.by_distance(tiny_model64, seqs, method="vmap", **kw)
+
+
+def test_by_distance_window_over_kv_cache_equals_loop(tiny_llama_dir, monkeypatch):
+    # a Hugging Face model has a KV cache: chunks that start more than max_distance tokens in
+    # run on a window over a cache of the prefix. Exact against the reference loop (float64),
+    # with right padding and filler positions, and the window path is really taken. Tolerance
+    # 1e-6: Hugging Face's LlamaRMSNorm computes in float32 even in a float64 model, so the
+    # unwindowed prefix methods differ from the loop by 4e-8 too; a wrong window (positions,
+    # cache ignored) is off by far more
+    from interp.core import model as core_model
+
+    model = interp.load_model(tiny_llama_dir, device="cpu", dtype=torch.float64)
+    seqs = [interp.make_sequence(torch.randint(3, 61, (n,))) for n in (30, 21)]
+    kw = dict(max_distance=5, batch_size=2, policy=interp.PausePolicy(every=4, filler=5),
+              sites=("k", "v", "resid_post"), verbose=False)
+    starts = []
+    cut = core_model.cache_prefix
+    monkeypatch.setattr(core_model, "cache_prefix",
+                        lambda past, n, total: starts.append(n) or cut(past, n, total))
+    loop = interp.by_distance(model, seqs, method="loop", **kw).table
+    assert starts == []  # the loop runs the whole graph
+    for method, chunk in (("prefix", 4), ("prefix-batched", 6), ("auto", 16)):
+        got = interp.by_distance(model, seqs, method=method, chunk_size=chunk, **kw).table
+        pd.testing.assert_frame_equal(got, loop, rtol=1e-6, atol=1e-12)
+    assert starts and min(starts) > 0 and max(starts) > 20
+    # all distances kept: every chunk needs the whole prefix, so no window is cut
+    starts.clear()
+    interp.by_distance(model, seqs, **dict(kw, max_distance=40))
+    assert starts == []
