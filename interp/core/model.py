@@ -145,7 +145,7 @@ def supports_cache(model: Bridge) -> bool:
 def cache_kv(past, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Layer ``layer``'s cached keys and values, ``[batch, kv_head, pos, d_head]`` each.
 
-    The only code that reads transformers' cache objects:
+    With :func:`cache_prefix`, the only code that reads transformers' cache objects:
     ``Cache.layers[i].keys/.values`` (transformers >= 4.56, every 5.x) or a legacy tuple of
     ``(key, value)`` pairs.
     """
@@ -162,6 +162,25 @@ def cache_length(past) -> int:
         return int(past.get_seq_length())
     key = cache_kv(past, 0)[0]
     return 0 if key is None else int(key.shape[-2])
+
+
+def cache_prefix(past, n: int, n_positions: int):
+    """A new cache holding the first ``n`` positions of ``past`` (detached), or ``None``
+    when ``past`` is not a plain full-length cache (a sliding-window or quantized layer, or
+    a cache that does not hold all ``n_positions`` positions fed): then the caller must
+    run without it. ``past`` is left as it was."""
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    layers = getattr(past, "layers", None)
+    if not layers or any(type(e) is not DynamicLayer for e in layers):
+        return None
+    if any(e.keys is None or e.keys.shape[-2] != n_positions for e in layers):
+        return None
+    out = DynamicCache()
+    for i, e in enumerate(layers):
+        out.update(e.keys[:, :, :n].detach(), e.values[:, :, :n].detach(), i)
+    return out
 
 
 def check_cache_grew(past, expected: int,

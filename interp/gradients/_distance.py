@@ -223,93 +223,47 @@ def choose_method(method: str, device: torch.device) -> str:
     return method
 
 
-def _capture(keys, acts: dict, blocks: bool):
-    """Forward hooks that keep each site's activation in ``acts`` (a list per site when the
-    forward runs in ``blocks``)."""
+def _forward(model: Bridge, tokens: Tensor, keys, in_loss: Tensor, targets: list[int] | None,
+             *, start: int = 0, past=None, want_cache: bool = False):
+    """Forward with the sites captured; return ({key: activation}, losses, cache or None).
+
+    ``targets=None``: ℓ at every position, ``[batch, pos]`` (and, with ``want_cache``, the
+    KV cache of the whole sequence). Otherwise the forward runs on positions ``start`` to the
+    last target, over ``past`` (a cache of the first ``start`` positions) when ``start > 0``,
+    and the unembedding reads only the target positions (its input is narrowed in a hook), so
+    the losses are ``[batch, len(targets)]``, the activations cover positions ``start`` to the
+    last target, and a backward pass never touches the vocabulary at the other positions.
+    """
+    acts: dict = {}
 
     def make(key):
         def hook(t: Tensor, hook) -> Tensor:
-            # returned, so this view is the one on the live path
-            acts.setdefault(key, []).append(t) if blocks else acts.__setitem__(key, t)
+            acts[key] = t  # returned, so this view is the one on the live path
             return t
 
         return hook
 
-    return [(hook_name(s, layer), make((s, layer))) for s, layer in keys]
-
-
-def _nll(logits: Tensor, following: Tensor) -> Tensor:
-    """−log p(following token) at each position of ``logits`` (float32 for half precision)."""
-    logp = torch.log_softmax(logits.float() if logits.dtype in (torch.float16, torch.bfloat16)
-                             else logits, -1)
-    return -logp.gather(-1, following[..., None])[..., 0]
-
-
-def _forward(model: Bridge, tokens: Tensor, keys, in_loss: Tensor, targets: list[int] | None):
-    """Forward with the sites captured; return ({key: activation}, losses).
-
-    ``targets=None``: ℓ at every position, ``[batch, pos]``. Otherwise the forward runs on
-    the prefix of ``tokens`` that ends at the last target and the unembedding reads only the
-    target positions (its input is narrowed in a hook), so the losses are
-    ``[batch, len(targets)]`` and a backward pass never touches the vocabulary at the other
-    positions.
-    """
-    acts: dict = {}
-    fwd = _capture(keys, acts, blocks=False)
+    fwd = [(hook_name(s, layer), make((s, layer))) for s, layer in keys]
     if targets is None:
         with model.hooks(fwd_hooks=fwd):
-            return acts, token_losses(model(tokens), tokens, in_loss)
+            if want_cache:
+                logits, cache = model(tokens, return_type="logits_and_cache")
+            else:
+                logits, cache = model(tokens), None
+        return acts, token_losses(logits, tokens, in_loss), cache
     idx = torch.tensor(targets, device=tokens.device)
-    fwd.append((hooks.UNEMBED_IN, lambda t, hook: t[:, idx]))
+    fwd.append((hooks.UNEMBED_IN, lambda t, hook: t[:, idx - start]))
+    end = targets[-1] + 1
     with model.hooks(fwd_hooks=fwd):
-        logits = model(tokens[:, :targets[-1] + 1])  # [batch, len(targets), d_vocab]
-    nll = _nll(logits, tokens[:, idx + 1])
-    return acts, torch.where(in_loss[:, idx], nll, torch.zeros_like(nll))
-
-
-def _forward_blocks(model: Bridge, tokens: Tensor, keys, in_loss: Tensor, size: int):
-    """One forward in blocks of ``size`` positions, each over the KV cache of the blocks before
-    it, whose keys and values keep their graph; return ({key: [activation per block]},
-    [losses per block], [(first, end) per block]).
-
-    A backward from a loss in block c then runs through block c and, by the cached keys and
-    values, the blocks before it, and only as far down as the inputs it is asked for.
-    """
-    n = tokens.shape[1]
-    acts: dict = {}
-    losses, bounds, past = [], [], None
-    with model.hooks(fwd_hooks=_capture(keys, acts, blocks=True)):
-        for a in range(0, n, size):
-            b = min(n, a + size)
-            logits, past = model(tokens[:, a:b], return_type="logits_and_cache",
-                                 past_key_values=past)
-            core_model.check_cache_grew(past, b, 'or call by_distance(..., method="loop")')
-            nll = _nll(logits[:, :n - 1 - a], tokens[:, a + 1:b + 1])  # no ℓ at the last position
-            nll = torch.nn.functional.pad(nll, (0, b - a - nll.shape[1]))
-            losses.append(torch.where(in_loss[:, a:b], nll, torch.zeros_like(nll)))
-            bounds.append((a, b))
-    return acts, losses, bounds
-
-
-def _grads(outputs: Tensor, inputs: list[Tensor], grad_outputs: Tensor | None = None,
-           batched: bool = False) -> list[Tensor]:
-    """``torch.autograd.grad`` keeping the graph, with zeros for inputs the outputs do not
-    reach; ``batched``: one VJP per leading row of ``grad_outputs``."""
-    got = torch.autograd.grad(outputs, inputs, grad_outputs=grad_outputs, retain_graph=True,
-                              allow_unused=True, is_grads_batched=batched)
-    lead = (len(grad_outputs),) if batched else ()
-    return [g if g is not None else x.new_zeros(*lead, *x.shape) for g, x in
-            zip(got, inputs, strict=True)]
-
-
-def _per_target(part: Tensor, inputs: list[Tensor], method: str) -> list[Tensor]:
-    """∂ part[:, j] / ∂ input for each column j, stacked: ``[len(j), *input.shape]``."""
-    m = part.shape[1]
-    if method == "prefix-batched":
-        onehot = torch.eye(m, dtype=part.dtype, device=part.device)[:, None, :]
-        return _grads(part, inputs, onehot.expand(m, *part.shape), batched=True)
-    per = [_grads(part[:, j].sum(), inputs) for j in range(m)]
-    return [torch.stack(gs) for gs in zip(*per, strict=True)]
+        if start:
+            logits = model(tokens[:, start:end], past_key_values=past)
+            core_model.check_cache_grew(past, end, "or call by_distance(..., method=\"loop\")")
+        else:
+            logits = model(tokens[:, :end])  # [batch, len(targets), d_vocab]
+    logp = torch.log_softmax(logits.float() if logits.dtype in (torch.float16, torch.bfloat16)
+                             else logits, -1)
+    nll = -logp.gather(-1, tokens[:, idx + 1, None])[..., 0]
+    return acts, torch.where(in_loss[:, idx], nll, torch.zeros_like(nll)), None
 
 
 def _one_batch(model: Bridge, batch: Batch, keys, acc: _Accumulator, device, chunk_size: int,
@@ -319,57 +273,52 @@ def _one_batch(model: Bridge, batch: Batch, keys, acc: _Accumulator, device, chu
     n = tokens.shape[1]
     valid = torch.tensor([[r != "pad" for r in roles] for roles in batch.roles], device=device)
     targets = [t for t in range(n) if bool(in_loss[:, t].any())]
-    # a model with a KV cache runs one forward in blocks, and each target's backward covers
-    # its block and the earlier ones back to max_distance before its block's first target
-    blocked = method != "loop" and core_model.supports_cache(model)
-    if blocked:
-        acts, losses, bounds = _forward_blocks(model, tokens, keys, in_loss, chunk_size)
-        per_block = _grads(sum(x.sum() for x in losses), [x for k in keys for x in acts[k]])
-        nb = len(bounds)
-        g_tot = [torch.cat(per_block[i * nb:(i + 1) * nb], 1) for i in range(len(keys))]
-    else:
-        acts, losses = _forward(model, tokens, keys, in_loss, None)
-        inputs = [acts[k] for k in keys]
-        g_tot = _grads(losses.sum(), inputs)
+    step = 1 if method == "loop" else chunk_size
+    chunks = [targets[c:c + step] for c in range(0, len(targets), step)]
+    # a chunk whose first target lies more than max_distance after the start needs no
+    # gradient before position chunk[0] − max_distance: run it over a cache of that prefix
+    windowed = (method != "loop" and core_model.supports_cache(model)
+                and any(ch[0] > acc.d for ch in chunks))
+    acts, losses, past = _forward(model, tokens, keys, in_loss, None, want_cache=windowed)
+    inputs = [acts[k] for k in keys]
+    g_tot = torch.autograd.grad(losses.sum(), inputs, retain_graph=method == "loop")
     g_tot = [g if g.ndim == 4 else g[:, :, None] for g in g_tot]
     for key, g in sorted(zip(keys, g_tot, strict=True), key=lambda kg: -kg[0][1]):
         _check_finite(g, key)  # last layer first: the first non-finite in backward order
         acc.add_total(key, g, valid)
-
-    def add(chunk: list[int], grads: list[Tensor], start: int) -> None:
+    for chunk in chunks:
+        start = 0
+        if method == "loop":  # the reference: one backward per target through the full graph
+            onehot = torch.zeros_like(losses)
+            onehot[:, chunk[0]] = 1.0
+            grads = [g[None] for g in torch.autograd.grad(losses, inputs, grad_outputs=onehot,
+                                                          retain_graph=True)]
+        else:
+            # ℓ_t depends on positions ≤ t only (causal mask): run the forward on the prefix
+            # that ends at the chunk's last target, or on the window that starts max_distance
+            # before its first target (the positions before it come from the KV cache, as
+            # constants: no term that is kept needs their gradient); the backward covers that
+            start = max(0, chunk[0] - acc.d) if past is not None else 0
+            prefix = core_model.cache_prefix(past, start, n) if start else None
+            if prefix is None:  # not windowed, or a cache that cannot be cut
+                start = 0
+            acts, part, _ = _forward(model, tokens, keys, in_loss, chunk, start=start,
+                                     past=prefix)
+            inputs_c = [acts[k] for k in keys]
+            if method == "prefix-batched":
+                onehot = torch.eye(len(chunk), dtype=part.dtype, device=device)[:, None, :]
+                grads = torch.autograd.grad(part, inputs_c, grad_outputs=onehot.expand(
+                    len(chunk), *part.shape), is_grads_batched=True)
+            else:
+                per = [torch.autograd.grad(part[:, j].sum(), inputs_c,
+                                           retain_graph=j < len(chunk) - 1)
+                       for j in range(len(chunk))]
+                grads = [torch.stack(gs) for gs in zip(*per, strict=True)]
         for key, g, tot in zip(keys, grads, g_tot, strict=True):
             g = g if g.ndim == 5 else g[:, :, :, None]
             m = g.shape[2]
             acc.add(key, chunk, g, tot[:, start:start + m], valid[:, start:start + m], in_loss,
                     start)
-
-    if blocked:
-        starts = [a for a, _ in bounds]
-        for c, (a, b) in enumerate(bounds):
-            chunk = [t for t in targets if a <= t < b]
-            if not chunk:
-                continue
-            # no kept term needs a gradient before chunk[0] − max_distance: ask for the blocks
-            # from the one holding that position on, and the backward stops there
-            lo = max(0, chunk[0] - acc.d) // chunk_size
-            got = _per_target(losses[c][:, [t - a for t in chunk]],
-                              [x for k in keys for x in acts[k][lo:c + 1]], method)
-            k = c + 1 - lo
-            add(chunk, [torch.cat(got[i * k:(i + 1) * k], 2) for i in range(len(keys))],
-                starts[lo])
-        return
-    for c in range(0, len(targets), 1 if method == "loop" else chunk_size):
-        if method == "loop":  # the reference: one backward per target through the full graph
-            chunk = [targets[c]]
-            onehot = torch.zeros_like(losses)
-            onehot[:, chunk[0]] = 1.0
-            add(chunk, [g[None] for g in _grads(losses, inputs, onehot)], 0)
-        else:
-            # ℓ_t depends on positions ≤ t only (causal mask): run the forward on the prefix
-            # that ends at the chunk's last target; each backward then covers that prefix
-            chunk = targets[c:c + chunk_size]
-            acts, part = _forward(model, tokens, keys, in_loss, chunk)
-            add(chunk, _per_target(part, [acts[k] for k in keys], method), 0)
 
 
 def _check_finite(g: Tensor, key) -> None:

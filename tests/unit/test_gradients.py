@@ -242,32 +242,30 @@ def test_by_distance_prefix_equals_loop_with_padding_and_pauses(tiny_model64):
         interp.by_distance(tiny_model64, seqs, method="vmap", **kw)
 
 
-def test_by_distance_blocks_over_kv_cache_equal_loop(tiny_llama_dir, monkeypatch):
-    # a Hugging Face model has a KV cache: one forward runs in blocks over a cache that keeps
-    # its graph, and each target's backward stops max_distance before its block's first
-    # target. Exact against the reference loop (float64), with right padding and filler
-    # positions, and the cut is really made. Tolerance 1e-6: Hugging Face's LlamaRMSNorm
-    # computes in float32 even in a float64 model, so the unblocked methods differ from the
-    # loop by 4e-8 too; a wrong block (positions, cache ignored) is off by far more
-    from interp.gradients import _distance
+def test_by_distance_window_over_kv_cache_equals_loop(tiny_llama_dir, monkeypatch):
+    # a Hugging Face model has a KV cache: chunks that start more than max_distance tokens in
+    # run on a window over a cache of the prefix. Exact against the reference loop (float64),
+    # with right padding and filler positions, and the window path is really taken. Tolerance
+    # 1e-6: Hugging Face's LlamaRMSNorm computes in float32 even in a float64 model, so the
+    # unwindowed prefix methods differ from the loop by 4e-8 too; a wrong window (positions,
+    # cache ignored) is off by far more
+    from interp.core import model as core_model
 
     model = interp.load_model(tiny_llama_dir, device="cpu", dtype=torch.float64)
     seqs = [interp.make_sequence(torch.randint(3, 61, (n,))) for n in (30, 21)]
     kw = dict(max_distance=5, batch_size=2, policy=interp.PausePolicy(every=4, filler=5),
               sites=("k", "v", "resid_post"), verbose=False)
     starts = []
-    add = _distance._Accumulator.add
-    monkeypatch.setattr(_distance._Accumulator, "add",
-                        lambda self, *a: starts.append(a[-1]) or add(self, *a))
+    cut = core_model.cache_prefix
+    monkeypatch.setattr(core_model, "cache_prefix",
+                        lambda past, n, total: starts.append(n) or cut(past, n, total))
     loop = interp.by_distance(model, seqs, method="loop", **kw).table
-    assert set(starts) == {0}  # the loop runs the whole graph
+    assert starts == []  # the loop runs the whole graph
     for method, chunk in (("prefix", 4), ("prefix-batched", 6), ("auto", 16)):
-        starts.clear()
         got = interp.by_distance(model, seqs, method=method, chunk_size=chunk, **kw).table
         pd.testing.assert_frame_equal(got, loop, rtol=1e-6, atol=1e-12)
-        # late blocks' gradients start at the block holding chunk[0] − 5, not at 0
-        assert max(starts) >= 16 and all(x % chunk == 0 for x in starts)
-    # all distances kept: every backward runs down to position 0
+    assert starts and min(starts) > 0 and max(starts) > 20
+    # all distances kept: every chunk needs the whole prefix, so no window is cut
     starts.clear()
-    interp.by_distance(model, seqs, chunk_size=4, **dict(kw, max_distance=40))
-    assert set(starts) == {0}
+    interp.by_distance(model, seqs, **dict(kw, max_distance=40))
+    assert starts == []
