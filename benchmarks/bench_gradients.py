@@ -197,6 +197,44 @@ def _distance(model, n: int, args) -> None:
                       f"grad_norm {err:.1e} ({len(both)} rows)")
             _row(f"by distance: loop / {m}, max distance {dist}, chunk {args.chunk_size} ({note})",
                  f"N={n}", t_loop, t, t_loop / t, ">= 3")
+            bound = _work(model, n, d, args.chunk_size, "loop") / _work(model, n, d,
+                                                                          args.chunk_size, m)
+            print(f"  N={n}, max distance {dist}: estimated multiply-adds, loop / {m}: "
+                  f"{bound:.2f} (the ratio a method doing only that work at the loop's speed "
+                  "per multiply-add would reach)", flush=True)
+
+
+def _work(model, n: int, max_distance: int, chunk: int, method: str) -> float:
+    """Estimated multiply-adds of a by-distance run on one window of n tokens (every position
+    but the last a target), to set the measured ratio beside the bound the method can reach.
+
+    Counted: the blocks' linear layers (P per position), attention scores and mixing
+    (2 · n_heads · d_head per (query, key) pair and layer), the unembedding (V · d_model per
+    position read). A backward of activations only costs the forward for a linear layer and
+    twice it for attention. The loop: one forward and, per target, one backward over all n
+    positions. The chunked methods: one forward and backward (the total gradient), then per
+    chunk of targets a forward over its prefix, or its window when max_distance < n (the
+    bundled model has a KV cache), and one backward per target over it.
+    """
+    cfg = model.cfg
+    p = sum(w.numel() for w in model.blocks.parameters() if w.ndim == 2)
+    att = 2 * cfg.n_heads * cfg.d_head * cfg.n_layers
+    unembed = cfg.d_vocab * cfg.d_model
+
+    def span(s: int, e: int, read: int, attn: float = 1.0) -> float:  # positions s .. e - 1
+        pairs = (e * (e + 1) - s * (s + 1)) / 2  # each attends to every key at or before it
+        return p * (e - s) + attn * att * pairs + unembed * read
+
+    targets = list(range(n - 1))
+    if method == "loop":
+        return span(0, n, n) + len(targets) * span(0, n, n, attn=2.0)
+    total = span(0, n, n) + span(0, n, n, attn=2.0)
+    for c in range(0, len(targets), chunk):
+        ch = targets[c:c + chunk]
+        start = max(0, ch[0] - max_distance)
+        end = ch[-1] + 1
+        total += span(start, end, len(ch)) + len(ch) * span(start, end, len(ch), attn=2.0)
+    return total
 
 
 def _long_one(model, n: int) -> None:

@@ -31,10 +31,11 @@ def register(sub) -> None:
                    help="comma-separated among k, v, resid_pre, resid_mid, resid_post")
     p.add_argument("--layers", default=None, help="e.g. 0,5,10-12 (default: all)")
     p.add_argument("--by-distance", type=int, default=None, metavar="D",
-                   help="also resolve the gradient by distance d = t - i up to D")
+                   help="also resolve the gradient by distance d = t - i up to D (a small D "
+                   "is cheap on a model with a KV cache: each chunk runs on a window)")
     p.add_argument("--batch-size", type=int, default=4, help="sequences per pass")
     p.add_argument("--chunk-size", type=int, default=16,
-                   help="targets per forward pass on a prefix for --by-distance")
+                   help="targets per forward pass on a prefix or window for --by-distance")
     p.add_argument("--method", default="auto", choices=["auto", "prefix", "prefix-batched", "loop"],
                    help="how --by-distance computes per-target gradients (default auto: "
                    "prefix-batched, the fastest measured)")

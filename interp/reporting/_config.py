@@ -40,7 +40,8 @@ class ReportConfig:
         sinks: numbers of initial tokens kept in the eviction test (0: evicted).
         gradient_windows: windows for the future-gradient decomposition.
         gradient_tokens: their length in tokens.
-        max_distance: the largest distance t − i for gradients by distance (on one window).
+        max_distance: the largest distance t − i for gradients by distance (on the same
+            windows; a small one is cheap on a model with a KV cache).
         long_context_tokens: lengths of the long windows (one each, from the longest
             document) on which the decomposition of k and v is also run, to read the future
             share against position at long context (``()``: none; lengths beyond the

@@ -173,7 +173,7 @@ def _run_gradients(ctx: Context, out: Path) -> dict:
     fg = future_gradients(ctx.model, seqs, sites=("k", "v", "resid_post"), batch_size=1,
                           verbose=ctx.verbose)
     fg.to_csv(out / "future_gradients.csv")
-    bd = by_distance(ctx.model, seqs[:1], cfg.max_distance, sites=("k", "v"),
+    bd = by_distance(ctx.model, seqs, cfg.max_distance, sites=("k", "v"),
                      verbose=ctx.verbose)
     bd.to_csv(out / "by_distance.csv")
     s = fg.summary().set_index("site")
