@@ -39,7 +39,7 @@ result is an ordinary bridge on which every instrument runs unchanged;
 matches.
 
 Example:
-    >>> cfg = interp.pause_training.PauseTrainConfig()          # the defaults: 100 steps
+    >>> cfg = interp.pause_training.PauseTrainConfig()          # the defaults: 400 steps
     >>> result = interp.pause_train(cfg, out="results/pause_ckpt")
     >>> model = interp.load_model("results/pause_ckpt")
 """
@@ -133,7 +133,7 @@ class PauseTrainConfig:
     rank: int = 8
     alpha: float = 16.0
     targets: tuple[str, ...] = LORA_TARGETS
-    steps: int = 100
+    steps: int = 400
     batch_size: int = 4
     lr: float = 2e-3
     weight_decay: float = 0.0
