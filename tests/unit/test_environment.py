@@ -12,9 +12,7 @@ import pytest
 import torch
 from packaging.version import Version
 
-from interp.core.model import cache_kv as _cache_kv
-from interp.core.model import cache_length as _cache_length
-from interp.core.model import check_cache_grew as _check_cache_grew
+from interp.core.model import cache_kv, cache_length, check_cache_grew
 from interp.errors import InterpError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,13 +80,13 @@ def test_cache_readers_on_the_locked_transformers():
     from transformers import DynamicCache
 
     cache = DynamicCache()
-    assert _cache_length(cache) == 0
+    assert cache_length(cache) == 0
     k, v = torch.randn(1, 2, 5, 4), torch.randn(1, 2, 5, 4)
     cache.update(k, v, 0)
     cache.update(k + 1, v + 1, 1)
-    assert _cache_length(cache) == 5
-    torch.testing.assert_close(_cache_kv(cache, 1)[0], k + 1, rtol=0, atol=0)
-    torch.testing.assert_close(_cache_kv(cache, 0)[1], v, rtol=0, atol=0)
-    _check_cache_grew(cache, 5)
+    assert cache_length(cache) == 5
+    torch.testing.assert_close(cache_kv(cache, 1)[0], k + 1, rtol=0, atol=0)
+    torch.testing.assert_close(cache_kv(cache, 0)[1], v, rtol=0, atol=0)
+    check_cache_grew(cache, 5)
     with pytest.raises(InterpError, match="KV cache holds 5 positions after 6 were fed"):
-        _check_cache_grew(cache, 6)
+        check_cache_grew(cache, 6)
