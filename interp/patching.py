@@ -48,12 +48,12 @@ from . import hooks
 from ._io import TableResult
 from ._types import Float, Tensor
 from .core import model as core_model
+from .core.attention import attention_spec, check_pattern, expand_kv, qkv_hooks, rotated_qkv
 from .core.inputs import as_sequence
-from .core.model import Bridge, attention_scale
+from .core.model import Bridge
 from .core.result import Figure
 from .core.sites import hook_name, resolve_layers, resolve_sites
 from .errors import InterpError
-from .gradients._detach import qkv_hooks, rotated_qkv
 from .gradients._inputs import activation_gradients_only, token_losses
 
 __all__ = [
@@ -191,13 +191,14 @@ def _frame(model: Bridge, tokens, rows: list[dict]) -> pd.DataFrame:
 
 def _node_rows(layer, site, effect: Float[Tensor, "pos head"], per_head: bool, column: str,
                target: int | None = None) -> list[dict]:
-    if not per_head or site.startswith("resid"):
+    together = not per_head or site.startswith("resid")
+    if together:
         effect = effect.sum(-1, keepdim=True)
     rows = []
-    heads = -1 if effect.shape[-1] == 1 else None
     for p in range(effect.shape[0]):
         for h in range(effect.shape[1]):
-            row = dict(layer=layer, site=site, head=heads if heads is not None else h, position=p)
+            # a model with one KV head still labels its k/v rows head 0, as activation patching
+            row = dict(layer=layer, site=site, head=-1 if together else h, position=p)
             if target is not None:
                 row["loss_position"] = target
             row[column] = float(effect[p, h])
@@ -265,6 +266,7 @@ def attribution_patch(
 
     def read_pattern(layer):
         def hook(t: Tensor, hook) -> Tensor:
+            qkv[layer]["pattern"] = t.detach()
             t.register_hook(lambda g: pattern_grads.__setitem__(layer, g))
             return t
 
@@ -330,39 +332,49 @@ def _target_resolved_atp(losses, acts, corrupt_acts, keys, per_head, verbose,
     return rows
 
 
+_ATP_STAR_FIX = "use qk_fix=False (plain AtP) on this model, or a family listed in docs/families.md"
+
+
 def _qk_fix(model: Bridge, layers, qkv, pattern_grads, corrupt_t, per_head) -> pd.DataFrame:
     """AtP* for keys: the exact change of every query's pattern when key i is patched,
-    times ∂M/∂pattern (linear only downstream of the pattern)."""
+    times ∂M/∂pattern (linear only downstream of the pattern).
+
+    The pattern is the model's own attention reproduced by :mod:`interp.core.attention`
+    (mask, soft-cap, rotation), checked against ``hook_pattern`` on the clean and the
+    corrupt input before any estimate is made."""
+    specs = {layer: attention_spec(model, layer) for layer in layers}
     corrupt_store: dict = {layer: {} for layer in layers}
     fwd = []
     for layer in layers:
-        fwd += qkv_hooks(model, layer, corrupt_store[layer])
+        fwd += qkv_hooks(model, layer, corrupt_store[layer], pattern=True)
     with torch.no_grad(), model.hooks(fwd_hooks=fwd):
         model(corrupt_t)
-        corrupt_k = {layer: rotated_qkv(model, layer, corrupt_store[layer])[1] for layer in layers}
     rows = []
     for layer in layers:
+        spec = specs[layer]
         with torch.no_grad():
             q, k, _ = rotated_qkv(model, layer, qkv[layer])
-            q, k = q.detach()[0].transpose(0, 1), k.detach()[0].transpose(0, 1)  # [head, pos, d]
-            kc = corrupt_k[layer][0].transpose(0, 1)
-            grad = pattern_grads[layer][0]
-            rep = q.shape[0] // k.shape[0]
-            k, kc = k.repeat_interleave(rep, 0), kc.repeat_interleave(rep, 0)
-            scale = attention_scale(model, layer)
-            n = q.shape[1]
-            scores = (q @ k.transpose(-1, -2)) * scale  # [head, q, k]
-            causal = torch.ones(n, n, dtype=torch.bool, device=q.device).triu(1)
-            new_col = (q @ kc.transpose(-1, -2)) * scale  # scores with every key corrupt
-            # the clean pattern recomputed the same way, so unchanged keys give exactly zero
-            pattern = scores.double().masked_fill(causal, float("-inf")).softmax(-1)
-            effect = torch.zeros(q.shape[0], n, dtype=torch.float64, device=q.device)
+            qc, kc, _ = rotated_qkv(model, layer, corrupt_store[layer])
+            q, k, kc, qc = (t.detach()[0].transpose(0, 1).double() for t in (q, k, kc, qc))
+            n_heads, n, n_kv = q.shape[0], q.shape[1], k.shape[0]  # [head, pos, d_head]
+            k, kc = expand_kv(k[None], n_heads)[0], expand_kv(kc[None], n_heads)[0]
+            logits = spec.logits(q @ k.transpose(-1, -2))  # [head, q, k]
+            new_col = spec.logits(q @ kc.transpose(-1, -2))  # every key corrupt
+            pattern = spec.pattern(logits)
+            # unchanged keys give exactly zero: the clean pattern is recomputed the same way
+            check_pattern(spec, pattern, qkv[layer].pop("pattern")[0], "AtP* (clean input)")
+            check_pattern(spec, spec.pattern(spec.logits(qc @ kc.transpose(-1, -2))),
+                          corrupt_store[layer].pop("pattern")[0], "AtP* (corrupt input)")
+            if layer not in pattern_grads:
+                raise InterpError(f"layer {layer}: no gradient reached hook_pattern, so this "
+                                  "bridge's pattern is not on the live path", _ATP_STAR_FIX)
+            grad = pattern_grads[layer][0].double()
+            effect = torch.zeros(n_heads, n, dtype=torch.float64, device=q.device)
             for i in range(n):
-                s = scores.clone()
+                s = logits.clone()
                 s[:, :, i] = new_col[:, :, i]
-                patched = s.double().masked_fill(causal, float("-inf")).softmax(-1)
-                effect[:, i] = ((patched - pattern) * grad.double()).sum((-1, -2))
-            effect = effect.reshape(k.shape[0] // rep, rep, n).sum(1).T  # [pos, kv_head]
+                effect[:, i] = ((spec.pattern(s) - pattern) * grad).sum((-1, -2))
+            effect = effect.reshape(n_kv, n_heads // n_kv, n).sum(1).T  # [pos, kv_head]
         rows += _node_rows(layer, "k", effect, per_head, "atp_star")
     return pd.DataFrame(rows)
 
