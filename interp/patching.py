@@ -274,6 +274,7 @@ def attribution_patch(
 
     fwd = [(hook_name(s, layer), make((s, layer))) for s, layer in keys]
     fix_layers = [layer for layer in layers if qk_fix and "k" in sites]
+    specs = _attention_specs(model, fix_layers, per_head)
     for layer in fix_layers:
         fwd += qkv_hooks(model, layer, qkv[layer]) + [(hooks.pattern(layer), read_pattern(layer))]
     rows: list[dict] = []
@@ -293,7 +294,7 @@ def attribution_patch(
                 rows += _node_rows(layer, site, effect, per_head, "atp")
     table = _frame(model, clean_t, rows)
     if fix_layers and not target_resolved:
-        star = _qk_fix(model, fix_layers, qkv, pattern_grads, corrupt_t, per_head)
+        star = _qk_fix(model, specs, qkv, pattern_grads, corrupt_t, per_head)
         table = table.merge(star, on=["layer", "site", "head", "position"], how="left")
     meta = dict(metric=getattr(metric, "__name__", "ℓ_t") if not target_resolved else "ℓ_t",
                 sites=list(sites), layers=list(layers), per_head=per_head,
@@ -335,23 +336,35 @@ def _target_resolved_atp(losses, acts, corrupt_acts, keys, per_head, verbose,
 _ATP_STAR_FIX = "use qk_fix=False (plain AtP) on this model, or a family listed in docs/families.md"
 
 
-def _qk_fix(model: Bridge, layers, qkv, pattern_grads, corrupt_t, per_head) -> pd.DataFrame:
+def _attention_specs(model: Bridge, layers, per_head: bool) -> dict:
+    """Each fixed layer's attention variant, read and vetted before any forward pass."""
+    specs = {layer: attention_spec(model, layer) for layer in layers}
+    joint = [layer for layer, spec in specs.items() if spec.joint_k_norm]
+    if per_head and joint:
+        raise InterpError(
+            f"AtP* per KV head: layers {joint} normalise the keys of all heads of a position "
+            "together (a QK-norm over heads, as in OLMo-2), so patching one head's key moves "
+            "every head's attention and the per-head QK fix would be wrong",
+            "pass per_head=False (the heads of a site patched together: exact), or "
+            "qk_fix=False for plain AtP per head")
+    return specs
+
+
+def _qk_fix(model: Bridge, specs: dict, qkv, pattern_grads, corrupt_t, per_head) -> pd.DataFrame:
     """AtP* for keys: the exact change of every query's pattern when key i is patched,
     times ∂M/∂pattern (linear only downstream of the pattern).
 
     The pattern is the model's own attention reproduced by :mod:`interp.core.attention`
     (mask, soft-cap, rotation), checked against ``hook_pattern`` on the clean and the
     corrupt input before any estimate is made."""
-    specs = {layer: attention_spec(model, layer) for layer in layers}
-    corrupt_store: dict = {layer: {} for layer in layers}
+    corrupt_store: dict = {layer: {} for layer in specs}
     fwd = []
-    for layer in layers:
+    for layer in specs:
         fwd += qkv_hooks(model, layer, corrupt_store[layer], pattern=True)
     with torch.no_grad(), model.hooks(fwd_hooks=fwd):
         model(corrupt_t)
     rows = []
-    for layer in layers:
-        spec = specs[layer]
+    for layer, spec in specs.items():
         with torch.no_grad():
             q, k, _ = rotated_qkv(model, layer, qkv[layer])
             qc, kc, _ = rotated_qkv(model, layer, corrupt_store[layer])

@@ -71,12 +71,15 @@ class AttentionSpec:
         softcap: c of the logit soft-cap ``c · tanh(x / c)`` (Gemma-2), ``None`` without.
         window: w, the sliding window: query q reads keys j with q − w < j ≤ q (``None``:
             every earlier key, a global layer).
+        joint_k_norm: the key norm runs over all KV heads of a position together (OLMo-2),
+            so patching one head's pre-norm key moves every head's normalised key.
     """
 
     layer: int
     scale: float
     softcap: float | None = None
     window: int | None = None
+    joint_k_norm: bool = False
 
     def __post_init__(self) -> None:
         if self.window is not None and self.window < 1:
@@ -149,8 +152,10 @@ def attention_spec(model: Bridge, layer: int) -> AttentionSpec:
         raise InterpError(f"layer {layer}: non-causal attention ({type(attn).__name__})",
                           "the self/future decomposition and AtP* need a causal language model")
     softcap = getattr(attn, "attn_logit_softcapping", None)
-    return AttentionSpec(layer, scale, softcap=softcap or None,
-                         window=_window(attn, hf_cfg, layer))
+    k_norm = getattr(getattr(attn, "k_norm", None), "weight", None)
+    head_dim = getattr(attn, "head_dim", None) or int(model.cfg.d_head)
+    return AttentionSpec(layer, scale, softcap=softcap or None, window=_window(attn, hf_cfg, layer),
+                         joint_k_norm=k_norm is not None and k_norm.shape[-1] > head_dim)
 
 
 def _window(attn: torch.nn.Module, hf_cfg, layer: int) -> int | None:
