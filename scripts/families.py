@@ -244,7 +244,13 @@ def _patterns(model, tokens, patch: Callable | None = None):
     """Per layer: the model's own pattern, the reproduced one, the plain causal one (without
     window, soft-cap or the rotation no rot hook shows), the spec and the rotated q, k."""
     from interp import hooks
-    from interp.core.attention import AttentionSpec, attention_spec, expand_kv, qkv_hooks, rotated_qkv
+    from interp.core.attention import (
+        AttentionSpec,
+        attention_spec,
+        expand_kv,
+        qkv_hooks,
+        rotated_qkv,
+    )
 
     seen: dict = {layer: {} for layer in range(model.cfg.n_layers)}
     raw: dict = {}
@@ -295,7 +301,7 @@ def _atp_star_pattern_err(model, clean, corrupt) -> float:
         heads = slice(None) if spec.joint_k_norm else slice(0, 1)
         readers = slice(None) if spec.joint_k_norm else slice(0, rep)
         for i in range(clean.shape[1]):
-            def patch_k(t, hook, i=i, source=source):
+            def patch_k(t, hook, i=i, source=source, heads=heads):
                 t = t.clone()
                 t[:, i, heads] = source[:, i, heads]
                 return t
