@@ -467,6 +467,11 @@ def compare_patching(
     """Agreement of an estimate with activation patching: Spearman and Pearson correlation
     and the overlap of the top-``k`` nodes by magnitude (|top_k(est) ∩ top_k(truth)| / k).
 
+    Every node of a site that has the estimate must have the ground truth too, and the
+    reverse: a node with only one of them means the two tables were labelled differently
+    when merged (e.g. one KV head called ``-1`` in one and ``0`` in the other), and is an
+    error rather than a row silently left out.
+
     Nodes that the corruption cannot reach (positions before the first changed token, where
     both values are exactly zero) agree trivially and would inflate the rank correlation with
     ties; they are left out unless ``drop_unaffected=False``.
@@ -482,6 +487,9 @@ def compare_patching(
 
     Returns:
         One row per group plus ``all``: n, spearman, pearson, top_k_overlap.
+
+    Raises:
+        InterpError: a missing column, or nodes with only one of the two values.
     """
     table = result.table if isinstance(result, Attribution) else result
     for col in (estimate, truth):
@@ -489,6 +497,7 @@ def compare_patching(
             raise InterpError(f"no {col!r} column to compare",
                               "run attribution_patch(..., verify=True) (and qk_fix=True for "
                               "atp_star)")
+    _check_matched(table, estimate, truth)
     table = table.dropna(subset=[estimate, truth])
     if drop_unaffected:
         table = table[(table[estimate] != 0) | (table[truth] != 0)]
@@ -506,3 +515,21 @@ def compare_patching(
                          pearson=x.corr(y) if len(t) > 1 else np.nan,
                          top_k_overlap=len(top_x & top_y) / kk if kk else np.nan, k=kk))
     return pd.DataFrame(rows)
+
+
+def _check_matched(table: pd.DataFrame, estimate: str, truth: str) -> None:
+    """Raise when a site's rows carry one of the two values but not the other."""
+    has_est, has_truth = table[estimate].notna(), table[truth].notna()
+    # atp_star exists only for k rows: compare within the sites that have the estimate at all
+    scope = table["site"].isin(set(table.loc[has_est, "site"])) if "site" in table else True
+    lost = table[scope & (has_est != has_truth)]
+    if len(lost):
+        where = ", ".join(f"{site} head {head}" for site, head in
+                          sorted(set(zip(lost.get("site", ["?"] * len(lost)),
+                                         lost.get("head", ["?"] * len(lost)), strict=True)))[:6])
+        raise InterpError(
+            f"{len(lost)} nodes have only one of {estimate!r} and {truth!r} ({where}): the "
+            "estimate and the ground truth were labelled differently when their tables were "
+            "merged, and comparing the rest would silently leave these out",
+            "merge on the same (layer, site, head, position) labels, as "
+            "attribution_patch(..., verify=True) does, or drop those rows yourself first")
