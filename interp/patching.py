@@ -50,7 +50,7 @@ from ._types import Float, Tensor
 from .core import model as core_model
 from .core.attention import attention_spec, check_pattern, expand_kv, qkv_hooks, rotated_qkv
 from .core.inputs import as_sequence
-from .core.model import Bridge
+from .core.model import Bridge, n_kv_heads
 from .core.result import Figure
 from .core.sites import hook_name, resolve_layers, resolve_sites
 from .errors import InterpError
@@ -166,7 +166,7 @@ def _heads(t: Tensor) -> Tensor:
     return t if t.ndim == 4 else t[:, :, None]
 
 
-def _capture(model: Bridge, tokens: Tensor, keys) -> tuple[dict, Tensor]:
+def _capture(model: Bridge, tokens: Tensor, keys, extra: list = ()) -> tuple[dict, Tensor]:
     acts: dict = {}
 
     def make(key):
@@ -176,7 +176,7 @@ def _capture(model: Bridge, tokens: Tensor, keys) -> tuple[dict, Tensor]:
         return hook
 
     with torch.no_grad(), model.hooks(fwd_hooks=[(hook_name(s, layer), make((s, layer)))
-                                                 for s, layer in keys]):
+                                                 for s, layer in keys] + list(extra)):
         logits = model(tokens)
     return acts, logits
 
@@ -250,7 +250,16 @@ def attribution_patch(
     layers = resolve_layers(model, layers)
     clean_t, corrupt_t = _pair(model, clean, corrupt)
     keys = [(s, layer) for layer in layers for s in sites]
-    corrupt_acts, corrupt_logits = _capture(model, corrupt_t, keys)
+    fix_layers = [layer for layer in layers if qk_fix and "k" in sites and not target_resolved]
+    specs = _attention_specs(model, fix_layers, per_head)
+    corrupt_qkv: dict = {layer: {} for layer in fix_layers}
+    corrupt_acts, corrupt_logits = _capture(
+        model, corrupt_t, keys,
+        [h for layer in fix_layers for h in qkv_hooks(model, layer, corrupt_qkv[layer], pattern=True)])
+    # the corrupt q, k as the model scores them, checked against its pattern: a variant
+    # interp does not reproduce is refused here, before the clean backward pass
+    corrupt_qk = {layer: _scored(model, spec, corrupt_qkv[layer], "AtP* (corrupt input)")
+                  for layer, spec in specs.items()}
     acts: dict = {}
     grads: dict = {}
     pattern_grads: dict = {}
@@ -273,8 +282,6 @@ def attribution_patch(
         return hook
 
     fwd = [(hook_name(s, layer), make((s, layer))) for s, layer in keys]
-    fix_layers = [layer for layer in layers if qk_fix and "k" in sites]
-    specs = _attention_specs(model, fix_layers, per_head)
     for layer in fix_layers:
         fwd += qkv_hooks(model, layer, qkv[layer]) + [(hooks.pattern(layer), read_pattern(layer))]
     rows: list[dict] = []
@@ -293,8 +300,10 @@ def attribution_patch(
                 effect = (delta * _heads(grads[(site, layer)])).sum(-1)[0]
                 rows += _node_rows(layer, site, effect, per_head, "atp")
     table = _frame(model, clean_t, rows)
-    if fix_layers and not target_resolved:
-        star = _qk_fix(model, specs, qkv, pattern_grads, corrupt_t, per_head)
+    if fix_layers:
+        clean_qk = {layer: _scored(model, spec, qkv[layer], "AtP* (clean input)")
+                    for layer, spec in specs.items()}
+        star = _qk_fix(specs, clean_qk, corrupt_qk, pattern_grads, n_kv_heads(model), per_head)
         table = table.merge(star, on=["layer", "site", "head", "position"], how="left")
     meta = dict(metric=getattr(metric, "__name__", "ℓ_t") if not target_resolved else "ℓ_t",
                 sites=list(sites), layers=list(layers), per_head=per_head,
@@ -350,37 +359,38 @@ def _attention_specs(model: Bridge, layers, per_head: bool) -> dict:
     return specs
 
 
-def _qk_fix(model: Bridge, specs: dict, qkv, pattern_grads, corrupt_t, per_head) -> pd.DataFrame:
+def _scored(model: Bridge, spec, seen: dict, what: str) -> tuple[Tensor, Tensor]:
+    """Rotated q and KV-expanded k ``[head, pos, d_head]`` (float64) from what
+    :func:`~interp.core.attention.qkv_hooks` stored, after checking that they reproduce the
+    model's own pattern (a rotation no hook shows, or a mismatch, raises)."""
+    q, k, _ = rotated_qkv(model, spec.layer, seen)
+    q, k = (t.detach()[0].transpose(0, 1).double() for t in (q, k))
+    k = expand_kv(k[None], q.shape[0])[0]
+    check_pattern(spec, spec.pattern(spec.logits(q @ k.transpose(-1, -2))),
+                  seen.pop("pattern")[0], what)
+    return q, k
+
+
+def _qk_fix(specs: dict, clean_qk: dict, corrupt_qk: dict, pattern_grads: dict, n_kv: int,
+            per_head: bool) -> pd.DataFrame:
     """AtP* for keys: the exact change of every query's pattern when key i is patched,
     times ∂M/∂pattern (linear only downstream of the pattern).
 
     The pattern is the model's own attention reproduced by :mod:`interp.core.attention`
-    (mask, soft-cap, rotation), checked against ``hook_pattern`` on the clean and the
-    corrupt input before any estimate is made."""
-    corrupt_store: dict = {layer: {} for layer in specs}
-    fwd = []
-    for layer in specs:
-        fwd += qkv_hooks(model, layer, corrupt_store[layer], pattern=True)
-    with torch.no_grad(), model.hooks(fwd_hooks=fwd):
-        model(corrupt_t)
+    (mask, soft-cap, rotation), already checked against ``hook_pattern`` on the clean and
+    the corrupt input (:func:`_scored`)."""
     rows = []
     for layer, spec in specs.items():
+        if layer not in pattern_grads:
+            raise InterpError(f"layer {layer}: no gradient reached hook_pattern, so this "
+                              "bridge's pattern is not on the live path", _ATP_STAR_FIX)
         with torch.no_grad():
-            q, k, _ = rotated_qkv(model, layer, qkv[layer])
-            qc, kc, _ = rotated_qkv(model, layer, corrupt_store[layer])
-            q, k, kc, qc = (t.detach()[0].transpose(0, 1).double() for t in (q, k, kc, qc))
-            n_heads, n, n_kv = q.shape[0], q.shape[1], k.shape[0]  # [head, pos, d_head]
-            k, kc = expand_kv(k[None], n_heads)[0], expand_kv(kc[None], n_heads)[0]
+            (q, k), kc = clean_qk[layer], corrupt_qk[layer][1]
+            n_heads, n = q.shape[0], q.shape[1]
             logits = spec.logits(q @ k.transpose(-1, -2))  # [head, q, k]
             new_col = spec.logits(q @ kc.transpose(-1, -2))  # every key corrupt
-            pattern = spec.pattern(logits)
             # unchanged keys give exactly zero: the clean pattern is recomputed the same way
-            check_pattern(spec, pattern, qkv[layer].pop("pattern")[0], "AtP* (clean input)")
-            check_pattern(spec, spec.pattern(spec.logits(qc @ kc.transpose(-1, -2))),
-                          corrupt_store[layer].pop("pattern")[0], "AtP* (corrupt input)")
-            if layer not in pattern_grads:
-                raise InterpError(f"layer {layer}: no gradient reached hook_pattern, so this "
-                                  "bridge's pattern is not on the live path", _ATP_STAR_FIX)
+            pattern = spec.pattern(logits)
             grad = pattern_grads[layer][0].double()
             effect = torch.zeros(n_heads, n, dtype=torch.float64, device=q.device)
             for i in range(n):
