@@ -26,6 +26,12 @@ the rot hooks), to which :func:`rotated_qkv` applies the Hugging Face module's o
 dimensions); native TransformerLens models use their attention module's ``rotary``. A rotary
 model whose rotation no hook reveals (GPT-J) is refused by name.
 
+**Eager or SDPA.** TransformerLens' attention bridges recompute attention themselves from
+the mask the Hugging Face model builds and passes down (so ``hook_pattern`` exists); that mask
+carries the sliding window under eager and SDPA alike (checked on Mistral). Bridges that only
+wrap the Hugging Face module (``AttentionBridge``, e.g. GPT-J) see a pattern only under eager
+attention, which :func:`interp.load_model` always requests.
+
 **Checked on every call.** :func:`check_pattern` compares the reproduced pattern with the
 model's own ``hook_pattern``; any variant not reproduced here (an attention mask, an unknown
 layer type, a changed bridge) raises an :class:`~interp.errors.InterpError` naming the layer

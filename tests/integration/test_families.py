@@ -127,3 +127,34 @@ def test_docs_table_is_generated_from_the_suite(measured):
     table = fam.render([measured[name] for name in fam.FAMILIES])
     assert fam.DOC.read_text(encoding="utf-8") == table, (
         "docs/families.md is stale: run python scripts/families.py")
+
+
+def test_rot_sites_on_a_bridge_that_does_not_fire_them_are_refused_by_name(built):
+    model = interp.load_model(built["GPT-NeoX"], device="cpu", dtype=torch.float64)
+    with pytest.raises(interp.InterpError, match=r"rotates q and k without .*GPT-NeoX(.|\n)*"
+                                                 r"record 'k' \(before the rotation\)"):
+        interp.record(model, torch.randint(3, 61, (1, 8)), sites=("rot_k",), roles=None,
+                      n_tokens=8, verbose=False)
+
+
+def test_sdpa_and_eager_give_the_same_reproduced_attention(built):
+    """interp loads Hugging Face models with eager attention; the bridge recomputes attention
+    itself from the mask the model builds, and under SDPA that mask still carries the sliding
+    window, so a bridge booted by hand on an SDPA model is reproduced (and checked) alike."""
+    import transformers
+    from transformer_lens.model_bridge import TransformerBridge
+
+    path = built["Mistral"]
+    hf = transformers.AutoModelForCausalLM.from_pretrained(
+        path, dtype=torch.float64, attn_implementation="sdpa").eval()
+    bridge = TransformerBridge.boot_transformers(
+        str(path), hf_model=hf, tokenizer=transformers.AutoTokenizer.from_pretrained(path))
+    bridge.eval()
+    eager = interp.load_model(path, device="cpu", dtype=torch.float64)
+    tokens = torch.randint(3, 61, (1, fam.N_POS))
+    own = {layer: p[0] for layer, p in fam._patterns(eager, tokens).items()}
+    for layer, (theirs, mine, *_) in fam._patterns(bridge, tokens).items():
+        assert (theirs - own[layer]).abs().max() <= 1e-12 and (mine - theirs).abs().max() <= 1e-6
+    a = interp.future_gradients(bridge, tokens, verbose=False).table.self_norm.to_numpy()
+    b = interp.future_gradients(eager, tokens, verbose=False).table.self_norm.to_numpy()
+    torch.testing.assert_close(torch.tensor(a), torch.tensor(b), rtol=1e-10, atol=0)
