@@ -21,7 +21,7 @@ Checks (all float64, one sequence of 20 tokens, longer than the sliding windows 
   show (what AtP* computed before; it shows what the family needs).
 * ``atp_star``: for every key position i the pattern AtP* builds with key i corrupted equals
   the model's own pattern when k_i is really patched (``hook_pattern`` of the patched run);
-  AtP and AtP* estimates against activation patching (Pearson), every k/v row present in both.
+  AtP (k, v) and AtP* (k) against activation patching (Pearson), every k/v row present in both.
 * ``future_lens``: offset-1 top-1 agreement from the last layer (the identity map) with the
   default ridge grid (on a float32 load of the same model).
 """
@@ -365,7 +365,7 @@ def measure(family: Family, path: Path) -> Measured:
     def metric(logits):
         return (logits[:, -1, 3] - logits[:, -1, 4]).sum()
 
-    sites = ("k", "v", "z", "resid_post")
+    sites = ("k", "v")  # the sites whose head labels and attention the families change
     if m.refusal is None:
         # the reproduced pattern, the naive one, and AtP*'s patched patterns
         pats = _patterns(model, tokens)
