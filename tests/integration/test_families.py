@@ -33,7 +33,7 @@ fam = _load_families()
 EXACT_FAMILIES = [name for name, f in fam.FAMILIES.items() if not f.refused]
 #: families on which a plain causal softmax of the q · k the rot hooks show (AtP* before
 #: issue 19) is wrong: a sliding window, soft-cap or a rotation no rot hook shows
-NEEDS_REPRODUCTION = ["GPT-NeoX", "Mistral", "Gemma-2", "Gemma-3", "Phi-3", "Starcoder2"]
+NEEDS_REPRODUCTION = ["GPT-NeoX", "Qwen2", "Mistral", "Gemma-2", "Gemma-3", "Phi-3", "Starcoder2"]
 
 
 @pytest.fixture(scope="module")
