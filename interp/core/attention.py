@@ -14,8 +14,10 @@ rotation and QK-norm, and query head h reading KV head ``h // n_rep``::
 :class:`AttentionSpec` holds s, c and w for one layer, read from the model's own configuration
 (:func:`attention_spec`: the Hugging Face attention module's ``scaling``,
 ``attn_logit_softcapping`` and ``sliding_window``, or the config's ``layer_types`` and
-``sliding_window``). The mask is a function of position indices (:meth:`AttentionSpec.allowed`),
-so a blocked, flash-style computation can build it block by block.
+``sliding_window``). The mask is a function of position indices (:meth:`AttentionSpec.allowed`)
+and the soft-cap is elementwise (:meth:`AttentionSpec.logits`), so a blocked, flash-style
+computation builds each block of queries × keys with the same two methods and keeps a running
+log-sum-exp where :meth:`AttentionSpec.pattern` takes the dense softmax.
 
 **Queries and keys as the model scores them.** :func:`qkv_hooks` captures, in one forward,
 q, k, v and whatever the bridge exposes of the rotation: ``hook_rot_q``/``hook_rot_k`` where
