@@ -152,10 +152,12 @@ def attention_spec(model: Bridge, layer: int) -> AttentionSpec:
         return AttentionSpec(layer, scale, softcap=cap if cap and cap > 0 else None)
     attn = core_model.attention(model, layer)
     hf_cfg = model.original_model.config
-    for name in ("sinks", "chunk_size"):
-        if getattr(attn, name, None) is not None:
-            raise InterpError(f"layer {layer}: attention with {name} ({type(attn).__name__}) is "
-                              "not reproduced by interp", _FIX)
+    if getattr(attn, "sinks", None) is not None:  # GPT-OSS: a learned logit per head
+        raise InterpError(f"layer {layer}: attention sinks ({type(attn).__name__}) are not "
+                          "reproduced by interp", _FIX)
+    if getattr(hf_cfg, "attention_chunk_size", None):  # Llama 4
+        raise InterpError(f"layer {layer}: chunked attention (attention_chunk_size="
+                          f"{hf_cfg.attention_chunk_size}) is not reproduced by interp", _FIX)
     if getattr(attn, "is_causal", True) is False:
         raise InterpError(f"layer {layer}: non-causal attention ({type(attn).__name__})",
                           "the self/future decomposition and AtP* need a causal language model")
