@@ -68,6 +68,13 @@ _FIX = ("run on whole sequences without an attention mask or KV cache; if this a
         "windows, soft-capping, RoPE (partial too), QK-norm, GQA and absolute positions)")
 
 
+#: the fix for a variant known not to be reproduced
+_UNSUPPORTED = ("the exact decomposition and AtP* cannot run on this model; plain AtP "
+                "(attribution_patch(..., qk_fix=False)), activation patching, recording and "
+                "probes do not reproduce attention and still work (docs/families.md lists the "
+                "families the decomposition supports)")
+
+
 @dataclass(frozen=True)
 class AttentionSpec:
     """One layer's attention, as the model computes it from rotated q and k.
@@ -153,14 +160,16 @@ def attention_spec(model: Bridge, layer: int) -> AttentionSpec:
     attn = core_model.attention(model, layer)
     hf_cfg = model.original_model.config
     if getattr(attn, "sinks", None) is not None:  # GPT-OSS: a learned logit per head
-        raise InterpError(f"layer {layer}: attention sinks ({type(attn).__name__}) are not "
-                          "reproduced by interp", _FIX)
+        raise InterpError(f"layer {layer}: attention sinks ({type(attn).__name__}: a learned "
+                          "logit per head joins the softmax) are not reproduced by interp",
+                          _UNSUPPORTED)
     if getattr(hf_cfg, "attention_chunk_size", None):  # Llama 4
         raise InterpError(f"layer {layer}: chunked attention (attention_chunk_size="
-                          f"{hf_cfg.attention_chunk_size}) is not reproduced by interp", _FIX)
+                          f"{hf_cfg.attention_chunk_size}) is not reproduced by interp",
+                          _UNSUPPORTED)
     if getattr(attn, "is_causal", True) is False:
         raise InterpError(f"layer {layer}: non-causal attention ({type(attn).__name__})",
-                          "the self/future decomposition and AtP* need a causal language model")
+                          _UNSUPPORTED)
     softcap = getattr(attn, "attn_logit_softcapping", None)
     k_norm = getattr(getattr(attn, "k_norm", None), "weight", None)
     head_dim = getattr(attn, "head_dim", None) or int(model.cfg.d_head)
@@ -180,7 +189,7 @@ def _window(attn: torch.nn.Module, hf_cfg, layer: int) -> int | None:
             return None
         if kind != "sliding_attention":
             raise InterpError(f"layer {layer} is a {kind!r} layer, which interp does not "
-                              "reproduce", _FIX)
+                              "reproduce", _UNSUPPORTED)
     return getattr(hf_cfg, "sliding_window", None)
 
 

@@ -158,3 +158,18 @@ def test_sdpa_and_eager_give_the_same_reproduced_attention(built):
     a = interp.future_gradients(bridge, tokens, verbose=False).table.self_norm.to_numpy()
     b = interp.future_gradients(eager, tokens, verbose=False).table.self_norm.to_numpy()
     torch.testing.assert_close(torch.tensor(a), torch.tensor(b), rtol=1e-10, atol=0)
+
+
+def test_attention_sinks_are_refused_by_name(tmp_path):
+    """GPT-OSS adds a learned logit per head to the softmax: refused before any forward pass
+    (float32: its experts' grouped matmul has no float64 kernel)."""
+    gpt_oss = fam.Family("GPT-OSS", "GptOssConfig", "GptOssForCausalLM",
+                         dict(num_key_value_heads=2, head_dim=16, num_local_experts=2,
+                              num_experts_per_tok=1), "attention sinks")
+    model = interp.load_model(fam.build(gpt_oss, tmp_path / "gpt-oss"), device="cpu")
+    tokens = torch.randint(3, 61, (1, 8))
+    with pytest.raises(interp.InterpError, match=r"layer 0: attention sinks \(GptOssAttention"):
+        interp.future_gradients(model, tokens, verbose=False)
+    with pytest.raises(interp.InterpError, match="attention sinks(.|\n)*qk_fix=False"):
+        interp.attribution_patch(model, tokens, tokens.flip(1), lambda lg: lg[:, -1, 3].sum(),
+                                 sites=("k",), qk_fix=True, verbose=False)
