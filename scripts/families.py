@@ -23,7 +23,7 @@ Checks (all float64, one sequence of 20 tokens, longer than the sliding windows 
   the model's own pattern when k_i is really patched (``hook_pattern`` of the patched run);
   AtP (k, v) and AtP* (k) against activation patching (Pearson), every k/v row present in both.
 * ``future_lens``: offset-1 top-1 agreement from the last layer (the identity map) with the
-  default ridge grid (on a float32 load of the same model).
+  default ridge grid.
 """
 
 from __future__ import annotations
@@ -403,10 +403,8 @@ def measure(family: Family, path: Path) -> Measured:
 
     from interp.probes import FutureLensSpec, future_lens
 
-    # float32: future_lens fails on float64 models (its held-out states are kept in float32)
-    model32 = interp.load_model(path, device="cpu")
     lens_tokens = torch.randint(3, 61, (40, 24), generator=g)
-    lens = future_lens(model32, lens_tokens, layers=[model.cfg.n_layers - 1], offsets=[1],
+    lens = future_lens(model, lens_tokens, layers=[model.cfg.n_layers - 1], offsets=[1],
                        config=FutureLensSpec(eval_positions=300))
     m.future_lens_agreement = float(lens.table.iloc[0].agreement_top1)
     return m

@@ -59,6 +59,7 @@ from .. import hooks
 from .._io import TableResult, atomic_save_tensors
 from ..core.inputs import iter_sequences
 from ..core.model import Bridge
+from ..core.model import dtype as core_dtype
 from ..core.result import Figure
 from ..core.sites import resolve_layers
 from ..distributed import all_reduce_sum, shard
@@ -153,7 +154,13 @@ def decoder(model: Bridge):
         raise InterpError("Future Lens decodes through the model's unembedding, and this model has none",
                           "use a causal language model with an unembedding (lm_head)")
     ln = getattr(model, "ln_final", None)
-    return (lambda h: unembed(ln(h))) if ln is not None else unembed
+    dtype = core_dtype(model)  # the lens' states are kept in float32, the model may not be
+
+    def decode(h: Tensor) -> Tensor:
+        h = h.to(dtype)
+        return unembed(ln(h)) if ln is not None else unembed(h)
+
+    return decode
 
 
 # --- the one pass -------------------------------------------------------------------------------
