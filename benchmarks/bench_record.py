@@ -33,7 +33,7 @@ import time
 import torch
 
 import interp
-from interp.pauses import pad_batch
+from interp.core.pauses import pad_batch
 from interp.recording._capture import BatchCapture
 from interp.recording._inputs import iter_items
 

@@ -44,11 +44,11 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from . import hooks
-from ._io import TableResult
 from ._types import Float, Tensor
+from .core import hooks
 from .core import model as core_model
 from .core.inputs import as_sequence
+from .core.io import TableResult
 from .core.model import Bridge, attention_scale
 from .core.result import Figure
 from .core.sites import hook_name, resolve_layers, resolve_sites

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .._io import atomic_write_csv
+from ..core.io import atomic_write_csv
 from ._common import add_model_args, model_from_args, parse_int_list
 
 METRICS = ("logit_diff", "loss", "target")

@@ -41,10 +41,10 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from .. import sinks
+    from ..core.corpora import load_corpus, windows
+    from ..core.pauses import add_pause_token, insert_pauses, tokenize
     from ..core.result import export_figures
-    from ..corpora import load_corpus, windows
     from ..errors import InterpError
-    from ..pauses import add_pause_token, insert_pauses, tokenize
 
     model = model_from_args(args)
     policy = policy_from_args(args, model)

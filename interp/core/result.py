@@ -9,7 +9,7 @@ figures`` and every command's figure export are derived from these declarations
 drawn the same way.
 
 Saving and loading are shared too: a result that is one table with its metadata derives from
-:class:`interp._io.TableResult`; a result made of several tables and settings derives from
+:class:`interp.core.io.TableResult`; a result made of several tables and settings derives from
 :class:`SavedResult` and declares which file each field lives in. Both read tables with
 :func:`read_table`, which renames the columns of earlier releases.
 """
@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol, runtime_checkable
 
-from .._io import atomic_write_csv, atomic_write_json, read_table
 from ..errors import InterpError
+from .io import atomic_write_csv, atomic_write_json, read_table
 
 __all__ = ["Figure", "Result", "SavedResult", "check_files", "export_figures", "figure_paths",
            "read_table"]
@@ -149,7 +149,7 @@ def export_figures(results: Sequence[Result], out: str | os.PathLike,
                    formats: Sequence[str] = ("html",)) -> list[Path]:
     """Draw every figure of ``results`` and write it under ``out`` in each of ``formats``
     (static formats in one kaleido call each)."""
-    from ..reporting._export import export_many
+    from ..figures._export import export_many
 
     todo = [fp for r in results for fp in figure_paths(r, out)]
     return [p for fmt in dict.fromkeys(formats) for p in export_many(todo, fmt)]

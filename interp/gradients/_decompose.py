@@ -10,15 +10,15 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .._io import TableResult
 from .._types import Bool, Float, Tensor
 from ..core import model as core_model
+from ..core.distributed import check_same, gather_tables
+from ..core.io import TableResult
 from ..core.model import Bridge
+from ..core.pauses import PausePolicy
 from ..core.result import Figure
 from ..core.sites import hook_name, resolve_layers, resolve_sites
-from ..distributed import check_same, gather_tables
 from ..errors import InterpError
-from ..pauses import PausePolicy
 from ._detach import detached_attention
 from ._inputs import (
     SITES,

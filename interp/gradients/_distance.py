@@ -9,16 +9,16 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .. import hooks
-from .._io import TableResult
 from .._types import Bool, Float, Tensor
+from ..core import hooks
 from ..core import model as core_model
+from ..core.distributed import all_reduce_sum, check_same
+from ..core.io import TableResult
 from ..core.model import Bridge
+from ..core.pauses import PausePolicy
 from ..core.result import Figure
 from ..core.sites import hook_name, resolve_layers, resolve_sites
-from ..distributed import all_reduce_sum, check_same
 from ..errors import InterpError
-from ..pauses import PausePolicy
 from ._decompose import _headline_site
 from ._inputs import (
     SITES,

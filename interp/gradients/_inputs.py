@@ -13,15 +13,15 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .. import hooks
 from .._types import Bool, Float, Int, Tensor
+from ..core import hooks
+from ..core.corpora import Document
+from ..core.distributed import rank_info, shard
 from ..core.inputs import count_sequences, iter_sequences
 from ..core.model import Bridge
-from ..corpora import Document
-from ..distributed import rank_info, shard
+from ..core.pauses import PausedSequence, PausePolicy, insert_pauses, pad_batch, pause_id
 from ..errors import InterpError
 from ..models import check_context
-from ..pauses import PausedSequence, PausePolicy, insert_pauses, pad_batch, pause_id
 
 #: what an analysis accepts (see :mod:`interp.core.inputs`)
 Inputs = Tensor | str | PausedSequence | Sequence[PausedSequence | str] | Iterable[Document]
@@ -65,7 +65,7 @@ def iter_batches(
     ``loss_mask``, when given, replaces the sequences' own masks; it must have the shape of
     the (paused) tokens, and is only accepted for inputs that form a single batch. With
     ``split_ranks`` under ``torchrun``, this process takes only its share of the sequences
-    (:func:`interp.distributed.shard`: every world-size-th one, by index).
+    (:func:`interp.core.distributed.shard`: every world-size-th one, by index).
     """
     if batch_size < 1:
         raise InterpError(f"batch_size={batch_size}", "use batch_size >= 1")

@@ -29,7 +29,7 @@ from jaxtyping import Float
 from safetensors.torch import load_file
 from torch import Tensor
 
-from .._io import atomic_save_tensors, atomic_write_csv, atomic_write_text
+from ..core.io import atomic_save_tensors, atomic_write_csv, atomic_write_text
 from ..core.model import Bridge
 from ..core.result import Figure, export_figures
 from ..core.sites import resolve_layer, resolve_layers
@@ -193,7 +193,7 @@ def _load_model(spec: ProbeSpec):
 
     m = spec.model
     if m.toy is not None:
-        from ..train import load_toy
+        from ..training.toy import load_toy
 
         try:
             return load_toy(m.toy).model

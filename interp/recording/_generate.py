@@ -33,10 +33,10 @@ from torch import Tensor
 
 from ..core import model as core_model
 from ..core.model import Bridge
+from ..core.pauses import PausedSequence, make_sequence, pause_id, tokenize
 from ..core.sites import resolve_layers
 from ..errors import InterpError
 from ..models import check_context
-from ..pauses import PausedSequence, make_sequence, pause_id, tokenize
 from ._capture import BatchCapture
 from ._record import base_meta, token_strings
 from ._sites import check_roles, plan_sites

@@ -9,10 +9,10 @@ from dataclasses import replace
 
 import torch
 
+from ..core.corpora import Document
 from ..core.inputs import Labelled, iter_sequences
-from ..corpora import Document
+from ..core.pauses import PausedSequence, PausePolicy, insert_pauses, pause_id
 from ..models import check_context
-from ..pauses import PausedSequence, PausePolicy, insert_pauses, pause_id
 
 
 def describe(inputs) -> str:

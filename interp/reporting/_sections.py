@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
+from ..core.pauses import PausedSequence, PausePolicy, add_pause_token, insert_pauses, make_sequence
 from ..errors import InterpError
-from ..pauses import PausedSequence, PausePolicy, add_pause_token, insert_pauses, make_sequence
 from ._config import ReportConfig
 
 __all__ = ["SECTION_SPECS", "Context", "Section"]
@@ -44,7 +44,7 @@ class Context:
 
     def docs(self):
         if self._docs is None:
-            from ..corpora import load_corpus
+            from ..core.corpora import load_corpus
 
             self._docs = load_corpus(self.config.corpus)
         return self._docs
@@ -57,7 +57,7 @@ class Context:
         if not self.has_tokenizer:
             raise InterpError("this model has no tokenizer, so it cannot read a corpus",
                               "pass ReportConfig(tokens=...) with token-id windows")
-        from ..corpora import windows
+        from ..core.corpora import windows
 
         return [w.seq for w in windows(self.model, self.docs(), n_tokens, max_windows=max_windows)]
 
@@ -80,7 +80,7 @@ class Context:
         n = n or cfg.eviction_tokens
         if cfg.tokens is not None:
             return cfg.tokens.reshape(-1)[:n].cpu()
-        from ..pauses import tokenize
+        from ..core.pauses import tokenize
 
         doc = max(self.docs(), key=lambda d: len(d.text))
         return tokenize(self.model, doc.text).tokens[:n]
@@ -298,8 +298,8 @@ def _run_toy(ctx: Context, out: Path) -> dict:
 
 
 def _run_pause_training(ctx: Context, out: Path) -> dict:
-    from ..pause_compare import PauseComparison, compare_checkpoint
-    from ..pause_training import is_adapter_dir
+    from ..training.pause import is_adapter_dir
+    from .pause_compare import PauseComparison, compare_checkpoint
 
     src = ctx.config.pause_dir
     how = ("train one with `interp pause-train --out DIR` (see `interp pause-train --help`), "

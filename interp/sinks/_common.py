@@ -13,9 +13,9 @@ from torch import Tensor
 
 from ..core import model as core_model
 from ..core.model import Bridge
+from ..core.pauses import PausedSequence
 from ..errors import InterpError
 from ..models import check_context
-from ..pauses import PausedSequence
 
 REGISTER_COLUMNS = ("sequence", "layer", "position", "role", "token", "attn_received",
                     "resid_norm", "value_norm")

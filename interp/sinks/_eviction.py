@@ -15,14 +15,14 @@ from jaxtyping import Bool, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .. import hooks
+from ..core import hooks
 from ..core import model as core_model
 from ..core.inputs import as_sequence
 from ..core.model import Bridge
+from ..core.pauses import PausedSequence
 from ..core.result import Figure, SavedResult
 from ..errors import InterpError, refuse_renamed
 from ..models import check_context
-from ..pauses import PausedSequence
 from ._common import _upcast
 
 # ----------------------------------------------------------------------------- eviction
@@ -73,7 +73,7 @@ class EvictionResult(SavedResult):
         return float(row["perplexity"].iloc[0])
 
     def figures(self) -> list[Figure]:
-        from ..figures import registers as f
+        from ..figures import sinks as f
 
         return [Figure("eviction_perplexity", f.eviction_perplexity,
                        "Perplexity with a sliding KV window: evicting the first tokens blows it "

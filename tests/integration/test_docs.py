@@ -72,7 +72,7 @@ def test_api_reference_renders_docstrings(site):
 def test_every_public_module_has_an_api_page():
     pages = {m for p in (DOCS / "api").glob("*.md")
              for m in re.findall(r"^::: (interp[\w.]*)", p.read_text(encoding="utf-8"), re.M)}
-    public = {"interp.models", "interp.pauses", "interp.corpora", "interp.hooks", "interp.errors",
+    public = {"interp.models", "interp.core.pauses", "interp.core.corpora", "interp.core.hooks", "interp.errors",
               "interp.figures", *interp._LAZY.values()}
     landed = {m for m in public if importlib.util.find_spec(m) is not None}
     assert landed - pages == set(), "modules without an API page under docs/api/"

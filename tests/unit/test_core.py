@@ -7,10 +7,10 @@ import pytest
 import torch
 
 import interp
-from interp import hooks, sinks
+from interp import sinks
 from interp.cli import main
 from interp.cli._common import RENAMED
-from interp.core import REGISTRY, hook_name, resolve_layers, resolve_sites, site
+from interp.core import REGISTRY, hook_name, hooks, resolve_layers, resolve_sites, site
 from interp.gradients._inputs import SITES as GRADIENT_SITES
 from interp.patching import SITES as PATCHING_SITES
 from interp.probes._spec import SITES as PROBE_SITES

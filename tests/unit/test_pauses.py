@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import interp
-from interp.pauses import pad_batch
+from interp.core.pauses import pad_batch
 
 
 def _seq(n=12, bos=True):

@@ -27,9 +27,9 @@ from typing import Any
 
 import torch
 
-from ._io import dataclass_from_dict
-from .core.model import Bridge, n_kv_heads, set_native_config
-from .errors import InterpError
+from ..core.io import dataclass_from_dict
+from ..core.model import Bridge, n_kv_heads, set_native_config
+from ..errors import InterpError
 
 __all__ = [
     "BUNDLED",
@@ -248,7 +248,7 @@ def load_model(
         name = DEFAULT_MODEL
     if adapter is not None or (isinstance(name, str | os.PathLike)
                                and _is_adapter_dir(Path(name))):
-        from .pause_training import load_adapter, read_adapter_config
+        from ..training.pause import load_adapter, read_adapter_config
 
         if adapter is None:
             adapter, name = name, read_adapter_config(name)["base"]
@@ -267,7 +267,7 @@ def load_model(
     hf_kwargs: dict[str, Any] = dict(dtype=dtype, attn_implementation="eager",
                                      trust_remote_code=trust_remote_code)
     if n_devices is not None and n_devices > 1:
-        from .distributed import rank_info
+        from ..core.distributed import rank_info
 
         # under torchrun, process r takes GPUs r·n .. r·n + n − 1 (data parallel × layer split)
         first = rank_info().local_rank * n_devices
@@ -309,7 +309,7 @@ def load_model(
 
 
 def _is_adapter_dir(path: Path) -> bool:
-    from .pause_training import ADAPTER_CONFIG
+    from ..training.pause import ADAPTER_CONFIG
 
     return (path / ADAPTER_CONFIG).is_file()
 

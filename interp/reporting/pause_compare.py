@@ -23,8 +23,8 @@ with a ``model`` column, so any table compares the two.
 
 Example:
     >>> models = {"base": base, "pause-trained": interp.load_model("results/pause_ckpt")}
-    >>> losses = interp.pause_compare.pause_losses(models, held_out)
-    >>> interp.pause_compare.loss_summary(losses)
+    >>> losses = interp.reporting.pause_compare.pause_losses(models, held_out)
+    >>> interp.reporting.pause_compare.loss_summary(losses)
 """
 
 from __future__ import annotations
@@ -41,21 +41,21 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import hooks
-from ._io import atomic_write_csv, atomic_write_json, read_table
-from ._types import Float, Int, Tensor
-from .core import model as core_model
-from .core.inputs import as_sequences
-from .core.model import Bridge
-from .core.result import Figure
-from .errors import InterpError, refuse_renamed
-from .pauses import (
+from .._types import Float, Int, Tensor
+from ..core import hooks
+from ..core import model as core_model
+from ..core.inputs import as_sequences
+from ..core.io import atomic_write_csv, atomic_write_json, read_table
+from ..core.model import Bridge
+from ..core.pauses import (
     PausedSequence,
     PausePolicy,
     add_pause_token,
     insert_pauses,
     next_token_entropy,
 )
+from ..core.result import Figure
+from ..errors import InterpError, refuse_renamed
 
 __all__ = [
     "TABLES",
@@ -76,7 +76,7 @@ def target_losses(model: Bridge, seq: PausedSequence) -> Float[Tensor, " pos"]:
     """The loss of every real token of ``seq`` by its original position: ``out[p]`` is
     −log p(token p | everything before it, pauses included); NaN at position 0 (no
     prediction) and where the loss mask drops the target."""
-    from .gradients._inputs import token_losses
+    from ..gradients._inputs import token_losses
 
     tokens = seq.tokens[None].to(core_model.device(model))
     mask = seq.loss_mask[None].to(core_model.device(model))
@@ -276,8 +276,8 @@ def compare_instruments(models: Mapping[str, object], windows: Sequence[PausedSe
           ``generated``): mean K and V norms written into the cache, and the generated text.
     """
     refuse_renamed("compare_instruments", old, {"pauses": "generation_pauses"})
-    from .gradients import future_gradients
-    from .sinks import registers, uniform_attention
+    from ..gradients import future_gradients
+    from ..sinks import registers, uniform_attention
 
     if not windows:
         raise InterpError("no windows to analyse", "give at least one sequence with pauses")
@@ -333,7 +333,7 @@ def lens_by_role(models: Mapping[str, object], windows: Sequence, *, layers: Seq
         ``model_accuracy``, ``bigram_agreement``/``bigram_accuracy`` (from the last text token
         at or before the position) and the map's validation ``val_r2``.
     """
-    from .probes import FutureLensSpec, future_lens
+    from ..probes import FutureLensSpec, future_lens
 
     rows = []
     for label, model in models.items():
@@ -377,7 +377,7 @@ def _massive_by_role(model: Bridge, windows, layers, label, ratio: float = 100.0
 
 
 def _generation(model: Bridge, prompt, pauses, max_new_tokens, layers, label) -> pd.DataFrame:
-    from .recording import generate
+    from ..recording import generate
 
     gen = generate(model, prompt, max_new_tokens, pauses_before_answer=pauses, layers=layers)
     rec = gen.recording
@@ -448,7 +448,7 @@ class PauseComparison:
         return out
 
     def figures(self) -> list[Figure]:
-        from .figures import pause_training as f
+        from ..figures import pause_training as f
 
         figs = [Figure("pause_losses", f.pause_losses,
                        "Loss on held-out real tokens without and with random pauses, base vs "
@@ -496,7 +496,7 @@ def compare_checkpoint(checkpoint: str | os.PathLike, *, max_windows: int = 8, s
     on held-out windows (the documents the training run held out).
 
     Args:
-        checkpoint: a folder written by :func:`interp.pause_training.pause_train`.
+        checkpoint: a folder written by :func:`interp.training.pause.pause_train`.
         max_windows: held-out windows (the first ones of the held-out documents;
             ``--max-windows``; ``n_windows=`` in earlier releases, which now raises).
         seeds: random pause placements per window (losses and the adaptive control).
@@ -516,8 +516,8 @@ def compare_checkpoint(checkpoint: str | os.PathLike, *, max_windows: int = 8, s
     """
     refuse_renamed("compare_checkpoint", old, {"n_windows": "max_windows",
                                                "pauses": "generation_pauses"})
-    from .models import load_model
-    from .pause_training import PauseTrainConfig, read_adapter_config, split_windows
+    from ..models import load_model
+    from ..training.pause import PauseTrainConfig, read_adapter_config, split_windows
 
     checkpoint = Path(checkpoint)
     acfg = read_adapter_config(checkpoint)
@@ -563,8 +563,8 @@ def compare_checkpoint(checkpoint: str | os.PathLike, *, max_windows: int = 8, s
 def _lens_windows(model, config, policy: PausePolicy, n: int) -> list:
     """``n`` windows spread evenly over the corpus (every document), pauses inserted by
     ``policy`` (seeded per window), grouped by document."""
-    from .corpora import load_corpus, windows
-    from .probes._data import ProbeSequence
+    from ..core.corpora import load_corpus, windows
+    from ..probes._data import ProbeSequence
 
     every = list(windows(model, load_corpus(config.corpus), config.n_tokens))
     pick = np.unique(np.linspace(0, len(every) - 1, min(n, len(every))).round().astype(int))

@@ -13,8 +13,8 @@ from pathlib import Path
 import plotly.graph_objects as go
 
 from ..errors import InterpError
-from ..figures import export
-from ..figures._style import FORMATS, find_chrome
+from . import export
+from ._style import FORMATS, find_chrome
 
 __all__ = ["export_many", "check_format"]
 

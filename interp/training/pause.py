@@ -17,13 +17,13 @@ training windows are shuffled once with ``seed``; step s reads windows ``sÂ·B â€
 ``(seed, s, b)``. So the data at a step depend on the step only, and a resumed run is the
 uninterrupted one.
 
-**Loss.** The mean next-token cross-entropy over the loss mask of :mod:`interp.pauses`: no
+**Loss.** The mean next-token cross-entropy over the loss mask of :mod:`interp.core.pauses`: no
 position is asked to predict a pause, and the last pause of a run predicts the next real token.
 Every real token is the target of exactly one position with or without pauses, so "loss on real
 tokens" is comparable between the two.
 
-**Optimiser.** AdamW with the warm-up/cosine schedule of :func:`interp.train.lr_at`, gradient
-clipping, and the checkpoint format of :mod:`interp.train` (parameters and AdamW moments in one
+**Optimiser.** AdamW with the warm-up/cosine schedule of :func:`interp.training.toy.lr_at`, gradient
+clipping, and the checkpoint format of :mod:`interp.training.toy` (parameters and AdamW moments in one
 safetensors file, then ``state.json`` written atomically).
 
 **Files** (``out``): ``adapter.safetensors`` (``lora.<layer>_<module>_A|B``, ``pause_row``,
@@ -39,7 +39,7 @@ result is an ordinary bridge on which every instrument runs unchanged;
 matches.
 
 Example:
-    >>> cfg = interp.pause_training.PauseTrainConfig()          # the defaults: 400 steps
+    >>> cfg = interp.training.pause.PauseTrainConfig()          # the defaults: 400 steps
     >>> result = interp.pause_train(cfg, out="results/pause_ckpt")
     >>> model = interp.load_model("results/pause_ckpt")
 """
@@ -63,13 +63,13 @@ import torch
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
-from ._io import atomic_save_tensors, atomic_write_csv, atomic_write_json, dataclass_from_dict
-from ._types import Bool, Float, Int, Tensor
-from .core import model as core_model
-from .core.model import Bridge
-from .errors import InterpError, refuse_renamed
-from .pauses import PausedSequence, PausePolicy, add_pause_token, insert_pauses, pad_batch
-from .train import cosine_lr, load_training_tensors, save_training_tensors
+from .._types import Bool, Float, Int, Tensor
+from ..core import model as core_model
+from ..core.io import atomic_save_tensors, atomic_write_csv, atomic_write_json, dataclass_from_dict
+from ..core.model import Bridge
+from ..core.pauses import PausedSequence, PausePolicy, add_pause_token, insert_pauses, pad_batch
+from ..errors import InterpError, refuse_renamed
+from .toy import cosine_lr, load_training_tensors, save_training_tensors
 
 __all__ = [
     "ADAPTER_CONFIG",
@@ -391,7 +391,7 @@ def load_adapter(model: Bridge, path: str | os.PathLike, *, base: str | dict | N
 def split_windows(model: Bridge, config: PauseTrainConfig) -> tuple[list[PausedSequence], list[PausedSequence]]:
     """Training and held-out windows of the corpus (split by document; see the module
     docstring); the training ones shuffled with ``config.seed``."""
-    from .corpora import load_corpus, windows
+    from ..core.corpora import load_corpus, windows
 
     docs = load_corpus(config.corpus)
     every = max(int(round(1 / config.holdout)), 2)
@@ -410,7 +410,7 @@ def real_token_loss(model: Bridge, seqs: Sequence[PausedSequence], *, batch_size
                     pad_id: int = 0) -> Float[Tensor, " batch"]:
     """Mean next-token loss over each sequence's loss mask (real targets only), one value per
     sequence, computed with gradients when enabled."""
-    from .gradients._inputs import token_losses
+    from ..gradients._inputs import token_losses
 
     out = []
     for i in range(0, len(seqs), batch_size):
@@ -463,7 +463,7 @@ HISTORY_COLUMNS = ["step", "lr", "train_loss", "eval_loss_pauses", "eval_loss_pl
 
 
 def _load_base(config: PauseTrainConfig, device):
-    from .models import TinyConfig, load_model
+    from ..models import TinyConfig, load_model
 
     base = TinyConfig.from_dict(config.base) if isinstance(config.base, dict) else config.base
     return load_model(base, device=device)
@@ -594,7 +594,7 @@ def _pad_id(model: Bridge) -> int:
 def _batch_loss(model: Bridge, tokens: Int[Tensor, "batch pos"],
                 mask: Bool[Tensor, "batch pos"]) -> Float[Tensor, ""]:
     """Mean next-token loss over every position the mask keeps (the whole batch at once)."""
-    from .gradients._inputs import token_losses
+    from ..gradients._inputs import token_losses
 
     tokens, mask = tokens.to(core_model.device(model)), mask.to(core_model.device(model))
     return token_losses(model(tokens), tokens, mask).sum() / mask.sum().clamp(min=1)

@@ -38,9 +38,9 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from .core import model as core_model
-from .core.model import Bridge
-from .errors import InterpError, check_choice
+from ..errors import InterpError, check_choice
+from . import model as core_model
+from .model import Bridge
 
 __all__ = [
     "INSERTED_ROLES",

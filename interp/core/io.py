@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import pandas as pd
 from torch import Tensor
 
-from .errors import InterpError
+from ..errors import InterpError
 
 __all__ = [
     "TableResult",
