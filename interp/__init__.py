@@ -24,6 +24,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from ._version import __version__ as __version__
 from .core.corpora import Document, load_corpus, windows
 from .core.pauses import (
     ROLES,
@@ -36,8 +37,6 @@ from .core.pauses import (
 )
 from .errors import InterpError
 from .models import TinyConfig, list_models, load_model
-
-__version__ = "0.1.0"
 
 # Names whose modules are heavier to import; loaded on first use.
 _LAZY = {

@@ -127,6 +127,12 @@ class Attribution(TableResult):
     #: ``target`` in earlier releases (in probe metrics ``target`` is the target kind)
     RENAMED = {"target": "loss_position"}
 
+    def compare(self, **options) -> pd.DataFrame:
+        """:func:`compare_patching` of this result (``options`` are its keyword arguments);
+        what :func:`interp.figures.patching.atp_scatter` reads, so figures need no import of
+        this module."""
+        return compare_patching(self, **options)
+
     def figures(self) -> list[Figure]:
         from .figures import patching as f
 

@@ -47,7 +47,7 @@ def run(args) -> int:
     from ..core.corpora import load_corpus
     from ..core.distributed import rank_info
     from ..core.pauses import add_pause_token
-    from ..core.result import export_figures
+    from ..figures._export import export_figures
     from ..gradients import by_distance, future_gradients
 
     model = model_from_args(args)

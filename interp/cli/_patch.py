@@ -41,8 +41,8 @@ def register(sub) -> None:
 def run(args) -> int:
     import pandas as pd
 
-    from ..core.result import export_figures
     from ..errors import InterpError
+    from ..figures._export import export_figures
     from ..patching import answer_loss, attribution_patch, compare_patching, logit_diff
 
     model = model_from_args(args)

@@ -102,7 +102,7 @@ def run_train(args) -> int:
 
 
 def run_compare(args) -> int:
-    from ..core.result import export_figures
+    from ..figures._export import export_figures
     from ..reporting.pause_compare import compare_checkpoint
 
     comp = compare_checkpoint(

@@ -43,8 +43,8 @@ def run(args) -> int:
     from .. import sinks
     from ..core.corpora import load_corpus, windows
     from ..core.pauses import add_pause_token, insert_pauses, tokenize
-    from ..core.result import export_figures
     from ..errors import InterpError
+    from ..figures._export import export_figures
 
     model = model_from_args(args)
     policy = policy_from_args(args, model)

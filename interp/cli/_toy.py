@@ -142,7 +142,7 @@ def run_train(args) -> int:
 
 
 def run_compare(args) -> int:
-    from ..core.result import export_figures
+    from ..figures._export import export_figures
     from ..training.toy import compare_toy, condition_grid, grid
 
     tasks = [t for t in args.task.split(",") if t]

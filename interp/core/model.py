@@ -82,6 +82,28 @@ def n_kv_heads(model: Bridge) -> int:
 # ------------------------------------------------------------------------------ modules inside
 
 
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` or ``"auto"``: CUDA when present, else CPU."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def context_length(model: Bridge) -> int:
+    """The longest sequence the model accepts (``n_ctx``)."""
+    return int(model.cfg.n_ctx)
+
+
+def check_context(model: Bridge, n_tokens: int) -> None:
+    """Raise an :class:`InterpError` naming the limit when ``n_tokens`` exceeds ``n_ctx``."""
+    limit = context_length(model)
+    if n_tokens > limit:
+        raise InterpError(
+            f"a sequence of {n_tokens} tokens is longer than the model's context of {limit}",
+            f"use windows of at most {limit} tokens (e.g. --n-tokens {min(limit, 512)})",
+        )
+
+
 def embedding(model: Bridge) -> torch.nn.Embedding:
     """The token embedding module (its ``weight`` is ``[d_vocab, d_model]``)."""
     return model.embed.original_component

@@ -5,8 +5,8 @@ it), the command that writes them (``MADE_BY``, named when a file is missing), a
 methods: ``save(out)``, the classmethod ``load(out)`` (no model needed) and ``figures()``, the
 figures drawn from it with a one-sentence caption each. The report's registry, ``interp
 figures`` and every command's figure export are derived from these declarations
-(:data:`interp.reporting._registry.KINDS`, :func:`export_figures`), so one table is always
-drawn the same way.
+(:data:`interp.reporting._registry.KINDS`, :func:`interp.figures._export.export_figures`), so
+one table is always drawn the same way.
 
 Saving and loading are shared too: a result that is one table with its metadata derives from
 :class:`interp.core.io.TableResult`; a result made of several tables and settings derives from
@@ -26,8 +26,7 @@ from typing import ClassVar, Protocol, runtime_checkable
 from ..errors import InterpError
 from .io import atomic_write_csv, atomic_write_json, read_table
 
-__all__ = ["Figure", "Result", "SavedResult", "check_files", "export_figures", "figure_paths",
-           "read_table"]
+__all__ = ["Figure", "Result", "SavedResult", "check_files", "read_table"]
 
 
 @dataclass(frozen=True)
@@ -138,18 +137,3 @@ class SavedResult:
                 data = json.loads((out / file).read_text())
                 fields[name] = data[key] if key else data
         return cls(**fields)
-
-
-def figure_paths(result: Result, out: str | os.PathLike) -> list[tuple[object, Path]]:
-    """Every figure of ``result`` drawn, with its path (no suffix yet) under ``out``."""
-    return [(f.draw(result), Path(out) / f.name) for f in result.figures()]
-
-
-def export_figures(results: Sequence[Result], out: str | os.PathLike,
-                   formats: Sequence[str] = ("html",)) -> list[Path]:
-    """Draw every figure of ``results`` and write it under ``out`` in each of ``formats``
-    (static formats in one kaleido call each)."""
-    from ..figures._export import export_many
-
-    todo = [fp for r in results for fp in figure_paths(r, out)]
-    return [p for fmt in dict.fromkeys(formats) for p in export_many(todo, fmt)]

@@ -18,10 +18,9 @@ from ..core import hooks
 from ..core.corpora import Document
 from ..core.distributed import rank_info, shard
 from ..core.inputs import count_sequences, iter_sequences
-from ..core.model import Bridge
+from ..core.model import Bridge, check_context
 from ..core.pauses import PausedSequence, PausePolicy, insert_pauses, pad_batch, pause_id
 from ..errors import InterpError
-from ..models import check_context
 
 #: what an analysis accepts (see :mod:`interp.core.inputs`)
 Inputs = Tensor | str | PausedSequence | Sequence[PausedSequence | str] | Iterable[Document]

@@ -30,11 +30,11 @@ from safetensors.torch import load_file
 from torch import Tensor
 
 from ..core.io import atomic_save_tensors, atomic_write_csv, atomic_write_text
-from ..core.model import Bridge
-from ..core.result import Figure, export_figures
+from ..core.model import Bridge, resolve_device
+from ..core.result import Figure
 from ..core.sites import resolve_layer, resolve_layers
 from ..errors import InterpError, refuse_renamed
-from ..models import resolve_device
+from ..figures._export import export_figures
 from ._baselines import classification_baselines, control_labels, regression_baselines
 from ._data import SPLITS, ProbeData, collect, load_sequences, split_groups
 from ._fit import SoftmaxState, _r2, fit_ridge, fit_softmax, ridge_outputs, softmax_outputs

@@ -32,11 +32,10 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from ..core import model as core_model
-from ..core.model import Bridge
+from ..core.model import Bridge, check_context
 from ..core.pauses import PausedSequence, make_sequence, pause_id, tokenize
 from ..core.sites import resolve_layers
 from ..errors import InterpError
-from ..models import check_context
 from ._capture import BatchCapture
 from ._record import base_meta, token_strings
 from ._sites import check_roles, plan_sites

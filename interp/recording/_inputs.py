@@ -11,8 +11,8 @@ import torch
 
 from ..core.corpora import Document
 from ..core.inputs import Labelled, iter_sequences
+from ..core.model import check_context
 from ..core.pauses import PausedSequence, PausePolicy, insert_pauses, pause_id
-from ..models import check_context
 
 
 def describe(inputs) -> str:

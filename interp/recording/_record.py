@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from .._version import __version__
 from ..core import model as core_model
 from ..core.distributed import RankInfo, all_reduce_sum, barrier, check_same, rank_info, shard
 from ..core.inputs import Labelled
@@ -63,8 +64,6 @@ def model_meta(model: Bridge) -> dict:
 
 def base_meta(model: Bridge, plans: Sequence[SitePlan], layers, roles, dtype, config: dict) -> dict:
     """The sidecar without shards."""
-    import interp
-
     hook_names = {}
     for p in plans:
         names = [p.hook_name(layer) for layer in layers]
@@ -72,7 +71,7 @@ def base_meta(model: Bridge, plans: Sequence[SitePlan], layers, roles, dtype, co
             [f"{n} + native rotary.apply_rope" for n in names] if p.native_rope else names
         )
     return dict(
-        format=FORMAT, format_version=FORMAT_VERSION, interp_version=interp.__version__,
+        format=FORMAT, format_version=FORMAT_VERSION, interp_version=__version__,
         model=model_meta(model), sites=[p.site for p in plans], layers=list(layers),
         roles=list(roles), dtype=str(dtype).removeprefix("torch."), hook_names=hook_names,
         kv_head_of_query_head=kv_head_of_query_head(model),

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .._version import __version__
 from ..core.io import atomic_write_csv, atomic_write_text
 from ..errors import InterpError
 from ._config import SECTIONS, ReportConfig
@@ -143,9 +144,7 @@ def _settings_table(config: ReportConfig) -> str:
         if f.name == "tokens" and v is not None:
             v = f"{tuple(v.shape)} token ids"
         rows[f.name] = v if not isinstance(v, tuple) else ", ".join(map(str, v))
-    import interp
-
-    rows["interp version"] = interp.__version__
+    rows["interp version"] = __version__
     return _numbers_table(rows)
 
 

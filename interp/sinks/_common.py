@@ -12,10 +12,9 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from ..core import model as core_model
-from ..core.model import Bridge
+from ..core.model import Bridge, check_context
 from ..core.pauses import PausedSequence
 from ..errors import InterpError
-from ..models import check_context
 
 REGISTER_COLUMNS = ("sequence", "layer", "position", "role", "token", "attn_received",
                     "resid_norm", "value_norm")

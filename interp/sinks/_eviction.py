@@ -18,11 +18,10 @@ from tqdm.auto import tqdm
 from ..core import hooks
 from ..core import model as core_model
 from ..core.inputs import as_sequence
-from ..core.model import Bridge
+from ..core.model import Bridge, check_context
 from ..core.pauses import PausedSequence
 from ..core.result import Figure, SavedResult
 from ..errors import InterpError, refuse_renamed
-from ..models import check_context
 from ._common import _upcast
 
 # ----------------------------------------------------------------------------- eviction

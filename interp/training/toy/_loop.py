@@ -20,9 +20,8 @@ from tqdm.auto import tqdm
 
 from ..._types import Tensor
 from ...core.io import atomic_save_tensors, atomic_write_csv, atomic_write_text
-from ...core.model import Bridge
+from ...core.model import Bridge, resolve_device
 from ...errors import InterpError, refuse_renamed
-from ...models import resolve_device
 from ..tasks import Task
 from ._config import _EVAL_SEED, TrainConfig, run_labels
 from ._model import _metric_name, _named_parameters, _reached, build_model, evaluate, training_loss
