@@ -49,12 +49,13 @@ from .core import hooks
 from .core import model as core_model
 from .core.inputs import as_sequence
 from .core.io import TableResult
+from .core.loss import token_losses
 from .core.model import Bridge, attention_scale
 from .core.result import Figure
 from .core.sites import hook_name, resolve_layers, resolve_sites
 from .errors import InterpError
 from .gradients._detach import qkv_hooks, rotated_qkv
-from .gradients._inputs import activation_gradients_only, token_losses
+from .gradients._inputs import activation_gradients_only
 
 __all__ = [
     "Attribution",

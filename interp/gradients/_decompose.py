@@ -14,6 +14,7 @@ from .._types import Bool, Float, Tensor
 from ..core import model as core_model
 from ..core.distributed import check_same, gather_tables
 from ..core.io import TableResult
+from ..core.loss import token_losses
 from ..core.model import Bridge
 from ..core.pauses import PausePolicy
 from ..core.result import Figure
@@ -26,7 +27,6 @@ from ._inputs import (
     Inputs,
     activation_gradients_only,
     iter_batches,
-    token_losses,
 )
 
 CONVENTIONS = (

@@ -14,6 +14,7 @@ from ..core import hooks
 from ..core import model as core_model
 from ..core.distributed import all_reduce_sum, check_same
 from ..core.io import TableResult
+from ..core.loss import next_token_nll, token_losses
 from ..core.model import Bridge
 from ..core.pauses import PausePolicy
 from ..core.result import Figure
@@ -26,7 +27,6 @@ from ._inputs import (
     Inputs,
     activation_gradients_only,
     iter_batches,
-    token_losses,
 )
 
 
@@ -261,9 +261,7 @@ def _forward(model: Bridge, tokens: Tensor, keys, in_loss: Tensor, targets: list
             core_model.check_cache_grew(past, end, "or call by_distance(..., method=\"loop\")")
         else:
             logits = model(tokens[:, :end])  # [batch, len(targets), d_vocab]
-    logp = torch.log_softmax(logits.float() if logits.dtype in (torch.float16, torch.bfloat16)
-                             else logits, -1)
-    nll = -logp.gather(-1, tokens[:, idx + 1, None])[..., 0]
+    nll = next_token_nll(logits, tokens[:, idx + 1])
     return acts, torch.where(in_loss[:, idx], nll, torch.zeros_like(nll)), None
 
 

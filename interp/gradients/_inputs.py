@@ -11,9 +11,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
-from .._types import Bool, Float, Int, Tensor
+from .._types import Bool, Int, Tensor
 from ..core import hooks
 from ..core.corpora import Document
 from ..core.distributed import rank_info, shard
@@ -116,20 +115,6 @@ def iter_batches(
                      [i for i, _, _ in chunk])
 
     return batches(), total
-
-
-def token_losses(
-    logits: Float[Tensor, "batch pos d_vocab"],
-    tokens: Int[Tensor, "batch pos"],
-    loss_mask: Bool[Tensor, "batch pos"],
-) -> Float[Tensor, "batch pos"]:
-    """ℓ_t = −log p(token t+1 | tokens ≤ t) where the mask keeps it, else 0; ℓ at the last
-    position is 0 (no target)."""
-    logp = F.log_softmax(logits[:, :-1].float() if logits.dtype in (torch.float16, torch.bfloat16)
-                         else logits[:, :-1], -1)
-    nll = -logp.gather(-1, tokens[:, 1:, None])[..., 0]
-    nll = torch.cat([nll, nll.new_zeros(nll.shape[0], 1)], 1)
-    return torch.where(loss_mask, nll, torch.zeros_like(nll))
 
 
 @contextmanager

@@ -76,7 +76,7 @@ def target_losses(model: Bridge, seq: PausedSequence) -> Float[Tensor, " pos"]:
     """The loss of every real token of ``seq`` by its original position: ``out[p]`` is
     −log p(token p | everything before it, pauses included); NaN at position 0 (no
     prediction) and where the loss mask drops the target."""
-    from ..gradients._inputs import token_losses
+    from ..core.loss import token_losses
 
     tokens = seq.tokens[None].to(core_model.device(model))
     mask = seq.loss_mask[None].to(core_model.device(model))

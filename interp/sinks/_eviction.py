@@ -10,7 +10,6 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from jaxtyping import Bool, Int
 from torch import Tensor
 from tqdm.auto import tqdm
@@ -18,11 +17,11 @@ from tqdm.auto import tqdm
 from ..core import hooks
 from ..core import model as core_model
 from ..core.inputs import as_sequence
+from ..core.loss import next_token_nll
 from ..core.model import Bridge, check_context
 from ..core.pauses import PausedSequence
 from ..core.result import Figure, SavedResult
 from ..errors import InterpError, refuse_renamed
-from ._common import _upcast
 
 # ----------------------------------------------------------------------------- eviction
 
@@ -149,7 +148,7 @@ def cache_eviction(
             fwd = [(hooks.pattern(layer), restrict(keep)) for layer in range(model.cfg.n_layers)]
         with torch.no_grad():
             logits = model.run_with_hooks(ids[None], fwd_hooks=fwd)[0]
-        nll = F.cross_entropy(_upcast(logits[scored]), ids[scored + 1], reduction="none")
+        nll = next_token_nll(logits[scored], ids[scored + 1])
         mean = float(nll.mean())
         rows.append(dict(condition=name, n_sinks=-1 if s is None else s, eviction_window=window,
                          nll=mean, perplexity=float(np.exp(mean)), n_scored=int(len(scored))))

@@ -64,6 +64,7 @@ from tqdm.auto import tqdm
 from .._types import Bool, Float, Int, Tensor
 from ..core import model as core_model
 from ..core.io import atomic_save_tensors, atomic_write_csv, atomic_write_json, dataclass_from_dict
+from ..core.loss import token_losses
 from ..core.model import Bridge
 from ..core.pauses import PausedSequence, PausePolicy, insert_pauses, pad_batch
 from ..errors import InterpError, refuse_renamed
@@ -218,8 +219,6 @@ def real_token_loss(model: Bridge, seqs: Sequence[PausedSequence], *, batch_size
                     pad_id: int = 0) -> Float[Tensor, " batch"]:
     """Mean next-token loss over each sequence's loss mask (real targets only), one value per
     sequence, computed with gradients when enabled."""
-    from ..gradients._inputs import token_losses
-
     out = []
     for i in range(0, len(seqs), batch_size):
         tokens, _, _, mask = pad_batch(list(seqs[i:i + batch_size]), pad_id)
@@ -402,8 +401,6 @@ def _pad_id(model: Bridge) -> int:
 def _batch_loss(model: Bridge, tokens: Int[Tensor, "batch pos"],
                 mask: Bool[Tensor, "batch pos"]) -> Float[Tensor, ""]:
     """Mean next-token loss over every position the mask keeps (the whole batch at once)."""
-    from ..gradients._inputs import token_losses
-
     tokens, mask = tokens.to(core_model.device(model)), mask.to(core_model.device(model))
     return token_losses(model(tokens), tokens, mask).sum() / mask.sum().clamp(min=1)
 

@@ -217,3 +217,22 @@ def test_future_lens_reads_the_same_inputs_grouped_by_document():
     assert all(torch.equal(s.seq.tokens, t) for s, t in zip(seqs, toks, strict=True))
     given = [ProbeSequence("doc", interp.make_sequence(toks[0]))]
     assert _as_sequences(model, given) == given
+
+
+def test_the_one_next_token_loss_is_cross_entropy_upcast_from_half_precision():
+    """core.loss against torch's cross-entropy: exact in float64, float32 for bfloat16 logits,
+    masked and zero at the last position."""
+    from interp.core.loss import next_token_nll, token_losses
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 5, 11, generator=g, dtype=torch.float64)
+    tokens = torch.randint(0, 11, (2, 5), generator=g)
+    mask = torch.tensor([[1, 1, 0, 1, 1], [0, 1, 1, 1, 0]], dtype=torch.bool)
+    ref = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), tokens[:, 1:],
+                                            reduction="none")
+    got = token_losses(logits, tokens, mask)
+    torch.testing.assert_close(got[:, :-1], torch.where(mask[:, :-1], ref, 0.0), rtol=0, atol=1e-12)
+    assert (got[:, -1] == 0).all() and got.dtype == torch.float64
+    half = next_token_nll(logits.to(torch.bfloat16), tokens)
+    assert half.dtype == torch.float32
+    torch.testing.assert_close(half, next_token_nll(logits.to(torch.bfloat16).float(), tokens))
