@@ -35,7 +35,7 @@ import torch
 import interp
 from interp.core.pauses import pad_batch
 from interp.recording._capture import BatchCapture
-from interp.recording._inputs import iter_items
+from interp.recording._items import iter_items
 
 POLICY = interp.PausePolicy(every=8)
 BATCH = 8

@@ -54,8 +54,8 @@ from .core.model import Bridge, attention_scale
 from .core.result import Figure
 from .core.sites import hook_name, resolve_layers, resolve_sites
 from .errors import InterpError
+from .gradients._batches import activation_gradients_only
 from .gradients._detach import qkv_hooks, rotated_qkv
-from .gradients._inputs import activation_gradients_only
 
 __all__ = [
     "Attribution",

@@ -20,14 +20,14 @@ from ..core.pauses import PausePolicy
 from ..core.result import Figure
 from ..core.sites import hook_name, resolve_layers, resolve_sites
 from ..errors import InterpError
-from ._detach import detached_attention
-from ._inputs import (
+from ._batches import (
     SITES,
     Batch,
     Inputs,
     activation_gradients_only,
     iter_batches,
 )
+from ._detach import detached_attention
 
 CONVENTIONS = (
     "L = sum_t l_t over positions t in the loss mask (summed, not averaged); "

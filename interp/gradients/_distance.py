@@ -20,14 +20,14 @@ from ..core.pauses import PausePolicy
 from ..core.result import Figure
 from ..core.sites import hook_name, resolve_layers, resolve_sites
 from ..errors import InterpError
-from ._decompose import _headline_site
-from ._inputs import (
+from ._batches import (
     SITES,
     Batch,
     Inputs,
     activation_gradients_only,
     iter_batches,
 )
+from ._decompose import _headline_site
 
 
 @dataclass

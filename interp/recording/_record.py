@@ -22,7 +22,7 @@ from ..core.pauses import PausePolicy, pad_batch
 from ..core.sites import resolve_layers
 from ..errors import InterpError, refuse_renamed
 from ._capture import BatchCapture
-from ._inputs import describe, iter_items
+from ._items import describe, iter_items
 from ._sites import (
     DEFAULT_ROLES,
     DEFAULT_SITES,

@@ -11,7 +11,7 @@ from interp import sinks
 from interp.cli import main
 from interp.cli._common import RENAMED
 from interp.core import REGISTRY, hook_name, hooks, resolve_layers, resolve_sites, site
-from interp.gradients._inputs import SITES as GRADIENT_SITES
+from interp.gradients._batches import SITES as GRADIENT_SITES
 from interp.patching import SITES as PATCHING_SITES
 from interp.probes._spec import SITES as PROBE_SITES
 from interp.recording import SITES as RECORDING_SITES
