@@ -34,9 +34,16 @@ _NATIVE_CONFIG = "interp_config"
 # ------------------------------------------------------------------------------ state on the bridge
 
 
-def pause_id(model: Bridge) -> int | None:
-    """The ``<pause>`` token id (``None`` before :func:`interp.add_pause_token`)."""
+def pause_id(model: Bridge, *, required: bool = False) -> int | None:
+    """The ``<pause>`` token id: ``None`` before :func:`interp.add_pause_token`, or with
+    ``required`` an error that says to call it.
+
+    Raises:
+        InterpError: ``required`` and the model has no ``<pause>`` token.
+    """
     pid = getattr(model, _PAUSE_ID, None)
+    if pid is None and required:
+        raise InterpError("this model has no <pause> token yet", "call interp.add_pause_token(model)")
     return None if pid is None else int(pid)
 
 

@@ -17,8 +17,8 @@ from ..core import hooks
 from ..core.corpora import Document
 from ..core.distributed import rank_info, shard
 from ..core.inputs import count_sequences, iter_sequences
-from ..core.model import Bridge, check_context
-from ..core.pauses import PausedSequence, PausePolicy, insert_pauses, pad_batch, pause_id
+from ..core.model import Bridge, check_context, pause_id
+from ..core.pauses import PausedSequence, PausePolicy, insert_pauses, pad_batch
 from ..errors import InterpError
 
 #: what an analysis accepts (see :mod:`interp.core.inputs`)
@@ -74,7 +74,7 @@ def iter_batches(
         numbered = shard(numbered, info)
         total = None if total is None else len(range(info.rank, total, info.world_size))
     if policy is not None and policy.inserts_anything:
-        pid = None if policy.filler is not None else pause_id(model)
+        pid = None if policy.filler is not None else pause_id(model, required=True)
         numbered = ((i, name, insert_pauses(s, policy, pid)) for i, name, s in numbered)
 
     def batches() -> Iterator[Batch]:

@@ -11,8 +11,8 @@ import torch
 
 from ..core.corpora import Document
 from ..core.inputs import Labelled, iter_sequences
-from ..core.model import check_context
-from ..core.pauses import PausedSequence, PausePolicy, insert_pauses, pause_id
+from ..core.model import check_context, pause_id
+from ..core.pauses import PausedSequence, PausePolicy, insert_pauses
 
 
 def describe(inputs) -> str:
@@ -38,7 +38,7 @@ def iter_items(
     """
     pid = None
     if policy is not None and policy.inserts_anything and policy.filler is None:
-        pid = pause_id(model)
+        pid = pause_id(model, required=True)
     for item in iter_sequences(model, inputs, n_tokens=n_tokens, bos=bos):
         seq = item.seq
         if policy is not None:
