@@ -48,10 +48,9 @@ from ._types import Float, Tensor
 from .core import hooks
 from .core import model as core_model
 from .core.inputs import as_sequence
-from .core.io import TableResult
 from .core.loss import token_losses
 from .core.model import Bridge, attention_scale
-from .core.result import Figure
+from .core.result import Figure, TableResult
 from .core.sites import hook_name, resolve_layers, resolve_sites
 from .errors import InterpError
 from .gradients._batches import activation_gradients_only

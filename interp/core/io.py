@@ -1,4 +1,4 @@
-"""Atomic writes, and the tidy-table result that every analysis returns.
+"""Atomic writes, and reading tables back.
 
 Every file interp writes goes to a temporary name beside its destination and is moved into
 place with ``os.replace``, which is atomic on POSIX: an interrupted job never leaves a
@@ -11,9 +11,8 @@ import dataclasses
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pandas as pd
 from torch import Tensor
@@ -21,7 +20,6 @@ from torch import Tensor
 from ..errors import InterpError
 
 __all__ = [
-    "TableResult",
     "atomic_save_tensors",
     "atomic_write_csv",
     "atomic_write_json",
@@ -73,76 +71,6 @@ def read_table(path: str | os.PathLike, renamed: Mapping[str, str] | None = None
     df = pd.read_csv(path, keep_default_na=False, na_values=[""])
     return df.rename(columns={old: new for old, new in (renamed or {}).items()
                               if old in df.columns and new not in df.columns})
-
-
-@dataclass
-class TableResult:
-    """A result that is one tidy table plus a metadata dict, saved as ``name.csv`` + ``name.json``.
-
-    Subclasses set ``FILE`` (the table's file name in a results folder), ``REQUIRED`` (columns
-    a saved table must have), ``MADE_BY`` (the command that writes it, named in the error
-    when the file is missing), ``RENAMED`` (old column name -> new, for tables saved by earlier
-    releases) and override :meth:`figures`. They follow the result protocol
-    (:class:`interp.core.result.Result`): ``save(folder)``, ``load(folder)``, ``figures()``.
-
-    Attributes:
-        table: the rows.
-        meta: settings and provenance (model, sites, layers, ...).
-    """
-
-    table: pd.DataFrame
-    meta: dict = field(default_factory=dict)
-
-    FILE: ClassVar[str] = "table.csv"
-    FILES: ClassVar[tuple[str, ...]] = ("table.csv",)
-    REQUIRED: ClassVar[frozenset[str]] = frozenset()
-    RENAMED: ClassVar[dict[str, str]] = {}
-    MADE_BY: ClassVar[str] = "the interp command that makes it"
-
-    def __init_subclass__(cls, **kwargs) -> None:
-        super().__init_subclass__(**kwargs)
-        if "FILES" not in cls.__dict__:
-            cls.FILES = (cls.FILE,)
-
-    def save(self, out: str | os.PathLike) -> Path:
-        """Write ``FILE`` (and its ``.json`` metadata) into the folder ``out``."""
-        self.to_csv(Path(out) / self.FILE)
-        return Path(out)
-
-    @classmethod
-    def load(cls, out: str | os.PathLike):
-        """Read the table saved in the folder ``out`` (or the table file itself)."""
-        out = Path(out)
-        return cls.from_csv(out if out.suffix == ".csv" else out / cls.FILE)
-
-    def figures(self) -> list:
-        """The figures drawn from this result (:class:`interp.core.result.Figure`)."""
-        return []
-
-    def to_pandas(self) -> pd.DataFrame:
-        return self.table.copy()
-
-    def to_csv(self, path: str | os.PathLike) -> Path:
-        """Write the table (atomically) and its metadata as ``<name>.json`` beside it."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_csv(path, self.table)
-        atomic_write_json(path.with_suffix(".json"), self.meta)
-        return path
-
-    @classmethod
-    def from_csv(cls, path: str | os.PathLike):
-        """Read a table written by :meth:`to_csv` (no model needed)."""
-        path = Path(path)
-        if not path.is_file():
-            raise InterpError(f"{path} not found", f"run `{cls.MADE_BY}` first")
-        table = read_table(path, cls.RENAMED)
-        missing = set(cls.REQUIRED) - set(table)
-        if missing:
-            raise InterpError(f"{path} lacks columns {sorted(missing)}",
-                              f"give a {path.name} written by `{cls.MADE_BY}`")
-        meta_path = path.with_suffix(".json")
-        return cls(table, json.loads(meta_path.read_text()) if meta_path.is_file() else {})
 
 
 def dataclass_from_dict(cls, d: dict[str, Any]):

@@ -13,11 +13,10 @@ from tqdm.auto import tqdm
 from .._types import Bool, Float, Tensor
 from ..core import model as core_model
 from ..core.distributed import check_same, gather_tables
-from ..core.io import TableResult
 from ..core.loss import token_losses
 from ..core.model import Bridge
 from ..core.pauses import PausePolicy
-from ..core.result import Figure
+from ..core.result import Figure, TableResult
 from ..core.sites import hook_name, resolve_layers, resolve_sites
 from ..errors import InterpError
 from ._batches import (

@@ -13,11 +13,10 @@ from .._types import Bool, Float, Tensor
 from ..core import hooks
 from ..core import model as core_model
 from ..core.distributed import all_reduce_sum, check_same
-from ..core.io import TableResult
 from ..core.loss import next_token_nll, token_losses
 from ..core.model import Bridge
 from ..core.pauses import PausePolicy
-from ..core.result import Figure
+from ..core.result import Figure, TableResult
 from ..core.sites import hook_name, resolve_layers, resolve_sites
 from ..errors import InterpError
 from ._batches import (

@@ -58,10 +58,10 @@ from tqdm.auto import tqdm
 from ..core import hooks
 from ..core.distributed import all_reduce_sum, shard
 from ..core.inputs import iter_sequences
-from ..core.io import TableResult, atomic_save_tensors
+from ..core.io import atomic_save_tensors
 from ..core.model import Bridge
 from ..core.pauses import pad_batch
-from ..core.result import Figure
+from ..core.result import Figure, TableResult
 from ..core.sites import resolve_layers
 from ..errors import InterpError
 from ._data import ProbeSequence, _grab, _StopForward, split_groups

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from ..core.io import atomic_save_tensors, atomic_write_csv, atomic_write_text
 from ..core.model import Bridge, resolve_device
-from ..core.result import Figure
+from ..core.result import Figure, check_files
 from ..core.sites import resolve_layer, resolve_layers
 from ..errors import InterpError, refuse_renamed
 from ..figures._export import export_figures
@@ -151,12 +151,8 @@ class ProbeResults:
 
 def load_probes(out_dir: str | Path) -> ProbeResults:
     """Read the artifacts :func:`train_probes` wrote (no model needed)."""
-    out = Path(out_dir)
-    need = ["spec.toml", "metrics.csv", "probes.json"]
-    missing = [n for n in need if not (out / n).is_file()]
-    if missing:
-        raise InterpError(f"{out} is not a finished probe run (missing {', '.join(missing)})",
-                          "give the output directory of `interp probe train`, or rerun it to finish")
+    out = check_files(ProbeResults, out_dir, ["spec.toml", "metrics.csv", "probes.json"],
+                      problem="is not a finished probe run")
     spec = ProbeSpec.from_toml(out / "spec.toml")
     desc = json.loads((out / "probes.json").read_text())
     probes = {site: load_file(str(out / "probes" / f"{site}.safetensors")) for site in desc["sites"]}

@@ -45,7 +45,6 @@ from .._types import Float, Int, Tensor
 from ..core import hooks
 from ..core import model as core_model
 from ..core.inputs import as_sequences
-from ..core.io import atomic_write_csv, atomic_write_json, read_table
 from ..core.model import Bridge
 from ..core.pauses import (
     PausedSequence,
@@ -54,7 +53,7 @@ from ..core.pauses import (
     insert_pauses,
     next_token_entropy,
 )
-from ..core.result import Figure
+from ..core.result import Figure, SavedResult
 from ..errors import InterpError, refuse_renamed
 
 __all__ = [
@@ -406,7 +405,7 @@ TABLES = ("losses", "adaptive", "registers", "massive", "future_share", "future_
 
 
 @dataclass
-class PauseComparison:
+class PauseComparison(SavedResult):
     """Everything :func:`compare_checkpoint` measures, as tables (see the functions above).
 
     Attributes:
@@ -422,6 +421,10 @@ class PauseComparison:
 
     FILES: ClassVar[tuple[str, ...]] = ("pause_losses.csv",)
     MADE_BY: ClassVar[str] = "interp pause-compare CKPT --out DIR"
+    SAVED: ClassVar[dict] = {"tables": "pause_*.csv", "settings": "pause_compare.json"}
+    RENAMED: ClassVar[dict[str, str]] = RENAMED_COLUMNS
+    #: a comparison saved without settings reads them as empty
+    EMPTY: ClassVar[dict] = {"settings": dict}
 
     def __post_init__(self) -> None:
         unknown = set(self.tables) - set(TABLES)
@@ -438,14 +441,6 @@ class PauseComparison:
     def adaptive_summary(self) -> pd.DataFrame | None:
         t = self.tables.get("adaptive")
         return None if t is None else adaptive_summary(t)
-
-    def save(self, out: str | os.PathLike) -> Path:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        for name, df in self.tables.items():
-            atomic_write_csv(out / f"pause_{name}.csv", df)
-        atomic_write_json(out / "pause_compare.json", self.settings)
-        return out
 
     def figures(self) -> list[Figure]:
         from ..figures import pause_training as f
@@ -472,18 +467,6 @@ class PauseComparison:
             if name in self.tables:
                 figs.append(Figure(f"pause_{name}", draw, caption))
         return figs
-
-    @classmethod
-    def load(cls, out: str | os.PathLike) -> PauseComparison:
-        out = Path(out)
-        if not (out / "pause_losses.csv").is_file():
-            raise InterpError(f"{out} holds no pause comparison (pause_losses.csv)",
-                              f"make one with `{cls.MADE_BY}`")
-        tables = {n: read_table(out / f"pause_{n}.csv", RENAMED_COLUMNS)
-                  for n in TABLES if (out / f"pause_{n}.csv").is_file()}
-        settings = (json.loads((out / "pause_compare.json").read_text())
-                    if (out / "pause_compare.json").is_file() else {})
-        return cls(tables, settings)
 
 
 def compare_checkpoint(checkpoint: str | os.PathLike, *, max_windows: int = 8, seeds: Sequence[int] = (0, 1, 2),

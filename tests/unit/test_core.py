@@ -236,3 +236,68 @@ def test_the_one_next_token_loss_is_cross_entropy_upcast_from_half_precision():
     half = next_token_nll(logits.to(torch.bfloat16), tokens)
     assert half.dtype == torch.float32
     torch.testing.assert_close(half, next_token_nll(logits.to(torch.bfloat16).float(), tokens))
+
+
+def test_every_results_folder_is_checked_by_check_files(tmp_path):
+    """One missing-files check: each loader names the missing file and the command that
+    writes it, before reading anything."""
+    from interp.errors import InterpError
+    from interp.patching import Attribution
+    from interp.probes import load_probes
+    from interp.reporting.pause_compare import PauseComparison
+    from interp.training.toy import ToyComparison, load_toy
+
+    cases = [(lambda: Attribution.load(tmp_path), "has no attribution.csv", "interp patch"),
+             (lambda: PauseComparison.load(tmp_path), "has no pause_losses.csv", "pause-compare"),
+             (lambda: ToyComparison.load(tmp_path), "has no compare.csv, histories.csv",
+              "toy compare"),
+             (lambda: load_toy(tmp_path), "holds no toy checkpoint (missing checkpoint",
+              "toy train"),
+             (lambda: load_probes(tmp_path), "is not a finished probe run (missing spec.toml",
+              "probe train")]
+    for load, problem, command in cases:
+        with pytest.raises(InterpError) as e:
+            load()
+        assert e.value.problem.startswith(f"{tmp_path} {problem}") and command in e.value.fix
+
+
+def test_pause_comparison_is_a_saved_result_with_a_table_per_file(tmp_path):
+    """The dict of tables saves as pause_<name>.csv, one file each (the layout of earlier
+    releases, whose ``window`` column reads back as ``sequence``)."""
+    from interp.core.result import SavedResult
+    from interp.reporting.pause_compare import PauseComparison
+
+    losses = pd.DataFrame({"model": ["base"], "condition": ["plain"], "loss": [2.5]})
+    comp = PauseComparison({"losses": losses}, {"checkpoint": "ckpt"})
+    assert isinstance(comp, SavedResult)
+    comp.save(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pause_compare.json", "pause_losses.csv"]
+    pd.DataFrame({"window": [0], "layer": [1]}).to_csv(tmp_path / "pause_registers.csv", index=False)
+    (tmp_path / "pause_compare.json").unlink()
+    again = PauseComparison.load(tmp_path)
+    pd.testing.assert_frame_equal(again.tables["losses"], losses)
+    assert list(again.tables["registers"].columns) == ["sequence", "layer"]
+    assert again.settings == {}
+
+
+def test_the_report_command_is_generated_from_report_config():
+    """Every ReportConfig field (but token ids) has a flag; no flag gives the config's defaults;
+    a flag sets its field with the field's type."""
+    import dataclasses
+
+    from interp.cli import build_parser
+    from interp.cli._report import config_from_args
+    from interp.reporting import ReportConfig
+
+    parser = build_parser()
+    report = parser._subparsers._group_actions[0].choices["report"]
+    dests = {a.dest for a in report._actions}
+    assert {f.name for f in dataclasses.fields(ReportConfig)} - dests == {"tokens"}
+    assert config_from_args(parser.parse_args(["report"])) == ReportConfig()
+    cfg = config_from_args(parser.parse_args(
+        ["report", "--sinks", "0,2", "--long-context", "none", "--toy", "runs/toy",
+         "--pause-rate", "0.25", "--max-windows", "3", "--formats", "none",
+         "--sections", "registers,patching", "--clean", "A B"]))
+    assert cfg == ReportConfig(sinks=(0, 2), long_context_tokens=(), toy_dir="runs/toy",
+                               pause_rate=0.25, max_windows=3, formats=(),
+                               sections=("registers", "patching"), clean="A B")
