@@ -162,8 +162,9 @@ class SavedResult:
 
 
 @dataclass
-class TableResult:
-    """A result that is one tidy table plus a metadata dict, saved as ``name.csv`` + ``name.json``.
+class TableResult(SavedResult):
+    """A result that is one tidy table plus a metadata dict, saved as ``name.csv`` + ``name.json``
+    (a :class:`SavedResult` whose ``SAVED`` follows from ``FILE``).
 
     Subclasses set ``FILE`` (the table's file name in a results folder), ``REQUIRED`` (columns
     a saved table must have), ``MADE_BY`` (the command that writes it, named in the error
@@ -185,19 +186,19 @@ class TableResult:
     RENAMED: ClassVar[dict[str, str]] = {}
     MADE_BY: ClassVar[str] = "the interp command that makes it"
 
+    SAVED: ClassVar[dict[str, str | type]] = {"table": "table.csv", "meta": "table.json"}
+    EMPTY: ClassVar[dict[str, Callable[[], object]]] = {"meta": dict}
+
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
         if "FILES" not in cls.__dict__:
             cls.FILES = (cls.FILE,)
-
-    def save(self, out: str | os.PathLike) -> Path:
-        """Write ``FILE`` (and its ``.json`` metadata) into the folder ``out``."""
-        self.to_csv(Path(out) / self.FILE)
-        return Path(out)
+        cls.SAVED = {"table": cls.FILE, "meta": str(Path(cls.FILE).with_suffix(".json"))}
 
     @classmethod
     def load(cls, out: str | os.PathLike):
-        """Read the table saved in the folder ``out`` (or the table file itself)."""
+        """Read the table saved in the folder ``out`` (or the table file itself), checking its
+        ``REQUIRED`` columns."""
         out = Path(out)
         return cls.from_csv(out if out.suffix == ".csv" else out / cls.FILE)
 
