@@ -206,7 +206,8 @@ def _hf_activations(family: Family, hf, tokens: torch.Tensor, n_heads: int, n_kv
 
 def _brute_force_self(model, tokens, names: list[str]) -> dict[str, torch.Tensor]:
     """∂ℓ_t/∂x_t at each hook in ``names`` by one backward pass per target t."""
-    from interp.gradients._inputs import activation_gradients_only, token_losses
+    from interp.core.loss import token_losses
+    from interp.gradients._batches import activation_gradients_only
 
     out: dict[str, list] = {n: [] for n in names}
     grads: dict = {}
@@ -247,7 +248,7 @@ def _self_err(model, tokens) -> float:
 def _patterns(model, tokens, patch: Callable | None = None):
     """Per layer: the model's own pattern, the reproduced one, the plain causal one (without
     window, soft-cap or the rotation no rot hook shows), the spec and the rotated q, k."""
-    from interp import hooks
+    from interp.core import hooks
     from interp.core.attention import (
         AttentionSpec,
         attention_spec,
@@ -286,7 +287,7 @@ def _patterns(model, tokens, patch: Callable | None = None):
 def _atp_star_pattern_err(model, clean, corrupt) -> float:
     """The pattern AtP* builds for key i corrupted, against the model's own pattern with k_i
     really patched (KV head 0 of every layer, every position i)."""
-    from interp import hooks
+    from interp.core import hooks
     from interp.core.attention import expand_kv
 
     clean_p = _patterns(model, clean)
@@ -318,7 +319,7 @@ def _atp_star_pattern_err(model, clean, corrupt) -> float:
 
 
 def _capture_k(model, tokens, layer):
-    from interp import hooks
+    from interp.core import hooks
 
     got = {}
     with torch.no_grad(), model.hooks(fwd_hooks=[(hooks.k(layer),
@@ -332,6 +333,7 @@ def measure(family: Family, path: Path) -> Measured:
     import transformers
 
     import interp
+    from interp.core.model import n_kv_heads
     from interp.patching import attribution_patch, compare_patching
 
     m = Measured(family)
@@ -345,7 +347,7 @@ def measure(family: Family, path: Path) -> Measured:
 
     # recording = the plain HF modules
     n_heads, d = int(model.cfg.n_heads), int(model.cfg.d_head)
-    n_kv = interp.core.model.n_kv_heads(model)
+    n_kv = n_kv_heads(model)
     theirs = _hf_activations(family, hf, tokens, n_heads, n_kv, d)
     rec = interp.record(model, tokens, sites=("resid_post", "k", "v"), roles=None,
                         n_tokens=N_POS, verbose=False)

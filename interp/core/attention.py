@@ -47,9 +47,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .. import hooks
 from .._types import Bool, Float, Int, Tensor
 from ..errors import InterpError
+from . import hooks
 from . import model as core_model
 from .model import Bridge
 

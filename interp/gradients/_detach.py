@@ -32,8 +32,8 @@ from contextlib import contextmanager
 
 import torch
 
-from .. import hooks
 from .._types import Float, Tensor
+from ..core import hooks
 from ..core.attention import (
     AttentionSpec,
     attention_spec,
