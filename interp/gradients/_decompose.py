@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +27,7 @@ from ._batches import (
     activation_gradients_only,
     iter_batches,
 )
-from ._detach import detached_attention
+from ._detach import DEFAULT_BLOCK, check_block_size, recomputed_attention
 
 CONVENTIONS = (
     "L = sum_t l_t over positions t in the loss mask (summed, not averaged); "
@@ -193,14 +194,14 @@ class _Reader:
         return out
 
 
-def _backward(model: Bridge, batch: Batch, reader: _Reader, detached: bool
-              ) -> dict[tuple[str, int], Tensor]:
-    with model.hooks(fwd_hooks=reader.fwd_hooks()):
-        if detached:
-            with detached_attention(model):
-                logits = model(batch.tokens)
-        else:
-            logits = model(batch.tokens)
+def _backward(model: Bridge, batch: Batch, reader: _Reader, detached: bool,
+              block_size: int | None) -> dict[tuple[str, int], Tensor]:
+    # the dense total pass is the model's own backward; every other one runs through interp's
+    # attention (the blocked one keeps no pattern)
+    attention = (recomputed_attention(model, detach=detached, block_size=block_size)
+                 if detached or block_size is not None else nullcontext())
+    with model.hooks(fwd_hooks=reader.fwd_hooks()), attention:
+        logits = model(batch.tokens)
         loss = token_losses(logits, batch.tokens, batch.loss_mask).sum()
         if not torch.isfinite(loss):
             raise InterpError("the loss is not finite", "check the inputs and the model's dtype")
@@ -272,6 +273,7 @@ def future_gradients(
     n_tokens: int = 128,
     batch_size: int = 4,
     max_windows: int | None = None,
+    block_size: int | None = DEFAULT_BLOCK,
     verbose: bool = True,
 ) -> FutureGradients:
     """Split the gradient at keys, values and the residual stream into self and future terms.
@@ -305,6 +307,11 @@ def future_gradients(
         n_tokens: window length for corpus inputs.
         batch_size: sequences per forward/backward pass.
         max_windows: stop after this many corpus windows.
+        block_size: the attention's backward runs over blocks of this many queries, keeping
+            q, k and v per layer instead of the pattern, so memory grows linearly with the
+            sequence length (exact: the same numbers to float rounding;
+            docs/concepts/long-context.md). ``None``: the dense computation (faster at a
+            few hundred tokens, quadratic memory).
         verbose: show a progress bar.
 
     Returns:
@@ -312,7 +319,7 @@ def future_gradients(
 
     Raises:
         InterpError: a loss mask with nothing in the loss, a sequence of length 1, a sequence
-            longer than the context, or a non-finite gradient (naming the layer and site).
+            longer than the context, ``block_size < 1``, or a non-finite gradient (naming the layer and site).
 
     Example:
         >>> fg = interp.future_gradients(model, "The cat sat on the mat.", sites=("k", "v"))
@@ -320,6 +327,7 @@ def future_gradients(
     """
     sites = resolve_sites(sites, SITES)
     layers = resolve_layers(model, layers)
+    check_block_size(block_size)
     batches, total = iter_batches(model, inputs, policy=policy, loss_mask=loss_mask,
                                   n_tokens=n_tokens, batch_size=batch_size,
                                   max_windows=max_windows, split_ranks=True)
@@ -330,15 +338,15 @@ def future_gradients(
         for batch in batches:
             batch.tokens = batch.tokens.to(core_model.device(model))
             batch.loss_mask = batch.loss_mask.to(batch.tokens.device)
-            g_total = _backward(model, batch, reader, detached=False)
-            g_self = _backward(model, batch, reader, detached=True)
+            g_total = _backward(model, batch, reader, False, block_size)
+            g_self = _backward(model, batch, reader, True, block_size)
             frames.append(_rows(model, batch, g_total, g_self))
             bar.update(len(batch.names))
     meta = dict(model=str(getattr(model.cfg, "model_name", "")), sites=list(sites),
                 layers=list(layers), conventions=CONVENTIONS,
                 policy=policy.to_dict() if policy is not None else None)
     check_same("gradient configuration", dict(meta, n_tokens=n_tokens, batch_size=batch_size,
-                                              max_windows=max_windows))
+                                              max_windows=max_windows, block_size=block_size))
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     # under torchrun each process computed its share of the sequences: gather them, in order
     table = gather_tables(table, sort_by=["_b"]).drop(columns="_b")

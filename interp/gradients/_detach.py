@@ -32,7 +32,7 @@ from contextlib import contextmanager
 
 import torch
 
-from .._types import Float, Tensor
+from .._types import Float, Int, Tensor
 from ..core import hooks
 from ..core.attention import (
     AttentionSpec,
@@ -46,42 +46,106 @@ from ..core.model import Bridge, n_kv_heads
 from ..core.sites import resolve_layers
 from ..errors import InterpError
 
-__all__ = ["detached_attention", "myopic_attention"]
+__all__ = ["DEFAULT_BLOCK", "detached_attention", "myopic_attention", "recomputed_attention"]
+
+
+#: query rows per block of the blocked attention (the default of :func:`interp.future_gradients`)
+DEFAULT_BLOCK = 512
 
 
 def myopic_attention(
-    q: Float[Tensor, "batch pos head_index d_head"],
-    k: Float[Tensor, "batch pos kv_head d_head"],
-    v: Float[Tensor, "batch pos kv_head d_head"],
+    q: Float[Tensor, "batch head_index q_pos d_head"],
+    k: Float[Tensor, "batch head_index k_pos d_head"],
+    v: Float[Tensor, "batch head_index k_pos d_head"],
     spec: AttentionSpec,
-) -> tuple[Float[Tensor, "batch pos head_index d_head"], Float[Tensor, "batch head_index pos pos"]]:
-    """The layer's attention with each query reading only its own position's k and v live.
+    q_pos: Int[Tensor, " q_pos"],
+    k_pos: Int[Tensor, " k_pos"],
+    *,
+    detach: bool = True,
+) -> tuple[Float[Tensor, "batch head_index q_pos d_head"], Float[Tensor, "batch head_index q_pos k_pos"]]:
+    """Rows ``q_pos`` of the layer's attention over keys ``k_pos``, each query reading only its
+    own position's k and v live (with ``detach=False``: every key and value live).
+
+    The dense computation passes every position; the blocked one (:class:`_BlockedAttention`)
+    a block of consecutive queries and the keys its mask allows, so both compute the same
+    numbers with the same code.
 
     Args:
-        q: queries as the model scores them (after QK-norm and RoPE).
-        k: keys likewise (``kv_head`` may divide ``head_index``: query head h reads KV head
-            ``h // (n_heads // n_kv_heads)``).
-        v: values.
+        q: queries at positions ``q_pos``, as the model scores them (after QK-norm and RoPE),
+            head-major.
+        k: keys at positions ``k_pos`` (KV heads already expanded to query heads); with
+            ``detach``, ``k_pos`` must hold every position of ``q_pos`` (its own key).
+        v: values at positions ``k_pos``.
         spec: the layer's scale, soft-cap and mask.
+        q_pos, k_pos: the positions, ``k_pos`` consecutive.
+        detach: detach the off-diagonal keys and values.
 
     Returns:
-        The head outputs z and the pattern, equal in value to the layer's own attention; their
-        gradient reaches k and v only through the diagonal (query i reading key/value i).
+        The head outputs z and the pattern rows, equal in value to the layer's own attention;
+        with ``detach`` their gradient reaches k and v only through the diagonal.
     """
-    n_pos = q.shape[1]
-    qh = q.transpose(1, 2)  # [batch, head, pos, d_head]
-    kh, vh = expand_kv(k.transpose(1, 2), q.shape[2]), expand_kv(v.transpose(1, 2), q.shape[2])
-    eye = torch.eye(n_pos, dtype=torch.bool, device=q.device)
-    off = torch.matmul(qh, kh.detach().transpose(-1, -2))
-    diag = (qh * kh).sum(-1)  # q_i · k_i, live in both
-    pattern = spec.pattern(spec.logits(torch.where(eye, torch.diag_embed(diag), off)))
-    own = torch.diagonal(pattern, dim1=-2, dim2=-1)[..., None]  # [batch, head, pos, 1]
-    z = torch.matmul(pattern, vh.detach()) + own * (vh - vh.detach())
-    return z.transpose(1, 2), pattern
+    kd, vd = (k.detach(), v.detach()) if detach else (k, v)
+    dots = torch.matmul(q, kd.transpose(-1, -2))
+    own = (q_pos - k_pos[0]).expand(*q.shape[:-2], -1)[..., None]  # index of the own key
+    if detach:
+        own_k = k.gather(-2, own.expand(*own.shape[:-1], k.shape[-1]))
+        eye = q_pos[:, None] == k_pos[None, :]
+        dots = torch.where(eye, (q * own_k).sum(-1, keepdim=True), dots)  # q_i · k_i live
+    pattern = spec.pattern(spec.logits(dots), q_pos, k_pos)
+    z = torch.matmul(pattern, vd)
+    if detach:
+        own_v = v.gather(-2, own.expand(*own.shape[:-1], v.shape[-1]))
+        z = z + pattern.gather(-1, own) * (own_v - own_v.detach())
+    return z, pattern
+
+
+class _BlockedAttention(torch.autograd.Function):
+    """Zero in value; in the backward, the gradient of the layer's attention output z, computed
+    one block of queries at a time.
+
+    The hook returns ``z + this``: the model's own z as the value and this function's
+    gradient. Only q, k and v are kept for the backward (linear in the number of positions);
+    each block of ``block`` queries recomputes its pattern over the keys its mask allows
+    (:func:`myopic_attention`, the code of the dense path) and backpropagates through it, so
+    no tensor larger than block × positions per head ever exists.
+    """
+
+    @staticmethod
+    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec, block: int,
+                detach: bool) -> Tensor:
+        ctx.save_for_backward(q, k, v)
+        ctx.spec, ctx.block, ctx.detach = spec, block, detach
+        return q.new_zeros(q.shape)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dz: Tensor):
+        q, k, v = ctx.saved_tensors
+        spec, block, n_heads = ctx.spec, ctx.block, q.shape[1]
+        work = torch.promote_types(q.dtype, torch.float32)  # accumulate over blocks in >= fp32
+        dq = torch.zeros_like(q, dtype=work)
+        dk, dv = torch.zeros_like(k, dtype=work), torch.zeros_like(v, dtype=work)
+        n_pos = q.shape[-2]
+        pos = torch.arange(n_pos, device=q.device)
+        for start in range(0, n_pos, block):
+            end = min(n_pos, start + block)
+            lo = 0 if spec.window is None else max(0, start - spec.window + 1)
+            with torch.enable_grad():
+                qb = q[..., start:end, :].detach().requires_grad_()
+                kb = k[..., lo:end, :].detach().requires_grad_()
+                vb = v[..., lo:end, :].detach().requires_grad_()
+                zb, _ = myopic_attention(qb, expand_kv(kb, n_heads), expand_kv(vb, n_heads), spec,
+                                         pos[start:end], pos[lo:end], detach=ctx.detach)
+                gq, gk, gv = torch.autograd.grad(zb, (qb, kb, vb), dz[..., start:end, :])
+            dq[..., start:end, :] += gq
+            dk[..., lo:end, :] += gk
+            dv[..., lo:end, :] += gv
+        return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), None, None, None
 
 
 @contextmanager
-def detached_attention(model: Bridge, layers: list[int] | None = None) -> Iterator[None]:
+def detached_attention(model: Bridge, layers: list[int] | None = None, *,
+                       block_size: int | None = None) -> Iterator[None]:
     """Run the model with each query reading the other positions' keys and values detached.
 
     Inside the ``with`` block the forward pass gives the same values (logits, activations)
@@ -112,6 +176,9 @@ def detached_attention(model: Bridge, layers: list[int] | None = None) -> Iterat
     Args:
         model: a ``TransformerBridge`` (Hugging Face, e.g. SmolLM2, or a tiny native model).
         layers: detach only in these layers (default: all).
+        block_size: compute the attention gradient in blocks of this many queries, keeping
+            only q, k and v for the backward (memory linear in the sequence length; see
+            :func:`recomputed_attention`); ``None``: dense, the pattern kept per layer and head.
 
     Sliding windows (Mistral, Gemma-2/3), logit soft-capping (Gemma-2), partial rotary
     (GPT-NeoX), QK-norm and one KV head (Gemma-3), qkv biases (Qwen2) and absolute positions
@@ -124,33 +191,101 @@ def detached_attention(model: Bridge, layers: list[int] | None = None) -> Iterat
             that does not match the model's own (e.g. under an attention mask or KV cache),
             which would make the gradients wrong.
     """
+    with recomputed_attention(model, layers, detach=True, block_size=block_size):
+        yield
+
+
+@contextmanager
+def recomputed_attention(model: Bridge, layers: list[int] | None = None, *, detach: bool,
+                         block_size: int | None) -> Iterator[None]:
+    """Replace each layer's attention in the backward pass by interp's own reproduction.
+
+    At ``hook_z`` the hook returns ``z + (B − B.detach())``: the model's own head outputs z
+    as the value and the gradient of B, interp's attention from the captured q, k, v (with
+    ``detach``, the detached-attention variant of :func:`detached_attention`; without, the
+    ordinary attention). The model's own attention graph, with its pattern of
+    positions² entries per layer and head, is cut away and freed after each layer.
+
+    Dense (``block_size=None``), B is :func:`myopic_attention` over all positions, its
+    pattern kept for the backward. Blocked, the backward recomputes it ``block_size``
+    queries at a time (:class:`_BlockedAttention`), so what a layer keeps is q, k and v.
+
+    **Checked on every call.** The model's ``hook_pattern`` and z are compared with the
+    reproduction: on every row when the sequence fits one block, else on ``block_size``
+    rows spread evenly from the first to the last position (a wrong mask, window or soft-cap
+    moves every row past the window); the rows' pattern and output are recomputed from the
+    same q, k, v the backward uses.
+
+    Raises:
+        InterpError: ``block_size < 1``, an attention variant not reproduced, or a
+            reproduction that does not match the model's pattern or output.
+    """
+    check_block_size(block_size)
     n_kv = n_kv_heads(model)
     fwd = []
     for layer in resolve_layers(model, layers):
-        fwd += _layer_hooks(model, attention_spec(model, layer), n_kv)
+        fwd += _layer_hooks(model, attention_spec(model, layer), n_kv, detach, block_size)
     with model.hooks(fwd_hooks=fwd):
         yield
 
 
-def _layer_hooks(model: Bridge, spec: AttentionSpec, n_kv: int) -> list:
+def check_block_size(block_size: int | None) -> None:
+    """Raise an :class:`InterpError` unless ``block_size`` is None or at least 1."""
+    if block_size is not None and block_size < 1:
+        raise InterpError(f"attention block_size={block_size}",
+                          f"use a block of at least one query (default {DEFAULT_BLOCK}), or "
+                          "None for the dense computation")
+
+
+def check_rows(n_pos: int, block_size: int | None, device) -> Int[Tensor, " rows"]:
+    """The query rows whose pattern is checked: all of them when they fit one block, else
+    ``block_size`` rows spread evenly over the positions (the first and the last included)."""
+    if block_size is None or n_pos <= block_size:
+        return torch.arange(n_pos, device=device)
+    return torch.linspace(0, n_pos - 1, block_size, device=device).round().long().unique()
+
+
+def _layer_hooks(model: Bridge, spec: AttentionSpec, n_kv: int, detach: bool,
+                 block_size: int | None) -> list:
     seen: dict[str, Tensor] = {}
     layer = spec.layer
+    what = "detached_attention" if detach else "recomputed attention"
+
+    def keep_rows(pattern: Tensor, hook) -> None:
+        # only the checked rows are kept: the full pattern is freed with the layer
+        rows = check_rows(pattern.shape[-2], block_size, pattern.device)
+        seen["pattern"] = pattern.detach()[..., rows, :] if len(rows) < pattern.shape[-2] \
+            else pattern.detach()
 
     def replace_z(z: Tensor, hook) -> Tensor:
         q, k, v = rotated_qkv(model, layer, seen)
         if k.shape[2] != n_kv or k.shape[1] != q.shape[1]:
             raise InterpError(
                 f"layer {layer}: keys of shape {tuple(k.shape)} for queries of shape "
-                f"{tuple(q.shape)}; detached_attention needs one full forward without a KV cache",
+                f"{tuple(q.shape)}; {what} needs one full forward without a KV cache",
                 "call the model on whole sequences (no past_key_values) inside the block",
             )
-        b, pattern = myopic_attention(q, k, v, spec)
-        check_pattern(spec, pattern, seen.pop("pattern"), "detached_attention")
-        b = b.to(z.dtype)
-        _check_close(b.detach(), z.detach(), layer)
-        return z.detach() + (b - b.detach())
+        n_heads, n_pos = q.shape[2], q.shape[1]
+        qh, kh, vh = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        pos = torch.arange(n_pos, device=q.device)
+        rows = check_rows(n_pos, block_size, q.device)
+        if block_size is None:
+            b, pattern = myopic_attention(qh, expand_kv(kh, n_heads), expand_kv(vh, n_heads),
+                                          spec, pos, pos, detach=detach)
+            b_rows = b
+        else:
+            with torch.no_grad():
+                b_rows, pattern = myopic_attention(qh[..., rows, :], expand_kv(kh, n_heads),
+                                                   expand_kv(vh, n_heads), spec, rows, pos,
+                                                   detach=False)
+            b = _BlockedAttention.apply(qh, kh, vh, spec, block_size, detach)
+        check_pattern(spec, pattern, seen.pop("pattern"), what)
+        _check_close(b_rows.detach().transpose(1, 2).to(z.dtype), z.detach()[:, rows], layer)
+        b = b.transpose(1, 2).to(z.dtype)
+        return z.detach() + (b - b.detach()) if block_size is None else z.detach() + b
 
-    return qkv_hooks(model, layer, seen, pattern=True) + [(hooks.z(layer), replace_z)]
+    return (qkv_hooks(model, layer, seen) + [(hooks.pattern(layer), keep_rows)]
+            + [(hooks.z(layer), replace_z)])
 
 
 def _check_close(b: Tensor, z: Tensor, layer: int) -> None:

@@ -1,0 +1,72 @@
+"""The blocked attention backward (linear memory) against the dense one, in float64."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import tiny
+
+import interp
+from interp.core.attention import AttentionSpec, expand_kv
+from interp.gradients._detach import _BlockedAttention, check_rows, myopic_attention
+
+SPECS = [AttentionSpec(0, 0.3), AttentionSpec(0, 0.3, window=4),
+         AttentionSpec(0, 0.3, softcap=2.0, window=5)]
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.describe())
+@pytest.mark.parametrize("detach", [True, False])
+def test_blocked_gradient_equals_dense(spec, detach):
+    """q, k, v gradients of Σ w · z: the dense autograd graph against blocks of 1, 3 (not
+    dividing 11), 4, 11 and 64 queries; GQA (4 query heads on 2 KV heads)."""
+    n_pos, g = 11, torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, h, n_pos, 6, generator=g, dtype=torch.float64, requires_grad=True)
+               for h in (4, 2, 2))
+    w = torch.randn(2, 4, n_pos, 6, generator=g, dtype=torch.float64)
+    pos = torch.arange(n_pos)
+    z, _ = myopic_attention(q, expand_kv(k, 4), expand_kv(v, 4), spec, pos, pos, detach=detach)
+    dense = torch.autograd.grad((z * w).sum(), (q, k, v))
+    for block in (1, 3, 4, 11, 64):
+        zero = _BlockedAttention.apply(q, k, v, spec, block, detach)
+        assert (zero == 0).all()
+        blocked = torch.autograd.grad((zero * w).sum(), (q, k, v))
+        for a, b in zip(blocked, dense, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-13)
+    if detach:  # only the diagonal reaches k: the key of a position its query alone reads
+        assert float(dense[1].abs().max()) > 0
+
+
+def test_check_rows_cover_first_and_last():
+    assert check_rows(10, None, "cpu").tolist() == list(range(10))
+    assert check_rows(10, 16, "cpu").tolist() == list(range(10))
+    rows = check_rows(1000, 16, "cpu")
+    assert len(rows) == 16 and rows[0] == 0 and rows[-1] == 999
+
+
+@pytest.mark.parametrize("variant", ["mha", "gqa"])
+def test_future_gradients_blocked_equals_dense_with_pauses_and_padding(variant):
+    """Two sequences of different lengths (right-padded) with pauses inserted: every self,
+    future and total norm agrees between the dense path and blocks that do and do not
+    divide the length."""
+    model = tiny(variant, dtype=torch.float64)
+    interp.add_pause_token(model)
+    g = torch.Generator().manual_seed(1)
+    seqs = [interp.make_sequence(torch.randint(1, 61, (n,), generator=g)) for n in (13, 9)]
+    policy = interp.PausePolicy(every=4, n=1)
+    kw = dict(sites=("k", "v", "resid_mid"), policy=policy, verbose=False)
+    dense = interp.future_gradients(model, seqs, block_size=None, **kw).table
+    assert (dense.role == "pause").any()
+    for block in (1, 5, 7, 64):
+        blocked = interp.future_gradients(model, seqs, block_size=block, **kw).table
+        for col in ("self_norm", "future_norm", "total_norm"):
+            torch.testing.assert_close(torch.tensor(blocked[col].to_numpy()),
+                                       torch.tensor(dense[col].to_numpy()), rtol=1e-9, atol=1e-13)
+
+
+def test_block_size_below_one_is_refused(tiny_model):
+    with pytest.raises(interp.InterpError, match=r"(?s)block_size=0.*at least one query"):
+        interp.future_gradients(tiny_model, torch.randint(0, 61, (1, 5)), block_size=0,
+                                verbose=False)
+    with pytest.raises(interp.InterpError, match=r"block_size=-1"):
+        with interp.detached_attention(tiny_model, block_size=-1):
+            pass
