@@ -20,8 +20,11 @@ Measured side by side in one run (ratios are what count on a shared machine):
    agreement (Spearman, Pearson, top-10 overlap), with AtP* for keys;
 5. the mean future share of the K/V gradient at N = 64 and N;
 6. long context (``--parts long``): the decomposition (sites k, v) on one window of each of
-   ``--n-long`` tokens (default 1024,2048), each in a fresh process, with its wall time, peak
-   resident memory (``ru_maxrss``) and the future share against position.
+   ``--n-long`` tokens (default 512,1024,2048,4096,8192), each in a fresh process, with its
+   wall time, peak resident memory (``ru_maxrss``: the whole process, weights included) and
+   the future share against position; then a table of each against N = 512 (the first N),
+   and the peak-RSS ratio per doubling. ``--block`` sets the attention block (``dense``: the
+   dense path, to compare).
 
     OMP_NUM_THREADS=2 python benchmarks/bench_gradients.py [--n 256] [--n-distance 128,512]
 """
@@ -29,6 +32,7 @@ Measured side by side in one run (ratios are what count on a shared machine):
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import subprocess
 import sys
@@ -41,6 +45,7 @@ from interp.core.loss import token_losses
 from interp.core.sites import hook_name as site_hook
 from interp.gradients import by_distance, future_gradients
 from interp.gradients._batches import activation_gradients_only
+from interp.gradients._detach import DEFAULT_BLOCK
 from interp.patching import activation_patch, attribution_patch, compare_patching, logit_diff
 
 
@@ -105,7 +110,9 @@ def main() -> None:
                          "report's)")
     ap.add_argument("--batched-max", type=int, default=10**9,
                     help="beyond this N time only prefix-batched (the faster one)")
-    ap.add_argument("--n-long", default="1024,2048")
+    ap.add_argument("--n-long", default="512,1024,2048,4096,8192")
+    ap.add_argument("--block", default=str(DEFAULT_BLOCK),
+                    help="attention block of the long-context runs ('dense': block_size=None)")
     ap.add_argument("--brute-targets", type=int, default=8)
     ap.add_argument("--windows-64", type=int, default=8, help="windows for the N = 64 share")
     ap.add_argument("--parts", default="decomposition,distance,patching,share",
@@ -134,13 +141,19 @@ def main() -> None:
         for n in map(int, args.n_distance.split(",")):
             _distance(model, n, args)
 
+    block = None if args.block == "dense" else int(args.block)
     if "long-one" in parts:  # one length in this process, so ru_maxrss is its own peak
-        _long_one(model, int(args.n_long))
+        _long_one(model, int(args.n_long), block)
         return
     if "long" in parts:
+        runs = []
         for n in args.n_long.split(","):
-            subprocess.run([sys.executable, __file__, "--parts", "long-one", "--n-long", n],
-                           check=True)
+            out = subprocess.run([sys.executable, __file__, "--parts", "long-one", "--n-long", n,
+                                  "--block", args.block], check=True, capture_output=True,
+                                 text=True).stdout
+            print(out.strip().splitlines()[-2], flush=True)
+            runs.append(json.loads(out.strip().splitlines()[-1]))
+        _long_table(runs, args.block)
 
     if "patching" in parts:
         _patching(model)
@@ -238,10 +251,23 @@ def _work(model, n: int, max_distance: int, chunk: int, method: str) -> float:
     return total
 
 
-def _long_one(model, n: int) -> None:
+def _long_table(runs: list[dict], block: str) -> None:
+    """Peak RSS and time per N, each as a ratio to the first N, and RSS per doubling."""
+    print(f"\nlong context, attention block {block} (ratios to N={runs[0]['n']}; "
+          "goal: RSS per doubling <= 1.3 from N=2048 on, N=8192 within 24 GiB)")
+    print(f"{'N':>6} {'peak RSS GiB':>13} {'RSS ratio':>10} {'per doubling':>13} {'time s':>8} "
+          f"{'time ratio':>11} {'ms/token':>9}")
+    for i, r in enumerate(runs):
+        step = f"{r['rss'] / runs[i - 1]['rss']:.2f}" if i else "-"
+        print(f"{r['n']:>6} {r['rss']:>13.2f} {r['rss'] / runs[0]['rss']:>10.2f} {step:>13} "
+              f"{r['t']:>8.1f} {r['t'] / runs[0]['t']:>11.2f} {1e3 * r['t'] / r['n']:>9.1f}")
+
+
+def _long_one(model, n: int, block: int | None) -> None:
     """The decomposition on one window of n tokens: time, peak RSS, share against position."""
     seq = _window(model, n)
-    t, fg = _timed(lambda: future_gradients(model, seq, sites=("k", "v"), verbose=False))
+    t, fg = _timed(lambda: future_gradients(model, seq, sites=("k", "v"), block_size=block,
+                                            verbose=False))
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
     s = fg.summary().set_index("site")
     pos = fg.by_position()
@@ -253,6 +279,7 @@ def _long_one(model, n: int) -> None:
           f"{s.loc['k', 'future_share']:.3f}, v {s.loc['v', 'future_share']:.3f}; k by position "
           + ", ".join(f"[{a},{b}) {x:.3f}" for a, b, x in zip(bins[:-1], bins[1:], shares,
                                                                strict=True)), flush=True)
+    print(json.dumps(dict(n=n, t=t, rss=rss)), flush=True)
 
 
 def _patching(model) -> None:

@@ -28,6 +28,7 @@ from ._batches import (
     iter_batches,
 )
 from ._detach import DEFAULT_BLOCK, check_block_size, recomputed_attention
+from ._memory import check_fits
 
 CONVENTIONS = (
     "L = sum_t l_t over positions t in the loss mask (summed, not averaged); "
@@ -319,7 +320,8 @@ def future_gradients(
 
     Raises:
         InterpError: a loss mask with nothing in the loss, a sequence of length 1, a sequence
-            longer than the context, ``block_size < 1``, or a non-finite gradient (naming the layer and site).
+            longer than the context, ``block_size < 1``, a batch whose estimated memory
+            exceeds what is available (:mod:`interp.gradients._memory`), or a non-finite gradient (naming the layer and site).
 
     Example:
         >>> fg = interp.future_gradients(model, "The cat sat on the mat.", sites=("k", "v"))
@@ -338,6 +340,7 @@ def future_gradients(
         for batch in batches:
             batch.tokens = batch.tokens.to(core_model.device(model))
             batch.loss_mask = batch.loss_mask.to(batch.tokens.device)
+            check_fits(model, *batch.tokens.shape, block_size, batch.tokens.device)
             g_total = _backward(model, batch, reader, False, block_size)
             g_self = _backward(model, batch, reader, True, block_size)
             frames.append(_rows(model, batch, g_total, g_self))

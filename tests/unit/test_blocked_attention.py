@@ -70,3 +70,25 @@ def test_block_size_below_one_is_refused(tiny_model):
     with pytest.raises(interp.InterpError, match=r"block_size=-1"):
         with interp.detached_attention(tiny_model, block_size=-1):
             pass
+
+
+def test_window_that_does_not_fit_names_the_estimate(tiny_model, monkeypatch):
+    """With (pretended) 1 MiB available, a window is refused before any forward pass, with
+    the estimate, what is available and a window length that fits."""
+    from interp.gradients import _memory
+
+    shape = _memory.Shape.from_model(tiny_model)
+    need = _memory.estimate_bytes(shape, 1, 60, 16)
+    assert need > _memory.estimate_bytes(shape, 1, 30, 16) > shape.n_params * shape.elem
+    # the dense path's estimate grows with N² per layer; the blocked one does not
+    assert (_memory.estimate_bytes(shape, 1, 4096, None)
+            > 2 * _memory.estimate_bytes(shape, 1, 4096, 16))
+    monkeypatch.setattr(_memory, "available_bytes", lambda device: need / 2)
+    calls = []
+    tiny_model.add_hook("blocks.0.hook_resid_pre", lambda t, hook: calls.append(1))
+    with pytest.raises(interp.InterpError, match=r"(?s)60 tokens need about .* GiB.*"
+                                                 r"available on cpu.*n_tokens=\d+"):
+        interp.future_gradients(tiny_model, torch.randint(0, 61, (1, 60)), block_size=16,
+                                verbose=False)
+    tiny_model.reset_hooks()
+    assert not calls

@@ -1,0 +1,104 @@
+"""Peak memory of the decomposition, from per-token and per-N² costs measured on SmolLM2.
+
+One pass of :func:`interp.future_gradients` on a batch of b windows of N tokens (the two
+passes run one after the other, so the peak is one pass's) holds, besides the weights:
+
+* **per token**, what the backward keeps: ``3.6 · (d_model + d_mlp)`` elements per layer (the
+  residual stream, norms, q, k, v and the MLP's gate/up products; measured 1.05 MiB per token
+  on SmolLM2 in float32 with ``torch.autograd.graph.saved_tensors_hooks``, 0.19 MiB of it
+  the float32 log-probabilities ``4 · d_vocab`` bytes);
+* **per N²**, the model's own attention forward, one layer at a time (the bridge computes
+  scores, mask and softmax densely, in float32; interp cuts that graph after each layer):
+  about ``3 · n_heads · 4`` bytes, plus the causal mask the Hugging Face model builds;
+* **per block**, the blocked backward of one layer: about ``6 · block · N · n_heads · 4``
+  bytes (with ``block_size=None`` the dense path keeps ``2 · n_heads · 4`` bytes per N² and
+  layer instead).
+
+docs/concepts/long-context.md tabulates the estimate for SmolLM2, a 1B and an 8B Llama-type
+model, and compares it with measured peaks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psutil
+import torch
+
+from ..core.model import Bridge
+from ..errors import InterpError
+
+#: elements kept per layer and token, in units of d_model + d_mlp (fitted on SmolLM2)
+PER_LAYER_TOKEN = 3.6
+#: float32 N × N tensors per head alive at once in the model's own attention forward
+FORWARD_SQUARES = 3
+#: float32 block × N tensors per head alive at once in the blocked backward
+BLOCK_TENSORS = 6
+GIB = 2**30
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The dimensions the estimate needs (read from a model, or given for one not loaded)."""
+
+    n_layers: int
+    d_model: int
+    d_mlp: int
+    n_heads: int
+    d_vocab: int
+    n_params: int
+    elem: int  #: bytes per element of the model's dtype
+
+    @classmethod
+    def from_model(cls, model: Bridge) -> Shape:
+        cfg = model.cfg
+        dtype = next(model.parameters()).dtype
+        return cls(int(cfg.n_layers), int(cfg.d_model), int(cfg.d_mlp or 4 * cfg.d_model),
+                   int(cfg.n_heads), int(cfg.d_vocab), sum(p.numel() for p in model.parameters()),
+                   torch.finfo(dtype).bits // 8)
+
+
+def estimate_bytes(shape: Shape, n_batch: int, n_pos: int, block_size: int | None) -> float:
+    """Estimated peak bytes of one pass (weights included) on ``n_batch`` windows of ``n_pos``."""
+    tokens = n_batch * n_pos
+    per_token = (shape.elem * PER_LAYER_TOKEN * (shape.d_model + shape.d_mlp) * shape.n_layers
+                 + 4 * shape.d_vocab)
+    square = n_batch * n_pos**2 * (FORWARD_SQUARES * shape.n_heads * 4 + shape.elem)
+    if block_size is None:  # the dense path keeps two patterns per layer
+        square += n_batch * n_pos**2 * 2 * shape.n_heads * 4 * shape.n_layers
+        block = 0.0
+    else:
+        block = BLOCK_TENSORS * n_batch * min(block_size, n_pos) * n_pos * shape.n_heads * 4
+    return shape.n_params * shape.elem + tokens * per_token + square + block
+
+
+def available_bytes(device: torch.device) -> float:
+    """Free memory where the model lives (the GPU's, or the machine's available memory)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return float(free) + torch.cuda.memory_allocated(device)
+    return float(psutil.virtual_memory().available + psutil.Process().memory_info().rss)
+
+
+def check_fits(model: Bridge, n_batch: int, n_pos: int, block_size: int | None,
+               device: torch.device) -> None:
+    """Raise before the forward pass when the estimate exceeds the memory available.
+
+    Raises:
+        InterpError: naming the estimate, what is available and the longest window that fits.
+    """
+    shape = Shape.from_model(model)
+    need, have = estimate_bytes(shape, n_batch, n_pos, block_size), available_bytes(device)
+    if need <= have:
+        return
+    fits = n_pos
+    while fits > 2 and estimate_bytes(shape, n_batch, fits, block_size) > have:
+        fits = int(fits * 0.9)
+    raise InterpError(
+        f"{n_batch} window(s) of {n_pos} tokens need about {need / GIB:.1f} GiB for the "
+        f"decomposition (block_size={block_size}; estimate of interp.gradients._memory: "
+        f"{(need - shape.n_params * shape.elem) / GIB:.1f} GiB of activations) but "
+        f"{have / GIB:.1f} GiB are available on {device}",
+        f"use windows of at most about {fits} tokens (n_tokens={fits}), batch_size=1, "
+        "block_size (not None), a bfloat16 model, or a machine with more memory",
+    )
