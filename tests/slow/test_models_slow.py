@@ -7,7 +7,7 @@ import torch
 
 import interp
 from interp._gguf import file_sha256
-from interp.models import BUNDLED, _weights_dir, cache_dir
+from interp.models import BUNDLED, _weights_dir
 
 pytestmark = pytest.mark.slow
 
