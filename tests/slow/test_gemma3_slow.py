@@ -10,8 +10,8 @@ import torch
 
 import interp
 from interp import sinks
-from interp._gguf import file_sha256
 from interp.models import BUNDLED, _weights_dir, n_kv_heads
+from interp.models._gguf import file_sha256
 from interp.probes import FutureLensSpec, ProbeSpec, load_sequences
 
 pytestmark = pytest.mark.slow

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import interp
-from interp._gguf import file_sha256
 from interp.models import BUNDLED, _weights_dir
+from interp.models._gguf import file_sha256
 
 pytestmark = pytest.mark.slow
 

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import interp
-from interp._gguf import assemble, atomic_dir, file_sha256, read_header
 from interp.models import BUNDLED, _gguf_families, _weights_dir, cache_dir
+from interp.models._gguf import assemble, atomic_dir, file_sha256, read_header
 
 
 @pytest.fixture(autouse=True)

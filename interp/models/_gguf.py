@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InterpError
+from ..errors import InterpError
 
 __all__ = ["GGUF_MAGIC", "GGUFHeader", "assemble", "atomic_dir", "file_sha256", "read_header"]
 
