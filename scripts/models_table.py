@@ -1,6 +1,7 @@
 """Print the Markdown table of docs/models.md: key numbers of finished reports, side by side.
 
     python scripts/models_table.py results/report-smollm2 results/report-gemma3
+    python scripts/models_table.py --short ...   # the README's rows only
 
 Each argument is an ``interp report --out DIR`` folder; the numbers are read from the
 ``section.json`` of its registers, gradients and probes sections (a section that did not run
@@ -46,9 +47,18 @@ def _section(report: Path, name: str) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def table(reports: list[Path], names: list[str]) -> str:
+#: the rows of the README's shorter table
+SHORT = {"first-position attention / uniform", "residual norm, first position / regular",
+         "massive (position, dim) pairs", "largest massive activation", "Δloss, massive zeroed",
+         "Δloss, massive set to mean", "mean future share, k", "mean future share, v",
+         "offset 2: top-1 agreement with the model", "offset 2: bigram agreement"}
+
+
+def table(reports: list[Path], names: list[str], short: bool = False) -> str:
     lines = ["| | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
     for section, key, label in ROWS:
+        if short and key not in SHORT:
+            continue
         cells = []
         for r in reports:
             v = _section(r, section).get("numbers", {}).get(key)
@@ -59,12 +69,14 @@ def table(reports: list[Path], names: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    short = "--short" in args
+    args = [a for a in args if a != "--short"]
     if len(args) < 1:
         print(__doc__)
         return 2
     reports = [Path(a) for a in args]
     names = [str(_section(r, "registers").get("settings", {}).get("model", r.name)) for r in reports]
-    print(table(reports, names))
+    print(table(reports, names, short))
     for r, n in zip(reports, names, strict=True):
         secs = {s: _section(r, s).get("seconds") for s in ("registers", "gradients", "probes")}
         print(f"\n{n}: seconds per section {secs}")
