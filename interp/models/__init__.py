@@ -224,7 +224,9 @@ def list_models() -> list[dict[str, str]]:
     for name, b in BUNDLED.items():
         if b.chunks:  # reassembling is for loading; listing only looks for the chunk packages
             installed = all(importlib.util.find_spec(pkg) is not None for pkg, _ in b.chunks)
-            where = str(cache_dir() / "gguf" / b.filename) if installed else b.install
+            dest = cache_dir() / "gguf" / b.filename
+            where = (b.install if not installed else str(dest) if dest.is_file()
+                     else f"{dest} (reassembled on the first load)")
         else:
             try:
                 where, installed = str(b.path()), True
