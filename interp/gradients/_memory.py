@@ -80,6 +80,13 @@ def available_bytes(device: torch.device) -> float:
     return float(psutil.virtual_memory().available + psutil.Process().memory_info().rss)
 
 
+def fits(model: Bridge, n_batch: int, n_pos: int, block_size: int | None,
+         device: torch.device) -> bool:
+    """Whether the estimate is within the memory available now."""
+    need = estimate_bytes(Shape.from_model(model), n_batch, n_pos, block_size)
+    return need <= available_bytes(device)
+
+
 def check_fits(model: Bridge, n_batch: int, n_pos: int, block_size: int | None,
                device: torch.device) -> None:
     """Raise before the forward pass when the estimate exceeds the memory available.

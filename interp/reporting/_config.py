@@ -45,8 +45,10 @@ class ReportConfig:
         long_context_tokens: lengths of the long windows (one each, from the longest
             document) on which the decomposition of k and v is also run, to read the future
             share against position at long context (``()``: none; lengths beyond the
-            model's context or the text are skipped). Measured on SmolLM2, 2 CPU threads:
-            N = 1024 takes 43 s and peaks at 4.4 GiB, N = 2048 136 s and 10.0 GiB.
+            model's context or the text, or whose estimated memory exceeds what is
+            available, are skipped). The attention backward runs in blocks, so memory grows
+            about linearly (docs/concepts/long-context.md); add 8192 with
+            ``--long-context 1024,2048,4096,8192`` where about 21 GiB are free.
         probe_layer_stride: every ``probe_layer_stride``-th layer (and the last) gets a
             lookahead probe (``probe_layers`` in earlier releases; that keyword now raises).
         probe_windows: corpus windows for the probes (``probe_tokens`` tokens each).
@@ -85,7 +87,7 @@ class ReportConfig:
     gradient_windows: int = 4
     gradient_tokens: int = 64
     max_distance: int = 16
-    long_context_tokens: tuple[int, ...] = (1024, 2048)
+    long_context_tokens: tuple[int, ...] = (1024, 2048, 4096)
     probe_layer_stride: int = 3
     probe_windows: int = 96
     probe_tokens: int = 32

@@ -165,7 +165,10 @@ def _run_registers(ctx: Context, out: Path) -> dict:
 def _run_gradients(ctx: Context, out: Path) -> dict:
     import pandas as pd
 
+    from ..core.model import device
     from ..gradients import LengthSweep, by_distance, future_gradients
+    from ..gradients._detach import DEFAULT_BLOCK
+    from ..gradients._memory import fits
 
     cfg = ctx.config
     seqs = ctx.windows()[: cfg.gradient_windows]
@@ -190,6 +193,10 @@ def _run_gradients(ctx: Context, out: Path) -> dict:
     rows = [fg.by_position().assign(n_tokens=cfg.gradient_tokens)]
     for n in cfg.long_context_tokens:
         if n > min(len(text), int(ctx.model.cfg.n_ctx)):
+            continue
+        if not fits(ctx.model, 1, n, DEFAULT_BLOCK, device(ctx.model)):
+            numbers[f"long context N={n}"] = ("skipped: its estimated memory exceeds what is "
+                                              "available (interp.gradients._memory)")
             continue
         long = future_gradients(ctx.model, text[None, :n], sites=("k", "v"),
                                 verbose=ctx.verbose)
