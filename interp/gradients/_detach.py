@@ -249,7 +249,7 @@ def _layer_hooks(model: Bridge, spec: AttentionSpec, n_kv: int, detach: bool,
                  block_size: int | None) -> list:
     seen: dict[str, Tensor] = {}
     layer = spec.layer
-    what = "detached_attention" if detach else "recomputed attention"
+    what = "detached_attention" if detach else "recomputed_attention"
 
     def keep_rows(pattern: Tensor, hook) -> None:
         # only the checked rows are kept: the full pattern is freed with the layer

@@ -27,6 +27,7 @@ from ._batches import (
     iter_batches,
 )
 from ._decompose import _headline_site
+from ._detach import DEFAULT_BLOCK, recomputed_attention
 
 
 @dataclass
@@ -245,7 +246,11 @@ def _forward(model: Bridge, tokens: Tensor, keys, in_loss: Tensor, targets: list
 
     fwd = [(hook_name(s, layer), make((s, layer))) for s, layer in keys]
     if targets is None:
-        with model.hooks(fwd_hooks=fwd):
+        # the total gradient's backward runs over blocks of queries: memory linear in the
+        # length (the chunks' forwards run over windows when a KV cache allows); entered
+        # after the site hooks, so it reads the views they return
+        blocked = recomputed_attention(model, detach=False, block_size=DEFAULT_BLOCK)
+        with model.hooks(fwd_hooks=fwd), blocked:
             if want_cache:
                 logits, cache = model(tokens, return_type="logits_and_cache")
             else:

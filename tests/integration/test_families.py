@@ -90,8 +90,9 @@ def test_gemma2_needs_both_the_soft_cap_and_the_window(built):
 
 
 def test_a_wrong_reproduction_is_refused_on_every_call(built, monkeypatch):
-    """Mistral with its window forgotten: detached_attention and AtP* both raise, naming the
-    layer, the variant and the size of the disagreement with hook_pattern."""
+    """Mistral with its window forgotten: detached_attention (dense, and blocked with the
+    pattern checked on sampled rows) and AtP* all raise, naming the layer, the variant and the
+    size of the disagreement with hook_pattern."""
     model = interp.load_model(built["Mistral"], device="cpu", dtype=torch.float64)
     tokens = torch.randint(3, 61, (1, fam.N_POS))
     real = attention.attention_spec
@@ -101,14 +102,31 @@ def test_a_wrong_reproduction_is_refused_on_every_call(built, monkeypatch):
 
     for module in ("interp.gradients._detach", "interp.patching"):
         monkeypatch.setattr(f"{module}.attention_spec", forgetful)
-    with pytest.raises(interp.InterpError, match=r"layer 0: detached_attention .*causal\) .* "
-                                                 r"away from the model's own hook_pattern"):
-        interp.future_gradients(model, tokens, verbose=False)
+    for block, what in ((None, "detached_attention"), (4, "recomputed_attention")):
+        # blocked (4 < N): the total pass's recomputation fails already, on sampled rows
+        with pytest.raises(interp.InterpError, match=rf"layer 0: {what} .*causal\) .* "
+                                                     r"away from the model's own hook_pattern"):
+            interp.future_gradients(model, tokens, block_size=block, verbose=False)
     corrupt = tokens.clone()
     corrupt[0, 3] = 7
     with pytest.raises(interp.InterpError, match=r"AtP\* \(corrupt input\).*hook_pattern"):
         interp.attribution_patch(model, tokens, corrupt, lambda lg: lg[:, -1, 3].sum(),
                                  sites=("k",), qk_fix=True, verbose=False)
+
+
+@pytest.mark.parametrize("name", ["Mistral", "Gemma-2"])
+def test_blocked_decomposition_equals_dense_under_window_and_soft_cap(built, name):
+    """The blocked backward follows the model's own sliding window (and Gemma-2's soft-cap):
+    blocks of 3 and 7 queries (neither divides N) against the dense path, in float64."""
+    model = interp.load_model(built[name], device="cpu", dtype=torch.float64)
+    tokens = torch.randint(3, 61, (1, fam.N_POS), generator=torch.Generator().manual_seed(0))
+    kw = dict(sites=("k", "v", "resid_pre"), verbose=False)
+    dense = interp.future_gradients(model, tokens, block_size=None, **kw).table
+    for block in (3, 7):
+        blocked = interp.future_gradients(model, tokens, block_size=block, **kw).table
+        for col in ("self_norm", "total_norm"):
+            torch.testing.assert_close(torch.tensor(blocked[col].to_numpy()),
+                                       torch.tensor(dense[col].to_numpy()), rtol=1e-6, atol=1e-12)
 
 
 def test_refused_family_names_the_reason(measured):
