@@ -3,19 +3,21 @@
 One pass of :func:`interp.future_gradients` on a batch of b windows of N tokens (the two
 passes run one after the other, so the peak is one pass's) holds, besides the weights:
 
-* **per token**, what the backward keeps: ``3.6 · (d_model + d_mlp)`` elements per layer (the
-  residual stream, norms, q, k, v and the MLP's gate/up products; measured 1.05 MiB per token
-  on SmolLM2 in float32 with ``torch.autograd.graph.saved_tensors_hooks``, 0.19 MiB of it
-  the float32 log-probabilities ``4 · d_vocab`` bytes);
-* **per N²**, the model's own attention forward, one layer at a time (the bridge computes
-  scores, mask and softmax densely, in float32; interp cuts that graph after each layer):
-  about ``3 · n_heads · 4`` bytes, plus the causal mask the Hugging Face model builds;
-* **per block**, the blocked backward of one layer: about ``6 · block · N · n_heads · 4``
+* **per token**: ``7.4 · (d_model + d_mlp)`` elements per layer (what the backward keeps, the
+  residual stream, norms, q, k, v and the MLP's products, with the backward's own buffers and
+  the allocator's slack) plus ``4 · d_vocab`` bytes of float32 log-probabilities;
+* **per N²**: the model's own attention forward, one layer at a time (the bridge computes
+  scores, mask and softmax densely in float32; interp cuts that graph after each layer):
+  ``n_heads · 4`` bytes, plus the causal mask the Hugging Face model builds;
+* **per block**: the blocked backward of one layer, about ``6 · block · N · n_heads · 4``
   bytes (with ``block_size=None`` the dense path keeps ``2 · n_heads · 4`` bytes per N² and
   layer instead).
 
-docs/concepts/long-context.md tabulates the estimate for SmolLM2, a 1B and an 8B Llama-type
-model, and compares it with measured peaks.
+The constants come from the peak resident memory of SmolLM2 in float32 at N = 1024, 2048 and
+4096 (3.32, 5.40 and 9.76 GiB, blocks of 512), fitted as a + b·N + c·N²: b = 1.98 MiB per
+token, c = 34 bytes per N² (one float32 N × N per head), a = 1.2 GiB (weights 0.5 GiB, the
+rest the Python process). docs/concepts/long-context.md tabulates the estimate for SmolLM2, a
+1B and an 8B Llama-type model.
 """
 
 from __future__ import annotations
@@ -28,10 +30,10 @@ import torch
 from ..core.model import Bridge
 from ..errors import InterpError
 
-#: elements kept per layer and token, in units of d_model + d_mlp (fitted on SmolLM2)
-PER_LAYER_TOKEN = 3.6
-#: float32 N × N tensors per head alive at once in the model's own attention forward
-FORWARD_SQUARES = 3
+#: elements per layer and token, in units of d_model + d_mlp (fitted on SmolLM2's peak RSS)
+PER_LAYER_TOKEN = 7.4
+#: float32 N × N tensors per head alive at once in the model's own attention forward (fitted)
+FORWARD_SQUARES = 1
 #: float32 block × N tensors per head alive at once in the blocked backward
 BLOCK_TENSORS = 6
 GIB = 2**30
