@@ -128,3 +128,167 @@ def test_activation_patch_equals_a_hand_written_patch(hf, bridge, per_head):
     assert len(merged) == len(want) == len(got)
     assert merged.want.abs().max() > 1e-3  # the corruption does change the metric
     np.testing.assert_allclose(merged.activation_patch, merged.want, rtol=1e-9, atol=1e-12)
+
+
+# ------------------------------------------------------------------ gradients by distance
+
+
+def _site_grads(hf, tokens, site, layer, t):
+    """∂ℓ_t/∂(site activation) [pos, head, d] on the plain HF model, by ordinary autograd
+    (ℓ_t = −log p(tokens[t + 1] | tokens[:t + 1]); ``t=None``: the gradient of Σ_t ℓ_t)."""
+    box = {}
+
+    def hook(mod, args, out):
+        hidden = out[0] if isinstance(out, tuple) else out
+        box["a"] = hidden
+        return out
+
+    handle = _module(hf, site, layer).register_forward_hook(hook)
+    try:
+        logits = hf(tokens[None]).logits[0]
+    finally:
+        handle.remove()
+    loss = (torch.nn.functional.cross_entropy(logits[:-1], tokens[1:], reduction="sum")
+            if t is None else torch.nn.functional.cross_entropy(logits[t:t + 1], tokens[t + 1:t + 2]))
+    (g,) = torch.autograd.grad(loss, box["a"])
+    return g[0] if site == "resid_post" else g[0].view(len(tokens), -1, D_HEAD)
+
+
+@pytest.mark.parametrize("max_distance", [0, 3, 20])
+def test_by_distance_equals_per_target_autograd(hf, bridge, max_distance):
+    """grad_norm (mean ‖∂ℓ_{i+d}/∂x_i‖ over sources i ≥ 1, heads and targets) and share
+    (Σ⟨∂ℓ_{i+d}/∂x_i, g_i⟩ / Σ‖g_i‖², g_i the gradient of Σ_t ℓ_t) at every distance, against
+    one backward pass per target through the plain HF model."""
+    g = torch.Generator().manual_seed(1)
+    seqs = torch.randint(3, 61, (2, 9), generator=g)
+    got = interp.by_distance(bridge, seqs, max_distance=max_distance, sites=("k", "resid_post"),
+                             chunk_size=3, verbose=False).table
+    for site in ("k", "resid_post"):
+        for layer in range(2):
+            norm = np.zeros(max_distance + 1)
+            dot = np.zeros(max_distance + 1)
+            count = np.zeros(max_distance + 1)
+            total_sq = 0.0
+            for tokens in seqs:
+                n = len(tokens)
+                per_t = [_site_grads(hf, tokens, site, layer, t) for t in range(n - 1)]
+                per_t = [p if p.ndim == 3 else p[:, None] for p in per_t]
+                total = _site_grads(hf, tokens, site, layer, None)
+                total = total if total.ndim == 3 else total[:, None]
+                total_sq += float((total[1:] ** 2).sum())
+                for t, grad in enumerate(per_t):
+                    for i in range(1, t + 1):
+                        d = t - i
+                        if d > max_distance:
+                            continue
+                        for h in range(grad.shape[1]):
+                            norm[d] += float(grad[i, h].norm())
+                            dot[d] += float(grad[i, h] @ total[i, h])
+                            count[d] += 1
+            rows = got[(got.site == site) & (got.layer == layer)].sort_values("distance")
+            kept = count > 0
+            assert rows.distance.tolist() == list(np.flatnonzero(kept))
+            np.testing.assert_array_equal(rows.n, count[kept])
+            np.testing.assert_allclose(rows.grad_norm, norm[kept] / count[kept], rtol=1e-10)
+            np.testing.assert_allclose(rows.share, dot[kept] / total_sq, rtol=1e-9, atol=1e-12)
+
+
+# ------------------------------------------------------------------ patching statistics
+
+
+def test_compare_patching_statistics_equal_scipy(bridge):
+    """Spearman, Pearson and the top-k overlap, recomputed with scipy and numpy."""
+    from scipy import stats
+
+    clean, corrupt = _pair(10)
+    result = interp.attribution_patch(bridge, clean, corrupt, _logit_diff, sites=("v", "z"),
+                                      verify=True, verbose=False)
+    got = interp.compare_patching(result, k=5).set_index("group")
+    t = result.table
+    for group, rows in [("all", t), ("v", t[t.site == "v"]), ("z", t[t.site == "z"])]:
+        rows = rows[(rows.atp != 0) | (rows.activation_patch != 0)]
+        x, y = rows.atp.to_numpy(), rows.activation_patch.to_numpy()
+        top = lambda a: set(np.argsort(-np.abs(a), kind="stable")[:5])  # noqa: E731
+        assert got.loc[group, "n"] == len(x) and len(x) < len(t[t.site == group]) + len(t)
+        np.testing.assert_allclose(got.loc[group, "spearman"], stats.spearmanr(x, y).statistic,
+                                   rtol=1e-12)
+        np.testing.assert_allclose(got.loc[group, "pearson"], stats.pearsonr(x, y).statistic,
+                                   rtol=1e-12)
+        assert got.loc[group, "top_k_overlap"] == len(top(x) & top(y)) / 5
+
+
+# ------------------------------------------------------------------ a Llama forward by hand
+
+
+def _manual_logits(hf, tokens, keep=None):
+    """The Llama forward written out from the weights: RMSNorm, RoPE, grouped-query attention
+    over the keys ``keep[q, k]`` (default: causal), SwiGLU MLP. As in HF's eager code, the
+    RMSNorm and the softmax round through float32."""
+    cfg = hf.config
+    n, h, kvh = len(tokens), cfg.num_attention_heads, cfg.num_key_value_heads
+    keep = torch.ones(n, n, dtype=torch.bool).tril() if keep is None else keep
+
+    def norm(x, w):
+        x32 = x.float()
+        return w * (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + cfg.rms_norm_eps)).to(x.dtype)
+
+    theta = cfg.rope_parameters["rope_theta"]  # 10000, the Llama default
+    inv = 1.0 / (theta ** (torch.arange(0, D_HEAD, 2, dtype=torch.int64).float() / D_HEAD))
+    ang = torch.arange(n).float()[:, None] * inv[None]
+    cos, sin = torch.cat([ang, ang], -1).cos().double(), torch.cat([ang, ang], -1).sin().double()
+
+    def rope(x):  # [head, pos, d]
+        x1, x2 = x[..., :D_HEAD // 2], x[..., D_HEAD // 2:]
+        return x * cos + torch.cat([-x2, x1], -1) * sin
+
+    x = hf.model.embed_tokens.weight[tokens]
+    for block in hf.model.layers:
+        a, y = block.self_attn, norm(x, block.input_layernorm.weight)
+        q = rope((y @ a.q_proj.weight.T).view(n, h, D_HEAD).transpose(0, 1))
+        k = rope((y @ a.k_proj.weight.T).view(n, kvh, D_HEAD).transpose(0, 1))
+        v = (y @ a.v_proj.weight.T).view(n, kvh, D_HEAD).transpose(0, 1)
+        k, v = k.repeat_interleave(h // kvh, 0), v.repeat_interleave(h // kvh, 0)
+        scores = (q @ k.transpose(-1, -2)) / D_HEAD ** 0.5
+        pattern = scores.masked_fill(~keep, float("-inf")).softmax(-1, dtype=torch.float32)
+        z = (pattern.double() @ v).transpose(0, 1).reshape(n, h * D_HEAD)
+        x = x + z @ a.o_proj.weight.T
+        m, y = block.mlp, norm(x, block.post_attention_layernorm.weight)
+        x = x + (torch.nn.functional.silu(y @ m.gate_proj.weight.T) * (y @ m.up_proj.weight.T)) @ m.down_proj.weight.T
+    return norm(x, hf.model.norm.weight) @ hf.lm_head.weight.T
+
+
+def test_cache_eviction_equals_a_masked_forward(hf, bridge):
+    """Each condition's per-position loss, mean and perplexity, against a forward written out
+    here whose attention masks the evicted keys (query i keeps keys i − W < j ≤ i and j < S)."""
+    g = torch.Generator().manual_seed(2)
+    tokens = torch.randint(3, 61, (24,), generator=g)
+    tokens[0] = 1
+    window, sinks = 5, (0, 1, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(_manual_logits(hf, tokens), hf(tokens[None]).logits[0],
+                                   rtol=0, atol=1e-12)  # the hand-written forward is Llama's
+    res = interp.cache_eviction(bridge, tokens, eviction_window=window, sinks=sinks,
+                                verbose=False)
+    n, start = len(tokens), max(sinks) + window
+    # the library renormalises HF's causal pattern over the kept keys, the forward here takes
+    # the softmax over the kept keys; HF's eager softmax rounds to float32 (unit roundoff
+    # 2^-24 ≈ 6e-8), so the two agree to ~1e-7 relative (measured: 3.5e-9); full attention
+    # runs the same computation, so exactly (up to float64 rounding)
+    i, j = torch.arange(n)[:, None], torch.arange(n)[None]
+    for s in (None, *sinks):
+        keep = (j <= i) if s is None else (j <= i) & ((i - j < window) | (j < s))
+        with torch.no_grad():
+            logp = _manual_logits(hf, tokens, keep).log_softmax(-1)
+        nll = -logp[torch.arange(start, n - 1), tokens[start + 1:]]
+        rows = res.per_position[res.per_position.n_sinks == (-1 if s is None else s)]
+        assert rows.position.tolist() == list(range(start, n - 1))
+        rtol = 1e-10 if s is None else 1e-7
+        np.testing.assert_allclose(rows.nll, nll.numpy(), rtol=rtol)
+        np.testing.assert_allclose(res.perplexity(s), float(nll.mean().exp()), rtol=rtol)
+        wrong = (j <= i) & ((i - j < window + 1) | (j < s if s else False))
+        with torch.no_grad():  # a window one key wider changes the losses far beyond rtol
+            off = -_manual_logits(hf, tokens, wrong).log_softmax(-1)[torch.arange(start, n - 1),
+                                                                     tokens[start + 1:]]
+        assert s is None or np.abs(rows.nll.to_numpy() - off.numpy()).max() > 1e3 * rtol
+    full, evicted = res.perplexity(None), res.perplexity(0)
+    assert full != evicted  # the eviction changed the forward
