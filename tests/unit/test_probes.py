@@ -296,7 +296,7 @@ def test_control_labels_follow_another_types_real_labels():
 
 
 def test_train_from_recording_beats_majority_per_role_and_kv_head(tiny_recording, tmp_path):
-    path, _ = tiny_recording
+    path, toks = tiny_recording
     spec = _rec_spec(path, inputs=dict(sites=["resid_post", "k"], roles=["filler", "regular"]))
     res = train_probes(spec, tmp_path / "out")
     m = res.to_pandas()
@@ -312,9 +312,47 @@ def test_train_from_recording_beats_majority_per_role_and_kv_head(tiny_recording
     pd.testing.assert_frame_equal(loaded.to_pandas(), m, check_dtype=False)
     W, b = loaded.probe(0, 1)
     assert W.shape[0] == TINY["d_model"] and b.shape == W.shape[1:]
-    # the saved probe reproduces the accuracy from raw recorded activations
-    rec = interp.load_recording(path)
-    assert len(rec) > 0
+    # the saved probes, applied by hand to the raw recorded activations, give the accuracy
+    # that evaluate_probes reports (pooled over its splits, role "all")
+    again = interp.probes.evaluate_probes(tmp_path / "out").to_pandas()
+    _check_probes_by_hand(tmp_path / "out", path, toks, again)
+
+
+def _check_probes_by_hand(out, rec_path, toks, metrics):
+    """Accuracy of every saved resid_post probe recomputed from the recording's rows: the
+    target at offset k of a row is the text token k after its anchor (its own original
+    position, or the last text position before an inserted filler), read from the token ids
+    the recording was made from; classes outside the saved list are the last ("other")."""
+    loaded = interp.probes.load_probes(out)
+    classes, offsets = loaded.description["classes"], loaded.spec.target.offsets
+    rec = interp.load_recording(rec_path)
+    idx = rec.index.reset_index(drop=True)
+    feats = rec["resid_post"].double()  # [row, layer, d]
+    rows, anchors = [], []
+    for seq, part in idx.groupby("sequence"):
+        anchor = None
+        for r, row in part.sort_values("position").iterrows():
+            if row.original_position >= 0:
+                anchor = int(row.original_position)
+                assert int(row.token) == int(toks[seq, anchor])  # the recorded token is the text's
+            if row.role in ("filler", "regular") and anchor is not None \
+                    and anchor + max(offsets) < toks.shape[1]:
+                rows.append(r)
+                anchors.append((seq, anchor))
+    checked = 0
+    for layer in rec.layers:
+        for k in offsets:
+            W, b = loaded.probe(layer, k, site="resid_post")
+            pred = (feats[rows, rec.layers.index(layer)] @ W.double() + b.double()).argmax(-1)
+            want = [int(toks[seq, a + k]) for seq, a in anchors]
+            want = torch.tensor([classes.index(t) if t in classes else len(classes) - 1 for t in want])
+            m = metrics[(metrics.site == "resid_post") & (metrics.layer == layer)
+                        & (metrics.offset == k) & (metrics.role == "all")]
+            assert m.n.sum() == len(rows)
+            # accuracies are float32 means: compare the counts of correct examples, exactly
+            assert int((m.accuracy * m.n).round().sum()) == int((pred == want).sum())
+            checked += 1
+    assert checked == len(rec.layers) * len(offsets)
 
 
 def test_resume_skips_finished_sites(tiny_recording, tmp_path, monkeypatch):
