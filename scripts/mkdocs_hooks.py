@@ -299,8 +299,7 @@ def errors_markdown() -> str:
         out.append(f"### `{module}`\n")
         out.append("| raised in | problem | fix |\n|---|---|---|")
         for s in by_module[module]:
-            fix = _md_cell(s.fix) if s.fix else "(the problem names it)"
-            out.append(f"| `{s.function}` | {_md_cell(s.problem)} | {fix} |")
+            out.append(f"| `{s.function}` | {_md_cell(s.problem)} | {_md_cell(s.fix or '')} |")
         out.append("")
     return "\n".join(out)
 

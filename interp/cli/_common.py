@@ -102,7 +102,9 @@ def policy_from_args(args, model=None) -> PausePolicy:
     filler = None
     if args.filler is not None:
         if model is None or model.tokenizer is None:
-            raise InterpError("--filler needs a model with a tokenizer")
+            raise InterpError("--filler needs a model with a tokenizer",
+                              "load a Hugging Face model (--model NAME or DIR), or leave out --filler to "
+                              "insert <pause> tokens")
         ids = model.tokenizer(args.filler, add_special_tokens=False)["input_ids"]
         if len(ids) != 1:
             raise InterpError(f"--filler {args.filler!r} is {len(ids)} tokens", "give one token, e.g. '.'")

@@ -115,7 +115,8 @@ def _load_file(path: Path, field: str, prefix: str) -> list[Document]:
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError as e:
-                    raise InterpError(f"{path}:{i + 1} is not valid JSON ({e.msg})") from None
+                    raise InterpError(f"{path}:{i + 1} is not valid JSON ({e.msg})",
+                                      'write one JSON object per line, e.g. {"text": "..."}') from None
                 if not isinstance(row, dict) or field not in row:
                     keys = ", ".join(row) if isinstance(row, dict) else type(row).__name__
                     raise InterpError(

@@ -141,7 +141,8 @@ def record(
     roles = check_roles(roles)
     dtype = dtype or core_model.dtype(model)
     if batch_size < 1 or shard_bytes < 1:
-        raise InterpError("batch_size and shard_bytes must be >= 1")
+        raise InterpError("batch_size and shard_bytes must be >= 1",
+                          "use batch_size >= 1 and shard_bytes >= 1")
     config = dict(
         model=model_meta(model)["name"], sites=[p.site for p in plans], layers=list(layers),
         roles=list(roles), policy=None if policy is None else policy.to_dict(),

@@ -115,7 +115,8 @@ class ReportConfig:
                      "gradient_tokens", "probe_layer_stride", "probe_windows", "probe_tokens", "probe_eval_positions",
                      "patch_layers"):
             if getattr(self, name) < 1:
-                raise InterpError(f"ReportConfig.{name} must be >= 1, got {getattr(self, name)}")
+                raise InterpError(f"ReportConfig.{name} must be >= 1, got {getattr(self, name)}",
+                                  f"use {name} >= 1")
         if self.n_tokens < 3:
             raise InterpError(f"ReportConfig.n_tokens={self.n_tokens}", "use n_tokens >= 3")
         if not 0.0 <= self.pause_rate < 1.0:

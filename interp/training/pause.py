@@ -161,16 +161,20 @@ class PauseTrainConfig:
                      "eval_every"):
             if getattr(self, name) < 1:
                 raise InterpError(f"PauseTrainConfig.{name} must be >= 1, got "
-                                  f"{getattr(self, name)}")
+                                  f"{getattr(self, name)}", f"use {name} >= 1")
         if self.pause_n_max is not None and self.pause_n_max < self.pause_n:
             raise InterpError(f"pause_n_max={self.pause_n_max} is below pause_n={self.pause_n}",
                               "use pause_n_max >= pause_n, or None for a fixed count")
         if self.countdown < 0 or self.warmup < 0:
-            raise InterpError("PauseTrainConfig.countdown and warmup must be >= 0")
+            raise InterpError("PauseTrainConfig.countdown and warmup must be >= 0",
+                              "use countdown >= 0 and warmup >= 0 (0: none)")
         if not (self.lr > 0 and 0 <= self.min_lr_ratio <= 1 and self.grad_clip >= 0
                 and self.weight_decay >= 0 and self.alpha > 0):
             raise InterpError("PauseTrainConfig needs lr > 0, alpha > 0, 0 <= min_lr_ratio <= 1, "
-                              "grad_clip >= 0 and weight_decay >= 0")
+                              "grad_clip >= 0 and weight_decay >= 0",
+                              f"change the value out of range (lr={self.lr}, alpha={self.alpha}, "
+                              f"min_lr_ratio={self.min_lr_ratio}, grad_clip={self.grad_clip}, "
+                              f"weight_decay={self.weight_decay})")
         if not 0.0 < self.holdout < 1.0:
             raise InterpError(f"holdout={self.holdout} is outside (0, 1)", "use e.g. 0.1")
         self.targets = tuple(self.targets)

