@@ -292,3 +292,45 @@ def test_cache_eviction_equals_a_masked_forward(hf, bridge):
         assert s is None or np.abs(rows.nll.to_numpy() - off.numpy()).max() > 1e3 * rtol
     full, evicted = res.perplexity(None), res.perplexity(0)
     assert full != evicted  # the eviction changed the forward
+
+
+# ------------------------------------------------------------------ self and future gradients
+
+
+def test_future_gradients_equal_per_target_autograd(hf, bridge):
+    """self_norm = ‖∂ℓ_i/∂x_i‖, future_norm = ‖Σ_{t>i} ∂ℓ_t/∂x_i‖, total_norm and the cosine
+    of self and future, from one backward pass per target on the plain HF model (the future
+    term summed here, not taken as total − self). The library gets the self term from a
+    detached forward and the future one as total − self; HF's float32 softmax and RMSNorm
+    round the two ways differently at the float32 unit roundoff 6e-8, amplified through the
+    softmax's gradient (measured: 4e-7 relative), hence rtol 1e-5 there; a term taken at the
+    wrong position or target is off by O(1). The total is one ordinary backward: 1e-9."""
+    g = torch.Generator().manual_seed(3)
+    tokens = torch.randint(3, 61, (1, 9), generator=g)
+    fg = interp.future_gradients(bridge, tokens, sites=("k", "resid_post"), verbose=False).table
+    n = tokens.shape[1]
+    for site in ("k", "resid_post"):
+        for layer in range(2):
+            per_t = [_site_grads(hf, tokens[0], site, layer, t) for t in range(n - 1)]
+            per_t = [p if p.ndim == 3 else p[:, None] for p in per_t]
+            zero = torch.zeros_like(per_t[0])
+            self_g = torch.stack([per_t[i][i] if i < n - 1 else zero[i] for i in range(n)])
+            future = torch.stack([sum((per_t[t][i] for t in range(i + 1, n - 1)), zero[i])
+                                  for i in range(n)])
+            total = _site_grads(hf, tokens[0], site, layer, None)
+            total = total if total.ndim == 3 else total[:, None]
+            rows = fg[(fg.site == site) & (fg.layer == layer)].sort_values(["position", "head"])
+            np.testing.assert_allclose(rows.self_norm, self_g.norm(dim=-1).flatten(),
+                                       rtol=1e-5, atol=1e-12)
+            np.testing.assert_allclose(rows.total_norm, total.norm(dim=-1).flatten(), rtol=1e-9)
+            np.testing.assert_allclose(rows.future_norm, future.norm(dim=-1).flatten(),
+                                       rtol=1e-5, atol=1e-9)  # total − self: 4e-11 where 0
+            cos = torch.nn.functional.cosine_similarity(self_g, future, dim=-1).flatten().numpy()
+            has = rows.cos_self_future.notna().to_numpy()
+            # the cosine exists where both terms do (not after the last attention, where no
+            # later loss depends on x_i, nor at the last two positions, nor for the first key,
+            # which attends to itself alone)
+            both = ((self_g.norm(dim=-1) > 0) & (future.norm(dim=-1) > 0)).flatten().numpy()
+            np.testing.assert_array_equal(has, both)
+            assert both.any() == (site != "resid_post" or layer == 0)
+            np.testing.assert_allclose(rows.cos_self_future[has], cos[has], rtol=1e-4, atol=1e-6)
