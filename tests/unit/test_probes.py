@@ -193,7 +193,26 @@ def test_softmax_matches_sklearn_and_folds_standardisation():
         ref = LogisticRegression(C=1 / (2 * 1e-4 * len(train)), max_iter=2000).fit(
             X[u, train].numpy(), y[train].numpy()).score(X[u, test].numpy(), y[test].numpy())
         assert ours >= ref - 0.02
-    assert out["top5"].all()  # 4 classes: top-5 always holds
+
+
+def test_softmax_outputs_equal_numpy():
+    """correct, top5, nll and pred of raw-space probes, recomputed with numpy on 8 classes
+    (so that top-5 can miss)."""
+    g = torch.Generator().manual_seed(0)
+    X, W = torch.randn(2, 300, 6, generator=g), torch.randn(2, 6, 2, 8, generator=g)
+    b, y = torch.randn(2, 2, 8, generator=g), torch.randint(0, 8, (300, 2), generator=g)
+    out = softmax_outputs(X, y, W, b, torch.device("cpu"))
+    logits = np.einsum("und,udtc->utnc", X.double().numpy(), W.double().numpy()) + b.double().numpy()[:, :, None]
+    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    yt = y.T.numpy()[None, :, :, None]  # [1, task, n, 1]
+    rank = (logits > np.take_along_axis(logits, yt, -1)).sum(-1)  # classes scored above y
+    np.testing.assert_array_equal(out["pred"].numpy(), logits.argmax(-1))
+    np.testing.assert_array_equal(out["correct"].numpy(), rank == 0)
+    np.testing.assert_array_equal(out["top5"].numpy(), rank < 5)
+    assert 0 < out["top5"].float().mean() < 1 and out["correct"].float().mean() < out["top5"].float().mean()
+    # float32 logits of size ~10 carry an absolute error ~10 × 6e-8
+    np.testing.assert_allclose(out["nll"].numpy(), -np.take_along_axis(logp, yt, -1)[..., 0],
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_softmax_resume_equals_uninterrupted():
@@ -305,7 +324,9 @@ def test_train_from_recording_beats_majority_per_role_and_kv_head(tiny_recording
     assert (test.accuracy > test.baseline_majority + 0.5).all()
     assert (test.baseline_bigram > 0.99).all()  # the successor rule is a bigram rule
     assert set(m[m.site == "k"]["head"]) == {0, 1}
-    assert (test.selectivity == test.accuracy - test.control_accuracy).all()
+    # the control task (Hewitt & Liang 2019) relabels each token type at random: a probe that
+    # reads the successor rule from the activations beats it by far
+    assert (test.accuracy - test.control_accuracy > 0.3).all()
     for f in ("metrics.csv", "probes.json", "spec.toml", "probe_accuracy.html", "probes/resid_post.safetensors"):
         assert (tmp_path / "out" / f).is_file()
     loaded = interp.probes.load_probes(tmp_path / "out")
