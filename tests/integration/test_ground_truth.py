@@ -334,3 +334,44 @@ def test_future_gradients_equal_per_target_autograd(hf, bridge):
             np.testing.assert_array_equal(has, both)
             assert both.any() == (site != "resid_post" or layer == 0)
             np.testing.assert_allclose(rows.cos_self_future[has], cos[has], rtol=1e-4, atol=1e-6)
+
+
+# ------------------------------------------------------------------ recorded activations
+
+
+def test_recorded_activations_equal_the_plain_hf_model(hf, bridge):
+    """resid_post (the decoder layer's output: HF's hidden_states, except that HF's last one
+    is taken after the final norm), q, k, v (the outputs of q_proj, k_proj, v_proj, split
+    into heads: before RoPE) as interp.record stores them. The same comparison for 14
+    families is tests/integration/test_families.py."""
+    g = torch.Generator().manual_seed(4)
+    tokens = torch.randint(3, 61, (2, 7), generator=g)
+    rec = interp.record(bridge, tokens, sites=("resid_post", "q", "k", "v"), roles=None,
+                        verbose=False)
+    idx = rec.index.reset_index(drop=True)
+    for s, seq in enumerate(tokens):
+        rows = idx[idx.sequence == idx.sequence.unique()[s]].sort_values("position")
+        ids = torch.tensor(rows.token.to_numpy())
+        assert ids[-len(seq):].tolist() == seq.tolist()
+        proj = {}
+        handles = [getattr(hf.model.layers[layer].self_attn, f"{site}_proj").register_forward_hook(
+            lambda m, a, out, key=(site, layer): proj.__setitem__(key, out[0]))
+            for layer in range(2) for site in "qkv"]
+        handles += [hf.model.layers[layer].register_forward_hook(
+            lambda m, a, out, key=("resid_post", layer): proj.__setitem__(
+                key, (out[0] if isinstance(out, tuple) else out)[0])) for layer in range(2)]
+        try:
+            with torch.no_grad():
+                hidden = hf(ids[None], output_hidden_states=True).hidden_states
+        finally:
+            for h in handles:
+                h.remove()
+        r = torch.tensor(rows.index.to_numpy())
+        for layer in range(2):
+            torch.testing.assert_close(rec["resid_post"][r, layer].double(),
+                                       proj[("resid_post", layer)], rtol=0, atol=1e-12)
+            if layer == 0:
+                torch.testing.assert_close(proj[("resid_post", 0)], hidden[1][0], rtol=0, atol=0)
+            for site in "qkv":
+                want = proj[(site, layer)].view(len(ids), -1, D_HEAD)
+                torch.testing.assert_close(rec[site][r, layer].double(), want, rtol=0, atol=1e-12)
