@@ -349,11 +349,12 @@ def test_recorded_activations_equal_the_plain_hf_model(hf, bridge):
     rec = interp.record(bridge, tokens, sites=("resid_post", "q", "k", "v"), roles=None,
                         verbose=False)
     idx = rec.index.reset_index(drop=True)
+    proj: dict = {}  # (site, layer) -> the HF activation of the sequence being checked
     for s, seq in enumerate(tokens):
         rows = idx[idx.sequence == idx.sequence.unique()[s]].sort_values("position")
         ids = torch.tensor(rows.token.to_numpy())
         assert ids[-len(seq):].tolist() == seq.tolist()
-        proj = {}
+        proj.clear()
         handles = [getattr(hf.model.layers[layer].self_attn, f"{site}_proj").register_forward_hook(
             lambda m, a, out, key=(site, layer): proj.__setitem__(key, out[0]))
             for layer in range(2) for site in "qkv"]
