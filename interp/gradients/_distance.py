@@ -79,7 +79,8 @@ class ByDistance(TableResult):
         folder = out.parent if out.suffix == ".csv" else out
         res = cls.from_csv(out if out.suffix == ".csv" else out / cls.FILE)
         if (folder / cls.PAIRS_FILE).is_file():
-            res.pairs = read_table(folder / cls.PAIRS_FILE)
+            pairs = read_table(folder / cls.PAIRS_FILE)
+            res.pairs = pairs.astype({"sequence": str})  # names such as "0" stay names
         return res
 
     def figures(self) -> list[Figure]:
