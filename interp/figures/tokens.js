@@ -69,6 +69,7 @@
       var k = this.legend.appendChild(el("span", "itv-key", r));
       k.style.boxShadow = "inset 0 -3px 0 " + roleColors[r];
     }
+    if (data.kind === "attention") this.legend.appendChild(el("span", "itv-key itv-sink", "sink"));
     this.legend.appendChild(el("span", "itv-scale", data.scale || ""));
   }
   Frame.prototype.select = function (label, options, onchange) {

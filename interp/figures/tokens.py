@@ -103,6 +103,17 @@ class TokenView:
             path = path.with_suffix(".html")
         return atomic_write_text(path, self.page())
 
+    def save_json(self, path: str | Path) -> Path:
+        """Write the view's data (what :meth:`load_json` reads back), atomically."""
+        return atomic_write_text(path, json.dumps(dict(kind=self.kind, data=self.data),
+                                                  allow_nan=False))
+
+    @classmethod
+    def load_json(cls, path: str | Path) -> TokenView:
+        """A view saved by :meth:`save_json`."""
+        d = json.loads(Path(path).read_text(encoding="utf-8"))
+        return cls(d["kind"], d["data"])
+
 
 def _asset(name: str) -> str:
     return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
@@ -365,13 +376,14 @@ def who_reads_me_view(result, *, sequence: str | None = None,
 
 def attention_view(rec, *, sequence: int | str | None = None,
                    layers: Sequence[int] | None = None, heads: Sequence[int] | None = None,
-                   floor: float = 1e-3, sink_ratio: float = 5.0,
+                   floor: float = 1e-3, sink_ratio: float = 3.0, min_queries: int = 4,
                    title: str | None = None) -> TokenView:
     """Attention by head, circuitsvis-like, with roles and sinks marked.
 
     Unclicked, each key is shaded by the attention it receives (the mean over later queries)
     for the selected layer and head; keys receiving more than ``sink_ratio`` times what
-    uniform causal attention would give them are sinks (bold, dotted underline). Click a query
+    uniform causal attention would give them, averaged over at least ``min_queries`` later
+    queries, are sinks (bold, dotted underline). Click a query
     to see its attention pattern over the keys. Pauses and other roles are underlined in
     their colour.
 
@@ -383,6 +395,8 @@ def attention_view(rec, *, sequence: int | str | None = None,
         layers, heads: what the selector offers (default: every recorded layer, every head).
         floor: attention weights below it are not sent to the page (drawn white).
         sink_ratio: a key is a sink when it receives more than this times uniform attention.
+        min_queries: keys read by fewer later queries are never called sinks (near the end,
+            one query's weight is too noisy to call a key a sink).
         title: the view's title.
 
     Raises:
@@ -441,7 +455,8 @@ def attention_view(rec, *, sequence: int | str | None = None,
             later = np.arange(n - 1, -1, -1, dtype=float)
             with np.errstate(invalid="ignore", divide="ignore"):
                 received = np.where(later > 0, (np.tril(a, -1).sum(0)) / later, np.nan)
-                sinks = np.nonzero(received > sink_ratio * uniform)[0]
+                sinks = np.nonzero((received > sink_ratio * uniform)
+                                   & (later >= min_queries))[0]
             series.append(dict(label=f"layer {layer} · head {h}", keys=keys, attn=attn,
                                received=_round(received),
                                received_max=float(np.nanmax(received)) if n > 1 else 1.0,

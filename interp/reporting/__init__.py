@@ -134,6 +134,14 @@ def _figures_html(section: Section, folder: Path, out: Path, formats: tuple[str,
     return "".join(parts), written
 
 
+def _views_html(folder: Path) -> str:
+    """The token views a section saved (``*.view.json``), embedded in the page."""
+    from ..figures.tokens import TokenView
+
+    return "".join(f"<div class='token-view'>{TokenView.load_json(p).html()}</div>"
+                   for p in sorted(folder.glob("*.view.json")))
+
+
 def _settings_table(config: ReportConfig) -> str:
     import dataclasses
 
@@ -206,7 +214,7 @@ def report(
         for k, v in section.key_numbers(record["numbers"]).items():
             key_rows[f"{section.title}: {k}"] = v
         body.append(head + f"<p class='cached'>{state}</p>" + _numbers_table(record["numbers"])
-                    + figs)
+                    + figs + _views_html(out / section.name))
     if notes:
         body.append("<h2>Export notes</h2>" + "".join(
             f"<div class='gap'>{html.escape(n)}</div>" for n in notes))

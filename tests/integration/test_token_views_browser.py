@@ -216,3 +216,44 @@ def test_2048_tokens_render_and_respond_in_under_a_second(browser, tmp_path, cap
         for name, t in timings.items():
             print(f"  {name}: {t['load']:.0f} / {t['render']:.0f} / {t['click']:.0f} / "
                   f"{t['select']:.0f}")
+
+
+# ------------------------------------------------------------------------------ the report
+
+
+def test_report_embeds_the_four_views_of_the_example_prompt(browser, tmp_path):
+    from interp.reporting import ReportConfig, report
+
+    tokens = torch.randint(0, 61, (12, 20), generator=torch.Generator().manual_seed(0))
+    config = ReportConfig(model=interp.TinyConfig(n_layers=2, d_model=32, n_heads=4,
+                                                  n_kv_heads=2, d_vocab=61, n_ctx=64),
+                          tokens=tokens, pause_rate=0.2, max_distance=4, probe_windows=12,
+                          probe_tokens=20, probe_eval_positions=50, sections=("tokens",),
+                          formats=())
+    path = report(config, tmp_path, strict=True, verbose=False)
+    for name in ("1_future_share", "2_who_reads_me", "3_attention", "4_lens"):
+        assert (tmp_path / "tokens" / f"{name}.html").is_file()
+    _open(browser, path)
+    assert _errors(browser) == []
+    kinds = browser.execute_script(
+        "return Array.from(document.querySelectorAll('div.itv')).map(d => "
+        "[d.querySelector('.itv-title').textContent, d.querySelectorAll('.itv-tok').length, "
+        "d.dataset.itvDone])")
+    assert [k[0] for k in kinds] == ["Future share of the gradient, token by token",
+                                     "Who reads me: which later losses draw on each token",
+                                     "Attention by head", "Future Lens by token"]
+    assert all(k[1] == kinds[0][1] > 20 and k[2] == "1" for k in kinds)  # pauses were inserted
+    roles = browser.execute_script(
+        "return document.querySelectorAll('div.itv')[0].querySelectorAll('.itv-role').length")
+    assert roles >= 1  # the pauses are marked
+    for i in (1, 2):  # a click on a token changes the shading (who reads me, attention)
+        before = _shading(browser, i)
+        browser.execute_script(
+            "document.querySelectorAll('div.itv')[arguments[0]].querySelectorAll('.itv-tok')[3]"
+            ".click()", i)
+        assert _shading(browser, i) != before
+    browser.execute_script(  # a click on a token opens the lens table
+        "document.querySelectorAll('div.itv')[3].querySelectorAll('.itv-tok')[3].click()")
+    assert browser.execute_script("return document.querySelectorAll('table.itv-lens tr').length"
+                                  ) == 1 + len(config.offsets)
+    assert _errors(browser) == []
