@@ -15,4 +15,6 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
   echo "$want" > "$STAMP"
 fi
 . "$VENV/bin/activate"
-exec jupyter lab --notebook-dir=notebooks "$@"
+root=()
+if [ "$(id -u)" = "0" ]; then root=(--allow-root); fi  # containers and CI machines run as root
+exec jupyter lab --notebook-dir=notebooks "${root[@]}" "$@"

@@ -2,7 +2,8 @@
 
 All share one paper style (:mod:`interp.figures._style`); export with :func:`export`.
 Area modules: ``gradients``, ``probes``, ``registers``, ``patching``, ``toy``,
-``pause_training``.
+``pause_training``, and ``tokens``: the token views (one prompt, token by token, as
+interactive offline HTML rather than a ``go.Figure``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from ._style import ROLE_COLORS, ROLE_MARKERS, apply_style, export, find_chrome
 
 __all__ = ["ROLE_COLORS", "ROLE_MARKERS", "apply_style", "export", "find_chrome"]
 
-_AREAS = ("gradients", "probes", "registers", "patching", "toy", "pause_training")
+_AREAS = ("gradients", "probes", "registers", "patching", "toy", "pause_training", "tokens")
 
 
 def __getattr__(name: str) -> Any:
