@@ -34,8 +34,11 @@ def register(sub) -> None:
                    "folder, or an `interp pause-train --out DIR` checkpoint (compared on small "
                    "settings)")
     p.add_argument("--sections", default=None,
-                   help="comma-separated subset of: registers, gradients, probes, patching "
-                   "(default all), toy (joins by itself with --toy)")
+                   help="comma-separated subset of: registers, gradients, probes, patching, "
+                   "tokens (default all), toy (joins by itself with --toy)")
+    p.add_argument("--example-prompt", default=None, metavar="TEXT",
+                   help="the prompt the token views read (section tokens; default: a few "
+                   "sentences about capitals and water)")
     add_formats_arg(p, "png", "figure files to write beside the report ('none': only the "
                     "self-contained report.html)")
     p.add_argument("--long-context", default="1024,2048", metavar="N,N",
@@ -58,6 +61,7 @@ def run(args) -> int:
                           max_windows=args.max_windows, n_tokens=args.n_tokens, toy_dir=args.toy,
                           pause_dir=args.pause_dir,
                           formats=formats, sections=sections,
+                          example_prompt=args.example_prompt or ReportConfig.example_prompt,
                           long_context_tokens=() if args.long_context == "none" else
                           tuple(parse_int_list(args.long_context, "long-context") or ()))
     path = report(config, args.out, fresh=args.fresh, verbose=not args.quiet)
