@@ -208,3 +208,21 @@ def test_a_prompt_longer_than_the_limit_is_refused(monkeypatch):
     with pytest.raises(InterpError, match="(?s)12 tokens, more than the future_share view's limit "
                                           "of 10.*shorter prompt"):
         tv.future_share_view(fg)
+
+
+def test_who_reads_me_from_target_resolved_atp_sums_heads():
+    """From target-resolved AtP the page gets, per (position, loss position), the effect summed
+    over heads: the linear estimate of patching the whole key at once."""
+    model = _tiny64()
+    clean, corrupt = torch.randint(0, 61, (9,)), torch.randint(0, 61, (9,))
+    atp = interp.attribution_patch(model, clean, corrupt, target_resolved=True, sites=("k",),
+                                   layers=[1], verbose=False)
+    view = tv.who_reads_me_view(atp)
+    (s,) = view.data["series"]
+    assert view.data["signed"] and s["label"] == "key · layer 1"
+    want = atp.table.groupby(["position", "loss_position"]).atp.sum()
+    got = pd.Series(s["val"], index=pd.MultiIndex.from_arrays([s["src"], s["tgt"]],
+                                                              names=want.index.names))
+    np.testing.assert_allclose(got.sort_index().to_numpy(), want.sort_index().to_numpy(),
+                               rtol=1e-3, atol=1e-12)
+    assert all(i <= t for i, t in zip(s["src"], s["tgt"], strict=True))
