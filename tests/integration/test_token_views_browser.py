@@ -192,11 +192,37 @@ def _long_results(n: int = 2048, layers=(0, 1, 2, 3), max_distance: int = 32):
     return fg, bd
 
 
+def _long_pages(n: int = 2048, window: int = 64) -> tuple[tv.TokenView, tv.TokenView]:
+    """An attention view (two heads; each query reads BOS and its last ``window`` keys, about
+    what survives the view's floor on SmolLM2) and a lens view (three offsets, top-5), built
+    as the Python side builds them; seeded noise again."""
+    rng = np.random.default_rng(1)
+    tokens = [f" w{i % 97}" for i in range(n)]
+    roles = ["bos"] + ["regular"] * (n - 1)
+    series = []
+    for h in range(2):
+        keys = [sorted({0, *range(max(0, q - window), q + 1)}) for q in range(n)]
+        attn = [tv._round(rng.dirichlet(np.ones(len(k))), 3) for k in keys]
+        received = rng.uniform(size=n)
+        series.append(dict(label=f"layer 0 · head {h}", keys=keys, attn=attn,
+                           received=tv._round(received), received_max=1.0, sinks=[0]))
+    attention = tv.TokenView("attention", tv._base("attention", "long", tokens, roles,
+                                                   series=series, note_received=""))
+    guesses = [[[f" g{(i + j) % 89}" for j in range(5)] for i in range(n)] for _ in range(3)]
+    lens = tv.TokenView("lens", tv._base(
+        "lens", "long", tokens, roles, lens=[guesses], model=guesses, offsets=[1, 2, 3], k=5,
+        series=[dict(label=f"t+{k + 1}", layer_index=0, offset_index=k,
+                     agree=tv._round(rng.integers(0, 2, n))) for k in range(3)]))
+    return attention, lens
+
+
 def test_2048_tokens_render_and_respond_in_under_a_second(browser, tmp_path, capsys):
     fg, bd = _long_results()
+    attention, lens = _long_pages()
     timings = {}
     for name, view in (("future share", tv.future_share_view(fg)),
-                       ("who reads me", tv.who_reads_me_view(bd))):
+                       ("who reads me", tv.who_reads_me_view(bd)),
+                       ("attention", attention), ("lens", lens)):
         path = view.save(tmp_path / f"{name.replace(' ', '_')}.html")
         _open(browser, path)
         assert _errors(browser) == []
