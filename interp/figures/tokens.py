@@ -483,6 +483,8 @@ def lens_view(model, lens, prompt, *, layers: Sequence[int] | None = None, k: in
     and decoded by the model's own final norm and unembedding (exactly as
     :func:`interp.probes.future_lens` scores them). Each token is shaded when the lens's
     top-1 for the selected offset equals the model's own top-1; click a token for the table.
+    Offsets count positions of the prompt as given, pauses included (the fit's own scoring
+    skips inserted pauses; here every position is read as it stands).
 
     Args:
         model: the model the lens was fitted on.
