@@ -257,6 +257,7 @@ def test_report_embeds_the_four_views_of_the_example_prompt(browser, tmp_path):
                           probe_tokens=20, probe_eval_positions=50, sections=("tokens",),
                           formats=())
     path = report(config, tmp_path, strict=True, verbose=False)
+    assert "class='gap'" not in path.read_text(encoding="utf-8")
     for name in ("1_future_share", "2_who_reads_me", "3_attention", "4_lens"):
         assert (tmp_path / "tokens" / f"{name}.html").is_file()
     _open(browser, path)
