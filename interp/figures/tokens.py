@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .._io import atomic_write_text
+from ..core.io import atomic_write_text
 from ..errors import InterpError
 from ._style import ROLE_COLORS
 
@@ -500,7 +500,7 @@ def lens_view(model, lens, prompt, *, layers: Sequence[int] | None = None, k: in
     """
     import torch
 
-    from .. import hooks
+    from ..core import hooks
     from ..core import model as core_model
     from ..core.inputs import as_sequence
     from ..probes import FutureLensResults

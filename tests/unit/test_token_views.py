@@ -13,10 +13,10 @@ import pytest
 import torch
 
 import interp
-from interp import hooks
+from interp.core import hooks
+from interp.core.loss import token_losses
 from interp.errors import InterpError
 from interp.figures import tokens as tv
-from interp.gradients._inputs import token_losses
 from interp.probes import FutureLensResults
 from interp.probes._future_lens import LENS_COLUMNS
 
