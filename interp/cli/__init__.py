@@ -39,7 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 0 if args.command is None else 2
+    from ._common import check_args
+
     try:
+        check_args(args)
         return int(args.func(args) or 0)
     except InterpError as e:
         print(f"error: {e}", file=sys.stderr)

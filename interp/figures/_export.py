@@ -81,8 +81,24 @@ def export_many(figures: list[tuple[go.Figure, Path]], fmt: str) -> list[Path]:
 
 
 def figure_paths(result: Result, out: str | os.PathLike) -> list[tuple[object, Path]]:
-    """Every figure of ``result`` drawn, with its path (no suffix yet) under ``out``."""
-    return [(f.draw(result), Path(out) / f.name) for f in result.figures()]
+    """Every figure of ``result`` drawn, with its path (no suffix yet) under ``out``.
+
+    Figures are drawn after the tables are saved; one that cannot be drawn from them (an
+    edge case its plot does not handle) is reported by name, so the user knows the tables
+    are complete and only that figure is missing."""
+    drawn = []
+    for f in result.figures():
+        try:
+            drawn.append((f.draw(result), Path(out) / f.name))
+        except InterpError:
+            raise
+        except Exception as e:  # a plotting bug must not read as a failed computation
+            raise InterpError(
+                f"figure {f.name!r} of the {type(result).__name__} could not be drawn "
+                f"({type(e).__name__}: {str(e)[:200]}); the result's tables are saved",
+                "read the tables (or interp figures DIR --formats html once fixed); please report "
+                "the figure's failure with the command that made the result") from e
+    return drawn
 
 
 def export_figures(results: Sequence[Result], out: str | os.PathLike,

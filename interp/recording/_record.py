@@ -367,7 +367,7 @@ def token_strings(tok, ids: list[int]) -> list[str]:
     """Each token decoded on its own (the id in angle brackets when there is no tokenizer)."""
     if tok is None:
         return [f"<{i}>" for i in ids]
-    return tok.batch_decode([[i] for i in ids])
+    return tok.batch_decode([[i] for i in ids]) if ids else []  # batch_decode([]) gives ['']
 
 
 class _ShardSink:
