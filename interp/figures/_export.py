@@ -13,6 +13,7 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
+from ..core.io import tmp_path
 from ..core.result import Result
 from ..errors import InterpError
 from . import export
@@ -53,7 +54,7 @@ def export_many(figures: list[tuple[go.Figure, Path]], fmt: str) -> list[Path]:
     os.environ.setdefault("BROWSER_PATH", find_chrome() or "")
     for p in paths:
         p.parent.mkdir(parents=True, exist_ok=True)
-    tmps = [p.with_name(p.name + ".tmp") for p in paths]
+    tmps = [tmp_path(p) for p in paths]
     scale = 2 if fmt == "png" else 1
     try:
         # kaleido's batch call ignores the layout's size unless it is passed explicitly

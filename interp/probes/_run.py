@@ -505,7 +505,7 @@ def _train_future_lens(spec: ProbeSpec, out: Path | None, model: Bridge, resume:
         if resume and (out / "future_lens.csv").is_file() and (out / "spec.toml").is_file() and \
                 ProbeSpec.from_toml(out / "spec.toml").fingerprint() == spec.fingerprint():
             return FutureLensResults.load(out)
-        _check_out(out, spec, resume=False)
+        _check_out(out, spec, resume)  # another spec's finished run is refused, not deleted
     model = _model_for(spec, model)
     seqs = load_sequences(spec, model)
     res = future_lens(model, seqs, layers=spec.inputs.layers, offsets=spec.target.offsets, config=spec.future_lens,
