@@ -31,8 +31,11 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "folder_lock",
+    "read_json",
     "read_table",
+    "read_tensors",
     "sha256_file",
+    "verify_checksums",
     "tmp_path",
 ]
 
@@ -85,6 +88,41 @@ def atomic_save_tensors(path: str | os.PathLike, tensors: dict[str, Tensor],
 
     tensors = {k: v.contiguous().cpu() for k, v in tensors.items()}
     return _replace(lambda tmp: save_file(tensors, str(tmp), metadata), Path(path))
+
+
+def verify_checksums(folder: Path, sums: Mapping[str, str], fix: str) -> None:
+    """Check each file ``folder/name`` against the SHA-256 saved for it when it was written.
+
+    Raises:
+        InterpError: a file that is missing or was edited or damaged since, named.
+    """
+    for name, digest in sums.items():
+        path = folder / name
+        if not path.is_file():
+            raise InterpError(f"{path} is missing", fix)
+        if sha256_file(path) != digest:
+            raise InterpError(f"{path} was changed or damaged since it was written (its SHA-256 "
+                              "no longer matches the one saved with it)", fix)
+
+
+def read_tensors(path: str | os.PathLike, fix: str, device: str = "cpu") -> dict[str, Tensor]:
+    """A safetensors file's tensors, or an :class:`InterpError` naming a damaged file."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device=device)
+    except (SafetensorError, OSError) as e:
+        raise InterpError(f"{path} is not a readable safetensors file ({str(e)[:200]})",
+                          fix) from None
+
+
+def read_json(path: str | os.PathLike, fix: str) -> Any:
+    """A JSON file's contents, or an :class:`InterpError` naming a damaged file."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InterpError(f"{path} is not valid JSON ({e})", fix) from None
 
 
 def read_table(path: str | os.PathLike, renamed: Mapping[str, str] | None = None) -> pd.DataFrame:
