@@ -28,7 +28,7 @@ import torch
 
 from ..errors import InterpError
 from .corpora import Document, windows
-from .model import Bridge
+from .model import Bridge, embedding
 from .pauses import PausedSequence, make_sequence, tokenize
 
 #: what :func:`as_sequences` accepts, for the error message
@@ -107,10 +107,12 @@ def iter_sequences(model: Bridge, inputs, *, n_tokens: int = 128, max_windows: i
 
 
 def _vocab_size(model: Bridge) -> int | None:
-    """Rows of the model's token embedding (``None`` for an object without one)."""
-    weight = getattr(getattr(getattr(model, "embed", None), "original_component", None),
-                     "weight", None)
-    return None if weight is None else int(weight.shape[0])
+    """Rows of the model's token embedding (``None`` for an object without one, such as a
+    bare tokenizer)."""
+    try:
+        return int(embedding(model).weight.shape[0])
+    except AttributeError:
+        return None
 
 
 def _check_ids(x: Labelled, vocab: int | None) -> None:
