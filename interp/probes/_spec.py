@@ -269,8 +269,11 @@ class FutureLensSpec:
     """Settings of a Future Lens run (the ``[future_lens]`` table of a probe spec).
 
     Attributes:
-        alphas: candidate relative ridge penalties α (λ = α · tr(Σ_xx) / d_model); the best on
-            the validation documents is kept per (layer, offset).
+        alphas: candidate relative ridge penalties α (each dimension penalised by α times its
+            own variance: ridge on standardised features); the best on the validation
+            documents is kept per (layer, offset), and the grid extends itself by up to six
+            decades past an end that wins (``alpha_at_edge`` in the results' metadata lists
+            the cells still at an end).
         eval_positions: held-out positions decoded for the metrics (a seeded sample of the
             test documents' positions; each costs one full-vocabulary decode per layer and
             offset).
