@@ -60,7 +60,14 @@ from tqdm.auto import tqdm
 from ..core import hooks
 from ..core.distributed import all_reduce_sum, shard
 from ..core.inputs import iter_sequences
-from ..core.io import atomic_save_tensors
+from ..core.io import (
+    atomic_save_tensors,
+    atomic_write_json,
+    read_json,
+    read_tensors,
+    sha256_file,
+    verify_checksums,
+)
 from ..core.model import Bridge
 from ..core.model import dtype as core_dtype
 from ..core.pauses import pad_batch
@@ -548,22 +555,27 @@ class FutureLensResults(TableResult):
         return future_lens_agreement(self, **kwargs)
 
     def save(self, out_dir: str | Path, *, weights: bool = True) -> Path:
-        """Write ``future_lens.csv`` (+ ``.json``), ``lens.safetensors`` (with ``weights``)."""
+        """Write ``future_lens.csv`` (+ ``.json``), ``lens.safetensors`` (with ``weights``) and,
+        last, ``checksums.json`` with the SHA-256 of each, so :meth:`load` names a file edited
+        or damaged since."""
         out = Path(out_dir)
-        self.to_csv(out / "future_lens.csv")
+        written = [csv := self.to_csv(out / "future_lens.csv"), csv.with_suffix(".json")]
         if weights and self.tensors:
-            atomic_save_tensors(out / "lens.safetensors", self.tensors)
+            written.append(atomic_save_tensors(out / "lens.safetensors", self.tensors))
+        atomic_write_json(out / "checksums.json", {p.name: sha256_file(p) for p in written})
         return out
 
     @classmethod
     def load(cls, out_dir: str | Path) -> FutureLensResults:
-        """Read what :meth:`save` wrote (the tensors when present)."""
-        from safetensors.torch import load_file
-
+        """Read what :meth:`save` wrote (the tensors when present), each file checked against
+        its checksum (runs of earlier releases have none)."""
         out = Path(out_dir)
+        fix = f"train again with `interp probe train SPEC --out {out} --fresh`"
+        if (out / "checksums.json").is_file():
+            verify_checksums(out, read_json(out / "checksums.json", fix), fix)
         res = cls.from_csv(out / "future_lens.csv")
         if (out / "lens.safetensors").is_file():
-            res.tensors = load_file(str(out / "lens.safetensors"))
+            res.tensors = read_tensors(out / "lens.safetensors", fix)
         return res
 
 

@@ -277,6 +277,10 @@ def test_results_round_trip_and_figure(tmp_path, copy_model):
     assert "offset 2" in back.headline() and back.summary().shape[0] == 2
     fig = back.figure()
     assert {t.name for t in fig.data} >= {"linear, offset 2", "bigram, offset 2", "trigram, offset 1"}
+    # the files carry checksums: one edited since is named
+    (tmp_path / "lens.safetensors").write_bytes(b"\x00" * 8)
+    with pytest.raises(interp.InterpError, match="lens.safetensors was changed or damaged"):
+        load_future_lens(tmp_path)
 
 
 # --- bad input -------------------------------------------------------------------------------
