@@ -15,9 +15,18 @@ for the command line.
 
 from __future__ import annotations
 
+from ._lookahead import (
+    LookaheadControl,
+    kv_future_share,
+    load_lookahead,
+    lookahead_control,
+    lookahead_runs,
+    precache_probe,
+)
 from ._pauses import (
     INSERTED,
     PauseInstruments,
+    control_run,
     load_pause_instruments,
     patch_inserted_kv,
     pause_control,
@@ -27,10 +36,17 @@ from ._pauses import (
 
 __all__ = [
     "INSERTED",
+    "LookaheadControl",
     "PauseInstruments",
+    "control_run",
+    "kv_future_share",
+    "load_lookahead",
     "load_pause_instruments",
+    "lookahead_control",
+    "lookahead_runs",
     "patch_inserted_kv",
     "pause_control",
     "pause_control_config",
     "pause_instruments",
+    "precache_probe",
 ]

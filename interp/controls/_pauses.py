@@ -46,6 +46,7 @@ from ..train._loop import ToyResult
 __all__ = [
     "INSERTED",
     "PauseInstruments",
+    "control_run",
     "load_pause_instruments",
     "pause_control",
     "pause_control_config",
@@ -64,13 +65,13 @@ def pause_control_config(n_bits: int = 16, **overrides) -> TrainConfig:
     sequences with pauses inserted). ``overrides`` are :class:`~interp.train.TrainConfig`
     fields (see ``docs/concepts/positive-controls.md`` for the measured settings)."""
     base = dict(task="parity", task_options=dict(n_bits=n_bits), positional="standard",
-                n_layers=2, d_model=64, n_heads=4, steps=1500, batch_size=128, lr=3e-3,
+                n_layers=2, d_model=64, n_heads=4, steps=1000, batch_size=128, lr=3e-3,
                 eval_every=100, eval_size=512, target=0.95)
     return TrainConfig(**{**base, **overrides})
 
 
 def pause_control(base: TrainConfig | None = None, *, lengths: Sequence[int] | None = None,
-                  conditions: Sequence[str] = ("none", "filler", "filler_cot"),
+                  conditions: Sequence[str] = ("none", "filler_cot"),
                   seeds: Sequence[int] = (0, 1, 2), cot_mixture: float = 0.5,
                   out: str | os.PathLike | None = None, verbose: bool = True) -> ToyComparison:
     """Train the pause control grid: length × condition × seed, with as many inserted tokens
@@ -84,7 +85,8 @@ def pause_control(base: TrainConfig | None = None, *, lengths: Sequence[int] | N
             :func:`interp.train.condition_grid`).
         seeds: one run per seed and condition.
         cot_mixture: for ``filler_cot``, the fraction of training examples with the chain.
-        out: folder for the runs and ``compare.csv`` (finished runs are resumed, i.e. skipped).
+        out: folder for ``compare.csv`` and the runs, in ``length<n>/runs/`` (finished runs
+            are resumed, i.e. skipped; :func:`control_run` finds one).
         verbose: a progress bar over runs.
 
     Returns:
@@ -96,21 +98,37 @@ def pause_control(base: TrainConfig | None = None, *, lengths: Sequence[int] | N
     """
     base = base or pause_control_config()
     key = _length_key(base)
-    configs = []
+    runs, histories = [], []
     for n in lengths or [base.task_options.get(key)]:
         b = dataclasses.replace(base, task_options={**base.task_options, key: n}, n_ctx=None)
         fillers = b.make_task().n_cot
         # one context for every condition, so the no-pause model can read paused sequences
         b = dataclasses.replace(b, n_ctx=_length(b, fillers))
-        configs += condition_grid(b, list(conditions), seeds=list(seeds), fillers=fillers,
-                                  cot_mixture=cot_mixture)
-    comp = compare_toy(configs, out, verbose=verbose)
-    lengths_of = [c.task_options[key] for c in configs]
-    comp.runs.insert(1, "length", lengths_of)
-    comp.histories = _with_length(comp.histories, configs, key)
+        configs = condition_grid(b, list(conditions), seeds=list(seeds), fillers=fillers,
+                                 cot_mixture=cot_mixture)
+        comp = compare_toy(configs, None if out is None else Path(out) / f"length{n}",
+                           verbose=verbose)
+        runs.append(comp.runs.assign(length=n))
+        histories.append(comp.histories.assign(length=n))
+    comp = ToyComparison(runs=pd.concat(runs, ignore_index=True),
+                         histories=pd.concat(histories, ignore_index=True))
     if out is not None:
         comp.save(out)
     return comp
+
+
+def control_run(out: str | os.PathLike, length: int, condition: str, seed: int) -> Path:
+    """The folder of one run of a :func:`pause_control` grid saved in ``out``."""
+    pauses = 0 if condition == "none" else None
+    folder = Path(out) / f"length{length}" / "runs"
+    hits = sorted(folder.glob(f"*_{condition}_seed{seed}"))
+    if pauses == 0:
+        hits = [h for h in hits if "_pauses0_" in h.name]
+    if len(hits) != 1:
+        raise InterpError(f"{folder} holds no single {condition!r} run of seed {seed}",
+                          "give the --out folder of `interp controls pauses` with that "
+                          "length, condition and seed")
+    return hits[0]
 
 
 def _length_key(config: TrainConfig) -> str:
@@ -125,14 +143,6 @@ def _length(config: TrainConfig, fillers: int) -> int:
     """Tokens in one example of ``config``'s task with ``fillers`` tokens inserted."""
     task = dataclasses.replace(config, pauses=fillers).make_task()
     return int(task.batch(1, 0).tokens.shape[1])
-
-
-def _with_length(histories: pd.DataFrame, configs: list[TrainConfig], key: str) -> pd.DataFrame:
-    """Histories are stacked run by run, in config order, each ending at its last step."""
-    run = (histories["step"].diff() <= 0).cumsum()
-    out = histories.copy()
-    out.insert(1, "length", [configs[r].task_options[key] for r in run])
-    return out
 
 
 # -- instruments --------------------------------------------------------------------------
@@ -204,9 +214,11 @@ def _inserted(batch: TaskBatch) -> Tensor:
 
 @torch.no_grad()
 def patch_inserted_kv(model, batch: TaskBatch, layers: Sequence[int], *,
-                      donor: Sequence[int] | None = None) -> Float[Tensor, "batch pos d_vocab"]:
+                      donor: Sequence[int] | None = None,
+                      sites: Sequence[str] = ("k", "v")) -> Float[Tensor, "batch pos d_vocab"]:
     """The logits with the inserted positions' keys and values at ``layers`` replaced by those
     of another example of the batch (``donor[b]``; default the next one, ``b + 1``).
+    ``sites`` picks keys (``k``), values (``v``) or both.
 
     The donor's K/V come from its own clean forward pass. With ``donor[b] = b`` the logits are
     the clean ones exactly; at layer 0 a pause's K/V depend only on its token and position, so
@@ -218,7 +230,11 @@ def patch_inserted_kv(model, batch: TaskBatch, layers: Sequence[int], *,
     if src.shape != (n,):
         raise InterpError(f"donor has {tuple(src.shape)} entries for a batch of {n}",
                           "give one donor index per example")
-    names = [name(layer) for layer in layers for name in (hooks.k, hooks.v)]
+    site_hooks = {"k": hooks.k, "v": hooks.v}
+    if not sites or any(s not in site_hooks for s in sites):
+        raise InterpError(f"sites {tuple(sites)} are not keys and values",
+                          "give a non-empty subset of ('k', 'v')")
+    names = [site_hooks[s](layer) for layer in layers for s in sites]
     seen: dict[str, Tensor] = {}
 
     def keep(name: str):

@@ -2,7 +2,7 @@
 
 All share one paper style (:mod:`interp.figures._style`); export with :func:`export`.
 Area modules: ``gradients``, ``probes``, ``registers``, ``patching``, ``toy``,
-``pause_training``.
+``pause_training``, ``controls``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from ._style import ROLE_COLORS, ROLE_MARKERS, apply_style, export, find_chrome
 
 __all__ = ["ROLE_COLORS", "ROLE_MARKERS", "apply_style", "export", "find_chrome"]
 
-_AREAS = ("gradients", "probes", "registers", "patching", "toy", "pause_training")
+_AREAS = ("gradients", "probes", "registers", "patching", "toy", "pause_training", "controls")
 
 
 def __getattr__(name: str) -> Any:

@@ -1,0 +1,154 @@
+"""Positive controls: the pause K/V patch against activation patching and against the clean
+forward, a trained pause model that collapses when its pauses are corrupted, the lookahead
+intervention's arithmetic, and the named errors for bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from interp import hooks
+from interp.controls import (
+    lookahead_control,
+    patch_inserted_kv,
+    pause_control,
+    pause_control_config,
+    pause_instruments,
+)
+from interp.controls._lookahead import _patch_slopes, _residuals, precache_probe
+from interp.errors import InterpError
+from interp.patching import activation_patch
+from interp.tasks import get_task
+from interp.train import TrainConfig, build_model, train_toy
+
+TINY = dict(d_model=32, n_heads=2, batch_size=32, eval_size=64, eval_every=50, warmup=5)
+
+
+def _model(task, n_ctx=None, dtype="float64"):
+    cfg = TrainConfig(task=task.name, positional="standard", dtype=dtype, **TINY)
+    n = n_ctx or int(task.batch(1, 0).tokens.shape[1])
+    return build_model(cfg, task, n)
+
+
+def test_self_donor_and_layer0_patch_leave_the_logits_unchanged():
+    task = get_task("parity", n_bits=6, pauses=4)
+    model, batch = _model(task), task.batch(8, seed=0)
+    clean = model(batch.tokens)
+    same = patch_inserted_kv(model, batch, [0, 1], donor=list(range(8)))
+    torch.testing.assert_close(same, clean, rtol=0, atol=0)
+    # at layer 0 a pause's K/V depend on its token and position only: nothing to carry
+    torch.testing.assert_close(patch_inserted_kv(model, batch, [0]), clean)
+    # at layer 1 they carry what layer 0 read from the prompt: the logits move
+    assert (patch_inserted_kv(model, batch, [1]) - clean).abs().max() > 1e-6
+
+
+def test_patch_matches_activation_patching_at_one_pause():
+    task = get_task("parity", n_bits=5, pauses=1)
+    model = _model(task)
+    batch = task.batch(16, seed=1)
+    a, b = next((i, j) for i in range(16) for j in range(16)
+                if not torch.equal(batch.tokens[i], batch.tokens[j]))
+    pair = dataclasses.replace(batch, tokens=batch.tokens[[a, b]],
+                               roles=[batch.roles[a], batch.roles[b]],
+                               loss_mask=batch.loss_mask[[a, b]], targets=batch.targets[[a, b]],
+                               sequences=[batch.sequences[a], batch.sequences[b]])
+    pause = batch.roles[0].index("pause")
+    ours = patch_inserted_kv(model, pair, [1], donor=[1, 0], sites=("k",))[0, -2]
+    with torch.no_grad():
+        clean_logit = model(pair.tokens)[0, -2]
+    target = int(pair.tokens[0, -1])
+
+    def metric(logits):
+        return logits[0, -2, target]
+
+    ref = activation_patch(model, pair.tokens[0], pair.tokens[1], metric, sites=("k",),
+                           layers=[1], per_head=False, verbose=False).table
+    ref = float(ref[ref.position == pause]["activation_patch"].iloc[0])
+    assert float(ours[target] - clean_logit[target]) == pytest.approx(ref, abs=1e-9)
+    assert abs(ref) > 1e-6  # the patch did something, so the agreement means something
+
+
+@pytest.fixture(scope="module")
+def pause_runs():
+    """8-bit parity: the unary-count chain mixed into filler training, and no pauses."""
+    base = pause_control_config(n_bits=8, steps=300, **TINY)
+    comp = pause_control(base, conditions=("none", "filler_cot"), seeds=(0,), verbose=False)
+    return comp
+
+
+def test_trained_pause_model_collapses_when_its_pauses_are_corrupted(tmp_path):
+    base = pause_control_config(n_bits=8, steps=300, **TINY)
+    pause_control(base, conditions=("none", "filler_cot"), seeds=(0,), out=tmp_path,
+                  verbose=False)
+    from interp.controls import control_run
+    from interp.train import load_toy
+
+    p = load_toy(control_run(tmp_path, 8, "filler_cot", 0))
+    n = load_toy(control_run(tmp_path, 8, "none", 0))
+    res = pause_instruments(p, n, n_examples=128, n_attention=8, n_gradient=2)
+    patch = res.patching.set_index(["model", "layers"])
+    clean = patch.loc[("pause-trained", "all"), "clean_accuracy"]
+    assert clean > 0.9
+    assert patch.loc[("pause-trained", "all"), "accuracy"] < clean - 0.25
+    assert patch.loc[("pause-trained", "0"), "accuracy"] == clean  # layer-0 K/V carry nothing
+    untrained = patch.xs("pauses untrained", level="model")
+    assert (untrained["accuracy"] - untrained["clean_accuracy"]).abs().max() < 0.1
+    assert set(res.probes["model"]) == {"pause-trained", "no pauses", "pauses untrained"}
+    assert res.probes.query("where == 'inserted'")["model"].nunique() == 2
+
+
+def test_probe_direction_patch_flips_the_probe_reading():
+    task = get_task("precache", length=16, k=3, freq=2.0)
+    cfg = TrainConfig(task="precache", task_options=task.options(), **TINY)
+    model = build_model(cfg, task, 16).eval()
+    batch = task.batch(64, seed=0)
+    h = _residuals(model, task, batch)[1]
+    r2, w, b = precache_probe(h, torch.sin(task.freq * batch.inputs), slice(3, 15))
+    assert r2 <= 1.0
+    rows = _patch_slopes("m", model, task, batch, 1, 8, w, b, 4, seed=0)
+    # the prediction at t itself reads h_t after the patch; earlier ones cannot move
+    offsets = {(r["direction"], r["offset"]) for r in rows}
+    assert ("probe", 0) in offsets and ("random", 4) in offsets
+    moved = {}
+
+    def read(x, hook):
+        moved["h"] = x[:, 8].double()
+        return x
+
+    unit = w / w.pow(2).sum()
+    s_hat = h[:, 8].double() @ w + b
+
+    def add(x, hook):
+        x = x.clone()
+        x[:, 8] += ((-2 * s_hat)[:, None] * unit[None]).to(x.dtype)
+        return x
+
+    from interp.train import forward
+    with torch.no_grad(), model.hooks(fwd_hooks=[(hooks.resid(1, "pre"), add),
+                                                 (hooks.resid(1, "pre"), read)]):
+        forward(model, task, batch)
+    torch.testing.assert_close(moved["h"] @ w + b, -s_hat, rtol=1e-4, atol=1e-4)
+
+
+def test_bad_input_is_named():
+    with pytest.raises(InterpError, match="raise n_ctx"):
+        train_toy(TrainConfig(task="parity", task_options=dict(n_bits=8), pauses=8, n_ctx=12,
+                              steps=1, **TINY), verbose=False)
+    with pytest.raises(InterpError, match="no length for task"):
+        pause_control(TrainConfig(task="addition", steps=1), verbose=False)
+    runs = {}
+    for pauses in (0, 4):
+        cfg = TrainConfig(task="parity", task_options=dict(n_bits=4), pauses=pauses,
+                          filler=bool(pauses), steps=1, n_ctx=12, **TINY)
+        runs[pauses] = train_toy(cfg, verbose=False)
+    with pytest.raises(InterpError, match="no-pause run second"):
+        pause_instruments(runs[0], runs[4])
+    with pytest.raises(InterpError, match="precache"):
+        lookahead_control(runs[0], runs[4])
+    with pytest.raises(InterpError, match="k', 'v"):
+        patch_inserted_kv(runs[4].model, runs[4].task.batch(2), [0], sites=("q",))
+    short = dataclasses.replace(runs[0].config, n_ctx=None)
+    with pytest.raises(InterpError, match="context"):
+        pause_instruments(runs[4], train_toy(short, verbose=False))
