@@ -9,12 +9,15 @@ positions' keys and values, has no reason to. Three instruments should tell them
   with the self term from the detached forward (:func:`interp.gradients.detached_attention`);
 * **a probe** at position t for sin(ω·x_t) by layer (closed-form ridge, held-out R²), beside
   x_t itself, which both models must carry;
-* **patching that direction**: at one position t, the residual stream entering ``layer`` is
-  moved along the probe's weight vector w so the probe's reading flips sign,
-  h_t ← h_t + δ·w/‖w‖² with δ = −2·ŝ_t; the response of the prediction at t + i, per offset i,
-  is summarised as the slope Σ Δŷ_{t+i}·δ / Σ δ² (1: the prediction moves exactly as if
-  sin(ω·x_t) had changed by δ, which it must for 1 ≤ i ≤ k if the model reads the cached
-  feature; 0: no use). The null moves h_t by a random direction of the same norm.
+* **patching that feature**: at one position t, the residual stream entering ``layer`` is
+  moved along the direction that *encodes* s = sin(ω·x_t), the regression pattern
+  a = Cov(h, s) / Var(s) (h ≈ h̄ + a·s; Haufe et al. 2014: a probe's weights are a filter,
+  not the encoding, and moving along them mostly moves noise directions), by δ = −2·s_t, as if
+  the feature had flipped sign: h_t ← h_t + δ·a. The response of the prediction at t + i,
+  per offset i, is summarised as the slope Σ Δŷ_{t+i}·δ / Σ δ² (1: the prediction moves
+  exactly as if sin(ω·x_t) had changed by δ, which it must for 1 ≤ i ≤ k if the model reads
+  the cached feature; 0: no use). The null moves h_t along a random direction of the same
+  norm.
 """
 
 from __future__ import annotations
@@ -36,8 +39,8 @@ from ..tasks import Task, TaskBatch
 from ..train import evaluate, forward, training_loss
 from ..train._loop import ToyResult
 
-__all__ = ["LookaheadControl", "kv_future_share", "load_lookahead", "lookahead_control",
-           "lookahead_runs", "precache_probe"]
+__all__ = ["LookaheadControl", "encoding_direction", "kv_future_share", "load_lookahead",
+           "lookahead_control", "lookahead_runs", "precache_probe"]
 
 _SEED = 3_000_017
 _ALPHAS = [1e-4, 1e-3, 1e-2, 1e-1, 1.0]
@@ -139,8 +142,9 @@ class LookaheadControl(SavedResult):
         future_share: ``model``, ``layer``, ``site``, ``future_share``.
         probes: ``model``, ``layer`` (residual entering it; ``n_layers``: the final one),
             ``target`` (``sin(w*x_t)`` or ``x_t``), ``r2`` (held-out).
-        patching: ``model``, ``direction`` (``probe`` or ``random``), ``offset`` i (the
-            prediction at t + i), ``slope`` (Σ Δŷ·δ / Σ δ²), ``mean_abs_change``.
+        patching: ``model``, ``direction`` (``feature`` or ``random``), ``offset`` i (the
+            prediction at t + i), ``slope`` (Σ Δŷ·δ / Σ δ²), ``mean_abs_change``,
+            ``move_norm_ratio`` (mean ‖δ·a‖ over mean ‖h_t‖).
         settings: the runs and the patched layer and position.
     """
 
@@ -164,22 +168,31 @@ class LookaheadControl(SavedResult):
         from ..figures import controls as f
 
         return [Figure("lookahead_patching", f.lookahead_patching,
-                       "Moving the residual stream at position t along the sin(ω·x_t) probe "
-                       "direction: the vanilla model's predictions at t+1..t+k follow (slope "
+                       "Moving the residual stream at position t along the direction encoding "
+                       "sin(ω·x_t): the vanilla model's predictions at t+1..t+k follow (slope "
                        "near 1), the myopic model's and a random direction's do not.")]
 
 
+def encoding_direction(h: Float[Tensor, "batch pos d_model"], s: Float[Tensor, "batch pos"],
+                       positions: slice) -> Float[Tensor, " d_model"]:
+    """The pattern a = Cov(h, s) / Var(s) over the examples and ``positions``: the change of
+    the residual stream per unit of the feature s (least squares of h on s and a constant)."""
+    X = h[:, positions].double().reshape(-1, h.shape[-1])
+    y = s[:, positions].double().reshape(-1)
+    yc = y - y.mean()
+    return (X - X.mean(0)).T @ yc / yc.pow(2).sum()
+
+
 def _patch_slopes(label: str, model, task: Task, batch: TaskBatch, layer: int, t: int,
-                  w: Tensor, b: Tensor, offsets: int, seed: int) -> list[dict]:
+                  a: Tensor, offsets: int, seed: int) -> list[dict]:
     h = _residuals(model, task, batch)[layer][:, t].double()
-    s_hat = h @ w + b
-    delta = -2.0 * s_hat  # flip the probe's reading
-    unit = w / w.pow(2).sum()
+    delta = -2.0 * torch.sin(task.freq * batch.inputs[:, t]).double()  # flip the feature
     gen = torch.Generator().manual_seed(seed)
     rand = torch.randn(h.shape, generator=gen, dtype=torch.float64)
-    moves = {"probe": delta[:, None] * unit[None],
+    moves = {"feature": delta[:, None] * a[None],
              "random": rand / rand.norm(dim=-1, keepdim=True)
-             * (delta.abs() / w.norm())[:, None]}
+             * (delta.abs() * a.norm())[:, None]}
+    ratio = float((delta.abs() * a.norm()).mean() / h.norm(dim=-1).mean())
     with torch.no_grad():
         base = forward(model, task, batch).double()
     rows = []
@@ -197,7 +210,7 @@ def _patch_slopes(label: str, model, task: Task, batch: TaskBatch, layer: int, t
             d = change[:, t + i]
             rows.append(dict(model=label, direction=direction, offset=i,
                              slope=float((d * delta).sum() / delta.pow(2).sum()),
-                             mean_abs_change=float(d.abs().mean())))
+                             mean_abs_change=float(d.abs().mean()), move_norm_ratio=ratio))
     return rows
 
 
@@ -211,8 +224,8 @@ def lookahead_control(vanilla: ToyResult, myopic: ToyResult, *, n_examples: int 
         myopic: the same config trained myopically.
         n_examples: held-out sequences (probes fit on half, choose the penalty on a quarter,
             score on the last quarter; patching and gradients use all).
-        layer: the residual stream entering this layer is probed and patched (1: after the
-            first block, where Wu et al. read the cached feature).
+        layer: the residual stream entering this layer is patched (1: after the first
+            block, where Wu et al. read the cached feature); probes read every layer.
         position: the patched position t (default the middle of the sequence).
         offsets: report predictions at t .. t + offsets (default k + 2).
         seed: the held-out sequences and the random direction.
@@ -240,7 +253,7 @@ def lookahead_control(vanilla: ToyResult, myopic: ToyResult, *, n_examples: int 
     lo = min(task.k, length // 4)
     positions = slice(lo, length - 1)
     loss, shares, probes, patch = [], [], [], []
-    directions = {}
+    directions: dict[str, Tensor] = {}
     for label, run in (("vanilla", vanilla), ("myopic", myopic)):
         model = run.model.eval()
         loss.append(dict(model=label, normalised_loss=evaluate(model, task, batch)
@@ -248,11 +261,12 @@ def lookahead_control(vanilla: ToyResult, myopic: ToyResult, *, n_examples: int 
         shares.append(kv_future_share(model, task, batch).assign(model=label))
         for li, h in enumerate(_residuals(model, task, batch)):
             for target, y in (("sin(w*x_t)", sin), ("x_t", x)):
-                r2, w, b = precache_probe(h, y, positions)
+                r2, _, _ = precache_probe(h, y, positions)
                 probes.append(dict(model=label, layer=li, target=target, r2=r2))
                 if li == layer and target == "sin(w*x_t)":
-                    directions[label] = (w, b)
-        patch += _patch_slopes(label, model, task, batch, layer, t, *directions[label],
+                    half = batch.inputs.shape[0] // 2  # the probe's training sequences
+                    directions[label] = encoding_direction(h[:half], y[:half], positions)
+        patch += _patch_slopes(label, model, task, batch, layer, t, directions[label],
                                offsets, seed)
     settings = dict(vanilla=vanilla.config.to_dict(), myopic=myopic.config.to_dict(),
                     n_examples=n_examples, layer=layer, position=t, seed=seed, k=task.k,

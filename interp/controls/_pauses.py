@@ -270,7 +270,7 @@ def _patching(label: str, model, batch: TaskBatch, n_layers: int) -> list[dict]:
     differ = (batch.targets != donor_targets).any(-1)
     rows = []
     for layers in [list(range(n_layers))] + [[layer] for layer in range(n_layers)]:
-        logits = patch_inserted_kv(model, batch, layers, donor=donor)
+        logits = patch_inserted_kv(model, batch, layers, donor=donor.tolist())
         follows = _answer_accuracy(logits, batch, donor_targets)[differ]
         rows.append(dict(model=label, layers="all" if len(layers) > 1 else str(layers[0]),
                          accuracy=float(_answer_accuracy(logits, batch).float().mean()),

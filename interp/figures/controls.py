@@ -71,14 +71,14 @@ def pause_probes(result) -> go.Figure:
 
 
 def lookahead_patching(result) -> go.Figure:
-    """Slope of the prediction at t + i on the probe-direction change at t, per offset i."""
+    """Slope of the prediction at t + i on the feature change at t, per offset i."""
     t = result.patching
     fig = go.Figure()
     for (model, direction), g in t.groupby(["model", "direction"], sort=False):
         fig.add_trace(go.Scatter(
             x=g["offset"], y=g["slope"], mode="lines+markers", name=f"{model}, {direction}",
             line=dict(color=_MODEL_COLORS.get(model),
-                      dash="solid" if direction == "probe" else "dot")))
+                      dash="solid" if direction == "feature" else "dot")))
     k = result.settings.get("k")
     if k:
         fig.add_vrect(x0=0.5, x1=k + 0.5, fillcolor="#eeeeee", opacity=0.5, line_width=0)

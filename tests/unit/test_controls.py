@@ -1,6 +1,5 @@
 """Positive controls: the pause K/V patch against activation patching and against the clean
-forward, a trained pause model that collapses when its pauses are corrupted, the lookahead
-intervention's arithmetic, and the named errors for bad input."""
+forward, the lookahead intervention's arithmetic, and the named errors for bad input."""
 
 from __future__ import annotations
 
@@ -9,15 +8,18 @@ import dataclasses
 import pytest
 import torch
 
-from interp import hooks
 from interp.controls import (
     lookahead_control,
     patch_inserted_kv,
     pause_control,
-    pause_control_config,
     pause_instruments,
 )
-from interp.controls._lookahead import _patch_slopes, _residuals, precache_probe
+from interp.controls._lookahead import (
+    _patch_slopes,
+    _residuals,
+    encoding_direction,
+    precache_probe,
+)
 from interp.errors import InterpError
 from interp.patching import activation_patch
 from interp.tasks import get_task
@@ -70,66 +72,25 @@ def test_patch_matches_activation_patching_at_one_pause():
     assert abs(ref) > 1e-6  # the patch did something, so the agreement means something
 
 
-@pytest.fixture(scope="module")
-def pause_runs():
-    """8-bit parity: the unary-count chain mixed into filler training, and no pauses."""
-    base = pause_control_config(n_bits=8, steps=300, **TINY)
-    comp = pause_control(base, conditions=("none", "filler_cot"), seeds=(0,), verbose=False)
-    return comp
-
-
-def test_trained_pause_model_collapses_when_its_pauses_are_corrupted(tmp_path):
-    base = pause_control_config(n_bits=8, steps=300, **TINY)
-    pause_control(base, conditions=("none", "filler_cot"), seeds=(0,), out=tmp_path,
-                  verbose=False)
-    from interp.controls import control_run
-    from interp.train import load_toy
-
-    p = load_toy(control_run(tmp_path, 8, "filler_cot", 0))
-    n = load_toy(control_run(tmp_path, 8, "none", 0))
-    res = pause_instruments(p, n, n_examples=128, n_attention=8, n_gradient=2)
-    patch = res.patching.set_index(["model", "layers"])
-    clean = patch.loc[("pause-trained", "all"), "clean_accuracy"]
-    assert clean > 0.9
-    assert patch.loc[("pause-trained", "all"), "accuracy"] < clean - 0.25
-    assert patch.loc[("pause-trained", "0"), "accuracy"] == clean  # layer-0 K/V carry nothing
-    untrained = patch.xs("pauses untrained", level="model")
-    assert (untrained["accuracy"] - untrained["clean_accuracy"]).abs().max() < 0.1
-    assert set(res.probes["model"]) == {"pause-trained", "no pauses", "pauses untrained"}
-    assert res.probes.query("where == 'inserted'")["model"].nunique() == 2
-
-
-def test_probe_direction_patch_flips_the_probe_reading():
+def test_feature_patch_moves_the_residual_by_delta_times_the_encoding():
     task = get_task("precache", length=16, k=3, freq=2.0)
     cfg = TrainConfig(task="precache", task_options=task.options(), **TINY)
     model = build_model(cfg, task, 16).eval()
     batch = task.batch(64, seed=0)
+    s = torch.sin(task.freq * batch.inputs)
     h = _residuals(model, task, batch)[1]
-    r2, w, b = precache_probe(h, torch.sin(task.freq * batch.inputs), slice(3, 15))
+    r2, _, _ = precache_probe(h, s, slice(3, 15))
     assert r2 <= 1.0
-    rows = _patch_slopes("m", model, task, batch, 1, 8, w, b, 4, seed=0)
-    # the prediction at t itself reads h_t after the patch; earlier ones cannot move
-    offsets = {(r["direction"], r["offset"]) for r in rows}
-    assert ("probe", 0) in offsets and ("random", 4) in offsets
-    moved = {}
-
-    def read(x, hook):
-        moved["h"] = x[:, 8].double()
-        return x
-
-    unit = w / w.pow(2).sum()
-    s_hat = h[:, 8].double() @ w + b
-
-    def add(x, hook):
-        x = x.clone()
-        x[:, 8] += ((-2 * s_hat)[:, None] * unit[None]).to(x.dtype)
-        return x
-
-    from interp.train import forward
-    with torch.no_grad(), model.hooks(fwd_hooks=[(hooks.resid(1, "pre"), add),
-                                                 (hooks.resid(1, "pre"), read)]):
-        forward(model, task, batch)
-    torch.testing.assert_close(moved["h"] @ w + b, -s_hat, rtol=1e-4, atol=1e-4)
+    # the encoding direction is the least-squares slope of h on s, checked by lstsq
+    a = encoding_direction(h, s, slice(3, 15))
+    X = torch.stack([s[:, 3:15].reshape(-1), torch.ones(64 * 12)], 1).double()
+    ref = torch.linalg.lstsq(X, h[:, 3:15].reshape(-1, h.shape[-1]).double()).solution[0]
+    torch.testing.assert_close(a, ref)
+    rows = _patch_slopes("m", model, task, batch, 1, 8, a, 4, seed=0)
+    by = {(r["direction"], r["offset"]): r for r in rows}
+    assert set(by) == {(d, i) for d in ("feature", "random") for i in range(5)}
+    # moved only at t = 8: outputs before t cannot change, so offset 0 is the first row
+    assert by[("feature", 0)]["move_norm_ratio"] == by[("random", 0)]["move_norm_ratio"] > 0
 
 
 def test_bad_input_is_named():
