@@ -14,6 +14,7 @@ The public API, re-exported from the subpackages (see ``docs/`` for concepts and
 * registers: :func:`registers`, :func:`massive_activations`, :func:`ablate_massive`,
   :func:`cache_eviction`
 * toy tasks: :mod:`interp.tasks`, :func:`train_toy`
+* positive controls (pauses that compute, pre-caching): :mod:`interp.controls`
 * pause training: :func:`pause_train` (:mod:`interp.pause_training`), base vs pause-trained
   in :mod:`interp.pause_compare`
 * figures and the report: :mod:`interp.figures`, :func:`report`
@@ -90,7 +91,7 @@ __all__ = [
 
 # Submodules reachable as attributes after a plain ``import interp`` (interp.figures, ...).
 _SUBMODULES = ("figures", "gradients", "hooks", "patching", "probes", "recording", "reporting",
-               "sinks", "tasks", "train", "pause_training", "pause_compare")
+               "sinks", "tasks", "train", "pause_training", "pause_compare", "controls")
 
 
 def __getattr__(name: str) -> Any:

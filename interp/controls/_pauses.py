@@ -159,7 +159,9 @@ class PauseInstruments(SavedResult):
         accuracy: ``model``, ``accuracy``, ``majority_accuracy``, ``n``.
         attention: ``model``, ``layer``, ``kind`` (``inserted``, ``prompt``, ``bos``):
             ``attn_received`` (mean over heads and later queries), ``uniform`` (the same
-            under uniform causal attention), ``attn_ratio``.
+            under uniform causal attention), ``attn_ratio``; and ``kind`` = ``inserted, from
+            the answer position``: the mass the position predicting the answer puts on all
+            inserted positions together, beside its uniform share.
         future_share: ``model``, ``site`` (k, v), ``kind``: ``future_share`` (mean),
             ``total_norm`` (mean gradient norm at those positions), ``n``.
         probes: ``model``, ``layer`` (the residual stream entering it; ``n_layers``: the
@@ -283,16 +285,45 @@ def _kind(roles: pd.Series) -> pd.Series:
     return roles.where(~roles.isin(INSERTED), "inserted")
 
 
-def _attention(label: str, model, seqs) -> pd.DataFrame:
+def _attention(label: str, model, batch: TaskBatch, n: int) -> pd.DataFrame:
     from ..sinks import registers, uniform_attention
 
-    reg = registers(model, list(seqs), verbose=False)
+    reg = registers(model, list(batch.sequences[:n]), verbose=False)
     t = reg.table.dropna(subset=["attn_received"])
-    n = int(reg.table["position"].max()) + 1
-    t = t.assign(uniform=uniform_attention(n)[t["position"].to_numpy()], kind=_kind(t["role"]))
+    n_pos = int(reg.table["position"].max()) + 1
+    t = t.assign(uniform=uniform_attention(n_pos)[t["position"].to_numpy()],
+                 kind=_kind(t["role"]))
     g = t.groupby(["layer", "kind"])[["attn_received", "uniform"]].mean().reset_index()
     g["attn_ratio"] = g["attn_received"] / g["uniform"]
-    return g.assign(model=label)
+    return pd.concat([g, _answer_attention(model, batch, n)], ignore_index=True).assign(
+        model=label)
+
+
+def _answer_attention(model, batch: TaskBatch, n: int) -> pd.DataFrame:
+    """The attention mass the position that predicts the answer puts on the inserted
+    positions, per layer (mean over heads and examples), beside the uniform share."""
+    if not any(r in INSERTED for r in batch.roles[0]):
+        return pd.DataFrame()
+    pos = _inserted(batch)
+    q = int(batch.loss_mask[0].nonzero()[-1])
+    n_layers = int(model.cfg.n_layers)
+    seen: dict[int, Tensor] = {}
+
+    def keeper(layer: int):
+        def keep(t: Tensor, hook) -> Tensor:
+            seen[layer] = t[:, :, q].detach()
+            return t
+        return keep
+
+    with torch.no_grad(), model.hooks(fwd_hooks=[(hooks.pattern(layer), keeper(layer))
+                                                 for layer in range(n_layers)]):
+        model(batch.tokens[:n])
+    uniform = len(pos) / (q + 1)
+    return pd.DataFrame([dict(layer=layer, kind="inserted, from the answer position",
+                              attn_received=float(seen[layer][..., pos].sum(-1).mean()),
+                              uniform=uniform,
+                              attn_ratio=float(seen[layer][..., pos].sum(-1).mean()) / uniform)
+                         for layer in range(n_layers)])
 
 
 def _future_share(label: str, model, seqs) -> pd.DataFrame:
@@ -433,7 +464,7 @@ def pause_instruments(pause_run: ToyResult, none_run: ToyResult, *, n_examples: 
         ev = evaluate(model, task, batch)
         acc.append(dict(model=label, accuracy=ev["accuracy"],
                         majority_accuracy=ev["majority_accuracy"], n=len(batch)))
-        att.append(_attention(label, model, batch.sequences[:n_attention]))
+        att.append(_attention(label, model, batch, n_attention))
         share.append(_future_share(label, model, batch.sequences[:n_gradient]))
         probes += _probes(label, model, task, batch)
         if task.pauses:
