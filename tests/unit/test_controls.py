@@ -113,3 +113,15 @@ def test_bad_input_is_named():
     short = dataclasses.replace(runs[0].config, n_ctx=None)
     with pytest.raises(InterpError, match="context"):
         pause_instruments(runs[4], train_toy(short, verbose=False))
+
+
+def test_parity_chain_is_the_count_in_unary_and_the_answer_is_linear_in_it():
+    task = get_task("parity", n_bits=9, pauses=9, filler=True, cot_mixture=1.0)
+    for seq in task.examples(50, seed=3):
+        words = task.vocab.decode(seq.tokens)
+        bits = words[1:10]
+        chain = [int(w) for w in words[11:20]]
+        c = sum(b == "1" for b in bits)
+        assert chain == [int(c >= j) for j in range(1, 10)]  # brute force, from the bits
+        alternating = sum((-1) ** j * t for j, t in enumerate(chain))  # Σ (−1)^(j+1) [c ≥ j]
+        assert str(alternating % 2) == words[-1] == str(c % 2)
