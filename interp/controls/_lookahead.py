@@ -38,6 +38,7 @@ from ..probes._fit import fit_ridge, ridge_outputs
 from ..tasks import Task, TaskBatch
 from ..train import evaluate, forward, training_loss
 from ..train._loop import ToyResult
+from ._common import residuals
 
 __all__ = ["LookaheadControl", "encoding_direction", "kv_future_share", "load_lookahead",
            "lookahead_control", "lookahead_runs", "precache_probe"]
@@ -90,22 +91,6 @@ def kv_future_share(model, task: Task, batch: TaskBatch) -> pd.DataFrame:
         share = (future * total).sum((0, 2, 3)) / total.pow(2).sum((0, 2, 3))
         rows.append(dict(layer=layer, site=site, future_share=float(share[1:-1].mean())))
     return pd.DataFrame(rows)
-
-
-def _residuals(model, task: Task, batch: TaskBatch) -> list[Float[Tensor, "batch pos d_model"]]:
-    n = model.cfg.n_layers
-    names = [hooks.resid(layer, "pre") for layer in range(n)] + [hooks.resid(n - 1, "post")]
-    seen: dict[str, Tensor] = {}
-
-    def keeper(name: str):
-        def keep(t: Tensor, hook) -> Tensor:
-            seen[name] = t.detach()
-            return t
-        return keep
-
-    with torch.no_grad(), model.hooks(fwd_hooks=[(name, keeper(name)) for name in names]):
-        forward(model, task, batch)
-    return [seen[name] for name in names]
 
 
 def precache_probe(h: Float[Tensor, "batch pos d_model"], y: Float[Tensor, "batch pos"],
@@ -185,7 +170,7 @@ def encoding_direction(h: Float[Tensor, "batch pos d_model"], s: Float[Tensor, "
 
 def _patch_slopes(label: str, model, task: Task, batch: TaskBatch, layer: int, t: int,
                   a: Tensor, offsets: int, seed: int) -> list[dict]:
-    h = _residuals(model, task, batch)[layer][:, t].double()
+    h = residuals(model, task, batch)[layer][:, t].double()
     delta = -2.0 * torch.sin(task.freq * batch.inputs[:, t]).double()  # flip the feature
     gen = torch.Generator().manual_seed(seed)
     rand = torch.randn(h.shape, generator=gen, dtype=torch.float64)
@@ -259,7 +244,7 @@ def lookahead_control(vanilla: ToyResult, myopic: ToyResult, *, n_examples: int 
         loss.append(dict(model=label, normalised_loss=evaluate(model, task, batch)
                          ["normalised_loss"]))
         shares.append(kv_future_share(model, task, batch).assign(model=label))
-        for li, h in enumerate(_residuals(model, task, batch)):
+        for li, h in enumerate(residuals(model, task, batch)):
             for target, y in (("sin(w*x_t)", sin), ("x_t", x)):
                 r2, _, _ = precache_probe(h, y, positions)
                 probes.append(dict(model=label, layer=li, target=target, r2=r2))

@@ -42,6 +42,7 @@ from ..tasks import Task, TaskBatch
 from ..train import TrainConfig, compare_toy, condition_grid, evaluate
 from ..train._compare import ToyComparison
 from ..train._loop import ToyResult
+from ._common import residuals
 
 __all__ = [
     "INSERTED",
@@ -119,11 +120,9 @@ def pause_control(base: TrainConfig | None = None, *, lengths: Sequence[int] | N
 
 def control_run(out: str | os.PathLike, length: int, condition: str, seed: int) -> Path:
     """The folder of one run of a :func:`pause_control` grid saved in ``out``."""
-    pauses = 0 if condition == "none" else None
     folder = Path(out) / f"length{length}" / "runs"
-    hits = sorted(folder.glob(f"*_{condition}_seed{seed}"))
-    if pauses == 0:
-        hits = [h for h in hits if "_pauses0_" in h.name]
+    hits = [h for h in sorted(folder.glob(f"*_{condition}_seed{seed}"))
+            if (condition == "none") == ("_pauses0_" in h.name)]
     if len(hits) != 1:
         raise InterpError(f"{folder} holds no single {condition!r} run of seed {seed}",
                           "give the --out folder of `interp controls pauses` with that "
@@ -337,23 +336,6 @@ def _future_share(label: str, model, seqs) -> pd.DataFrame:
     return g.assign(model=label)
 
 
-def _residuals(model, batch: TaskBatch) -> list[Float[Tensor, "batch pos d_model"]]:
-    """The residual stream entering every layer, and the final one."""
-    n = model.cfg.n_layers
-    names = [hooks.resid(layer, "pre") for layer in range(n)] + [hooks.resid(n - 1, "post")]
-    seen: dict[str, Tensor] = {}
-
-    def keeper(name: str):
-        def keep(t: Tensor, hook) -> Tensor:
-            seen[name] = t.detach()
-            return t
-        return keep
-
-    with torch.no_grad(), model.hooks(fwd_hooks=[(name, keeper(name)) for name in names]):
-        model(batch.tokens)
-    return [seen[name] for name in names]
-
-
 def _probe_accuracy(X: Float[Tensor, "unit n feature"], y: Tensor) -> tuple[float, float]:
     """Held-out accuracy of ridge probes on ±1 labels (one per unit; last quarter held out,
     the penalty chosen on the third quarter), mean over units; and the majority baseline."""
@@ -386,7 +368,7 @@ def _cot_targets(task: Task, batch: TaskBatch, pos: Tensor) -> Tensor:
 
 
 def _probes(label: str, model, task: Task, batch: TaskBatch) -> list[dict]:
-    resid = _residuals(model, batch)
+    resid = residuals(model, task, batch)
     answer_pos = int(batch.loss_mask[0].nonzero()[-1])
     answers = batch.targets[:, answer_pos]
     classes = sorted(set(answers.tolist()))

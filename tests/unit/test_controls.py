@@ -14,9 +14,9 @@ from interp.controls import (
     pause_control,
     pause_instruments,
 )
+from interp.controls._common import residuals
 from interp.controls._lookahead import (
     _patch_slopes,
-    _residuals,
     encoding_direction,
     precache_probe,
 )
@@ -78,7 +78,7 @@ def test_feature_patch_moves_the_residual_by_delta_times_the_encoding():
     model = build_model(cfg, task, 16).eval()
     batch = task.batch(64, seed=0)
     s = torch.sin(task.freq * batch.inputs)
-    h = _residuals(model, task, batch)[1]
+    h = residuals(model, task, batch)[1]
     r2, _, _ = precache_probe(h, s, slice(3, 15))
     assert r2 <= 1.0
     # the encoding direction is the least-squares slope of h on s, checked by lstsq
