@@ -25,7 +25,7 @@ from interp.controls import (
     pause_control_config,
     pause_instruments,
 )
-from interp.train import load_toy
+from interp.training.toy import load_toy
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 import interp
-from interp.corpora import load_corpus, windows
+from interp.core.corpora import load_corpus, windows
 from interp.probes import LensStats, accumulate_stats
 from interp.probes._data import ProbeSequence
 from interp.probes._future_lens import _pass

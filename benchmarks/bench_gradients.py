@@ -37,9 +37,10 @@ import time
 import torch
 
 import interp
+from interp.core.loss import token_losses
 from interp.core.sites import hook_name as site_hook
 from interp.gradients import by_distance, future_gradients
-from interp.gradients._inputs import activation_gradients_only, token_losses
+from interp.gradients._batches import activation_gradients_only
 from interp.patching import activation_patch, attribution_patch, compare_patching, logit_diff
 
 

@@ -24,7 +24,7 @@ import time
 import numpy as np
 
 import interp
-from interp.pause_training import PauseTrainConfig, pause_train, real_token_loss, split_windows
+from interp.training.pause import PauseTrainConfig, pause_train, real_token_loss, split_windows
 
 
 def _timed(model, cfg, train, held, steps: int) -> tuple[float, int]:
@@ -35,7 +35,7 @@ def _timed(model, cfg, train, held, steps: int) -> tuple[float, int]:
     seconds = (time.perf_counter() - start) / steps
     res.adapter.detach()
     pid = res.adapter.pause_id
-    from interp.pause_training import _paused
+    from interp.training.pause import _paused
 
     tokens = sum(len(s) for step in range(steps) for s in _paused(
         cfg, train[step * cfg.batch_size:(step + 1) * cfg.batch_size], pid, (cfg.seed, step)))

@@ -33,9 +33,9 @@ import time
 import torch
 
 import interp
-from interp.pauses import pad_batch
+from interp.core.pauses import pad_batch
 from interp.recording._capture import BatchCapture
-from interp.recording._inputs import iter_items
+from interp.recording._items import iter_items
 
 POLICY = interp.PausePolicy(every=8)
 BATCH = 8

@@ -28,8 +28,8 @@ import torch
 
 import interp
 from interp.figures import export
+from interp.figures._export import export_many
 from interp.reporting import ReportConfig, report
-from interp.reporting._export import export_many
 from interp.reporting._registry import figures_for, find_tables
 
 

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from interp import hooks
-from interp.train import (
+from interp.core import hooks
+from interp.training.toy import (
     build_model,
     compare_toy,
     default_config,

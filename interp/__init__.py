@@ -13,10 +13,10 @@ The public API, re-exported from the subpackages (see ``docs/`` for concepts and
   :func:`evaluate_probes`, :func:`future_lens`, :func:`load_future_lens`
 * registers: :func:`registers`, :func:`massive_activations`, :func:`ablate_massive`,
   :func:`cache_eviction`
-* toy tasks: :mod:`interp.tasks`, :func:`train_toy`
+* toy tasks: :mod:`interp.training.tasks`, :func:`train_toy`
 * positive controls (pauses that compute, pre-caching): :mod:`interp.controls`
-* pause training: :func:`pause_train` (:mod:`interp.pause_training`), base vs pause-trained
-  in :mod:`interp.pause_compare`
+* pause training: :func:`pause_train` (:mod:`interp.training.pause`), base vs pause-trained
+  in :mod:`interp.reporting.pause_compare`
 * figures and the report: :mod:`interp.figures`, :func:`report`
 """
 
@@ -25,10 +25,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .corpora import Document, load_corpus, windows
-from .errors import InterpError
-from .models import TinyConfig, list_models, load_model
-from .pauses import (
+from ._version import __version__ as __version__
+from .core.corpora import Document, load_corpus, windows
+from .core.pauses import (
     ROLES,
     PausedSequence,
     PausePolicy,
@@ -37,8 +36,8 @@ from .pauses import (
     make_sequence,
     tokenize,
 )
-
-__version__ = "0.1.0"
+from .errors import InterpError
+from .models import TinyConfig, list_models, load_model
 
 # Names whose modules are heavier to import; loaded on first use.
 _LAZY = {
@@ -65,8 +64,8 @@ _LAZY = {
     "massive_activations": "interp.sinks",
     "ablate_massive": "interp.sinks",
     "cache_eviction": "interp.sinks",
-    "train_toy": "interp.train",
-    "pause_train": "interp.pause_training",
+    "train_toy": "interp.training.toy",
+    "pause_train": "interp.training.pause",
     "report": "interp.reporting",
 }
 
@@ -89,9 +88,21 @@ __all__ = [
 ]
 
 
-# Submodules reachable as attributes after a plain ``import interp`` (interp.figures, ...).
-_SUBMODULES = ("figures", "gradients", "hooks", "patching", "probes", "recording", "reporting",
-               "sinks", "tasks", "train", "pause_training", "pause_compare", "controls")
+# Modules reachable as attributes after a plain ``import interp`` (interp.figures, ...), under
+# their own names and under the names they had before the layered layout (interp.train, ...).
+_SUBMODULES = {
+    **{name: f"interp.{name}" for name in (
+        "core", "figures", "models", "gradients", "patching", "probes", "recording", "reporting",
+        "sinks", "training", "controls")},
+    "hooks": "interp.core.hooks",
+    "pauses": "interp.core.pauses",
+    "corpora": "interp.core.corpora",
+    "distributed": "interp.core.distributed",
+    "tasks": "interp.training.tasks",
+    "train": "interp.training.toy",
+    "pause_training": "interp.training.pause",
+    "pause_compare": "interp.reporting.pause_compare",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -100,5 +111,5 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value
         return value
     if name in _SUBMODULES:
-        return importlib.import_module(f"interp.{name}")
+        return importlib.import_module(_SUBMODULES[name])
     raise AttributeError(f"module 'interp' has no attribute {name!r}")

@@ -44,17 +44,17 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from . import hooks
-from ._io import TableResult
 from ._types import Float, Tensor
+from .core import hooks
 from .core import model as core_model
 from .core.inputs import as_sequence
+from .core.loss import token_losses
 from .core.model import Bridge, attention_scale
-from .core.result import Figure
+from .core.result import Figure, TableResult
 from .core.sites import hook_name, resolve_layers, resolve_sites
 from .errors import InterpError
+from .gradients._batches import activation_gradients_only
 from .gradients._detach import qkv_hooks, rotated_qkv
-from .gradients._inputs import activation_gradients_only, token_losses
 
 __all__ = [
     "Attribution",
@@ -126,6 +126,12 @@ class Attribution(TableResult):
     MADE_BY = "interp patch ... --out DIR"
     #: ``target`` in earlier releases (in probe metrics ``target`` is the target kind)
     RENAMED = {"target": "loss_position"}
+
+    def compare(self, **options) -> pd.DataFrame:
+        """:func:`compare_patching` of this result (``options`` are its keyword arguments);
+        what :func:`interp.figures.patching.atp_scatter` reads, so figures need no import of
+        this module."""
+        return compare_patching(self, **options)
 
     def figures(self) -> list[Figure]:
         from .figures import patching as f

@@ -80,7 +80,11 @@ def commands(parser: argparse.ArgumentParser | None = None, prefix: str = "inter
         return []
     helps = {c.dest: c.help or "" for c in sub._choices_actions}
     out = []
+    seen = set()
     for name, p in sub.choices.items():
+        if id(p) in seen:  # an alias (`interp registers` for `interp sinks`): listed once
+            continue
+        seen.add(id(p))
         out.append((f"{prefix} {name}", p, helps.get(name, "")))
         out += commands(p, f"{prefix} {name}")
     return out

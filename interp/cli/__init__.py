@@ -16,7 +16,7 @@ from ..errors import InterpError
 
 __all__ = ["main", "build_parser"]
 
-COMMANDS = ("models", "record", "gradients", "patch", "probe", "registers", "figures", "report", "toy",
+COMMANDS = ("models", "record", "gradients", "patch", "probe", "sinks", "figures", "report", "toy",
             "pause_train", "controls")
 
 

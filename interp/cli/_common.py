@@ -6,8 +6,8 @@ import argparse
 
 import torch
 
+from ..core.pauses import PausePolicy
 from ..errors import InterpError
-from ..pauses import PausePolicy
 
 
 class _Renamed(argparse.Action):
@@ -49,7 +49,7 @@ def add_formats_arg(p: argparse.ArgumentParser, default: str, what: str) -> None
 def parse_formats(s: str) -> tuple[str, ...]:
     """``"png,pdf"`` -> ``("png", "pdf")``, each checked (a Chrome for static formats);
     ``"none"`` -> ``()``."""
-    from ..reporting._export import check_format
+    from ..figures._export import check_format
 
     if s == "none":
         return ()
@@ -89,7 +89,7 @@ def add_pause_args(p: argparse.ArgumentParser) -> None:
 
 
 def model_from_args(args):
-    from ..distributed import rank_info
+    from ..core.distributed import rank_info
     from ..models import load_model
 
     info = rank_info()  # under torchrun: starts the process group; each process its own GPU

@@ -84,9 +84,9 @@ def _pauses(args, out: Path, formats) -> None:
 
     from ..controls import control_run, pause_control, pause_control_config, pause_instruments
     from ..core.result import export_figures
+    from ..figures._export import export_many
     from ..figures.controls import control_lengths
-    from ..reporting._export import export_many
-    from ..train import load_toy
+    from ..training.toy import load_toy
 
     conditions = [c for c in args.conditions.split(",") if c]
     if "none" not in conditions or len(conditions) < 2:

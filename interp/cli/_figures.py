@@ -22,7 +22,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..reporting._export import export_many
+    from ..figures._export import export_many
     from ..reporting._registry import figures_for, find_tables
     from ._common import parse_formats
 

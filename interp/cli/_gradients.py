@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .._io import atomic_write_csv
+from ..core.io import atomic_write_csv
 from ._common import (
     add_input_args,
     add_model_args,
@@ -44,11 +44,11 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..core.result import export_figures
-    from ..corpora import load_corpus
-    from ..distributed import rank_info
+    from ..core.corpora import load_corpus
+    from ..core.distributed import rank_info
+    from ..core.pauses import add_pause_token
+    from ..figures._export import export_figures
     from ..gradients import by_distance, future_gradients
-    from ..pauses import add_pause_token
 
     model = model_from_args(args)
     policy = policy_from_args(args, model)

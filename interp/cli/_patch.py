@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .._io import atomic_write_csv
+from ..core.io import atomic_write_csv
 from ._common import add_model_args, model_from_args, parse_int_list
 
 METRICS = ("logit_diff", "loss", "target")
@@ -41,8 +41,8 @@ def register(sub) -> None:
 def run(args) -> int:
     import pandas as pd
 
-    from ..core.result import export_figures
     from ..errors import InterpError
+    from ..figures._export import export_figures
     from ..patching import answer_loss, attribution_patch, compare_patching, logit_diff
 
     model = model_from_args(args)

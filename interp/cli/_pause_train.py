@@ -3,7 +3,7 @@ then compare it with its base on the loss and on every instrument.
 
 ``interp pause-train --out results/pause_ckpt`` fine-tunes the bundled SmolLM2 with ``<pause>``
 tokens inserted at random (a LoRA adapter + the pause embedding row; see
-:mod:`interp.pause_training`) and writes ``adapter.safetensors``, ``adapter_config.json``,
+:mod:`interp.training.pause`) and writes ``adapter.safetensors``, ``adapter_config.json``,
 ``checkpoint.safetensors``, ``state.json`` and ``history.csv``. Rerun the same command to
 resume; ``interp.load_model("results/pause_ckpt")`` loads the result.
 
@@ -24,7 +24,7 @@ _DESCRIPTION = __doc__
 
 
 def _config_flags(p: argparse.ArgumentParser) -> None:
-    from ..pause_training import PauseTrainConfig
+    from ..training.pause import PauseTrainConfig
 
     defaults = PauseTrainConfig()
     for f in dataclasses.fields(PauseTrainConfig):
@@ -83,7 +83,7 @@ def register(sub) -> None:
 
 
 def run_train(args) -> int:
-    from ..pause_training import PauseTrainConfig, pause_train
+    from ..training.pause import PauseTrainConfig, pause_train
 
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(PauseTrainConfig)
                  if getattr(args, f.name, None) is not None and f.name not in ("targets",
@@ -102,8 +102,8 @@ def run_train(args) -> int:
 
 
 def run_compare(args) -> int:
-    from ..core.result import export_figures
-    from ..pause_compare import compare_checkpoint
+    from ..figures._export import export_figures
+    from ..reporting.pause_compare import compare_checkpoint
 
     comp = compare_checkpoint(
         args.checkpoint, max_windows=args.max_windows, seeds=parse_int_list(args.seeds, "seeds") or [0],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .._io import atomic_write_csv
+from ..core.io import atomic_write_csv
 
 SHOW_COLUMNS = ["offset", "layer", "accuracy", "top5", "xent", "baseline_majority", "baseline_unigram",
                 "baseline_bigram", "control_accuracy", "selectivity"]

@@ -60,7 +60,7 @@ def register(sub) -> None:
 def run(args) -> int:
     import interp
 
-    from ..distributed import rank_info
+    from ..core.distributed import rank_info
     from ..errors import check_choice
     from ..recording import DEFAULT_ROLES
     from ..recording._sites import check_roles

@@ -8,7 +8,7 @@ over seeds), ``histories.csv`` and the figures ``compare.{html,png}`` and ``curv
 ``interp toy compare --task 3sum --conditions none,filler,filler_cot --out runs/fillers``
 compares answering at once, after filler tokens, and after fillers trained with the parallel
 chain-of-thought mixture (Pfau et al. 2024), as many fillers as the task's chain has tokens.
-Options not given take the task's defaults (:data:`interp.train.DEFAULTS`).
+Options not given take the task's defaults (:data:`interp.training.toy.DEFAULTS`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ _TRAIN_FLAGS = {
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    from ..tasks import PLACEMENTS
+    from ..training.tasks import PLACEMENTS
 
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="a task option, e.g. --option n_bits=16 (repeatable)")
@@ -46,7 +46,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub) -> None:
-    from ..tasks import TASKS
+    from ..training.tasks import TASKS
 
     p = sub.add_parser("toy", help="train tiny models on synthetic tasks (pauses, myopic)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -111,7 +111,7 @@ def _parse_value(text: str):
 
 
 def _config(args, task: str, **fixed):
-    from ..train import default_config
+    from ..training.toy import default_config
 
     opts = {}
     for item in args.option:
@@ -130,7 +130,7 @@ def _config(args, task: str, **fixed):
 
 
 def run_train(args) -> int:
-    from ..train import train_toy
+    from ..training.toy import train_toy
 
     cfg = _config(args, args.task, pauses=args.pauses, filler=args.filler, myopic=args.myopic,
                   cot_mixture=args.cot_mixture, seed=args.seed)
@@ -142,8 +142,8 @@ def run_train(args) -> int:
 
 
 def run_compare(args) -> int:
-    from ..core.result import export_figures
-    from ..train import compare_toy, condition_grid, grid
+    from ..figures._export import export_figures
+    from ..training.toy import compare_toy, condition_grid, grid
 
     tasks = [t for t in args.task.split(",") if t]
     seeds = parse_int_list(args.seeds, "seeds") or [0]

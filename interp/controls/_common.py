@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from .. import hooks
 from .._types import Float, Tensor
-from ..tasks import Task, TaskBatch
-from ..train import forward
+from ..core import hooks
+from ..training.tasks import Task, TaskBatch
+from ..training.toy import forward
 
 
 def residuals(model, task: Task, batch: TaskBatch) -> list[Float[Tensor, "batch pos d_model"]]:

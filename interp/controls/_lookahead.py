@@ -30,14 +30,14 @@ from typing import ClassVar
 import pandas as pd
 import torch
 
-from .. import hooks
 from .._types import Float, Tensor
+from ..core import hooks
 from ..core.result import Figure, SavedResult
 from ..errors import InterpError
 from ..probes._fit import fit_ridge, ridge_outputs
-from ..tasks import Task, TaskBatch
-from ..train import evaluate, forward, training_loss
-from ..train._loop import ToyResult
+from ..training.tasks import Task, TaskBatch
+from ..training.toy import evaluate, forward, training_loss
+from ..training.toy._loop import ToyResult
 from ._common import residuals
 
 __all__ = ["LookaheadControl", "encoding_direction", "kv_future_share", "load_lookahead",
@@ -62,7 +62,7 @@ def kv_future_share(model, task: Task, batch: TaskBatch) -> pd.DataFrame:
     K/V gradient of the training loss, ⟨g_total − g_self, g_total⟩ / ‖g_total‖².
 
     The total gradient comes from an ordinary backward pass, the self term from the myopic
-    one (:func:`interp.train.training_loss` with ``myopic=True``): the same decomposition as
+    one (:func:`interp.training.toy.training_loss` with ``myopic=True``): the same decomposition as
     :func:`interp.future_gradients`, for a real-valued loss.
     """
     grads: dict[bool, dict[tuple[str, int], Tensor]] = {}
@@ -267,11 +267,11 @@ def lookahead_control(vanilla: ToyResult, myopic: ToyResult, *, n_examples: int 
 def lookahead_runs(out: str | os.PathLike | None = None, *, verbose: bool = True,
                    **overrides) -> tuple[ToyResult, ToyResult]:
     """Train (or resume) the vanilla and myopic ``precache`` runs of the lookahead control:
-    the task's defaults (:func:`interp.train.default_config`) with ``overrides``, in
+    the task's defaults (:func:`interp.training.toy.default_config`) with ``overrides``, in
     ``out/vanilla`` and ``out/myopic``."""
     import dataclasses
 
-    from ..train import default_config, train_toy
+    from ..training.toy import default_config, train_toy
 
     base = default_config("precache", **overrides)
     runs = []

@@ -33,15 +33,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import hooks
 from .._types import Float, Tensor
+from ..core import hooks
 from ..core.result import Figure, SavedResult
 from ..errors import InterpError
 from ..probes._fit import fit_ridge, ridge_outputs
-from ..tasks import Task, TaskBatch
-from ..train import TrainConfig, compare_toy, condition_grid, evaluate
-from ..train._compare import ToyComparison
-from ..train._loop import ToyResult
+from ..training.tasks import Task, TaskBatch
+from ..training.toy import TrainConfig, compare_toy, condition_grid, evaluate
+from ..training.toy._compare import ToyComparison
+from ..training.toy._loop import ToyResult
 from ._common import residuals
 
 __all__ = [
@@ -63,7 +63,7 @@ _PROBE_SEED = 2_000_003
 def pause_control_config(n_bits: int = 16, **overrides) -> TrainConfig:
     """The pause control's run: parity of ``n_bits`` bits, 2 layers, learned positions, a
     context with room for ``n_bits`` inserted tokens (so the no-pause model can later read
-    sequences with pauses inserted). ``overrides`` are :class:`~interp.train.TrainConfig`
+    sequences with pauses inserted). ``overrides`` are :class:`~interp.training.toy.TrainConfig`
     fields (see ``docs/concepts/positive-controls.md`` for the measured settings)."""
     base = dict(task="parity", task_options=dict(n_bits=n_bits), positional="standard",
                 n_layers=2, d_model=64, n_heads=4, steps=1000, batch_size=128, lr=3e-3,
@@ -83,7 +83,7 @@ def pause_control(base: TrainConfig | None = None, *, lengths: Sequence[int] | N
         lengths: task lengths (``n_bits`` for parity, ``length`` for the sums); default the
             base's own.
         conditions: among ``none``, ``pause``, ``filler``, ``filler_cot`` (see
-            :func:`interp.train.condition_grid`).
+            :func:`interp.training.toy.condition_grid`).
         seeds: one run per seed and condition.
         cot_mixture: for ``filler_cot``, the fraction of training examples with the chain.
         out: folder for ``compare.csv`` and the runs, in ``length<n>/runs/`` (finished runs
@@ -95,7 +95,7 @@ def pause_control(base: TrainConfig | None = None, *, lengths: Sequence[int] | N
 
     Raises:
         InterpError: a task without a length or a chain of thought (see
-            :func:`interp.train.condition_grid`).
+            :func:`interp.training.toy.condition_grid`).
     """
     base = base or pause_control_config()
     key = _length_key(base)

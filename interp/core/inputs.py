@@ -26,10 +26,10 @@ from itertools import chain
 
 import torch
 
-from ..corpora import Document, windows
 from ..errors import InterpError
-from ..pauses import PausedSequence, make_sequence, tokenize
+from .corpora import Document, windows
 from .model import Bridge
+from .pauses import PausedSequence, make_sequence, tokenize
 
 #: what :func:`as_sequences` accepts, for the error message
 ACCEPTED = ("a text, a list of texts, token ids [pos] or [batch, pos], PausedSequence(s), "

@@ -34,9 +34,16 @@ _NATIVE_CONFIG = "interp_config"
 # ------------------------------------------------------------------------------ state on the bridge
 
 
-def pause_id(model: Bridge) -> int | None:
-    """The ``<pause>`` token id (``None`` before :func:`interp.add_pause_token`)."""
+def pause_id(model: Bridge, *, required: bool = False) -> int | None:
+    """The ``<pause>`` token id: ``None`` before :func:`interp.add_pause_token`, or with
+    ``required`` an error that says to call it.
+
+    Raises:
+        InterpError: ``required`` and the model has no ``<pause>`` token.
+    """
     pid = getattr(model, _PAUSE_ID, None)
+    if pid is None and required:
+        raise InterpError("this model has no <pause> token yet", "call interp.add_pause_token(model)")
     return None if pid is None else int(pid)
 
 
@@ -80,6 +87,28 @@ def n_kv_heads(model: Bridge) -> int:
 
 
 # ------------------------------------------------------------------------------ modules inside
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` or ``"auto"``: CUDA when present, else CPU."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def context_length(model: Bridge) -> int:
+    """The longest sequence the model accepts (``n_ctx``)."""
+    return int(model.cfg.n_ctx)
+
+
+def check_context(model: Bridge, n_tokens: int) -> None:
+    """Raise an :class:`InterpError` naming the limit when ``n_tokens`` exceeds ``n_ctx``."""
+    limit = context_length(model)
+    if n_tokens > limit:
+        raise InterpError(
+            f"a sequence of {n_tokens} tokens is longer than the model's context of {limit}",
+            f"use windows of at most {limit} tokens (e.g. --n-tokens {min(limit, 512)})",
+        )
 
 
 def embedding(model: Bridge) -> torch.nn.Embedding:

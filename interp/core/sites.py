@@ -30,8 +30,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from .. import hooks
 from ..errors import InterpError
+from . import hooks
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Figures: one function per figure, a result object in and a ``go.Figure`` out.
 
 All share one paper style (:mod:`interp.figures._style`); export with :func:`export`.
-Area modules: ``gradients``, ``probes``, ``registers``, ``patching``, ``toy``,
+Area modules: ``gradients``, ``probes``, ``sinks``, ``patching``, ``toy``,
 ``pause_training``, ``controls``.
 """
 
@@ -14,7 +14,7 @@ from ._style import ROLE_COLORS, ROLE_MARKERS, apply_style, export, find_chrome
 
 __all__ = ["ROLE_COLORS", "ROLE_MARKERS", "apply_style", "export", "find_chrome"]
 
-_AREAS = ("gradients", "probes", "registers", "patching", "toy", "pause_training", "controls")
+_AREAS = ("gradients", "probes", "sinks", "patching", "toy", "pause_training", "controls")
 
 
 def __getattr__(name: str) -> Any:

@@ -16,13 +16,12 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ..errors import InterpError
-from ..gradients import ByDistance, FutureGradients
 from ._style import CYCLE, ROLE_COLORS, ROLE_MARKERS, SEQUENTIAL, apply_style
 
 __all__ = ["future_share_by_position", "future_share_heatmap", "gradient_by_distance"]
 
 
-def _site_rows(fg: FutureGradients, site: str):
+def _site_rows(fg, site: str):
     t = fg.table[fg.table.site == site]
     if t.empty:
         raise InterpError(f"no rows for site {site!r}",
@@ -43,7 +42,7 @@ def _position_labels(t) -> tuple[list[int], list[str], list[str]]:
     return positions, roles, labels
 
 
-def future_share_heatmap(fg: FutureGradients, site: str = "k", *, title: str | None = None
+def future_share_heatmap(fg, site: str = "k", *, title: str | None = None
                          ) -> go.Figure:
     """Mean future share (over heads and sequences) for each layer and position.
 
@@ -80,7 +79,7 @@ def future_share_heatmap(fg: FutureGradients, site: str = "k", *, title: str | N
                        height=max(360, 200 + 12 * len(grid.index)))
 
 
-def future_share_by_position(fg: FutureGradients, sites: list[str] | None = None, *,
+def future_share_by_position(fg, sites: list[str] | None = None, *,
                              title: str | None = None) -> go.Figure:
     """Mean future share against position (± s.e.m. over layers, heads, sequences), with the
     fraction of later positions in the loss, n_later / max(n_later), as the naive prediction."""
@@ -111,7 +110,7 @@ def future_share_by_position(fg: FutureGradients, sites: list[str] | None = None
     return fig
 
 
-def gradient_by_distance(bd: ByDistance, site: str = "k", *, layers: list[int] | None = None,
+def gradient_by_distance(bd, site: str = "k", *, layers: list[int] | None = None,
                          log: bool = True, title: str | None = None) -> go.Figure:
     """Mean ‖∂ℓ_{i+d}/∂x_i‖ against the distance d = t − i, one line per layer (at most eight
     evenly spaced layers unless ``layers`` is given), coloured from shallow to deep."""

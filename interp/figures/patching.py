@@ -13,13 +13,12 @@ import numpy as np
 import plotly.graph_objects as go
 
 from ..errors import InterpError
-from ..patching import Attribution, compare_patching
 from ._style import CYCLE, DIVERGING, apply_style
 
 __all__ = ["atp_heatmap", "atp_scatter"]
 
 
-def atp_scatter(result: Attribution, *, estimate: str = "atp", title: str | None = None
+def atp_scatter(result, *, estimate: str = "atp", title: str | None = None
                 ) -> go.Figure:
     """Estimate (x) against the activation-patching ground truth (y), coloured by site, with
     the identity line and each site's Spearman correlation in the legend."""
@@ -29,7 +28,7 @@ def atp_scatter(result: Attribution, *, estimate: str = "atp", title: str | None
     if estimate not in t:
         raise InterpError(f"no {estimate!r} column", "use estimate='atp', or qk_fix=True for atp_star")
     t = t.dropna(subset=[estimate, "activation_patch"])
-    stats = compare_patching(t, estimate=estimate).set_index("group")
+    stats = result.compare(estimate=estimate).set_index("group")
     fig = go.Figure()
     lo = float(min(t[estimate].min(), t.activation_patch.min()))
     hi = float(max(t[estimate].max(), t.activation_patch.max()))
@@ -52,7 +51,7 @@ def atp_scatter(result: Attribution, *, estimate: str = "atp", title: str | None
                        width=640, height=560)
 
 
-def atp_heatmap(result: Attribution, site: str = "v", *, column: str = "atp",
+def atp_heatmap(result, site: str = "v", *, column: str = "atp",
                 title: str | None = None) -> go.Figure:
     """Effect summed over heads for each layer and position of one site (diverging scale,
     centred on zero); the hover shows the token."""

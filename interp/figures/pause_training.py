@@ -1,7 +1,7 @@
 """Figures for pause training: base vs pause-trained on the loss and on every instrument, and
 entropy-triggered against random pauses.
 
-Each takes a :class:`interp.pause_compare.PauseComparison` (``interp pause-compare --out DIR``)
+Each takes a :class:`interp.reporting.pause_compare.PauseComparison` (``interp pause-compare --out DIR``)
 and returns a ``go.Figure``; the model is the colour (base, pause-trained) throughout.
 """
 

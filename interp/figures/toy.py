@@ -1,7 +1,7 @@
 """Figures for toy-task training: learning curves, and final metrics compared across
 conditions (pauses, fillers, vanilla vs myopic) with every seed shown.
 
-Both take a :class:`interp.train.ToyResult` (one run) or :class:`interp.train.ToyComparison`
+Both take a :class:`interp.training.toy.ToyResult` (one run) or :class:`interp.training.toy.ToyComparison`
 (a grid). The y axis is the task's metric: exact-match accuracy for token tasks, normalised
 loss Σ(ŷ − y)² / Σy² for the ``precache`` regression (log scale; 1 is the trivial predictor).
 """

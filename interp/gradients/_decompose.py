@@ -10,24 +10,23 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .._io import TableResult
 from .._types import Bool, Float, Tensor
 from ..core import model as core_model
+from ..core.distributed import check_same, gather_tables
+from ..core.loss import token_losses
 from ..core.model import Bridge
-from ..core.result import Figure
+from ..core.pauses import PausePolicy
+from ..core.result import Figure, TableResult
 from ..core.sites import hook_name, resolve_layers, resolve_sites
-from ..distributed import check_same, gather_tables
 from ..errors import InterpError
-from ..pauses import PausePolicy
-from ._detach import detached_attention
-from ._inputs import (
+from ._batches import (
     SITES,
     Batch,
     Inputs,
     activation_gradients_only,
     iter_batches,
-    token_losses,
 )
+from ._detach import detached_attention
 
 CONVENTIONS = (
     "L = sum_t l_t over positions t in the loss mask (summed, not averaged); "

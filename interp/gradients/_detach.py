@@ -31,8 +31,8 @@ from contextlib import contextmanager
 
 import torch
 
-from .. import hooks
 from .._types import Float, Tensor
+from ..core import hooks
 from ..core import model as core_model
 from ..core.model import Bridge, attention_scale, n_kv_heads
 from ..core.sites import resolve_layers

@@ -9,25 +9,24 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .. import hooks
-from .._io import TableResult
 from .._types import Bool, Float, Tensor
+from ..core import hooks
 from ..core import model as core_model
+from ..core.distributed import all_reduce_sum, check_same
+from ..core.loss import next_token_nll, token_losses
 from ..core.model import Bridge
-from ..core.result import Figure
+from ..core.pauses import PausePolicy
+from ..core.result import Figure, TableResult
 from ..core.sites import hook_name, resolve_layers, resolve_sites
-from ..distributed import all_reduce_sum, check_same
 from ..errors import InterpError
-from ..pauses import PausePolicy
-from ._decompose import _headline_site
-from ._inputs import (
+from ._batches import (
     SITES,
     Batch,
     Inputs,
     activation_gradients_only,
     iter_batches,
-    token_losses,
 )
+from ._decompose import _headline_site
 
 
 @dataclass
@@ -261,9 +260,7 @@ def _forward(model: Bridge, tokens: Tensor, keys, in_loss: Tensor, targets: list
             core_model.check_cache_grew(past, end, "or call by_distance(..., method=\"loop\")")
         else:
             logits = model(tokens[:, :end])  # [batch, len(targets), d_vocab]
-    logp = torch.log_softmax(logits.float() if logits.dtype in (torch.float16, torch.bfloat16)
-                             else logits, -1)
-    nll = -logp.gather(-1, tokens[:, idx + 1, None])[..., 0]
+    nll = next_token_nll(logits, tokens[:, idx + 1])
     return acts, torch.where(in_loss[:, idx], nll, torch.zeros_like(nll)), None
 
 

@@ -11,7 +11,7 @@ stacked into one ``[unit, n, feature]`` tensor per site and trained at once. Its
 * ``hidden``: the ``resid_post`` at the position of original index ``a(i) + k``;
 * ``label``/``continuous``: a column of a table with one row per labelled (sequence, position).
 
-Activations are streamed: forward hooks (named by :mod:`interp.hooks`) copy only the selected
+Activations are streamed: forward hooks (named by :mod:`interp.core.hooks`) copy only the selected
 rows of each batch, and the forward pass stops after the deepest layer needed.
 
 Splits are by *group* (document or prompt): a seeded permutation of the sorted group ids is cut
@@ -30,12 +30,12 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .. import hooks
+from ..core import hooks
+from ..core.corpora import load_corpus, windows
 from ..core.model import Bridge, n_kv_heads
+from ..core.pauses import PausedSequence, add_pause_token, insert_pauses, pad_batch
 from ..core.sites import hook_name, resolve_layer
-from ..corpora import load_corpus, windows
 from ..errors import InterpError
-from ..pauses import PausedSequence, add_pause_token, insert_pauses, pad_batch
 from ._spec import ProbeSpec
 
 __all__ = ["ProbeData", "ProbeSequence", "SPLITS", "collect", "load_sequences", "read_label_table", "split_groups"]
@@ -94,12 +94,12 @@ class ProbeData:
 def _task_sequences(spec: ProbeSpec, model: Bridge) -> list[ProbeSequence]:
     """``data.n_examples`` examples of the spec's synthetic task, one split group each."""
     if spec.data.task is not None:
-        from ..tasks import get_task
+        from ..training.tasks import get_task
 
         opts = dict(spec.data.task)
         task = get_task(opts.pop("name"), **opts)
     else:
-        from ..train import load_toy
+        from ..training.toy import load_toy
 
         task = load_toy(spec.model.toy).task
     if task.d_vocab > model.cfg.d_vocab:

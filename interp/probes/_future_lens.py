@@ -55,15 +55,15 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .. import hooks
-from .._io import TableResult, atomic_save_tensors
+from ..core import hooks
+from ..core.distributed import all_reduce_sum, shard
 from ..core.inputs import iter_sequences
+from ..core.io import atomic_save_tensors
 from ..core.model import Bridge
-from ..core.result import Figure
+from ..core.pauses import pad_batch
+from ..core.result import Figure, TableResult
 from ..core.sites import resolve_layers
-from ..distributed import all_reduce_sum, shard
 from ..errors import InterpError
-from ..pauses import pad_batch
 from ._data import ProbeSequence, _grab, _StopForward, split_groups
 from ._spec import FutureLensSpec
 
@@ -225,7 +225,7 @@ def accumulate_stats(model: Bridge, seqs: list[ProbeSequence], layers: list[int]
     accumulation step on its own, whose output adds across shards or processes.
 
     Under ``torchrun`` each process sums every world-size-th sequence and the sums are
-    all-reduced (:func:`interp.distributed.all_reduce_sum`), so every process returns the
+    all-reduced (:func:`interp.core.distributed.all_reduce_sum`), so every process returns the
     statistics of all sequences, as one process would (up to float64 rounding)."""
     mine = list(shard(range(len(seqs))))
     stats = LensStats.zeros(len(layers), len(offsets), int(model.cfg.d_model))

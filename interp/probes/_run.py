@@ -29,12 +29,12 @@ from jaxtyping import Float
 from safetensors.torch import load_file
 from torch import Tensor
 
-from .._io import atomic_save_tensors, atomic_write_csv, atomic_write_text
-from ..core.model import Bridge
-from ..core.result import Figure, export_figures
+from ..core.io import atomic_save_tensors, atomic_write_csv, atomic_write_text
+from ..core.model import Bridge, resolve_device
+from ..core.result import Figure, check_files
 from ..core.sites import resolve_layer, resolve_layers
 from ..errors import InterpError, refuse_renamed
-from ..models import resolve_device
+from ..figures._export import export_figures
 from ._baselines import classification_baselines, control_labels, regression_baselines
 from ._data import SPLITS, ProbeData, collect, load_sequences, split_groups
 from ._fit import SoftmaxState, _r2, fit_ridge, fit_softmax, ridge_outputs, softmax_outputs
@@ -151,12 +151,8 @@ class ProbeResults:
 
 def load_probes(out_dir: str | Path) -> ProbeResults:
     """Read the artifacts :func:`train_probes` wrote (no model needed)."""
-    out = Path(out_dir)
-    need = ["spec.toml", "metrics.csv", "probes.json"]
-    missing = [n for n in need if not (out / n).is_file()]
-    if missing:
-        raise InterpError(f"{out} is not a finished probe run (missing {', '.join(missing)})",
-                          "give the output directory of `interp probe train`, or rerun it to finish")
+    out = check_files(ProbeResults, out_dir, ["spec.toml", "metrics.csv", "probes.json"],
+                      problem="is not a finished probe run")
     spec = ProbeSpec.from_toml(out / "spec.toml")
     desc = json.loads((out / "probes.json").read_text())
     probes = {site: load_file(str(out / "probes" / f"{site}.safetensors")) for site in desc["sites"]}
@@ -193,7 +189,7 @@ def _load_model(spec: ProbeSpec):
 
     m = spec.model
     if m.toy is not None:
-        from ..train import load_toy
+        from ..training.toy import load_toy
 
         try:
             return load_toy(m.toy).model

@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..core.pauses import ROLES, PausePolicy
 from ..core.sites import RESID
 from ..errors import InterpError
 from ..models import TinyConfig
-from ..pauses import ROLES, PausePolicy
 
 __all__ = [
     "DataSpec",
@@ -67,7 +67,7 @@ class ModelSpec:
             directory or Hub name). Ignored when ``tiny`` is given.
         tiny: fields of :class:`interp.TinyConfig` (the ``[model.tiny]`` table): a tiny native
             model. It has no tokenizer, so it reads ``data.recording`` or ``data.task``.
-        toy: a folder written by ``interp toy train`` (:func:`interp.train.load_toy`): a
+        toy: a folder written by ``interp toy train`` (:func:`interp.training.toy.load_toy`): a
             trained toy model, whose own task is the default ``data.task``.
         device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda:0"``...
         dtype: parameter dtype of the model.
@@ -105,7 +105,7 @@ class DataSpec:
         pauses: fields of :class:`interp.PausePolicy` (the ``[data.pauses]`` table): insert
             pauses into every window, so probes can read pause positions.
         task: a synthetic task instead of a corpus (the ``[data.task]`` table): ``name`` and
-            the options of :func:`interp.tasks.get_task` (pauses included). Each example is
+            the options of :func:`interp.training.tasks.get_task` (pauses included). Each example is
             its own split group (split by prompt).
         n_examples: how many task examples (seeded by ``train.seed``).
     """

@@ -22,7 +22,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from .. import hooks
+from ..core import hooks
 from ..core.model import Bridge, n_kv_heads
 from ..core.model import rotary as native_rotary
 from ..errors import InterpError

@@ -32,11 +32,10 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from ..core import model as core_model
-from ..core.model import Bridge
+from ..core.model import Bridge, check_context, pause_id
+from ..core.pauses import PausedSequence, make_sequence, tokenize
 from ..core.sites import resolve_layers
 from ..errors import InterpError
-from ..models import check_context
-from ..pauses import PausedSequence, make_sequence, pause_id, tokenize
 from ._capture import BatchCapture
 from ._record import base_meta, token_strings
 from ._sites import check_roles, plan_sites
@@ -96,7 +95,7 @@ def _prompt_sequence(model: Bridge, prompt, pauses: int) -> PausedSequence:
     if pauses < 0:
         raise InterpError(f"pauses_before_answer={pauses} is negative", "use 0 or more")
     if pauses:
-        pid = pause_id(model)
+        pid = pause_id(model, required=True)
         seq = PausedSequence(
             tokens=torch.cat([seq.tokens, torch.full((pauses,), pid, dtype=torch.long)]),
             roles=tuple(seq.roles) + ("pause",) * pauses,

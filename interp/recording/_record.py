@@ -12,16 +12,17 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .._io import atomic_write_json
+from .._version import __version__
 from ..core import model as core_model
+from ..core.distributed import RankInfo, all_reduce_sum, barrier, check_same, rank_info, shard
 from ..core.inputs import Labelled
+from ..core.io import atomic_write_json
 from ..core.model import Bridge, n_kv_heads
+from ..core.pauses import PausePolicy, pad_batch
 from ..core.sites import resolve_layers
-from ..distributed import RankInfo, all_reduce_sum, barrier, check_same, rank_info, shard
 from ..errors import InterpError, refuse_renamed
-from ..pauses import PausePolicy, pad_batch
 from ._capture import BatchCapture
-from ._inputs import describe, iter_items
+from ._items import describe, iter_items
 from ._sites import (
     DEFAULT_ROLES,
     DEFAULT_SITES,
@@ -63,8 +64,6 @@ def model_meta(model: Bridge) -> dict:
 
 def base_meta(model: Bridge, plans: Sequence[SitePlan], layers, roles, dtype, config: dict) -> dict:
     """The sidecar without shards."""
-    import interp
-
     hook_names = {}
     for p in plans:
         names = [p.hook_name(layer) for layer in layers]
@@ -72,7 +71,7 @@ def base_meta(model: Bridge, plans: Sequence[SitePlan], layers, roles, dtype, co
             [f"{n} + native rotary.apply_rope" for n in names] if p.native_rope else names
         )
     return dict(
-        format=FORMAT, format_version=FORMAT_VERSION, interp_version=interp.__version__,
+        format=FORMAT, format_version=FORMAT_VERSION, interp_version=__version__,
         model=model_meta(model), sites=[p.site for p in plans], layers=list(layers),
         roles=list(roles), dtype=str(dtype).removeprefix("torch."), hook_names=hook_names,
         kv_head_of_query_head=kv_head_of_query_head(model),
@@ -113,7 +112,7 @@ def record(
             ``policy`` inserts ``<pause>`` tokens).
         inputs: a text, a list of texts, a ``PausedSequence`` or a list of them, token ids
             (``[pos]`` or ``[batch, pos]``), a list of ``interp.load_corpus`` documents (cut
-            into windows of ``n_tokens``), or an iterable of ``interp.corpora.Window`` s.
+            into windows of ``n_tokens``), or an iterable of ``interp.core.corpora.Window`` s.
         sites: among ``resid_pre, resid_mid, resid_post, q, k, v, rot_q, rot_k, z, pattern``.
         layers: model layers to record (``None``: all; negative counts from the end).
         roles: roles of the positions to keep (``None``: every role).

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 from ..core.model import Bridge, is_native, n_kv_heads
 from ..core.model import rotary as native_rotary
+from ..core.pauses import ROLES
 from ..core.sites import REGISTRY, resolve_sites
 from ..errors import InterpError
-from ..pauses import ROLES
 
 SITES = tuple(REGISTRY)
 DEFAULT_SITES = ("resid_post", "k", "v")

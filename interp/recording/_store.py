@@ -34,7 +34,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from .._io import atomic_save_tensors, atomic_write_json
+from ..core.io import atomic_save_tensors, atomic_write_json
 from ..errors import InterpError
 
 SIDECAR = "recording.json"

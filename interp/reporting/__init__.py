@@ -30,7 +30,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .._io import atomic_write_csv, atomic_write_text
+from .._version import __version__
+from ..core.io import atomic_write_csv, atomic_write_text
 from ..errors import InterpError
 from ._config import SECTIONS, ReportConfig
 from ._sections import SECTION_SPECS, Context, Section
@@ -101,7 +102,7 @@ def _figures_html(section: Section, folder: Path, out: Path, formats: tuple[str,
     """Draw the section's figures from its saved tables; export them; return HTML divs."""
     import plotly.io as pio
 
-    from ._export import export_many
+    from ..figures._export import export_many
     from ._registry import figures_for, find_tables
 
     try:
@@ -143,9 +144,7 @@ def _settings_table(config: ReportConfig) -> str:
         if f.name == "tokens" and v is not None:
             v = f"{tuple(v.shape)} token ids"
         rows[f.name] = v if not isinstance(v, tuple) else ", ".join(map(str, v))
-    import interp
-
-    rows["interp version"] = interp.__version__
+    rows["interp version"] = __version__
     return _numbers_table(rows)
 
 

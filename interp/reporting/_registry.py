@@ -19,10 +19,10 @@ from ..core.result import Figure
 from ..errors import InterpError
 from ..gradients import ByDistance, FutureGradients, LengthSweep
 from ..patching import Attribution
-from ..pause_compare import PauseComparison
 from ..probes import FutureLensResults, ProbeResults
 from ..sinks import AblationResult, EvictionResult, MassiveActivations, RegisterResult
-from ..train import ToyComparison
+from ..training.toy import ToyComparison
+from .pause_compare import PauseComparison
 
 __all__ = ["KINDS", "RESULT_TYPES", "Figure", "TableKind", "figures_for", "find_tables"]
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
+from ..core.pauses import PausedSequence, PausePolicy, add_pause_token, insert_pauses, make_sequence
 from ..errors import InterpError
-from ..pauses import PausedSequence, PausePolicy, add_pause_token, insert_pauses, make_sequence
 from ._config import ReportConfig
 
 __all__ = ["SECTION_SPECS", "Context", "Section"]
@@ -44,7 +44,7 @@ class Context:
 
     def docs(self):
         if self._docs is None:
-            from ..corpora import load_corpus
+            from ..core.corpora import load_corpus
 
             self._docs = load_corpus(self.config.corpus)
         return self._docs
@@ -57,7 +57,7 @@ class Context:
         if not self.has_tokenizer:
             raise InterpError("this model has no tokenizer, so it cannot read a corpus",
                               "pass ReportConfig(tokens=...) with token-id windows")
-        from ..corpora import windows
+        from ..core.corpora import windows
 
         return [w.seq for w in windows(self.model, self.docs(), n_tokens, max_windows=max_windows)]
 
@@ -80,7 +80,7 @@ class Context:
         n = n or cfg.eviction_tokens
         if cfg.tokens is not None:
             return cfg.tokens.reshape(-1)[:n].cpu()
-        from ..pauses import tokenize
+        from ..core.pauses import tokenize
 
         doc = max(self.docs(), key=lambda d: len(d.text))
         return tokenize(self.model, doc.text).tokens[:n]
@@ -172,10 +172,10 @@ def _run_gradients(ctx: Context, out: Path) -> dict:
     seqs = [_truncate(s, cfg.gradient_tokens) for s in seqs]
     fg = future_gradients(ctx.model, seqs, sites=("k", "v", "resid_post"), batch_size=1,
                           verbose=ctx.verbose)
-    fg.to_csv(out / "future_gradients.csv")
+    fg.save(out)
     bd = by_distance(ctx.model, seqs, cfg.max_distance, sites=("k", "v"),
                      verbose=ctx.verbose)
-    bd.to_csv(out / "by_distance.csv")
+    bd.save(out)
     s = fg.summary().set_index("site")
     numbers = {}
     for site in s.index:
@@ -267,7 +267,7 @@ def _run_patching(ctx: Context, out: Path) -> dict:
     layers = list(range(0, model.cfg.n_layers, cfg.patch_layers))
     att = attribution_patch(model, clean, corrupt, metric, sites=("k", "v", "resid_post"),
                             layers=layers, per_head=False, verify=True, verbose=ctx.verbose)
-    att.to_csv(out / "attribution.csv")
+    att.save(out)
     cmp = compare_patching(att).set_index("group")
     numbers = {"metric": f"logit({correct!r}) − logit({wrong!r})",
                "metric, clean": _fmt(att.meta.get("clean_metric")),
@@ -278,28 +278,22 @@ def _run_patching(ctx: Context, out: Path) -> dict:
 
 
 def _run_toy(ctx: Context, out: Path) -> dict:
-    import shutil
-
-    import pandas as pd
+    from ..training.toy import ToyComparison
 
     src = ctx.config.toy_dir
     if src is None:
         raise InterpError("no toy comparison given",
                           "run `interp toy compare --out DIR` and pass `interp report --toy DIR`")
-    src = Path(src)
-    for name in ("compare.csv", "histories.csv"):
-        if not (src / name).is_file():
-            raise InterpError(f"{src} has no {name}", "give the --out folder of `interp toy compare`")
-        shutil.copyfile(src / name, out / name)
-    runs = pd.read_csv(out / "compare.csv")
-    g = runs.groupby(["task", "mode", "pauses", "insert"])["value"].mean()
+    comp = ToyComparison.load(src)
+    comp.save(out)
+    g = comp.runs.groupby(["task", "mode", "pauses", "insert"])["value"].mean()
     return {f"{t} · {m} · {p} pauses" + ("" if i in ("none", "pause") else f" ({i})"): _fmt(v)
             for (t, m, p, i), v in g.items()}
 
 
 def _run_pause_training(ctx: Context, out: Path) -> dict:
-    from ..pause_compare import PauseComparison, compare_checkpoint
-    from ..pause_training import is_adapter_dir
+    from ..training.pause import is_adapter_dir
+    from .pause_compare import PauseComparison, compare_checkpoint
 
     src = ctx.config.pause_dir
     how = ("train one with `interp pause-train --out DIR` (see `interp pause-train --help`), "
@@ -341,7 +335,7 @@ SECTION_SPECS: tuple[Section, ...] = (
             "(StreamingLLM, Xiao et al. 2023).",
             ("n_tokens", "max_windows", "pause_rate", "seed", "ratio", "ablation_windows",
              "eviction_tokens", "eviction_window", "sinks"),
-            _run_registers, "interp registers --corpus pydoc --eviction-window 64 --out DIR",
+            _run_registers, "interp sinks --corpus pydoc --eviction-window 64 --out DIR",
             key=("first-position attention", "Δloss, massive", "perplexity", "pause attention")),
     Section("gradients", "Future-loss gradient decomposition",
             "How much of the gradient at each position's keys, values and residual stream "

@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .. import hooks
+from ..core import hooks
 from ..core.inputs import as_sequences
 from ..core.model import Bridge
 from ..core.result import Figure, SavedResult
@@ -49,7 +49,7 @@ class AblationResult(SavedResult):
         return float(row["delta_loss"].iloc[0]) if len(row) else float("nan")
 
     def figures(self) -> list[Figure]:
-        from ..figures import registers as f
+        from ..figures import sinks as f
 
         return [Figure("ablation_bars", f.ablation_bars,
                        "Loss increase when the massive activations or the sink's K/V are zeroed "

@@ -7,15 +7,14 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from jaxtyping import Bool, Float
 from torch import Tensor
 
 from ..core import model as core_model
-from ..core.model import Bridge
+from ..core.loss import next_token_nll
+from ..core.model import Bridge, check_context
+from ..core.pauses import PausedSequence
 from ..errors import InterpError
-from ..models import check_context
-from ..pauses import PausedSequence
 
 REGISTER_COLUMNS = ("sequence", "layer", "position", "role", "token", "attn_received",
                     "resid_norm", "value_norm")
@@ -77,16 +76,11 @@ RENAMED_COLUMNS = {"window": "sequence", "target": "component"}
 # ----------------------------------------------------------------------------- ablations
 
 
-def _upcast(x: Float[Tensor, "..."]) -> Float[Tensor, "..."]:
-    """Half-precision logits to float32 for the loss; float32/float64 unchanged."""
-    return x.to(torch.promote_types(x.dtype, torch.float32))
-
-
 def _loss(model: Bridge, seq: PausedSequence, fwd_hooks: list) -> tuple[float, int]:
     """Summed next-token loss over the loss mask, and the number of targets."""
     dev = core_model.device(model)
     with torch.no_grad():
         logits = model.run_with_hooks(seq.tokens[None].to(dev), fwd_hooks=fwd_hooks)[0]
     mask = seq.loss_mask[:-1].to(dev)
-    nll = F.cross_entropy(_upcast(logits[:-1]), seq.tokens[1:].to(dev), reduction="none")
+    nll = next_token_nll(logits[:-1], seq.tokens[1:].to(dev))
     return float(nll[mask].sum()), int(mask.sum())

@@ -10,20 +10,18 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from jaxtyping import Bool, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .. import hooks
+from ..core import hooks
 from ..core import model as core_model
 from ..core.inputs import as_sequence
-from ..core.model import Bridge
+from ..core.loss import next_token_nll
+from ..core.model import Bridge, check_context
+from ..core.pauses import PausedSequence
 from ..core.result import Figure, SavedResult
 from ..errors import InterpError, refuse_renamed
-from ..models import check_context
-from ..pauses import PausedSequence
-from ._common import _upcast
 
 # ----------------------------------------------------------------------------- eviction
 
@@ -73,7 +71,7 @@ class EvictionResult(SavedResult):
         return float(row["perplexity"].iloc[0])
 
     def figures(self) -> list[Figure]:
-        from ..figures import registers as f
+        from ..figures import sinks as f
 
         return [Figure("eviction_perplexity", f.eviction_perplexity,
                        "Perplexity with a sliding KV window: evicting the first tokens blows it "
@@ -150,7 +148,7 @@ def cache_eviction(
             fwd = [(hooks.pattern(layer), restrict(keep)) for layer in range(model.cfg.n_layers)]
         with torch.no_grad():
             logits = model.run_with_hooks(ids[None], fwd_hooks=fwd)[0]
-        nll = F.cross_entropy(_upcast(logits[scored]), ids[scored + 1], reduction="none")
+        nll = next_token_nll(logits[scored], ids[scored + 1])
         mean = float(nll.mean())
         rows.append(dict(condition=name, n_sinks=-1 if s is None else s, eviction_window=window,
                          nll=mean, perplexity=float(np.exp(mean)), n_scored=int(len(scored))))

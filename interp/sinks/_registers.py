@@ -14,14 +14,14 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .. import hooks
+from ..core import hooks
 from ..core import model as core_model
 from ..core.inputs import as_sequences
 from ..core.model import Bridge
+from ..core.pauses import PausedSequence
 from ..core.result import Figure, SavedResult
 from ..core.sites import resolve_layers
 from ..errors import InterpError
-from ..pauses import PausedSequence
 from ._common import (
     LAYER_STAT_COLUMNS,
     MASSIVE_COLUMNS,
@@ -113,7 +113,7 @@ class MassiveActivations(SavedResult):
         return {int(d): float(v) for d, v in t.groupby("dim")["value"].mean().items()}
 
     def figures(self) -> list[Figure]:
-        from ..figures import registers as f
+        from ..figures import sinks as f
 
         return [Figure("massive_by_layer", f.massive_by_layer,
                        "The largest residual activations per layer against the median (Sun et "
@@ -189,7 +189,7 @@ class RegisterResult(SavedResult):
         return out.reset_index()
 
     def figures(self) -> list[Figure]:
-        from ..figures import registers as f
+        from ..figures import sinks as f
 
         return [
             Figure("attention_received", f.attention_received,

@@ -38,7 +38,7 @@ def test_gradients_cli_writes_the_library_numbers(model_dir, tmp_path, capsys):
 
 def test_registers_cli_with_pauses_ablation_and_eviction(model_dir, tmp_path, capsys):
     out = tmp_path / "reg"
-    assert main(["registers", "--model", model_dir, "--text", TEXT, "--pause-every", "8",
+    assert main(["sinks", "--model", model_dir, "--text", TEXT, "--pause-every", "8",
                  "--eviction-window", "8", "--sinks", "0,1", "--out", str(out)]) == 0
     reg = pd.read_csv(out / "registers.csv")
     assert list(reg.columns[:4]) == ["sequence", "layer", "position", "role"]

@@ -14,7 +14,7 @@ from interp.controls import (
     pause_control_config,
     pause_instruments,
 )
-from interp.train import load_toy
+from interp.training.toy import load_toy
 
 TINY = dict(d_model=32, n_heads=2, batch_size=32, eval_size=64, eval_every=50, warmup=5)
 

@@ -15,7 +15,10 @@ from conftest import random_windows
 
 import interp
 from interp.cli import main
-from interp.pause_compare import (
+from interp.core.pauses import PausePolicy, insert_pauses
+from interp.reporting import ReportConfig, report
+from interp.reporting._registry import KINDS, figures_for
+from interp.reporting.pause_compare import (
     PauseComparison,
     adaptive_summary,
     adaptive_vs_random,
@@ -25,10 +28,7 @@ from interp.pause_compare import (
     pause_losses,
     target_losses,
 )
-from interp.pause_training import PauseTrainConfig, pause_train
-from interp.pauses import PausePolicy, insert_pauses
-from interp.reporting import ReportConfig, report
-from interp.reporting._registry import KINDS, figures_for
+from interp.training.pause import PauseTrainConfig, pause_train
 
 
 def _windows(n: int, seed: int, length: int = 16) -> list:

@@ -111,7 +111,7 @@ def test_figures_cli_bad_input(tiny_report, tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "lacks registers_heads.csv" in err and "interp registers --out DIR" in err
     # no Chrome: static formats say how to install it; HTML still works
-    monkeypatch.setattr("interp.reporting._export.find_chrome", lambda: None)
+    monkeypatch.setattr("interp.figures._export.find_chrome", lambda: None)
     assert main(["figures", str(out / "patching"), "--formats", "png"]) == 2
     assert "apt-get install -y chromium" in capsys.readouterr().err
     assert main(["figures", str(out / "patching"), "--formats", "html",

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from interp import hooks
 from interp.cli import main
+from interp.core import hooks
 from interp.probes import load_future_lens
 from interp.probes._future_lens import decoder
 

@@ -12,7 +12,7 @@ import interp
 from interp.cli import main
 from interp.core.sites import hook_name as site_hook
 from interp.gradients import detached_attention
-from interp.gradients._inputs import activation_gradients_only
+from interp.gradients._batches import activation_gradients_only
 from interp.patching import logit_diff
 
 pytestmark = pytest.mark.slow

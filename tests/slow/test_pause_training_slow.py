@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 import interp
 from interp.cli import main
-from interp.pause_training import PauseAdapter
+from interp.training.pause import PauseAdapter
 
 pytestmark = pytest.mark.slow
 

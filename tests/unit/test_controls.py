@@ -22,8 +22,8 @@ from interp.controls._lookahead import (
 )
 from interp.errors import InterpError
 from interp.patching import activation_patch
-from interp.tasks import get_task
-from interp.train import TrainConfig, build_model, train_toy
+from interp.training.tasks import get_task
+from interp.training.toy import TrainConfig, build_model, train_toy
 
 TINY = dict(d_model=32, n_heads=2, batch_size=32, eval_size=64, eval_every=50, warmup=5)
 

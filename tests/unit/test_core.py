@@ -7,11 +7,11 @@ import pytest
 import torch
 
 import interp
-from interp import hooks, sinks
+from interp import sinks
 from interp.cli import main
 from interp.cli._common import RENAMED
-from interp.core import REGISTRY, hook_name, resolve_layers, resolve_sites, site
-from interp.gradients._inputs import SITES as GRADIENT_SITES
+from interp.core import REGISTRY, hook_name, hooks, resolve_layers, resolve_sites, site
+from interp.gradients._batches import SITES as GRADIENT_SITES
 from interp.patching import SITES as PATCHING_SITES
 from interp.probes._spec import SITES as PROBE_SITES
 from interp.recording import SITES as RECORDING_SITES
@@ -217,3 +217,87 @@ def test_future_lens_reads_the_same_inputs_grouped_by_document():
     assert all(torch.equal(s.seq.tokens, t) for s, t in zip(seqs, toks, strict=True))
     given = [ProbeSequence("doc", interp.make_sequence(toks[0]))]
     assert _as_sequences(model, given) == given
+
+
+def test_the_one_next_token_loss_is_cross_entropy_upcast_from_half_precision():
+    """core.loss against torch's cross-entropy: exact in float64, float32 for bfloat16 logits,
+    masked and zero at the last position."""
+    from interp.core.loss import next_token_nll, token_losses
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 5, 11, generator=g, dtype=torch.float64)
+    tokens = torch.randint(0, 11, (2, 5), generator=g)
+    mask = torch.tensor([[1, 1, 0, 1, 1], [0, 1, 1, 1, 0]], dtype=torch.bool)
+    ref = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), tokens[:, 1:],
+                                            reduction="none")
+    got = token_losses(logits, tokens, mask)
+    torch.testing.assert_close(got[:, :-1], torch.where(mask[:, :-1], ref, 0.0), rtol=0, atol=1e-12)
+    assert (got[:, -1] == 0).all() and got.dtype == torch.float64
+    half = next_token_nll(logits.to(torch.bfloat16), tokens)
+    assert half.dtype == torch.float32
+    torch.testing.assert_close(half, next_token_nll(logits.to(torch.bfloat16).float(), tokens))
+
+
+def test_every_results_folder_is_checked_by_check_files(tmp_path):
+    """One missing-files check: each loader names the missing file and the command that
+    writes it, before reading anything."""
+    from interp.errors import InterpError
+    from interp.patching import Attribution
+    from interp.probes import load_probes
+    from interp.reporting.pause_compare import PauseComparison
+    from interp.training.toy import ToyComparison, load_toy
+
+    cases = [(lambda: Attribution.load(tmp_path), "has no attribution.csv", "interp patch"),
+             (lambda: PauseComparison.load(tmp_path), "has no pause_losses.csv", "pause-compare"),
+             (lambda: ToyComparison.load(tmp_path), "has no compare.csv, histories.csv",
+              "toy compare"),
+             (lambda: load_toy(tmp_path), "holds no toy checkpoint (missing checkpoint",
+              "toy train"),
+             (lambda: load_probes(tmp_path), "is not a finished probe run (missing spec.toml",
+              "probe train")]
+    for load, problem, command in cases:
+        with pytest.raises(InterpError) as e:
+            load()
+        assert e.value.problem.startswith(f"{tmp_path} {problem}") and command in e.value.fix
+
+
+def test_pause_comparison_is_a_saved_result_with_a_table_per_file(tmp_path):
+    """The dict of tables saves as pause_<name>.csv, one file each (the layout of earlier
+    releases, whose ``window`` column reads back as ``sequence``)."""
+    from interp.core.result import SavedResult
+    from interp.reporting.pause_compare import PauseComparison
+
+    losses = pd.DataFrame({"model": ["base"], "condition": ["plain"], "loss": [2.5]})
+    comp = PauseComparison({"losses": losses}, {"checkpoint": "ckpt"})
+    assert isinstance(comp, SavedResult)
+    comp.save(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pause_compare.json", "pause_losses.csv"]
+    pd.DataFrame({"window": [0], "layer": [1]}).to_csv(tmp_path / "pause_registers.csv", index=False)
+    (tmp_path / "pause_compare.json").unlink()
+    again = PauseComparison.load(tmp_path)
+    pd.testing.assert_frame_equal(again.tables["losses"], losses)
+    assert list(again.tables["registers"].columns) == ["sequence", "layer"]
+    assert again.settings == {}
+
+
+def test_the_report_command_is_generated_from_report_config():
+    """Every ReportConfig field (but token ids) has a flag; no flag gives the config's defaults;
+    a flag sets its field with the field's type."""
+    import dataclasses
+
+    from interp.cli import build_parser
+    from interp.cli._report import config_from_args
+    from interp.reporting import ReportConfig
+
+    parser = build_parser()
+    report = parser._subparsers._group_actions[0].choices["report"]
+    dests = {a.dest for a in report._actions}
+    assert {f.name for f in dataclasses.fields(ReportConfig)} - dests == {"tokens"}
+    assert config_from_args(parser.parse_args(["report"])) == ReportConfig()
+    cfg = config_from_args(parser.parse_args(
+        ["report", "--sinks", "0,2", "--long-context", "none", "--toy", "runs/toy",
+         "--pause-rate", "0.25", "--max-windows", "3", "--formats", "none",
+         "--sections", "registers,patching", "--clean", "A B"]))
+    assert cfg == ReportConfig(sinks=(0, 2), long_context_tokens=(), toy_dir="runs/toy",
+                               pause_rate=0.25, max_windows=3, formats=(),
+                               sections=("registers", "patching"), clean="A B")

@@ -12,12 +12,12 @@ import pandas as pd
 import pytest
 import torch
 
-import interp.train as train_mod
+import interp.training.toy as train_mod
 from interp.cli import main
 from interp.errors import InterpError
 from interp.figures.toy import compare_bars, training_curves
-from interp.tasks import get_task
-from interp.train import TrainConfig, condition_grid, load_comparison, train_toy
+from interp.training.tasks import get_task
+from interp.training.toy import TrainConfig, condition_grid, load_comparison, train_toy
 
 SMALL = dict(length=4, dim=2, mod=5)
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import interp
-from interp import hooks
+from interp.core import hooks
 from interp.probes import (
     FutureLensSpec,
     LensStats,

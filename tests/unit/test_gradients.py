@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import interp
-from interp import hooks
+from interp.core import hooks
 from interp.core.sites import hook_name as site_hook
 from interp.gradients import ByDistance, detached_attention
 

@@ -7,7 +7,7 @@ import torch
 from transformer_lens.tools.analysis import attribution_patching as tl_atp
 
 import interp
-from interp.gradients._inputs import token_losses
+from interp.core.loss import token_losses
 from interp.patching import (
     Attribution,
     activation_patch,

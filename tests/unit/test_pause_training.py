@@ -13,15 +13,15 @@ from conftest import random_windows
 from safetensors.torch import load_file
 
 import interp
+from interp.core.pauses import PausePolicy, adaptive_pauses, insert_pauses, make_sequence
 from interp.errors import InterpError
-from interp.pause_training import (
+from interp.training.pause import (
     PauseAdapter,
     PauseTrainConfig,
     countdown_index,
     load_adapter,
     pause_train,
 )
-from interp.pauses import PausePolicy, adaptive_pauses, insert_pauses, make_sequence
 
 
 def _windows(n: int, length: int = 12, seed: int = 0) -> list:

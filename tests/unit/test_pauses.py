@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import tiny
 
 import interp
-from interp.pauses import pad_batch
+from interp.core.model import pause_id
+from interp.core.pauses import pad_batch
 
 
 def _seq(n=12, bos=True):
@@ -133,3 +135,12 @@ def test_pause_init_rules(tiny_model, init):
         torch.testing.assert_close(tiny_model.W_E[pid], W_E[5])
     else:
         assert not torch.allclose(tiny_model.W_E[pid], W_E.mean(0))
+
+
+def test_one_pause_id_returns_none_or_raises_when_required():
+    model = tiny("mha")
+    assert pause_id(model) is None
+    with pytest.raises(interp.InterpError, match="no <pause> token yet"):
+        pause_id(model, required=True)
+    pid = interp.add_pause_token(model)
+    assert pause_id(model) == pause_id(model, required=True) == pid

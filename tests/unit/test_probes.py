@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import interp
-from interp import hooks
+from interp.core import hooks
 from interp.probes import ProbeSpec, TrainSpec, collect, split_groups, train_probes
 from interp.probes._baselines import classification_baselines, control_labels
 from interp.probes._data import ProbeSequence
@@ -410,7 +410,7 @@ def test_deterministic_and_figure(tiny_recording):
 
 
 def test_answer_at_pause_positions_of_a_toy_model(tmp_path):
-    from interp.train import TrainConfig, train_toy
+    from interp.training.toy import TrainConfig, train_toy
 
     cfg = TrainConfig(task="parity", task_options=dict(n_bits=4), pauses=2, steps=2, eval_every=2,
                       eval_size=8, batch_size=8, n_layers=1, d_model=16, n_heads=2, device="cpu")

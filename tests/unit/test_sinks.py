@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 import interp
-from interp import hooks, sinks
+from interp import sinks
+from interp.core import hooks
 from interp.errors import InterpError
 
 
@@ -183,7 +184,7 @@ def test_save_load_roundtrip(tiny_model, tmp_path):
 
 
 def test_figures_show_roles_tokens_and_log_scales(tiny_model):
-    from interp.figures import registers as figs
+    from interp.figures import sinks as figs
 
     seqs = [_paused(tiny_model, seed=s) for s in range(2)]
     res = sinks.registers(tiny_model, seqs, verbose=False)

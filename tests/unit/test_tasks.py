@@ -11,7 +11,7 @@ import torch
 
 import interp
 from interp.errors import InterpError
-from interp.tasks import TASKS, get_task
+from interp.training.tasks import TASKS, get_task
 
 TOKEN_TASKS = [n for n in TASKS if n != "precache"]
 SMALL = {"3sum": dict(length=5, dim=2), "2sum_transform": dict(length=5, dim=2),

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 import interp
-import interp.train as train_mod
-from interp import hooks
+import interp.training.toy as train_mod
 from interp.cli import main
+from interp.core import hooks
 from interp.errors import InterpError
-from interp.train import (
+from interp.training.toy import (
     TrainConfig,
     _loop,  # the training loop itself: the tests reach its checkpointing
     build_model,

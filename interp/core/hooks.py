@@ -19,7 +19,7 @@ gradients reliably, register a tensor hook inside a forward hook instead (see
 
 from __future__ import annotations
 
-from .errors import InterpError
+from ..errors import InterpError
 
 RESID_SITES = ("pre", "mid", "post")
 

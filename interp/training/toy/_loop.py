@@ -18,11 +18,11 @@ import torch
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
-from .._io import atomic_save_tensors, atomic_write_csv, atomic_write_text
-from .._types import Tensor
-from ..core.model import Bridge
-from ..errors import InterpError, refuse_renamed
-from ..models import resolve_device
+from ..._types import Tensor
+from ...core.io import atomic_save_tensors, atomic_write_csv, atomic_write_text
+from ...core.model import Bridge, resolve_device
+from ...core.result import check_files
+from ...errors import InterpError, refuse_renamed
 from ..tasks import Task
 from ._config import _EVAL_SEED, TrainConfig, run_labels
 from ._model import _metric_name, _named_parameters, _reached, build_model, evaluate, training_loss
@@ -149,11 +149,9 @@ def load_toy(out: str | os.PathLike) -> ToyResult:
         history and the final metrics (empty for a run stopped before its end). It still
         unpacks as ``model, task, config = load_toy(out)``.
     """
-    out = Path(out)
+    out = check_files(ToyResult, out, ["checkpoint.safetensors", "state.json"],
+                      problem="holds no toy checkpoint")
     state = _read_state(out)
-    if state is None:
-        raise InterpError(f"{out} holds no toy checkpoint (checkpoint.safetensors + state.json)",
-                          "point at a folder written by `interp toy train --out DIR`")
     config = TrainConfig.from_dict(state["config"])
     task = config.make_task()
     model = build_model(config, task, toy_context(config, task))

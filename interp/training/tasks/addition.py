@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import InterpError
+from ...errors import InterpError
 from ._base import BOS, RawExample, Task, Vocab, digits
 
 __all__ = ["Addition"]

@@ -7,8 +7,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._io import dataclass_from_dict
-from ..errors import InterpError, check_choice
+from ...core.io import dataclass_from_dict
+from ...errors import InterpError, check_choice
 from ..tasks import PLACEMENTS, TASKS, Task, get_task
 
 DTYPES = ("float32", "float64")
@@ -23,14 +23,14 @@ class TrainConfig:
     """One training run: task, model size, optimiser and schedule.
 
     Attributes:
-        task: a name in :data:`interp.tasks.TASKS`.
+        task: a name in :data:`interp.training.tasks.TASKS`.
         task_options: the task's own options (e.g. ``{"n_bits": 8}`` for parity).
         pauses: pauses (or fillers) per example; 0 for none.
         filler: insert the filler token ``.`` instead of ``<pause>``.
         cot_mixture: fraction of *training* examples whose filler positions hold the task's
             parallel chain of thought instead (Pfau et al. 2024; needs ``filler`` and
             ``pauses`` = the task's ``n_cot``). Evaluation is always on filler examples.
-        placement: ``"before_answer"`` or ``"interleaved"`` (see :class:`interp.tasks.Task`).
+        placement: ``"before_answer"`` or ``"interleaved"`` (see :class:`interp.training.tasks.Task`).
         myopic: train with past keys and values detached (Wu et al. 2024).
         n_layers: transformer blocks.
         d_model: residual width.

@@ -11,17 +11,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
-from .. import hooks
-from .._types import Bool, Float, Int, Tensor
+from .._types import Bool, Int, Tensor
+from ..core import hooks
+from ..core.corpora import Document
+from ..core.distributed import rank_info, shard
 from ..core.inputs import count_sequences, iter_sequences
-from ..core.model import Bridge
-from ..corpora import Document
-from ..distributed import rank_info, shard
+from ..core.model import Bridge, check_context, pause_id
+from ..core.pauses import PausedSequence, PausePolicy, insert_pauses, pad_batch
 from ..errors import InterpError
-from ..models import check_context
-from ..pauses import PausedSequence, PausePolicy, insert_pauses, pad_batch, pause_id
 
 #: what an analysis accepts (see :mod:`interp.core.inputs`)
 Inputs = Tensor | str | PausedSequence | Sequence[PausedSequence | str] | Iterable[Document]
@@ -65,7 +63,7 @@ def iter_batches(
     ``loss_mask``, when given, replaces the sequences' own masks; it must have the shape of
     the (paused) tokens, and is only accepted for inputs that form a single batch. With
     ``split_ranks`` under ``torchrun``, this process takes only its share of the sequences
-    (:func:`interp.distributed.shard`: every world-size-th one, by index).
+    (:func:`interp.core.distributed.shard`: every world-size-th one, by index).
     """
     if batch_size < 1:
         raise InterpError(f"batch_size={batch_size}", "use batch_size >= 1")
@@ -76,7 +74,7 @@ def iter_batches(
         numbered = shard(numbered, info)
         total = None if total is None else len(range(info.rank, total, info.world_size))
     if policy is not None and policy.inserts_anything:
-        pid = None if policy.filler is not None else pause_id(model)
+        pid = None if policy.filler is not None else pause_id(model, required=True)
         numbered = ((i, name, insert_pauses(s, policy, pid)) for i, name, s in numbered)
 
     def batches() -> Iterator[Batch]:
@@ -117,20 +115,6 @@ def iter_batches(
                      [i for i, _, _ in chunk])
 
     return batches(), total
-
-
-def token_losses(
-    logits: Float[Tensor, "batch pos d_vocab"],
-    tokens: Int[Tensor, "batch pos"],
-    loss_mask: Bool[Tensor, "batch pos"],
-) -> Float[Tensor, "batch pos"]:
-    """ℓ_t = −log p(token t+1 | tokens ≤ t) where the mask keeps it, else 0; ℓ at the last
-    position is 0 (no target)."""
-    logp = F.log_softmax(logits[:, :-1].float() if logits.dtype in (torch.float16, torch.bfloat16)
-                         else logits[:, :-1], -1)
-    nll = -logp.gather(-1, tokens[:, 1:, None])[..., 0]
-    nll = torch.cat([nll, nll.new_zeros(nll.shape[0], 1)], 1)
-    return torch.where(loss_mask, nll, torch.zeros_like(nll))
 
 
 @contextmanager

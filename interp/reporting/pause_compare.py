@@ -23,8 +23,8 @@ with a ``model`` column, so any table compares the two.
 
 Example:
     >>> models = {"base": base, "pause-trained": interp.load_model("results/pause_ckpt")}
-    >>> losses = interp.pause_compare.pause_losses(models, held_out)
-    >>> interp.pause_compare.loss_summary(losses)
+    >>> losses = interp.reporting.pause_compare.pause_losses(models, held_out)
+    >>> interp.reporting.pause_compare.loss_summary(losses)
 """
 
 from __future__ import annotations
@@ -41,21 +41,20 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import hooks
-from ._io import atomic_write_csv, atomic_write_json, read_table
-from ._types import Float, Int, Tensor
-from .core import model as core_model
-from .core.inputs import as_sequences
-from .core.model import Bridge
-from .core.result import Figure
-from .errors import InterpError, refuse_renamed
-from .pauses import (
+from .._types import Float, Int, Tensor
+from ..core import hooks
+from ..core import model as core_model
+from ..core.inputs import as_sequences
+from ..core.model import Bridge
+from ..core.pauses import (
     PausedSequence,
     PausePolicy,
     add_pause_token,
     insert_pauses,
     next_token_entropy,
 )
+from ..core.result import Figure, SavedResult
+from ..errors import InterpError, refuse_renamed
 
 __all__ = [
     "TABLES",
@@ -76,7 +75,7 @@ def target_losses(model: Bridge, seq: PausedSequence) -> Float[Tensor, " pos"]:
     """The loss of every real token of ``seq`` by its original position: ``out[p]`` is
     −log p(token p | everything before it, pauses included); NaN at position 0 (no
     prediction) and where the loss mask drops the target."""
-    from .gradients._inputs import token_losses
+    from ..core.loss import token_losses
 
     tokens = seq.tokens[None].to(core_model.device(model))
     mask = seq.loss_mask[None].to(core_model.device(model))
@@ -276,8 +275,8 @@ def compare_instruments(models: Mapping[str, object], windows: Sequence[PausedSe
           ``generated``): mean K and V norms written into the cache, and the generated text.
     """
     refuse_renamed("compare_instruments", old, {"pauses": "generation_pauses"})
-    from .gradients import future_gradients
-    from .sinks import registers, uniform_attention
+    from ..gradients import future_gradients
+    from ..sinks import registers, uniform_attention
 
     if not windows:
         raise InterpError("no windows to analyse", "give at least one sequence with pauses")
@@ -333,7 +332,7 @@ def lens_by_role(models: Mapping[str, object], windows: Sequence, *, layers: Seq
         ``model_accuracy``, ``bigram_agreement``/``bigram_accuracy`` (from the last text token
         at or before the position) and the map's validation ``val_r2``.
     """
-    from .probes import FutureLensSpec, future_lens
+    from ..probes import FutureLensSpec, future_lens
 
     rows = []
     for label, model in models.items():
@@ -377,7 +376,7 @@ def _massive_by_role(model: Bridge, windows, layers, label, ratio: float = 100.0
 
 
 def _generation(model: Bridge, prompt, pauses, max_new_tokens, layers, label) -> pd.DataFrame:
-    from .recording import generate
+    from ..recording import generate
 
     gen = generate(model, prompt, max_new_tokens, pauses_before_answer=pauses, layers=layers)
     rec = gen.recording
@@ -406,7 +405,7 @@ TABLES = ("losses", "adaptive", "registers", "massive", "future_share", "future_
 
 
 @dataclass
-class PauseComparison:
+class PauseComparison(SavedResult):
     """Everything :func:`compare_checkpoint` measures, as tables (see the functions above).
 
     Attributes:
@@ -422,6 +421,10 @@ class PauseComparison:
 
     FILES: ClassVar[tuple[str, ...]] = ("pause_losses.csv",)
     MADE_BY: ClassVar[str] = "interp pause-compare CKPT --out DIR"
+    SAVED: ClassVar[dict] = {"tables": "pause_*.csv", "settings": "pause_compare.json"}
+    RENAMED: ClassVar[dict[str, str]] = RENAMED_COLUMNS
+    #: a comparison saved without settings reads them as empty
+    EMPTY: ClassVar[dict] = {"settings": dict}
 
     def __post_init__(self) -> None:
         unknown = set(self.tables) - set(TABLES)
@@ -439,16 +442,8 @@ class PauseComparison:
         t = self.tables.get("adaptive")
         return None if t is None else adaptive_summary(t)
 
-    def save(self, out: str | os.PathLike) -> Path:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        for name, df in self.tables.items():
-            atomic_write_csv(out / f"pause_{name}.csv", df)
-        atomic_write_json(out / "pause_compare.json", self.settings)
-        return out
-
     def figures(self) -> list[Figure]:
-        from .figures import pause_training as f
+        from ..figures import pause_training as f
 
         figs = [Figure("pause_losses", f.pause_losses,
                        "Loss on held-out real tokens without and with random pauses, base vs "
@@ -473,18 +468,6 @@ class PauseComparison:
                 figs.append(Figure(f"pause_{name}", draw, caption))
         return figs
 
-    @classmethod
-    def load(cls, out: str | os.PathLike) -> PauseComparison:
-        out = Path(out)
-        if not (out / "pause_losses.csv").is_file():
-            raise InterpError(f"{out} holds no pause comparison (pause_losses.csv)",
-                              f"make one with `{cls.MADE_BY}`")
-        tables = {n: read_table(out / f"pause_{n}.csv", RENAMED_COLUMNS)
-                  for n in TABLES if (out / f"pause_{n}.csv").is_file()}
-        settings = (json.loads((out / "pause_compare.json").read_text())
-                    if (out / "pause_compare.json").is_file() else {})
-        return cls(tables, settings)
-
 
 def compare_checkpoint(checkpoint: str | os.PathLike, *, max_windows: int = 8, seeds: Sequence[int] = (0, 1, 2),
                        entropy_top: float = 0.1, layers: Sequence[int] | None = None,
@@ -496,7 +479,7 @@ def compare_checkpoint(checkpoint: str | os.PathLike, *, max_windows: int = 8, s
     on held-out windows (the documents the training run held out).
 
     Args:
-        checkpoint: a folder written by :func:`interp.pause_training.pause_train`.
+        checkpoint: a folder written by :func:`interp.training.pause.pause_train`.
         max_windows: held-out windows (the first ones of the held-out documents;
             ``--max-windows``; ``n_windows=`` in earlier releases, which now raises).
         seeds: random pause placements per window (losses and the adaptive control).
@@ -516,8 +499,8 @@ def compare_checkpoint(checkpoint: str | os.PathLike, *, max_windows: int = 8, s
     """
     refuse_renamed("compare_checkpoint", old, {"n_windows": "max_windows",
                                                "pauses": "generation_pauses"})
-    from .models import load_model
-    from .pause_training import PauseTrainConfig, read_adapter_config, split_windows
+    from ..models import load_model
+    from ..training.pause import PauseTrainConfig, read_adapter_config, split_windows
 
     checkpoint = Path(checkpoint)
     acfg = read_adapter_config(checkpoint)
@@ -563,8 +546,8 @@ def compare_checkpoint(checkpoint: str | os.PathLike, *, max_windows: int = 8, s
 def _lens_windows(model, config, policy: PausePolicy, n: int) -> list:
     """``n`` windows spread evenly over the corpus (every document), pauses inserted by
     ``policy`` (seeded per window), grouped by document."""
-    from .corpora import load_corpus, windows
-    from .probes._data import ProbeSequence
+    from ..core.corpora import load_corpus, windows
+    from ..probes._data import ProbeSequence
 
     every = list(windows(model, load_corpus(config.corpus), config.n_tokens))
     pick = np.unique(np.linspace(0, len(every) - 1, min(n, len(every))).round().astype(int))

@@ -8,15 +8,17 @@ it all the figures of a report in one ``plotly.io.write_images`` call starts it 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import plotly.graph_objects as go
 
+from ..core.result import Result
 from ..errors import InterpError
-from ..figures import export
-from ..figures._style import FORMATS, find_chrome
+from . import export
+from ._style import FORMATS, find_chrome
 
-__all__ = ["export_many", "check_format"]
+__all__ = ["check_format", "export_figures", "export_many", "figure_paths"]
 
 CHROME_FIX = ("sudo apt-get install -y chromium   (Debian/Ubuntu), or `plotly_get_chrome`; "
               "or use --formats html, which needs no browser")
@@ -76,3 +78,16 @@ def export_many(figures: list[tuple[go.Figure, Path]], fmt: str) -> list[Path]:
     for t, p in zip(tmps, paths, strict=True):
         os.replace(t, p)
     return paths
+
+
+def figure_paths(result: Result, out: str | os.PathLike) -> list[tuple[object, Path]]:
+    """Every figure of ``result`` drawn, with its path (no suffix yet) under ``out``."""
+    return [(f.draw(result), Path(out) / f.name) for f in result.figures()]
+
+
+def export_figures(results: Sequence[Result], out: str | os.PathLike,
+                   formats: Sequence[str] = ("html",)) -> list[Path]:
+    """Draw every figure of ``results`` and write it under ``out`` in each of ``formats``
+    (static formats in one kaleido call each)."""
+    todo = [fp for r in results for fp in figure_paths(r, out)]
+    return [p for fmt in dict.fromkeys(formats) for p in export_many(todo, fmt)]

@@ -34,8 +34,8 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from ..errors import InterpError, check_choice
-from ..pauses import PausedSequence, PausePolicy, insert_pauses, make_sequence, pad_batch
+from ...core.pauses import PausedSequence, PausePolicy, insert_pauses, make_sequence, pad_batch
+from ...errors import InterpError, check_choice
 
 __all__ = [
     "FILLER",
@@ -238,7 +238,7 @@ class Task:
 
     def check_cot_mixture(self) -> None:
         """Refuse a chain-of-thought mixture whose chain cannot stand in for the fillers
-        (called by :func:`interp.tasks.get_task` once the task's own options are set)."""
+        (called by :func:`interp.training.tasks.get_task` once the task's own options are set)."""
         if not self.cot_mixture:
             return
         n = self.n_cot

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InterpError
+from ..errors import InterpError
 from .pauses import PausedSequence, make_sequence
 
 __all__ = ["BUNDLED_CORPUS", "Document", "Window", "load_corpus", "windows"]

@@ -36,7 +36,7 @@ solution, where answering at once needs every subset checked in a single positio
 Pfau et al.'s own 3SUM chain names one summand of each pair and then either the matching third
 tuple or one digit of the pair's sum; the digit-wise subset sums are simpler and equally
 parallel. Use it with ``pauses=task.n_cot, filler=True, cot_mixture=f`` (see
-:class:`interp.tasks.Task`).
+:class:`interp.training.tasks.Task`).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from itertools import combinations
 
 import numpy as np
 
-from ..errors import InterpError
+from ...errors import InterpError
 from ._base import BOS, RawExample, Task, Vocab
 
 __all__ = ["ThreeSum", "TwoSumTransform"]

@@ -38,9 +38,9 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from .core import model as core_model
-from .core.model import Bridge
-from .errors import InterpError, check_choice
+from ..errors import InterpError, check_choice
+from . import model as core_model
+from .model import Bridge
 
 __all__ = [
     "INSERTED_ROLES",
@@ -54,7 +54,6 @@ __all__ = [
     "make_sequence",
     "next_token_entropy",
     "pad_batch",
-    "pause_id",
     "tokenize",
 ]
 
@@ -380,14 +379,6 @@ def pad_batch(seqs: Sequence[PausedSequence], pad_id: int = 0) -> tuple[
     return toks, roles, orig, mask
 
 
-def pause_id(model: Bridge) -> int:
-    """The id of the ``<pause>`` token added by :func:`add_pause_token`."""
-    pid = core_model.pause_id(model)
-    if pid is None:
-        raise InterpError("this model has no <pause> token yet", "call interp.add_pause_token(model)")
-    return int(pid)
-
-
 INITS = ("mean", "copy", "random")
 
 
@@ -499,5 +490,5 @@ def adaptive_pauses(model: Bridge, seq: PausedSequence, policy: PausePolicy,
     if not policy.entropy_top:
         raise InterpError("adaptive_pauses needs PausePolicy(entropy_top=...) > 0",
                           "set entropy_top to the fraction of positions that get pauses")
-    pid = pause_id(model) if pause_token is None and policy.filler is None else pause_token
+    pid = core_model.pause_id(model, required=True) if pause_token is None and policy.filler is None else pause_token
     return insert_pauses(seq, policy, pid, entropy=next_token_entropy(model, seq))

@@ -9,10 +9,10 @@ from dataclasses import replace
 
 import torch
 
+from ..core.corpora import Document
 from ..core.inputs import Labelled, iter_sequences
-from ..corpora import Document
-from ..models import check_context
-from ..pauses import PausedSequence, PausePolicy, insert_pauses, pause_id
+from ..core.model import check_context, pause_id
+from ..core.pauses import PausedSequence, PausePolicy, insert_pauses
 
 
 def describe(inputs) -> str:
@@ -38,7 +38,7 @@ def iter_items(
     """
     pid = None
     if policy is not None and policy.inserts_anything and policy.filler is None:
-        pid = pause_id(model)
+        pid = pause_id(model, required=True)
     for item in iter_sequences(model, inputs, n_tokens=n_tokens, bos=bos):
         seq = item.seq
         if policy is not None:

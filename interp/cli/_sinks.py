@@ -1,4 +1,5 @@
-"""``interp registers``: attention sinks, norms, massive activations, ablations, KV eviction."""
+"""``interp sinks`` (also ``interp registers``, its earlier name): attention sinks, norms,
+massive activations, ablations, KV eviction."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from ._common import (
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "registers", help="attention sinks, norms and massive activations by position",
+        "sinks", aliases=["registers"],
+        help="attention sinks, norms and massive activations by position",
         description="Per layer and position: attention received (mean over heads and later "
         "queries), residual-stream and value norms, by role; massive activations (Sun et al. "
         "2024) with zero- vs mean-ablation; and, with --eviction-window, perplexity when the "
@@ -41,10 +43,10 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from .. import sinks
-    from ..core.result import export_figures
-    from ..corpora import load_corpus, windows
+    from ..core.corpora import load_corpus, windows
+    from ..core.pauses import add_pause_token, insert_pauses, tokenize
     from ..errors import InterpError
-    from ..pauses import add_pause_token, insert_pauses, tokenize
+    from ..figures._export import export_figures
 
     model = model_from_args(args)
     policy = policy_from_args(args, model)

@@ -22,7 +22,6 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..sinks import AblationResult, EvictionResult, MassiveActivations, RegisterResult
 from ._style import CYCLE, ROLE_COLORS, ROLE_MARKERS, SEQUENTIAL, apply_style
 
 __all__ = [
@@ -73,7 +72,7 @@ def _layer_note(layers: Sequence[int] | None) -> str:
     return "mean over layers" if layers is None else f"layers {', '.join(map(str, layers))}"
 
 
-def attention_received(res: RegisterResult, *, layers: Sequence[int] | None = None) -> go.Figure:
+def attention_received(res, *, layers: Sequence[int] | None = None) -> go.Figure:
     """Attention each position receives (mean over heads, later queries, windows and layers),
     by role, with the uniform-attention baseline ``mean_{i>j} 1/(i+1)``: a sink sits far above
     it, an ordinary position near it."""
@@ -88,7 +87,7 @@ def attention_received(res: RegisterResult, *, layers: Sequence[int] | None = No
     return fig
 
 
-def norms_by_position(res: RegisterResult, *, layer: int | None = None) -> go.Figure:
+def norms_by_position(res, *, layer: int | None = None) -> go.Figure:
     """Residual-stream norm ``‖h_l(j)‖`` and value norm by position at one layer (default: the
     middle layer), by role, on log scales; massive activations show as a high residual norm
     with a low value norm at the sink."""
@@ -114,7 +113,7 @@ _QUANTITY_LABELS = {"attn_received": "attention received", "resid_norm": "residu
                     "value_norm": "value norm"}
 
 
-def register_heatmap(res: RegisterResult, quantity: str = "attn_received") -> go.Figure:
+def register_heatmap(res, quantity: str = "attn_received") -> go.Figure:
     """A quantity (mean over windows) over layer × position, log10 colour scale."""
     if quantity not in _QUANTITY_LABELS:
         from ..errors import InterpError
@@ -134,7 +133,7 @@ def register_heatmap(res: RegisterResult, quantity: str = "attn_received") -> go
     return fig
 
 
-def sink_heads(res: RegisterResult, role: str | None = None) -> go.Figure:
+def sink_heads(res, role: str | None = None) -> go.Figure:
     """Per layer and query head, the mean attention that the positions of ``role`` receive
     from later queries (default: ``bos`` if present, else the most common role), as a
     heatmap: which heads use the sink."""
@@ -159,7 +158,7 @@ def sink_heads(res: RegisterResult, role: str | None = None) -> go.Figure:
     return fig
 
 
-def massive_by_layer(massive: MassiveActivations) -> go.Figure:
+def massive_by_layer(massive) -> go.Figure:
     """The three largest activation magnitudes and the median magnitude of ``resid_post`` per
     layer (mean over windows), log scale, as in Sun et al. (2024, Fig. 1); the dotted line is
     the massive threshold (``ratio`` × median)."""
@@ -186,7 +185,7 @@ def massive_by_layer(massive: MassiveActivations) -> go.Figure:
     return fig
 
 
-def ablation_bars(ab: AblationResult) -> go.Figure:
+def ablation_bars(ab) -> go.Figure:
     """Increase in next-token loss when the massive activations, or the sink position's K/V,
     are set to zero versus to their mean (Sun et al. 2024)."""
     t = ab.table[ab.table["method"] != "none"]
@@ -206,7 +205,7 @@ def ablation_bars(ab: AblationResult) -> go.Figure:
     return fig
 
 
-def eviction_perplexity(ev: EvictionResult) -> go.Figure:
+def eviction_perplexity(ev) -> go.Figure:
     """Perplexity on the same scored positions with full attention, with only a recent window
     (the first tokens evicted), and with the window plus the first S tokens (StreamingLLM)."""
     t = ev.table

@@ -13,7 +13,7 @@ Parity needs every bit at once; with a fixed depth, extra positions between the 
 answer give the model more places to count and combine.
 
 **Parallel chain of thought** (for the filler mixture of Pfau et al. 2024, see
-:class:`interp.tasks.Task`): the count of ones in unary, one token per threshold,
+:class:`interp.training.tasks.Task`): the count of ones in unary, one token per threshold,
 ``[c ≥ 1] [c ≥ 2] ... [c ≥ n]`` with c = b_1 + ... + b_n. Every token is a threshold of one
 global average (what a filler position reads with uniform attention), so all are computable at
 once from the input, and the parity is *linear* in them:
@@ -31,7 +31,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import InterpError
+from ...errors import InterpError
 from ._base import BOS, RawExample, Task, Vocab
 
 __all__ = ["Parity"]

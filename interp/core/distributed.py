@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from .errors import InterpError
+from ..errors import InterpError
 
 __all__ = [
     "RankInfo",

@@ -12,9 +12,9 @@ from typing import ClassVar
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .._io import atomic_write_csv
-from ..core.result import Figure, SavedResult
-from ..errors import InterpError, check_choice
+from ...core.io import atomic_write_csv
+from ...core.result import Figure, SavedResult
+from ...errors import InterpError, check_choice
 from ._config import CONDITIONS, TrainConfig, run_labels
 from ._loop import train_toy
 
@@ -48,7 +48,7 @@ class ToyComparison(SavedResult):
         return out
 
     def figures(self) -> list[Figure]:
-        from ..figures import toy as f
+        from ...figures import toy as f
 
         return [Figure("toy_compare", f.compare_bars,
                        "Final held-out metric of tiny models trained on a synthetic task, per "

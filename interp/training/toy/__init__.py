@@ -1,4 +1,4 @@
-"""Train tiny native models on the synthetic tasks of :mod:`interp.tasks`: vanilla or myopic,
+"""Train tiny native models on the synthetic tasks of :mod:`interp.training.tasks`: vanilla or myopic,
 with pauses, fillers or neither.
 
 The model is an ordinary ``TransformerBridge`` from ``interp.load_model(interp.TinyConfig(...))``,
@@ -30,7 +30,7 @@ the checkpoint), and at the end ``history.csv`` and ``metrics.json``. Calling
 data stream is indexed by step, the resumed run matches an uninterrupted one.
 
 Example:
-    >>> cfg = interp.train.TrainConfig(task="parity", task_options=dict(n_bits=8), pauses=4)
+    >>> cfg = interp.training.toy.TrainConfig(task="parity", task_options=dict(n_bits=8), pauses=4)
     >>> result = interp.train_toy(cfg, out="runs/parity-p4")
     >>> result.metrics["accuracy"], result.history.tail(1)
 """

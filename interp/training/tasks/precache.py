@@ -14,7 +14,7 @@ j, gives no reason to compute sin(ω·x_j) at j, so it stays near the trivial ba
 
 Real values through the bridge: every position holds the same token ``x``; a learned input
 projection ``x_n ↦ x_n·w + b`` replaces the ``hook_embed`` output (see
-:func:`interp.train.real_inputs`), and the prediction is the output logit of token id 0. The
+:func:`interp.training.toy.real_inputs`), and the prediction is the output logit of token id 0. The
 loss is the mean squared error over positions n ≥ 1 (y_0 = 0 exactly), and the
 *normalised loss* is Σ (ŷ_n − y_n)² / Σ y_n², which is 1 for the trivial predictor ŷ = 0.
 """
@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..errors import InterpError
+from ...errors import InterpError
 from ._base import RawExample, Task, TaskBatch, Vocab
 
 __all__ = ["Precache", "precache_targets"]

@@ -27,9 +27,16 @@ from typing import Any
 
 import torch
 
-from ._io import dataclass_from_dict
-from .core.model import Bridge, n_kv_heads, set_native_config
-from .errors import InterpError
+from ..core.io import dataclass_from_dict
+from ..core.model import (
+    check_context,
+    context_length,
+    n_kv_heads,
+    resolve_device,
+    set_native_config,
+)
+from ..errors import InterpError
+from .adapter import is_adapter_dir, load_adapter, read_adapter_config
 
 __all__ = [
     "BUNDLED",
@@ -175,13 +182,6 @@ def cache_dir() -> Path:
     return Path(root)
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` or ``"auto"``: CUDA when present, else CPU."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def list_models() -> list[dict[str, str]]:
     """The bundled models (installed or not) and the models in interp's weight cache."""
     rows = []
@@ -247,9 +247,7 @@ def load_model(
     if name is None:
         name = DEFAULT_MODEL
     if adapter is not None or (isinstance(name, str | os.PathLike)
-                               and _is_adapter_dir(Path(name))):
-        from .pause_training import load_adapter, read_adapter_config
-
+                               and is_adapter_dir(name)):
         if adapter is None:
             adapter, name = name, read_adapter_config(name)["base"]
         base = TinyConfig.from_dict(name) if isinstance(name, dict) else name
@@ -267,7 +265,7 @@ def load_model(
     hf_kwargs: dict[str, Any] = dict(dtype=dtype, attn_implementation="eager",
                                      trust_remote_code=trust_remote_code)
     if n_devices is not None and n_devices > 1:
-        from .distributed import rank_info
+        from ..core.distributed import rank_info
 
         # under torchrun, process r takes GPUs r·n .. r·n + n − 1 (data parallel × layer split)
         first = rank_info().local_rank * n_devices
@@ -306,12 +304,6 @@ def load_model(
     if device_map is None:
         hf = hf.to(dev)
     return _bridge(hf, tok, arch_name)
-
-
-def _is_adapter_dir(path: Path) -> bool:
-    from .pause_training import ADAPTER_CONFIG
-
-    return (path / ADAPTER_CONFIG).is_file()
 
 
 def _same_file(path: Path, bundled: BundledModel) -> bool:
@@ -429,18 +421,3 @@ def _load_hub(name: str, hf_kwargs: dict):
 def _require(module: str, install: str) -> None:
     if importlib.util.find_spec(module) is None:
         raise InterpError(f"this needs the package {module!r}, which is not installed", install)
-
-
-def context_length(model: Bridge) -> int:
-    """The longest sequence the model accepts (``n_ctx``)."""
-    return int(model.cfg.n_ctx)
-
-
-def check_context(model: Bridge, n_tokens: int) -> None:
-    """Raise an :class:`InterpError` naming the limit when ``n_tokens`` exceeds ``n_ctx``."""
-    limit = context_length(model)
-    if n_tokens > limit:
-        raise InterpError(
-            f"a sequence of {n_tokens} tokens is longer than the model's context of {limit}",
-            f"use windows of at most {limit} tokens (e.g. --n-tokens {min(limit, 512)})",
-        )

@@ -16,7 +16,7 @@ name               task
 =================  =========================================================================
 
 Example:
-    >>> task = interp.tasks.get_task("parity", n_bits=6, pauses=2)
+    >>> task = interp.training.tasks.get_task("parity", n_bits=6, pauses=2)
     >>> task.decode(task.examples(1, seed=0)[0])
     '<bos> 1 1 1 0 0 0 = <pause> <pause> 1'
     >>> batch = task.batch(64, seed=0)      # padded tensors, targets on answer positions
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import inspect
 
-from ..errors import InterpError
+from ...errors import InterpError
 from ._base import PLACEMENTS, RawExample, Task, TaskBatch, Vocab
 from .addition import Addition
 from .parity import Parity

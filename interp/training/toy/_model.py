@@ -10,12 +10,12 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .. import hooks
-from .._types import Float, Tensor
-from ..core import model as core_model
-from ..core.model import Bridge
-from ..errors import InterpError
-from ..models import TinyConfig, load_model
+from ..._types import Float, Tensor
+from ...core import hooks
+from ...core import model as core_model
+from ...core.model import Bridge
+from ...errors import InterpError
+from ...models import TinyConfig, load_model
 from ..tasks import Task, TaskBatch
 from ._config import TrainConfig
 
@@ -113,7 +113,7 @@ def training_loss(model: Bridge, task: Task, batch: TaskBatch, *, myopic: bool =
     """The loss whose gradient trains the model; with ``myopic`` the forward runs inside
     :func:`interp.gradients.detached_attention`, so ``loss.backward()`` gives the myopic
     gradient (same value, no path from a loss into earlier positions' keys and values)."""
-    from ..gradients import detached_attention
+    from ...gradients import detached_attention
 
     with detached_attention(model) if myopic else nullcontext():
         return task_loss(task, forward(model, task, batch), batch)
