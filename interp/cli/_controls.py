@@ -55,7 +55,7 @@ def _usage(p: argparse.ArgumentParser) -> int:
 
 
 def run_controls(args) -> int:
-    from ..core.result import export_figures
+    from ..figures._export import export_figures
 
     out = Path(args.out)
     formats = parse_formats(args.formats)
@@ -83,8 +83,7 @@ def _pauses(args, out: Path, formats) -> None:
     import dataclasses
 
     from ..controls import control_run, pause_control, pause_control_config, pause_instruments
-    from ..core.result import export_figures
-    from ..figures._export import export_many
+    from ..figures._export import export_figures, export_many
     from ..figures.controls import control_lengths
     from ..training.toy import load_toy
 
