@@ -47,14 +47,14 @@ from tqdm.auto import tqdm
 from ._types import Float, Tensor
 from .core import hooks
 from .core import model as core_model
+from .core.attention import attention_spec, check_pattern, expand_kv, qkv_hooks, rotated_qkv
 from .core.inputs import as_sequence
 from .core.loss import token_losses
-from .core.model import Bridge, attention_scale
+from .core.model import Bridge, n_kv_heads
 from .core.result import Figure, TableResult
 from .core.sites import hook_name, resolve_layers, resolve_sites
 from .errors import InterpError
 from .gradients._batches import activation_gradients_only
-from .gradients._detach import qkv_hooks, rotated_qkv
 
 __all__ = [
     "Attribution",
@@ -172,7 +172,7 @@ def _heads(t: Tensor) -> Tensor:
     return t if t.ndim == 4 else t[:, :, None]
 
 
-def _capture(model: Bridge, tokens: Tensor, keys) -> tuple[dict, Tensor]:
+def _capture(model: Bridge, tokens: Tensor, keys, extra: list = ()) -> tuple[dict, Tensor]:
     acts: dict = {}
 
     def make(key):
@@ -182,7 +182,7 @@ def _capture(model: Bridge, tokens: Tensor, keys) -> tuple[dict, Tensor]:
         return hook
 
     with torch.no_grad(), model.hooks(fwd_hooks=[(hook_name(s, layer), make((s, layer)))
-                                                 for s, layer in keys]):
+                                                 for s, layer in keys] + list(extra)):
         logits = model(tokens)
     return acts, logits
 
@@ -197,13 +197,14 @@ def _frame(model: Bridge, tokens, rows: list[dict]) -> pd.DataFrame:
 
 def _node_rows(layer, site, effect: Float[Tensor, "pos head"], per_head: bool, column: str,
                target: int | None = None) -> list[dict]:
-    if not per_head or site.startswith("resid"):
+    together = not per_head or site.startswith("resid")
+    if together:
         effect = effect.sum(-1, keepdim=True)
     rows = []
-    heads = -1 if effect.shape[-1] == 1 else None
     for p in range(effect.shape[0]):
         for h in range(effect.shape[1]):
-            row = dict(layer=layer, site=site, head=heads if heads is not None else h, position=p)
+            # a model with one KV head still labels its k/v rows head 0, as activation patching
+            row = dict(layer=layer, site=site, head=-1 if together else h, position=p)
             if target is not None:
                 row["loss_position"] = target
             row[column] = float(effect[p, h])
@@ -255,7 +256,16 @@ def attribution_patch(
     layers = resolve_layers(model, layers)
     clean_t, corrupt_t = _pair(model, clean, corrupt)
     keys = [(s, layer) for layer in layers for s in sites]
-    corrupt_acts, corrupt_logits = _capture(model, corrupt_t, keys)
+    fix_layers = [layer for layer in layers if qk_fix and "k" in sites and not target_resolved]
+    specs = _attention_specs(model, fix_layers, per_head)
+    corrupt_qkv: dict = {layer: {} for layer in fix_layers}
+    corrupt_acts, corrupt_logits = _capture(
+        model, corrupt_t, keys,
+        [h for layer in fix_layers for h in qkv_hooks(model, layer, corrupt_qkv[layer], pattern=True)])
+    # the corrupt q, k as the model scores them, checked against its pattern: a variant
+    # interp does not reproduce is refused here, before the clean backward pass
+    corrupt_qk = {layer: _scored(model, spec, corrupt_qkv[layer], "AtP* (corrupt input)")
+                  for layer, spec in specs.items()}
     acts: dict = {}
     grads: dict = {}
     pattern_grads: dict = {}
@@ -271,13 +281,13 @@ def attribution_patch(
 
     def read_pattern(layer):
         def hook(t: Tensor, hook) -> Tensor:
+            qkv[layer]["pattern"] = t.detach()
             t.register_hook(lambda g: pattern_grads.__setitem__(layer, g))
             return t
 
         return hook
 
     fwd = [(hook_name(s, layer), make((s, layer))) for s, layer in keys]
-    fix_layers = [layer for layer in layers if qk_fix and "k" in sites]
     for layer in fix_layers:
         fwd += qkv_hooks(model, layer, qkv[layer]) + [(hooks.pattern(layer), read_pattern(layer))]
     rows: list[dict] = []
@@ -296,8 +306,10 @@ def attribution_patch(
                 effect = (delta * _heads(grads[(site, layer)])).sum(-1)[0]
                 rows += _node_rows(layer, site, effect, per_head, "atp")
     table = _frame(model, clean_t, rows)
-    if fix_layers and not target_resolved:
-        star = _qk_fix(model, fix_layers, qkv, pattern_grads, corrupt_t, per_head)
+    if fix_layers:
+        clean_qk = {layer: _scored(model, spec, qkv[layer], "AtP* (clean input)")
+                    for layer, spec in specs.items()}
+        star = _qk_fix(specs, clean_qk, corrupt_qk, pattern_grads, n_kv_heads(model), per_head)
         table = table.merge(star, on=["layer", "site", "head", "position"], how="left")
     meta = dict(metric=getattr(metric, "__name__", "ℓ_t") if not target_resolved else "ℓ_t",
                 sites=list(sites), layers=list(layers), per_head=per_head,
@@ -336,39 +348,62 @@ def _target_resolved_atp(losses, acts, corrupt_acts, keys, per_head, verbose,
     return rows
 
 
-def _qk_fix(model: Bridge, layers, qkv, pattern_grads, corrupt_t, per_head) -> pd.DataFrame:
+_ATP_STAR_FIX = "use qk_fix=False (plain AtP) on this model, or a family listed in docs/families.md"
+
+
+def _attention_specs(model: Bridge, layers, per_head: bool) -> dict:
+    """Each fixed layer's attention variant, read and vetted before any forward pass."""
+    specs = {layer: attention_spec(model, layer) for layer in layers}
+    joint = [layer for layer, spec in specs.items() if spec.joint_k_norm]
+    if per_head and joint:
+        raise InterpError(
+            f"AtP* per KV head: layers {joint} normalise the keys of all heads of a position "
+            "together (a QK-norm over heads, as in OLMo-2), so patching one head's key moves "
+            "every head's attention and the per-head QK fix would be wrong",
+            "pass per_head=False (the heads of a site patched together: exact), or "
+            "qk_fix=False for plain AtP per head")
+    return specs
+
+
+def _scored(model: Bridge, spec, seen: dict, what: str) -> tuple[Tensor, Tensor]:
+    """Rotated q and KV-expanded k ``[head, pos, d_head]`` (float64) from what
+    :func:`~interp.core.attention.qkv_hooks` stored, after checking that they reproduce the
+    model's own pattern (a rotation no hook shows, or a mismatch, raises)."""
+    q, k, _ = rotated_qkv(model, spec.layer, seen)
+    q, k = (t.detach()[0].transpose(0, 1).double() for t in (q, k))
+    k = expand_kv(k[None], q.shape[0])[0]
+    check_pattern(spec, spec.pattern(spec.logits(q @ k.transpose(-1, -2))),
+                  seen.pop("pattern")[0], what)
+    return q, k
+
+
+def _qk_fix(specs: dict, clean_qk: dict, corrupt_qk: dict, pattern_grads: dict, n_kv: int,
+            per_head: bool) -> pd.DataFrame:
     """AtP* for keys: the exact change of every query's pattern when key i is patched,
-    times ∂M/∂pattern (linear only downstream of the pattern)."""
-    corrupt_store: dict = {layer: {} for layer in layers}
-    fwd = []
-    for layer in layers:
-        fwd += qkv_hooks(model, layer, corrupt_store[layer])
-    with torch.no_grad(), model.hooks(fwd_hooks=fwd):
-        model(corrupt_t)
-        corrupt_k = {layer: rotated_qkv(model, layer, corrupt_store[layer])[1] for layer in layers}
+    times ∂M/∂pattern (linear only downstream of the pattern).
+
+    The pattern is the model's own attention reproduced by :mod:`interp.core.attention`
+    (mask, soft-cap, rotation), already checked against ``hook_pattern`` on the clean and
+    the corrupt input (:func:`_scored`)."""
     rows = []
-    for layer in layers:
+    for layer, spec in specs.items():
+        if layer not in pattern_grads:
+            raise InterpError(f"layer {layer}: no gradient reached hook_pattern, so this "
+                              "bridge's pattern is not on the live path", _ATP_STAR_FIX)
         with torch.no_grad():
-            q, k, _ = rotated_qkv(model, layer, qkv[layer])
-            q, k = q.detach()[0].transpose(0, 1), k.detach()[0].transpose(0, 1)  # [head, pos, d]
-            kc = corrupt_k[layer][0].transpose(0, 1)
-            grad = pattern_grads[layer][0]
-            rep = q.shape[0] // k.shape[0]
-            k, kc = k.repeat_interleave(rep, 0), kc.repeat_interleave(rep, 0)
-            scale = attention_scale(model, layer)
-            n = q.shape[1]
-            scores = (q @ k.transpose(-1, -2)) * scale  # [head, q, k]
-            causal = torch.ones(n, n, dtype=torch.bool, device=q.device).triu(1)
-            new_col = (q @ kc.transpose(-1, -2)) * scale  # scores with every key corrupt
-            # the clean pattern recomputed the same way, so unchanged keys give exactly zero
-            pattern = scores.double().masked_fill(causal, float("-inf")).softmax(-1)
-            effect = torch.zeros(q.shape[0], n, dtype=torch.float64, device=q.device)
+            (q, k), kc = clean_qk[layer], corrupt_qk[layer][1]
+            n_heads, n = q.shape[0], q.shape[1]
+            logits = spec.logits(q @ k.transpose(-1, -2))  # [head, q, k]
+            new_col = spec.logits(q @ kc.transpose(-1, -2))  # every key corrupt
+            # unchanged keys give exactly zero: the clean pattern is recomputed the same way
+            pattern = spec.pattern(logits)
+            grad = pattern_grads[layer][0].double()
+            effect = torch.zeros(n_heads, n, dtype=torch.float64, device=q.device)
             for i in range(n):
-                s = scores.clone()
+                s = logits.clone()
                 s[:, :, i] = new_col[:, :, i]
-                patched = s.double().masked_fill(causal, float("-inf")).softmax(-1)
-                effect[:, i] = ((patched - pattern) * grad.double()).sum((-1, -2))
-            effect = effect.reshape(k.shape[0] // rep, rep, n).sum(1).T  # [pos, kv_head]
+                effect[:, i] = ((spec.pattern(s) - pattern) * grad).sum((-1, -2))
+            effect = effect.reshape(n_kv, n_heads // n_kv, n).sum(1).T  # [pos, kv_head]
         rows += _node_rows(layer, "k", effect, per_head, "atp_star")
     return pd.DataFrame(rows)
 
@@ -448,6 +483,11 @@ def compare_patching(
     """Agreement of an estimate with activation patching: Spearman and Pearson correlation
     and the overlap of the top-``k`` nodes by magnitude (|top_k(est) ∩ top_k(truth)| / k).
 
+    Every node of a site that has the estimate must have the ground truth too, and the
+    reverse: a node with only one of them means the two tables were labelled differently
+    when merged (e.g. one KV head called ``-1`` in one and ``0`` in the other), and is an
+    error rather than a row silently left out.
+
     Nodes that the corruption cannot reach (positions before the first changed token, where
     both values are exactly zero) agree trivially and would inflate the rank correlation with
     ties; they are left out unless ``drop_unaffected=False``.
@@ -463,6 +503,9 @@ def compare_patching(
 
     Returns:
         One row per group plus ``all``: n, spearman, pearson, top_k_overlap.
+
+    Raises:
+        InterpError: a missing column, or nodes with only one of the two values.
     """
     table = result.table if isinstance(result, Attribution) else result
     for col in (estimate, truth):
@@ -470,6 +513,7 @@ def compare_patching(
             raise InterpError(f"no {col!r} column to compare",
                               "run attribution_patch(..., verify=True) (and qk_fix=True for "
                               "atp_star)")
+    _check_matched(table, estimate, truth)
     table = table.dropna(subset=[estimate, truth])
     if drop_unaffected:
         table = table[(table[estimate] != 0) | (table[truth] != 0)]
@@ -487,3 +531,21 @@ def compare_patching(
                          pearson=x.corr(y) if len(t) > 1 else np.nan,
                          top_k_overlap=len(top_x & top_y) / kk if kk else np.nan, k=kk))
     return pd.DataFrame(rows)
+
+
+def _check_matched(table: pd.DataFrame, estimate: str, truth: str) -> None:
+    """Raise when a site's rows carry one of the two values but not the other."""
+    has_est, has_truth = table[estimate].notna(), table[truth].notna()
+    # atp_star exists only for k rows: compare within the sites that have the estimate at all
+    scope = table["site"].isin(set(table.loc[has_est, "site"])) if "site" in table else True
+    lost = table[scope & (has_est != has_truth)]
+    if len(lost):
+        where = ", ".join(f"{site} head {head}" for site, head in
+                          sorted(set(zip(lost.get("site", ["?"] * len(lost)),
+                                         lost.get("head", ["?"] * len(lost)), strict=True)))[:6])
+        raise InterpError(
+            f"{len(lost)} nodes have only one of {estimate!r} and {truth!r} ({where}): the "
+            "estimate and the ground truth were labelled differently when their tables were "
+            "merged, and comparing the rest would silently leave these out",
+            "merge on the same (layer, site, head, position) labels, as "
+            "attribution_patch(..., verify=True) does, or drop those rows yourself first")

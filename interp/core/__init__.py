@@ -6,6 +6,8 @@ the package above :mod:`interp.errors` (it imports nothing else of interp).
   :func:`resolve_layers`, the one rule for layer indices (negative ones count from the end).
 * :mod:`interp.core.model`: the adapter, the only code that reaches inside a bridge and
   keeps the ``<pause>`` state on it; the model's facts (context length, device).
+* :mod:`interp.core.attention`: the model's own attention (mask, soft-cap, rotation),
+  reproduced once for the exact decomposition and AtP* and checked against ``hook_pattern``.
 * :mod:`interp.core.pauses`: the ``<pause>`` token, insertion policies, roles, the loss mask.
 * :mod:`interp.core.corpora`: corpora and their windows.
 * :mod:`interp.core.inputs`: :func:`~interp.core.inputs.as_sequences`, the one reader of

@@ -10,6 +10,9 @@ Shapes, as seen by forward hooks on a ``TransformerBridge`` (TransformerLens 4.3
 * ``k(l)``, ``v(l)``: ``[batch, pos, kv_head, d_head]`` (before RoPE)
 * ``rot_q(l)``, ``rot_k(l)``: after RoPE (fire only on models that apply RoPE through the
   bridge's hooks, such as Hugging Face Llama models; native models apply RoPE internally)
+* ``cos(l)``, ``sin(l)``: the rotary tables ``[batch, pos, rotary_dim]`` the layer rotates q
+  and k with (on rotary Hugging Face models; on GPT-NeoX and Phi-3 the rot hooks do not fire
+  but these do)
 * ``attn_scores(l)``, ``pattern(l)``: ``[batch, head_index, q_pos, k_pos]``
 
 A backward hook on ``attn.hook_k`` fires under the alias ``attn.k.hook_out``; to read
@@ -49,6 +52,14 @@ def rot_q(layer: int) -> str:
 
 def rot_k(layer: int) -> str:
     return f"blocks.{layer}.attn.hook_rot_k"
+
+
+def cos(layer: int) -> str:
+    return f"blocks.{layer}.attn.hook_cos"
+
+
+def sin(layer: int) -> str:
+    return f"blocks.{layer}.attn.hook_sin"
 
 
 def z(layer: int) -> str:

@@ -13,15 +13,16 @@ For each attention layer, with q, k, v after RoPE and GQA head expansion,
     scores = q · k.detach()ᵀ  off the diagonal,  q · kᵀ  on it
     z      = pattern · v.detach() + diag(pattern) · (v − v.detach())
 
-Only forward hooks are used. The hooks capture q, k (after RoPE: ``hook_rot_q``/``hook_rot_k``
-on Hugging Face bridges; native models rotate internally, so the captured pre-RoPE q and k
-are rotated here with the model's own rotary module) and v; at ``hook_z`` the head outputs B
-are recomputed from them with the detaching above, and the hook returns
+Only forward hooks are used. They capture q and k as the model scores them (after QK-norm and
+RoPE, partial rotary included), v and the model's own pattern (:mod:`interp.core.attention`,
+the one reproduction of the model's attention, shared with AtP*); at ``hook_z`` the head
+outputs B are recomputed from them with the detaching above, under the layer's own mask
+(causal, sliding window) and logit soft-cap, and the hook returns
 ``z.detach() + (B − B.detach())``: the value of z exactly (the second term is exactly zero),
 the gradient of B. The model's own attention computation is thereby cut from the graph, so
-this works whether or not the model's pattern hook is on the live path. B is checked against
-z on every call; an attention variant this module does not reproduce (ALiBi, sliding windows,
-soft-capping, a KV cache) raises instead of giving silently wrong gradients.
+this works whether or not the model's pattern hook is on the live path. The recomputed
+pattern is checked against the model's ``hook_pattern`` and B against z on every call; an
+attention variant that is not reproduced raises instead of giving silently wrong gradients.
 """
 
 from __future__ import annotations
@@ -33,66 +34,50 @@ import torch
 
 from .._types import Float, Tensor
 from ..core import hooks
-from ..core import model as core_model
-from ..core.model import Bridge, attention_scale, n_kv_heads
+from ..core.attention import (
+    AttentionSpec,
+    attention_spec,
+    check_pattern,
+    expand_kv,
+    qkv_hooks,
+    rotated_qkv,
+)
+from ..core.model import Bridge, n_kv_heads
 from ..core.sites import resolve_layers
 from ..errors import InterpError
 
-__all__ = [
-    "attention_scale",
-    "detached_attention",
-    "myopic_attention_output",
-    "qkv_hooks",
-    "rotated_qkv",
-]
+__all__ = ["detached_attention", "myopic_attention"]
 
 
-def myopic_attention_output(
+def myopic_attention(
     q: Float[Tensor, "batch pos head_index d_head"],
     k: Float[Tensor, "batch pos kv_head d_head"],
     v: Float[Tensor, "batch pos kv_head d_head"],
-    scale: float,
-) -> Float[Tensor, "batch pos head_index d_head"]:
-    """Causal attention whose queries read only their own position's k and v live.
+    spec: AttentionSpec,
+) -> tuple[Float[Tensor, "batch pos head_index d_head"], Float[Tensor, "batch head_index pos pos"]]:
+    """The layer's attention with each query reading only its own position's k and v live.
 
     Args:
-        q: queries after RoPE.
-        k: keys after RoPE (``kv_head`` may divide ``head_index``: query head h reads KV head
+        q: queries as the model scores them (after QK-norm and RoPE).
+        k: keys likewise (``kv_head`` may divide ``head_index``: query head h reads KV head
             ``h // (n_heads // n_kv_heads)``).
         v: values.
-        scale: multiplier of q · kᵀ (``1 / sqrt(d_head)`` for standard attention).
+        spec: the layer's scale, soft-cap and mask.
 
     Returns:
-        The head outputs z, equal in value to ordinary causal attention; their gradient
-        reaches k and v only through the diagonal (query i reading key/value i).
+        The head outputs z and the pattern, equal in value to the layer's own attention; their
+        gradient reaches k and v only through the diagonal (query i reading key/value i).
     """
     n_pos = q.shape[1]
-    rep = q.shape[2] // k.shape[2]
-    # [batch, head, pos, d_head], KV heads repeated in Llama's repeat_kv order
-    qh = q.transpose(1, 2)
-    kh = k.transpose(1, 2).repeat_interleave(rep, dim=1)
-    vh = v.transpose(1, 2).repeat_interleave(rep, dim=1)
-    work = torch.promote_types(q.dtype, torch.float32)
+    qh = q.transpose(1, 2)  # [batch, head, pos, d_head]
+    kh, vh = expand_kv(k.transpose(1, 2), q.shape[2]), expand_kv(v.transpose(1, 2), q.shape[2])
     eye = torch.eye(n_pos, dtype=torch.bool, device=q.device)
     off = torch.matmul(qh, kh.detach().transpose(-1, -2))
     diag = (qh * kh).sum(-1)  # q_i · k_i, live in both
-    scores = torch.where(eye, torch.diag_embed(diag), off) * scale
-    causal = torch.ones(n_pos, n_pos, dtype=torch.bool, device=q.device).triu(1)
-    pattern = scores.to(work).masked_fill(causal, float("-inf")).softmax(-1).to(q.dtype)
+    pattern = spec.pattern(spec.logits(torch.where(eye, torch.diag_embed(diag), off)))
     own = torch.diagonal(pattern, dim1=-2, dim2=-1)[..., None]  # [batch, head, pos, 1]
     z = torch.matmul(pattern, vh.detach()) + own * (vh - vh.detach())
-    return z.transpose(1, 2)
-
-
-def _check_supported(model: Bridge) -> None:
-    for name in ("attn_scores_soft_cap", "attn_logit_softcapping"):
-        cap = getattr(model.cfg, name, None)
-        if cap not in (None, 0, -1, 0.0, -1.0):
-            raise InterpError(f"detached_attention does not support attention soft-capping "
-                              f"({name}={cap})", "use a model without attention soft-capping")
-    if getattr(model.cfg, "positional_embedding_type", "standard") == "alibi":
-        raise InterpError("detached_attention does not support ALiBi attention",
-                          "use a model with rotary or learned absolute positions")
+    return z.transpose(1, 2), pattern
 
 
 @contextmanager
@@ -128,59 +113,28 @@ def detached_attention(model: Bridge, layers: list[int] | None = None) -> Iterat
         model: a ``TransformerBridge`` (Hugging Face, e.g. SmolLM2, or a tiny native model).
         layers: detach only in these layers (default: all).
 
+    Sliding windows (Mistral, Gemma-2/3), logit soft-capping (Gemma-2), partial rotary
+    (GPT-NeoX), QK-norm and one KV head (Gemma-3), qkv biases (Qwen2) and absolute positions
+    (GPT-2) are reproduced (:mod:`interp.core.attention`; docs/families.md lists the families
+    checked).
+
     Raises:
-        InterpError: an unsupported attention variant (soft-capping, ALiBi), or, during the
-            forward, a recomputed attention output that does not match the model's (e.g. a
-            KV cache or sliding window), which would make the gradients wrong.
+        InterpError: an attention variant that is not reproduced (ALiBi, attention sinks, a
+            rotation no hook reveals), or, during the forward, a recomputed pattern or output
+            that does not match the model's own (e.g. under an attention mask or KV cache),
+            which would make the gradients wrong.
     """
-    _check_supported(model)
     n_kv = n_kv_heads(model)
     fwd = []
     for layer in resolve_layers(model, layers):
-        fwd += _layer_hooks(model, layer, n_kv)
+        fwd += _layer_hooks(model, attention_spec(model, layer), n_kv)
     with model.hooks(fwd_hooks=fwd):
         yield
 
 
-def qkv_hooks(model: Bridge, layer: int, seen: dict[str, Tensor]) -> list:
-    """Forward hooks that store layer ``layer``'s q, k, v (and q, k after RoPE where the
-    bridge exposes them) in ``seen``; read them back with :func:`rotated_qkv`."""
-
-    def capture(key: str):
-        def hook(t: Tensor, hook) -> None:
-            seen[key] = t
-
-        return hook
-
-    names = [(hooks.q(layer), capture("q")), (hooks.k(layer), capture("k")),
-             (hooks.v(layer), capture("v"))]
-    if hooks.rot_q(layer) in model.hook_dict:
-        names += [(hooks.rot_q(layer), capture("rot_q")), (hooks.rot_k(layer), capture("rot_k"))]
-    return names
-
-
-def rotated_qkv(model: Bridge, layer: int, seen: dict[str, Tensor]) -> tuple[
-    Float[Tensor, "batch pos head_index d_head"], Float[Tensor, "batch pos kv_head d_head"],
-    Float[Tensor, "batch pos kv_head d_head"],
-]:
-    """q and k after RoPE, and v, from what :func:`qkv_hooks` stored (emptying ``seen``).
-
-    Native models rotate inside the attention module, where no hook fires, so their stored
-    pre-RoPE q and k are rotated here with the model's own rotary module."""
-    q, k = seen.pop("rot_q", None), seen.pop("rot_k", None)
-    q_pre, k_pre, v = seen.pop("q"), seen.pop("k"), seen.pop("v")
-    if q is None or k is None:
-        rotary = core_model.rotary(model, layer)
-        if rotary is None:
-            return q_pre, k_pre, v  # learned absolute positions: no rotation
-        qr, kr = rotary.apply_rope(q_pre.transpose(1, 2), k_pre.transpose(1, 2))
-        return qr.transpose(1, 2), kr.transpose(1, 2), v
-    return q, k, v
-
-
-def _layer_hooks(model: Bridge, layer: int, n_kv: int) -> list:
-    scale = attention_scale(model, layer)
+def _layer_hooks(model: Bridge, spec: AttentionSpec, n_kv: int) -> list:
     seen: dict[str, Tensor] = {}
+    layer = spec.layer
 
     def replace_z(z: Tensor, hook) -> Tensor:
         q, k, v = rotated_qkv(model, layer, seen)
@@ -190,11 +144,13 @@ def _layer_hooks(model: Bridge, layer: int, n_kv: int) -> list:
                 f"{tuple(q.shape)}; detached_attention needs one full forward without a KV cache",
                 "call the model on whole sequences (no past_key_values) inside the block",
             )
-        b = myopic_attention_output(q, k, v, scale).to(z.dtype)
+        b, pattern = myopic_attention(q, k, v, spec)
+        check_pattern(spec, pattern, seen.pop("pattern"), "detached_attention")
+        b = b.to(z.dtype)
         _check_close(b.detach(), z.detach(), layer)
         return z.detach() + (b - b.detach())
 
-    return qkv_hooks(model, layer, seen) + [(hooks.z(layer), replace_z)]
+    return qkv_hooks(model, layer, seen, pattern=True) + [(hooks.z(layer), replace_z)]
 
 
 def _check_close(b: Tensor, z: Tensor, layer: int) -> None:
@@ -203,8 +159,9 @@ def _check_close(b: Tensor, z: Tensor, layer: int) -> None:
     err = float((b - z).abs().max())
     if not err <= 1e3 * eps * (1.0 + float(z.abs().max())):
         raise InterpError(
-            f"layer {layer}: the recomputed attention output differs from the model's by {err:.3g}; "
-            "this attention variant (sliding window, attention mask, KV cache, ...) is not "
-            "supported by detached_attention",
-            "use a causal model without these features, on whole unpadded sequences",
+            f"layer {layer}: the recomputed attention output differs from the model's by "
+            f"{err:.3g} although the pattern matches: the values it reads are not the ones "
+            "hook_v captured (an attention mask, KV cache or a value transform interp does not "
+            "reproduce)",
+            "run on whole unpadded sequences without a KV cache",
         )

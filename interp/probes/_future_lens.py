@@ -60,6 +60,7 @@ from ..core.distributed import all_reduce_sum, shard
 from ..core.inputs import iter_sequences
 from ..core.io import atomic_save_tensors
 from ..core.model import Bridge
+from ..core.model import dtype as core_dtype
 from ..core.pauses import pad_batch
 from ..core.result import Figure, TableResult
 from ..core.sites import resolve_layers
@@ -153,7 +154,13 @@ def decoder(model: Bridge):
         raise InterpError("Future Lens decodes through the model's unembedding, and this model has none",
                           "use a causal language model with an unembedding (lm_head)")
     ln = getattr(model, "ln_final", None)
-    return (lambda h: unembed(ln(h))) if ln is not None else unembed
+    dtype = core_dtype(model)  # the lens' states are kept in float32, the model may not be
+
+    def decode(h: Tensor) -> Tensor:
+        h = h.to(dtype)
+        return unembed(ln(h)) if ln is not None else unembed(h)
+
+    return decode
 
 
 # --- the one pass -------------------------------------------------------------------------------

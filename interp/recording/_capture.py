@@ -116,6 +116,15 @@ class BatchCapture:
         """Raise when a hook never fired: its buffer would hold uninitialised memory."""
         for plan in self.plans:
             for layer in self.layers:
+                if (plan.site, layer) not in self.fired and plan.site in ("rot_q", "rot_k"):
+                    raise InterpError(
+                        f"the hook {plan.hook_name(layer)!r} (site {plan.site!r}) did not fire: "
+                        "this bridge rotates q and k without passing them through its rot "
+                        "hooks (GPT-NeoX, Phi-3 and GPT-J do; docs/families.md)",
+                        f"record {plan.site[-1]!r} (before the rotation) instead; "
+                        "interp.core.attention.rotated_qkv rotates captured q and k with the "
+                        "model's own rotary where the bridge shows its cos/sin tables",
+                    )
                 if (plan.site, layer) not in self.fired:
                     raise InterpError(
                         f"the hook {plan.hook_name(layer)!r} (site {plan.site!r}) did not fire "

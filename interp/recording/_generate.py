@@ -110,6 +110,13 @@ def _prompt_sequence(model: Bridge, prompt, pauses: int) -> PausedSequence:
 def _read_cache(past, layers: Sequence[int]) -> dict[str, Tensor]:
     """The cache's keys and values for ``layers`` (batch row 0), copied to the CPU."""
     kv = [core_model.cache_kv(past, layer) for layer in layers]
+    held = {layer: int(k.shape[-2]) for layer, (k, _) in zip(layers, kv, strict=True)}
+    if len(set(held.values())) > 1:
+        raise InterpError(
+            f"read_cache: the KV cache holds different numbers of positions per layer {held} "
+            "(sliding-window layers keep only their last window), so the reads cannot be "
+            "stacked", "pass layers= with layers of one kind (all global or all sliding), or "
+            "record k and v instead (record=('k', 'v'))")
     return {"k": torch.stack([k[0] for k, _ in kv]).cpu(),
             "v": torch.stack([v[0] for _, v in kv]).cpu()}
 

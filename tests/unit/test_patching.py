@@ -154,3 +154,24 @@ def test_figures(tiny_model64):
     with pytest.raises(interp.InterpError, match="verify=True"):
         figs.atp_scatter(attribution_patch(tiny_model64, clean, corrupt, _logit_diff,
                                            sites="v", verbose=False))
+
+
+def test_one_kv_head_rows_are_labelled_head_0_and_a_mislabelled_merge_is_refused():
+    """With one KV head, AtP, AtP* and activation patching all label k/v rows head 0, so the
+    verified table has no missing ground truth; a merge that mislabels them (head -1, as AtP
+    did before) raises instead of leaving the rows out of the comparison."""
+    model = _model(1)
+    clean, corrupt = _pair()
+    result = attribution_patch(model, clean, corrupt, _logit_diff, sites=("k", "v", "resid_post"),
+                               qk_fix=True, verify=True, verbose=False)
+    t = result.table
+    kv = t[t.site.isin(["k", "v"])]
+    assert set(kv["head"]) == {0} and kv.activation_patch.notna().all()
+    assert kv[kv.site == "k"].atp_star.notna().all()
+    assert {"k", "v", "resid_post"} <= set(compare_patching(result).group)
+    on = ["layer", "site", "head", "position"]
+    bad = t.drop(columns="activation_patch")
+    bad.loc[bad.site == "v", "head"] = -1
+    merged = bad.merge(t[on + ["activation_patch"]], on=on, how="left")
+    with pytest.raises(interp.InterpError, match=r"\(v head -1\).*labelled differently"):
+        compare_patching(merged)
