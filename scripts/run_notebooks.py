@@ -49,6 +49,8 @@ SETTINGS: dict[str, tuple[dict[str, object], bool]] = {
     "07_pause_training.ipynb": (
         dict(CHECKPOINT=None, SHORT_STEPS=1, N_TOKENS=12, N_WINDOWS=1, SEEDS=[0], LAYERS=[0, 29]),
         True),
+    "08_positive_controls.ipynb": (
+        dict(N_BITS=4, STEPS=4, SEEDS=[0], LOOKAHEAD_STEPS=4, N_EXAMPLES=64), False),
 }
 
 

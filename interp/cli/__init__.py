@@ -18,7 +18,7 @@ from ..errors import InterpError
 __all__ = ["main", "build_parser"]
 
 COMMANDS = ("models", "record", "gradients", "patch", "probe", "sinks", "figures", "report", "toy",
-            "pause_train")
+            "pause_train", "controls")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -183,7 +183,7 @@ def load_toy(out: str | os.PathLike) -> ToyResult:
     state = _read_state(out)
     config = TrainConfig.from_dict(state["config"])
     task = config.make_task()
-    model = build_model(config, task, _n_ctx(task))
+    model = build_model(config, task, toy_context(config, task))
     _load_tensors(out, model, None, state["step"])
     model.eval()
     history = (pd.read_csv(out / "history.csv") if (out / "history.csv").is_file()
@@ -193,8 +193,22 @@ def load_toy(out: str | os.PathLike) -> ToyResult:
     return ToyResult(config, task, model, history, metrics)
 
 
-def _n_ctx(task: Task) -> int:
-    return int(task.batch(1, _EVAL_SEED).tokens.shape[1])
+def toy_context(config: TrainConfig, task: Task) -> int:
+    """The context a run's model gets: ``config.n_ctx``, or the task's sequence length.
+
+    Raises:
+        InterpError: the task's sequences (prompt, pauses and answer) do not fit in
+            ``config.n_ctx``.
+    """
+    need = int(task.batch(1, _EVAL_SEED).tokens.shape[1])
+    if config.n_ctx is None:
+        return need
+    if need > config.n_ctx:
+        raise InterpError(
+            f"{config.task} sequences with {config.pauses} pause(s) are {need} tokens long, "
+            f"more than the context n_ctx={config.n_ctx}",
+            f"raise n_ctx to at least {need}, or use fewer pauses or a shorter task")
+    return config.n_ctx
 
 
 # -- training -----------------------------------------------------------------------------
@@ -223,8 +237,9 @@ def train_toy(config: TrainConfig, out: str | os.PathLike | None = None, *,
     device = resolve_device(config.device)
     dtype = getattr(torch, config.dtype)
     eval_task = config.make_task(evaluation=True)
+    n_ctx = toy_context(config, task)
     eval_batch = eval_task.batch(config.eval_size, (_EVAL_SEED, config.seed)).to(device, dtype)
-    model = build_model(config, task, int(eval_batch.tokens.shape[1]))
+    model = build_model(config, task, n_ctx)
     params = _named_parameters(model)
     decay = [p for p in params.values() if p.ndim >= 2]
     no_decay = [p for p in params.values() if p.ndim < 2]
