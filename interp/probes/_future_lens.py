@@ -5,12 +5,14 @@ through the model's own final norm and unembedding over the full vocabulary.
 residual stream after block l at position t) to ``y_{t+k-1}``, the last block's output at
 position t + k − 1 — the state from which the model itself predicts token t + k::
 
-    ŷ = (h − μ_x) W + μ_y,   W = (Σ_xx + λ I)⁻¹ Σ_xy,   λ = α · tr(Σ_xx) / d_model
+    ŷ = (h − μ_x) W + μ_y,   W = (Σ_xx + α · diag(Σ_xx))⁻¹ Σ_xy
 
-with centred training sums ``Σ_xx = Σ (h − μ_x)(h − μ_x)ᵀ`` and ``Σ_xy`` alike. The penalty is
-relative to the layer's own scale (residual norms grow with depth), and α is chosen per
-(layer, offset) by the mean squared error on the validation documents, computed from their
-sums alone. The prediction is read as ``logits = unembed(ln_final(ŷ))``.
+with centred training sums ``Σ_xx = Σ (h − μ_x)(h − μ_x)ᵀ`` and ``Σ_xy`` alike. Each
+dimension's penalty is relative to its own variance (ridge on standardised features), so
+neither depth (residual norms grow with it) nor a few massive dimensions set the scale; α is
+chosen per (layer, offset) by the mean squared error on the validation documents, computed from
+their sums alone, on a grid that extends itself when an end of it wins (:func:`fit_lens`). The
+prediction is read as ``logits = unembed(ln_final(ŷ))``.
 
 Everything the fit needs is a **sufficient statistic**: the count, Σh, Σy, Σhhᵀ, Σhyᵀ and
 Σy² (:class:`LensStats`), accumulated in float64 in one pass over the corpus for every layer
@@ -51,14 +53,21 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..core import hooks
 from ..core.distributed import all_reduce_sum, shard
 from ..core.inputs import iter_sequences
-from ..core.io import atomic_save_tensors
+from ..core.io import (
+    atomic_save_tensors,
+    atomic_write_json,
+    read_json,
+    read_tensors,
+    sha256_file,
+    verify_checksums,
+)
 from ..core.model import Bridge
 from ..core.model import dtype as core_dtype
 from ..core.pauses import pad_batch
@@ -294,22 +303,39 @@ class LensFit:
         b: the intercepts.
         alpha: the chosen relative penalty.
         val_r2: R² of ŷ on the validation documents (all dimensions pooled).
+        at_edge: the chosen α is the smallest or largest one tried, even after the grid
+            extended itself (:func:`fit_lens`): the validation error might fall further out.
     """
 
     W: Float[Tensor, "layer offset d_model d_model"]
     b: Float[Tensor, "layer offset d_model"]
     alpha: Float[Tensor, "layer offset"]
     val_r2: Float[Tensor, "layer offset"]
+    at_edge: Bool[Tensor, "layer offset"]
+
+
+#: decades the α grid extends itself by, beyond each end, while validation prefers that end
+GRID_EXTENSION = 6
 
 
 @torch.no_grad()
 def fit_lens(train: LensStats, val: LensStats | None, alphas: list[float]) -> LensFit:
     """Solve every (layer, offset) ridge map from training sums; choose α on validation sums.
 
-    One eigendecomposition ``Σ_xx = Q diag(s) Qᵀ`` per layer makes each α one product:
-    ``W_α = Q diag(1 / (s + λ_α)) Qᵀ Σ_xy``. The validation error of ``ŷ = h W + b`` needs only
-    the validation sums: ``Σ‖y − ŷ‖² = Σy² − 2 tr(Wᵀ Σhyᵀ) − 2 bᵀΣy + tr(Wᵀ Σhhᵀ W) + 2 bᵀWᵀΣh + n‖b‖²``.
-    Without ``val`` (no validation positions) the first α is used.
+    **Scale-free penalty.** Each input dimension j is penalised in proportion to its own
+    variance, ``W = (Σ_xx + α · diag(Σ_xx))⁻¹ Σ_xy``: ridge on standardised features. A penalty
+    proportional to the mean variance, α · tr(Σ_xx)/d, is set by the few massive dimensions
+    (Sun et al. 2024) whose variance is orders of magnitude above the rest, so it crushes every
+    other dimension (on Gemma 3 270M it capped the last-layer offset-1 identity at 0.91).
+
+    One eigendecomposition of the correlation-like ``C = D^-½ Σ_xx D^-½`` (``D = diag(Σ_xx)``)
+    per layer, ``C = Q diag(s) Qᵀ``, makes each α one product:
+    ``W_α = D^-½ Q diag(1 / (s + α)) Qᵀ D^-½ Σ_xy``. The validation error of ``ŷ = h W + b``
+    needs only the validation sums: ``Σ‖y − ŷ‖² = Σy² − 2 tr(Wᵀ Σhyᵀ) − 2 bᵀΣy + tr(Wᵀ Σhhᵀ W)
+    + 2 bᵀWᵀΣh + n‖b‖²``. When validation prefers the smallest (or largest) α of the grid, the
+    grid extends itself a decade at a time, up to :data:`GRID_EXTENSION` decades; a choice
+    still at the end is flagged in ``at_edge``. Without ``val`` (no validation positions)
+    the first α is used; a one-α grid is used as given.
     """
     if float(train.n) < 2:
         raise InterpError("Future Lens has fewer than 2 training positions",
@@ -321,26 +347,46 @@ def fit_lens(train: LensStats, val: LensStats | None, alphas: list[float]) -> Le
     b_out = torch.zeros(L, K, d)
     a_out = torch.zeros(L, K)
     r2 = torch.full((L, K), math.nan)
+    edge = torch.zeros(L, K, dtype=torch.bool)
     sst = (val.syy - val.sy ** 2 / val.n).sum(1) if val is not None else None  # [K]
+    grid = sorted(alphas) if val is not None else alphas[:1]
     for li in range(L):  # one layer at a time: peak memory of a few d × K·d matrices
         cxx = train.sxx[li] - n * torch.outer(mx[li], mx[li])
         cxy = (train.sxy[li] - n * torch.einsum("d,ke->dke", mx[li], my)).reshape(d, K * d)
-        s, Q = torch.linalg.eigh(cxx)
-        proj = Q.T @ cxy
-        scale = cxx.diagonal().sum() / d  # tr(Σ_xx) / d: the penalty follows the layer's scale
+        var = cxx.diagonal()
+        # a constant dimension (variance 0) gets weight 0 whatever its floor; the floor only
+        # keeps the division finite
+        r = var.clamp_min(float(var.mean()) * 1e-12).rsqrt()
+        s, Q = torch.linalg.eigh(cxx * r[:, None] * r[None, :])
+        proj = Q.T @ (r[:, None] * cxy)
         best = torch.full((K,), math.inf, dtype=torch.float64)
-        for a in (alphas if val is not None else alphas[:1]):
-            W = (Q @ (proj / (s + a * scale)[:, None])).view(d, K, d).permute(1, 0, 2)  # [K, d_in, d_out]
+        chosen = torch.zeros(K, dtype=torch.float64)
+        queue, lo, hi, extended = list(grid), grid[0], grid[-1], [0, 0]
+        while queue:
+            a = queue.pop(0)
+            W = (r[:, None] * (Q @ (proj / (s + a)[:, None]))).view(d, K, d).permute(1, 0, 2)  # [K, d_in, d_out]
             b = my - torch.einsum("d,kde->ke", mx[li], W)
             sse = _sse(val, li, W, b) if val is not None else torch.zeros(K, dtype=torch.float64)
             better = sse < best
             best = torch.where(better, sse, best)
+            chosen = torch.where(better, a, chosen)
             W_out[li, better] = W[better].float()
             b_out[li, better] = b[better].float()
-            a_out[li, better] = a
+            if queue or len(grid) == 1:
+                continue
+            # an end of the grid wins for some offset: one more decade beyond it
+            if (chosen == lo).any() and extended[0] < GRID_EXTENSION:
+                lo, extended[0] = lo / 10, extended[0] + 1
+                queue.append(lo)
+            elif (chosen == hi).any() and extended[1] < GRID_EXTENSION:
+                hi, extended[1] = hi * 10, extended[1] + 1
+                queue.append(hi)
+        if len(grid) > 1:
+            edge[li] = (chosen == lo) | (chosen == hi)
+        a_out[li] = chosen.float()
         if sst is not None:
             r2[li] = (1 - best / sst).float()
-    return LensFit(W_out, b_out, a_out, r2)
+    return LensFit(W_out, b_out, a_out, r2, edge)
 
 
 def _sse(v: LensStats, li: int, W: Float[Tensor, "offset d_model d_model"],
@@ -509,22 +555,27 @@ class FutureLensResults(TableResult):
         return future_lens_agreement(self, **kwargs)
 
     def save(self, out_dir: str | Path, *, weights: bool = True) -> Path:
-        """Write ``future_lens.csv`` (+ ``.json``), ``lens.safetensors`` (with ``weights``)."""
+        """Write ``future_lens.csv`` (+ ``.json``), ``lens.safetensors`` (with ``weights``) and,
+        last, ``checksums.json`` with the SHA-256 of each, so :meth:`load` names a file edited
+        or damaged since."""
         out = Path(out_dir)
-        self.to_csv(out / "future_lens.csv")
+        written = [csv := self.to_csv(out / "future_lens.csv"), csv.with_suffix(".json")]
         if weights and self.tensors:
-            atomic_save_tensors(out / "lens.safetensors", self.tensors)
+            written.append(atomic_save_tensors(out / "lens.safetensors", self.tensors))
+        atomic_write_json(out / "checksums.json", {p.name: sha256_file(p) for p in written})
         return out
 
     @classmethod
     def load(cls, out_dir: str | Path) -> FutureLensResults:
-        """Read what :meth:`save` wrote (the tensors when present)."""
-        from safetensors.torch import load_file
-
+        """Read what :meth:`save` wrote (the tensors when present), each file checked against
+        its checksum (runs of earlier releases have none)."""
         out = Path(out_dir)
+        fix = f"train again with `interp probe train SPEC --out {out} --fresh`"
+        if (out / "checksums.json").is_file():
+            verify_checksums(out, read_json(out / "checksums.json", fix), fix)
         res = cls.from_csv(out / "future_lens.csv")
         if (out / "lens.safetensors").is_file():
-            res.tensors = load_file(str(out / "lens.safetensors"))
+            res.tensors = read_tensors(out / "lens.safetensors", fix)
         return res
 
 
@@ -708,7 +759,10 @@ def future_lens(
     meta = dict(layers=layers, offsets=offsets, n_train=int(stats["train"].n), n_val=int(stats["val"].n),
                 n_test=n, n_groups={s: int(len(set(groups[split == s]))) for s in ("train", "val", "test")},
                 prompt_layers=list(cfg.prompt_layers), prompt_length=cfg.prompt_length,
-                prompt_steps=cfg.prompt_steps, d_vocab=int(model.cfg.d_vocab))
+                prompt_steps=cfg.prompt_steps, d_vocab=int(model.cfg.d_vocab),
+                # (layer, offset) cells whose α is the end of the (self-extended) grid
+                alpha_at_edge=[[layer, k] for li, layer in enumerate(layers) for ki, k in enumerate(offsets)
+                               if bool(fit.at_edge[li, ki])])
     return FutureLensResults(pd.DataFrame(rows, columns=LENS_COLUMNS), meta, tensors=tensors)
 
 

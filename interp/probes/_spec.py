@@ -185,8 +185,9 @@ class TargetSpec:
             (default: the probe's own layer).
         table: for ``label``/``continuous`` targets, a CSV file with columns ``sequence`` and
             ``position`` (which sequence and position a row labels; ``window`` for the
-            sequence in earlier releases is still read) and the ``column``.
-            An optional ``token`` column is checked against the data.
+            sequence in earlier releases is still read), ``token`` (the token id there,
+            checked against the data, so a table made for other windows is refused) and
+            the ``column``.
         column: the label column of ``table``.
     """
 
@@ -270,8 +271,11 @@ class FutureLensSpec:
     """Settings of a Future Lens run (the ``[future_lens]`` table of a probe spec).
 
     Attributes:
-        alphas: candidate relative ridge penalties α (λ = α · tr(Σ_xx) / d_model); the best on
-            the validation documents is kept per (layer, offset).
+        alphas: candidate relative ridge penalties α (each dimension penalised by α times its
+            own variance: ridge on standardised features); the best on the validation
+            documents is kept per (layer, offset), and the grid extends itself by up to six
+            decades past an end that wins (``alpha_at_edge`` in the results' metadata lists
+            the cells still at an end).
         eval_positions: held-out positions decoded for the metrics (a seeded sample of the
             test documents' positions; each costs one full-vocabulary decode per layer and
             offset).
@@ -409,6 +413,10 @@ class ProbeSpec:
         except tomllib.TOMLDecodeError as e:
             raise InterpError(f"{path} is not valid TOML ({e})",
                               "correct the TOML at the line and column given (syntax: https://toml.io)") from None
+        if not d:  # an empty (or all-comment) file would silently run the full default experiment
+            raise InterpError(f"probe spec {path} is empty: it sets no field",
+                              "write the experiment into it (at least name and [data]); "
+                              "probes/tiny.toml is a complete example to copy")
         _apply_overrides(d, overrides or [])
         return cls.from_dict(d)
 

@@ -11,8 +11,8 @@ from ..models import DEFAULT_MODEL, TinyConfig
 
 __all__ = ["SECTIONS", "ReportConfig"]
 
-SECTIONS = ("registers", "gradients", "probes", "patching", "toy", "pause_training")
-DEFAULT_SECTIONS = SECTIONS[:4]
+SECTIONS = ("registers", "gradients", "probes", "patching", "tokens", "toy", "pause_training")
+DEFAULT_SECTIONS = SECTIONS[:5]
 
 
 @dataclass
@@ -55,6 +55,9 @@ class ReportConfig:
         probe_eval_positions: held-out positions the Future Lens decodes per layer and offset.
         patch_layers: every ``patch_layers``-th layer is patched (activation patching runs
             one forward per node, so this bounds its cost).
+        example_prompt: the prompt the token views read (section ``tokens``), with pauses
+            inserted at ``pause_rate``; models without a tokenizer read the first row of
+            ``tokens`` instead.
         clean, corrupt: the attribution-patching pair (same token length).
         correct, wrong: the answer tokens of the logit-difference metric; token ids for
             models without a tokenizer.
@@ -92,6 +95,8 @@ class ReportConfig:
     offsets: tuple[int, ...] = (1, 2, 3)
     probe_eval_positions: int = 600
     patch_layers: int = 2
+    example_prompt: str = ("The capital of France is Paris. The capital of Italy is Rome. "
+                           "Water boils at one hundred degrees, and ice melts at zero.")
     clean: str = "The capital of France is"
     corrupt: str = "The capital of Italy is"
     correct: str | int = " Paris"

@@ -5,6 +5,7 @@ and every error, and every public module has an API page."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -31,10 +32,13 @@ def _hooks():
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("site")
+    # the notebook pages show executed copies when fresh ones exist, else their source: the
+    # outputs are checked after the notebooks run (tests/integration/test_notebooks.py)
     proc = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet",
          "--config-file", str(ROOT / "mkdocs.yml"), "--site-dir", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "INTERP_DOCS_NOTEBOOKS": "source"},
     )
     assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout}\n{proc.stderr}"
     return out

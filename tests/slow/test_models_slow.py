@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import interp
-from interp.models import BUNDLED, cache_dir
+from interp.models import BUNDLED, _weights_dir
+from interp.models._gguf import file_sha256
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +38,7 @@ def test_bos_is_explicit_and_matches_to_tokens(smollm):
 
 
 def test_cached_weights_equal_a_fresh_gguf_dequantization(smollm):
-    assert (cache_dir() / "models" / "smollm2-135m" / "model.safetensors").is_file()
+    assert (_weights_dir(BUNDLED["smollm2-135m"].sha256) / "model.safetensors").is_file()
     fresh = interp.load_model("smollm2-135m", device="cpu", use_cache=False)
     tokens = interp.tokenize(smollm, "Weights must survive the cache.").tokens[None]
     with torch.no_grad():
@@ -50,6 +51,42 @@ def test_cached_weights_equal_a_fresh_gguf_dequantization(smollm):
 def test_gguf_path_loads_like_the_bundled_name(smollm):
     model = interp.load_model(str(BUNDLED["smollm2-135m"].path()), device="cpu")
     assert model.cfg.n_layers == 30 and interp.models.n_kv_heads(model) == 3
+
+
+def test_a_gguf_named_like_the_bundled_model_is_read_for_itself(smollm, tmp_path, monkeypatch):
+    """The cache is keyed by content: a different file called ``smollm2-135m.gguf`` is
+    dequantized and loaded for itself, never answered from the bundled model's entry; and a
+    load that fails after the dequantization (here: the bridge check) caches nothing."""
+    from gguf import GGUFReader
+
+    import interp.models
+
+    src = BUNDLED["smollm2-135m"].path()
+    copy = tmp_path / "smollm2-135m.gguf"
+    data = bytearray(src.read_bytes())
+    emb = next(t for t in GGUFReader(src).tensors if t.name == "token_embd.weight")
+    # Q4_1 blocks of 32 weights: 2-byte scale, 2-byte minimum, 16 bytes of nibbles. Flip the
+    # nibbles of the first block: the first 32 embedding entries of token 0 change.
+    start = int(emb.data_offset) + 4
+    data[start:start + 16] = bytes(b ^ 0xFF for b in data[start:start + 16])
+    copy.write_bytes(bytes(data))
+    monkeypatch.setenv("INTERP_CACHE_DIR", str(tmp_path / "cache"))
+
+    def refuse(config, what):
+        raise interp.InterpError(f"{what}: refused for the test")
+
+    monkeypatch.setattr(interp.models, "check_bridgeable", refuse)
+    with pytest.raises(interp.InterpError, match="refused for the test"):
+        interp.load_model(str(copy), device="cpu")
+    assert not (tmp_path / "cache" / "models").exists() or not any((tmp_path / "cache" / "models").iterdir())
+    monkeypatch.undo()
+    monkeypatch.setenv("INTERP_CACHE_DIR", str(tmp_path / "cache"))
+    own = interp.load_model(str(copy), device="cpu")
+    assert [p.name for p in (tmp_path / "cache" / "models").iterdir()] == [_weights_dir(file_sha256(copy)).name]
+    w, w0 = own.W_E.detach(), smollm.W_E.detach()
+    assert not torch.equal(w[0, :32], w0[0, :32])
+    torch.testing.assert_close(w[0, 32:], w0[0, 32:], atol=0, rtol=0)
+    torch.testing.assert_close(w[1:], w0[1:], atol=0, rtol=0)
 
 
 def test_pause_token_on_the_real_model(smollm_fresh):

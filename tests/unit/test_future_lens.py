@@ -51,22 +51,63 @@ def test_stats_add_equals_stats_of_the_concatenation():
 
 def test_ridge_from_sums_equals_lstsq_on_the_materialised_data():
     X, Y = _data()
+    X[:, :, 2] *= 1000  # one dimension far larger than the rest: the penalty follows each one's scale
     alpha = 0.05
     fit = fit_lens(_stats_of(X, Y), None, [alpha])
     for layer in range(2):
         x = X[layer]
         xc = x - x.mean(0)
-        lam = alpha * (xc * xc).sum() / x.shape[1]
+        scale = (xc * xc).sum(0).sqrt()  # per-dimension: ridge on standardised features
         for k in range(2):
             y = Y[k]
             yc = y - y.mean(0)
-            # independent: least squares on the augmented system [xc; √λ I] W = [yc; 0]
-            A = torch.cat([xc, lam.sqrt() * torch.eye(x.shape[1], dtype=torch.float64)])
+            # independent: least squares on the augmented system [xc; √α diag(‖xc_j‖)] W = [yc; 0]
+            A = torch.cat([xc, alpha ** 0.5 * torch.diag(scale)])
             B = torch.cat([yc, torch.zeros(x.shape[1], y.shape[1], dtype=torch.float64)])
             W = torch.linalg.lstsq(A, B).solution
             b = y.mean(0) - x.mean(0) @ W
             torch.testing.assert_close(fit.W[layer, k].double(), W, rtol=1e-4, atol=1e-5)
             torch.testing.assert_close(fit.b[layer, k].double(), b, rtol=1e-4, atol=1e-4)
+
+
+def test_massive_dimensions_do_not_set_the_penalty():
+    """Sun et al.'s massive activations: one dimension 10⁴ times the others. The identity map
+    (y = h) must still be found from the default grid; a penalty α · tr(Σ)/d would shrink
+    every other dimension by about a third here."""
+    g = torch.Generator().manual_seed(0)
+    d, n = 16, 1000
+    X = torch.randn(1, n, d, generator=g, dtype=torch.float64)
+    X[..., 0] = X[..., 0] * 1e4 + 3e4
+    Xv = torch.randn(1, 300, d, generator=g, dtype=torch.float64)
+    Xv[..., 0] = Xv[..., 0] * 1e4 + 3e4
+    noise = 1e-3
+    Y = X + noise * torch.randn(1, n, d, generator=g, dtype=torch.float64)
+    Yv = Xv + noise * torch.randn(1, 300, d, generator=g, dtype=torch.float64)
+    fit = fit_lens(_stats_of(X, Y), _stats_of(Xv, Yv), FutureLensSpec().alphas)
+    torch.testing.assert_close(fit.W[0, 0].double(), torch.eye(d, dtype=torch.float64), atol=1e-3, rtol=0)
+    assert float(fit.val_r2[0, 0]) > 0.999999
+
+
+def test_grid_extends_itself_and_flags_an_end_that_still_wins():
+    X, _ = _data(n=400)
+    A = torch.randn(2, 6, 6, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    Y = torch.einsum("nd,kde->kne", X[0], A)  # exact from layer 0: less penalty is always better
+    Xv, _ = _data(n=150, seed=1)
+    Yv = torch.einsum("nd,kde->kne", Xv[0], A)
+    fit = fit_lens(_stats_of(X, Y), _stats_of(Xv, Yv), [1e-3, 1e-2, 1e-1])
+    # the grid went down past 1e-3 (near α = 0 the validation errors differ by rounding only)
+    assert (fit.alpha[0] <= 1e-6).all()
+    # targets that are noise independent of h: validation prefers ever more penalty
+    g = torch.Generator().manual_seed(0)
+    Yn = torch.randn(2, 400, 6, generator=g, dtype=torch.float64)
+    Xv, _ = _data(n=150, seed=10)
+    Yvn = torch.randn(2, 150, 6, generator=g, dtype=torch.float64)
+    fit = fit_lens(_stats_of(X, Yn), _stats_of(Xv, Yvn), [1e-2, 1e-1, 1.0, 10.0])
+    # offset 0: six decades above the grid and still the largest wins: flagged
+    torch.testing.assert_close(fit.alpha[:, 0], torch.full((2,), 1e7), rtol=1e-6, atol=0)
+    assert fit.at_edge[:, 0].all()
+    # offset 1 of layer 0: 10 (inside the grid once 100 was tried and lost): not flagged
+    assert float(fit.alpha[0, 1]) == 10.0 and not fit.at_edge[0, 1]
 
 
 def test_validation_error_from_sums_and_alpha_choice():
@@ -97,6 +138,7 @@ def test_identity_at_offset_one_from_the_last_layer_is_the_model(tiny_model):
     row = res.table.iloc[0]
     assert row.agreement_top1 == 1.0 and row.agreement_top5 == 1.0 and row.accuracy == row.model_accuracy
     torch.testing.assert_close(res.tensors["W"][0, 0], torch.eye(32), atol=1e-3, rtol=0)
+    assert res.meta["alpha_at_edge"] == []  # a one-α grid is used as given, never flagged
 
 
 def _copy_two_back_model():
@@ -239,6 +281,10 @@ def test_results_round_trip_and_figure(tmp_path, copy_model):
     assert "offset 2" in back.headline() and back.summary().shape[0] == 2
     fig = back.figure()
     assert {t.name for t in fig.data} >= {"linear, offset 2", "bigram, offset 2", "trigram, offset 1"}
+    # the files carry checksums: one edited since is named
+    (tmp_path / "lens.safetensors").write_bytes(b"\x00" * 8)
+    with pytest.raises(interp.InterpError, match="lens.safetensors was changed or damaged"):
+        load_future_lens(tmp_path)
 
 
 # --- bad input -------------------------------------------------------------------------------

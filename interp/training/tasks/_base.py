@@ -215,7 +215,7 @@ class Task:
         """The parallel chain of thought for the prompt words: :attr:`n_cot` intermediate
         results, computed from the prompt alone. Only tasks with a parallel solution have one."""
         raise InterpError(f"task {self.name!r} has no parallel chain of thought",
-                          "use cot_mixture only with 3sum or 2sum_transform")
+                          "use cot_mixture only with parity, 3sum or 2sum_transform")
 
     @property
     def n_cot(self) -> int | None:

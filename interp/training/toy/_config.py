@@ -37,6 +37,9 @@ class TrainConfig:
         n_heads: attention heads per layer.
         d_mlp: MLP width (``None``: 4 · d_model).
         positional: ``"rotary"`` or ``"standard"`` (learned absolute).
+        n_ctx: the model's context length (``None``: the length of the task's sequences).
+            Give a longer one to run the trained model later on longer sequences, e.g. a
+            model trained without pauses on sequences with pauses inserted.
         steps: optimiser steps.
         batch_size: examples per step.
         lr: peak learning rate.
@@ -65,6 +68,7 @@ class TrainConfig:
     n_heads: int = 4
     d_mlp: int | None = None
     positional: str = "rotary"
+    n_ctx: int | None = None
     steps: int = 1000
     batch_size: int = 64
     lr: float = 3e-3
@@ -88,6 +92,9 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise InterpError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}",
                                   f"use {name} >= 1")
+        if self.n_ctx is not None and self.n_ctx < 2:
+            raise InterpError(f"TrainConfig.n_ctx must be >= 2, got {self.n_ctx}",
+                              "give the longest sequence the model must read, or None")
         if self.pauses < 0 or self.warmup < 0:
             raise InterpError("TrainConfig.pauses and warmup must be >= 0",
                               "use pauses >= 0 and warmup >= 0 (0: none)")
