@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..core.attention import uniform_attention
 from ..core.io import atomic_write_text
 from ..errors import InterpError
 from ._style import ROLE_COLORS
@@ -307,10 +308,9 @@ def who_reads_me_view(result, *, sequence: str | None = None,
             does not hold, a prompt longer than ``MAX_TOKENS["who_reads_me"]``, or more than
             :data:`MAX_ENTRIES` pairs.
     """
-    from ..gradients import ByDistance
-    from ..patching import Attribution
-
-    if isinstance(result, ByDistance):
+    # Results are read by their fields (figures sit below the instruments): a ByDistance
+    # carries ``pairs``; an Attribution is the table saved as attribution.csv.
+    if hasattr(result, "pairs"):
         what = "this by-distance result"
         pairs = result.pairs
         if pairs is None:
@@ -322,7 +322,7 @@ def who_reads_me_view(result, *, sequence: str | None = None,
         value, value_name, signed = "grad_norm", "‖∂ℓ_t/∂x_i‖", False
         tokens_meta = result.meta.get("tokens", {}).get(str(t["sequence"].iloc[0]))
         rerun = "interp.by_distance(..., pairs=True)"
-    elif isinstance(result, Attribution):
+    elif getattr(result, "FILE", None) == "attribution.csv":
         what = "this attribution result"
         if "loss_position" not in result.table.columns:
             raise InterpError(f"{what} has no per-token data for this view: it is not "
@@ -403,11 +403,8 @@ def attention_view(rec, *, sequence: int | str | None = None,
         InterpError: a recording without the ``pattern`` site or with positions missing, a
             layer or head it does not hold, a prompt longer than ``MAX_TOKENS["attention"]``.
     """
-    from ..recording import Recording
-    from ..sinks import uniform_attention
-
     what = "this recording"
-    if not isinstance(rec, Recording):
+    if not all(hasattr(rec, a) for a in ("sites", "index", "layers")):
         raise InterpError(f"attention_view takes a Recording, not {type(rec).__name__}",
                           "pass interp.record(model, prompt, sites=('pattern',), "
                           "roles=interp.recording.RECORDABLE_ROLES)")
@@ -498,16 +495,10 @@ def lens_view(model, lens, prompt, *, layers: Sequence[int] | None = None, k: in
         InterpError: a lens without its maps, a layer it was not fitted at, a prompt longer
             than ``MAX_TOKENS["lens"]``.
     """
-    import torch
-
-    from ..core import hooks
-    from ..core import model as core_model
     from ..core.inputs import as_sequence
-    from ..probes import FutureLensResults
-    from ..probes._future_lens import decoder
 
     what = "this Future Lens result"
-    if not isinstance(lens, FutureLensResults):
+    if not hasattr(lens, "read_tokens"):
         raise InterpError(f"lens_view takes a FutureLensResults, not {type(lens).__name__}",
                           "pass the result of interp.probes.future_lens (or load_future_lens)")
     if "W" not in lens.tensors or "b" not in lens.tensors:
@@ -519,51 +510,14 @@ def lens_view(model, lens, prompt, *, layers: Sequence[int] | None = None, k: in
     offsets = [int(x) for x in lens.meta["offsets"]]
     layers = _pick("layer", fitted, layers, what, "interp.probes.future_lens(..., layers=...)")
     seq = as_sequence(model, prompt, what="the prompt")
-    n = len(seq.tokens)
-    _check_length("lens", n)
-    tokens_t = seq.tokens.reshape(1, -1).to(core_model.device(model))
-    W, b = lens.tensors["W"], lens.tensors["b"]
-    dec = decoder(model)
-    states: dict[int, torch.Tensor] = {}
-
-    def grab(t, hook):
-        states[int(hook.name.split(".")[1])] = t.detach()
-
-    with torch.no_grad():
-        with model.hooks(fwd_hooks=[(hooks.resid(layer, "post"), grab) for layer in layers]):
-            logits = model(tokens_t)
-        own = logits[0].topk(k, -1).indices.cpu()  # [pos, k]: the model's guess of pos + 1
-        tok = model.tokenizer
-        decode = (lambda i: tok.decode([int(i)])) if tok is not None else str
-        lens_top, agree, series = [], {}, []
-        for layer in layers:
-            li = fitted.index(layer)
-            h = states[layer][0]
-            per_offset = []
-            for ki, off in enumerate(offsets):
-                y = h @ W[li, ki].to(h) + b[li, ki].to(h)
-                top = dec(y).topk(k, -1).indices.cpu()  # [pos, k]
-                per_offset.append([[decode(i) for i in row] for row in top.tolist()])
-                # the model predicts token t + off at position t + off − 1
-                m = torch.full((n,), -1, dtype=torch.long)
-                if n - off + 1 > 0:
-                    m[: n - off + 1] = own[off - 1:, 0]
-                match = (top[:, 0] == m).double()
-                match[m < 0] = float("nan")
-                agree[(layer, off)] = match.numpy()
-            lens_top.append(per_offset)
-    model_top = []
-    own_str = [[decode(i) for i in row] for row in own.tolist()]
-    for off in offsets:
-        model_top.append([own_str[t + off - 1] if t + off - 1 < n else None for t in range(n)])
-    for li, layer in enumerate(layers):
-        for ki, off in enumerate(offsets):
-            series.append(dict(label=f"layer {layer} · t+{off}", layer_index=li, offset_index=ki,
-                               agree=_round(agree[(layer, off)])))
-    tokens = [decode(t) for t in seq.tokens.tolist()]
+    _check_length("lens", len(seq.tokens))
+    read = lens.read_tokens(model, seq, layers=layers, k=k)
+    series = [dict(label=f"layer {layer} · t+{off}", layer_index=li, offset_index=ki,
+                   agree=_round(read["agree"][(layer, off)]))
+              for li, layer in enumerate(layers) for ki, off in enumerate(offsets)]
     return TokenView("lens", _base(
-        "lens", title or "Future Lens by token", tokens, list(seq.roles), series=series,
-        lens=lens_top, model=model_top, offsets=offsets, k=k,
+        "lens", title or "Future Lens by token", read["tokens"], list(seq.roles), series=series,
+        lens=read["lens"], model=read["model"], offsets=offsets, k=k,
         note="Shading: the lens's top-1 guess of token t + k from position t equals the "
              "model's own top-1 (blue) or not (white). Click a token for the guesses.",
         scale="blue = lens agrees with the model"))
