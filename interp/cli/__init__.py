@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from ..errors import InterpError
@@ -17,7 +18,7 @@ from ..errors import InterpError
 __all__ = ["main", "build_parser"]
 
 COMMANDS = ("models", "record", "gradients", "patch", "probe", "sinks", "figures", "report", "toy",
-            "pause_train")
+            "pause_train", "controls")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,8 +40,18 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 0 if args.command is None else 2
+    import contextlib
+
+    from ..core.io import folder_lock
+    from ._common import check_args
+
     try:
-        return int(args.func(args) or 0)
+        check_args(args)
+        # one writer per result folder: a second command writing the same --out is refused
+        # (under torchrun, rank 0 holds it for every process of the run)
+        out = getattr(args, "out", None) if os.environ.get("RANK", "0") == "0" else None
+        with folder_lock(out) if out is not None else contextlib.nullcontext():
+            return int(args.func(args) or 0)
     except InterpError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
 import torch
 
@@ -88,6 +90,62 @@ def add_pause_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for random pause insertion")
 
 
+def check_args(args) -> None:
+    """Check the options many commands share before any work starts, so a bad ``--out``,
+    ``--device`` or ``--max-windows`` fails at once instead of after the model loaded or the
+    whole computation ran. ``main`` calls it for every command."""
+    max_windows = getattr(args, "max_windows", None)
+    if max_windows is not None and max_windows < 1:
+        raise InterpError(f"--max-windows {max_windows} asks for no windows",
+                          "give --max-windows N with N >= 1, or leave it out")
+    if getattr(args, "n_tokens", None) is not None and args.n_tokens < 2:
+        raise InterpError(f"--n-tokens {args.n_tokens} leaves no room for text after the BOS token",
+                          "give --n-tokens 2 or more")
+    if getattr(args, "device", None) is not None:
+        check_device(args.device)
+    if getattr(args, "out", None) is not None:
+        check_out_dir(args.out)
+
+
+def check_device(device: str) -> None:
+    """Refuse a device torch does not know or this machine does not have."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise InterpError(f"--device {device!r} is not a device name",
+                          "give cpu, cuda, cuda:N or mps, or leave --device out") from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise InterpError(f"--device {device} asks for CUDA, but this machine has no CUDA GPU "
+                              "(torch.cuda.is_available() is False)",
+                              "pass --device cpu, or leave --device out (CUDA when present)")
+        if dev.index is not None and dev.index >= n:
+            raise InterpError(f"--device {device} asks for GPU {dev.index}, but this machine has {n}",
+                              f"give cuda:0 .. cuda:{n - 1}")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise InterpError(f"--device {device} asks for Apple MPS, which this machine does not have",
+                          "pass --device cpu, or leave --device out")
+
+
+def check_out_dir(out: str | os.PathLike) -> None:
+    """Refuse an output folder that cannot be created or written: one that is a file, lies
+    under a file, or whose nearest existing folder is read-only. Nothing is created."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise InterpError(f"--out {path} is a file, not a folder",
+                          "give a folder (new or existing) for the results")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InterpError(f"--out {path} lies under {existing}, which is a file",
+                          "give a folder path whose parents are folders")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InterpError(f"--out {path} cannot be written: {existing} is read-only for you",
+                          "give a folder you can write to, or change its permissions")
+
+
 def model_from_args(args):
     from ..core.distributed import rank_info
     from ..models import load_model
@@ -102,7 +160,9 @@ def policy_from_args(args, model=None) -> PausePolicy:
     filler = None
     if args.filler is not None:
         if model is None or model.tokenizer is None:
-            raise InterpError("--filler needs a model with a tokenizer")
+            raise InterpError("--filler needs a model with a tokenizer",
+                              "load a Hugging Face model (--model NAME or DIR), or leave out --filler to "
+                              "insert <pause> tokens")
         ids = model.tokenizer(args.filler, add_special_tokens=False)["input_ids"]
         if len(ids) != 1:
             raise InterpError(f"--filler {args.filler!r} is {len(ids)} tokens", "give one token, e.g. '.'")

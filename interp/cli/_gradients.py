@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..core.io import atomic_write_csv
+from ..errors import InterpError
 from ._common import (
     add_input_args,
     add_model_args,
@@ -50,6 +51,13 @@ def run(args) -> int:
     from ..figures._export import export_figures
     from ..gradients import by_distance, future_gradients
 
+    if args.by_distance is not None and args.by_distance < 0:
+        raise InterpError(f"--by-distance {args.by_distance} is negative",
+                          "give the largest query distance D >= 0, e.g. --by-distance 8")
+    if args.corpus is not None and args.n_tokens < 3:
+        raise InterpError(f"windows of --n-tokens {args.n_tokens} (the BOS and one token) have no "
+                          "position with a later query, so every future share is undefined",
+                          "give --n-tokens 3 or more")
     model = model_from_args(args)
     policy = policy_from_args(args, model)
     if policy.inserts_anything and policy.filler is None:

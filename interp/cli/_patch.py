@@ -45,6 +45,11 @@ def run(args) -> int:
     from ..figures._export import export_figures
     from ..patching import answer_loss, attribution_patch, compare_patching, logit_diff
 
+    if args.clean == args.corrupt:
+        raise InterpError("--clean and --corrupt are the same prompt, so every patching effect is "
+                          "zero and there is nothing to attribute",
+                          "give a corrupt prompt that differs from the clean one where it matters, "
+                          "e.g. another name or number")
     model = model_from_args(args)
     clean, corrupt = args.clean, args.corrupt
     metric = None
@@ -66,7 +71,6 @@ def run(args) -> int:
         verify=args.verify)
     out = Path(args.out)
     result.to_csv(out / "attribution.csv")
-    export_figures([result], out)
     if args.verify:
         stats = compare_patching(result)
         if args.qk_fix:
@@ -75,5 +79,6 @@ def run(args) -> int:
                               ignore_index=True)
         atomic_write_csv(out / "comparison.csv", stats)
         print(stats.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    export_figures([result], out)  # after every table, so a figure's failure loses no result
     print(f"clean metric {result.meta['clean_metric']:.4g}; wrote {out}/")
     return 0

@@ -66,6 +66,10 @@ def run(args) -> int:
                 f"the eviction text has {len(ids)} tokens, not more than the eviction window "
                 f"({args.eviction_window}) plus {max(n_sinks)} sinks",
                 "give a longer --text, use --corpus, or a smaller --eviction-window")
+    # before a <pause> token is added: its row in the unembedding would take probability
+    # from every real token and raise the perplexity of a text that has no pauses
+    evicted = (sinks.cache_eviction(model, ids, eviction_window=args.eviction_window,
+                                    sinks=n_sinks) if args.eviction_window is not None else None)
     if policy.inserts_anything:
         pid = add_pause_token(model) if policy.filler is None else None
         base = [insert_pauses(s, policy, pid) for s in base]
@@ -75,9 +79,8 @@ def run(args) -> int:
     results = [res, res.massive]
     if not args.no_ablate:
         results.append(sinks.ablate_massive(model, base, res.massive))
-    if args.eviction_window is not None:
-        results.append(sinks.cache_eviction(model, ids, eviction_window=args.eviction_window,
-                                            sinks=n_sinks))
+    if evicted is not None:
+        results.append(evicted)
     for r in results[2:]:
         r.save(out)
     figures = export_figures(results, out)

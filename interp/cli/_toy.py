@@ -60,7 +60,7 @@ def register(sub) -> None:
     t.add_argument("--filler", action="store_true", help="insert '.' fillers instead of <pause>")
     t.add_argument("--cot-mixture", type=float, default=0.0, metavar="F",
                    help="fraction of training examples whose fillers are replaced by the "
-                   "task's parallel chain of thought (3sum, 2sum_transform; needs --filler "
+                   "task's parallel chain of thought (parity, 3sum, 2sum_transform; needs --filler "
                    "and --pauses equal to the chain's length)")
     t.add_argument("--myopic", action="store_true",
                    help="myopic training: past keys and values detached (Wu et al. 2024)")

@@ -45,6 +45,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .._types import Bool, Float, Int, Tensor
@@ -60,6 +61,7 @@ __all__ = [
     "expand_kv",
     "qkv_hooks",
     "rotated_qkv",
+    "uniform_attention",
 ]
 
 #: what the error of an unreproduced variant tells the user to do
@@ -287,3 +289,12 @@ def check_pattern(spec: AttentionSpec, mine: Float[Tensor, "*batch q_pos k_pos"]
             f"{err:.3g} away from the model's own hook_pattern, so its numbers would be wrong; "
             "this attention variant (or an attention mask or KV cache) is not reproduced", _FIX)
     return err
+
+
+def uniform_attention(n: int) -> Float[np.ndarray, " pos"]:
+    """Attention received under uniform causal attention: ``mean_{i > j} 1/(i+1)``; NaN at j = n-1."""
+    inv = 1.0 / np.arange(1, n + 1)
+    tail = np.cumsum(inv[::-1])[::-1]  # tail[j] = sum_{i >= j} 1/(i+1)
+    later = np.arange(n - 1, -1, -1, dtype=float)  # queries after j
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(later > 0, (tail - inv) / later, np.nan)

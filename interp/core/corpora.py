@@ -105,27 +105,44 @@ def load_corpus(
     return docs
 
 
+def _read_text(path: Path) -> str:
+    """The file's text, refusing a binary file: decoding one with replacement characters would
+    record windows of '\ufffd' as if they were prose."""
+    data = path.read_bytes()
+    bad = data.find(b"\x00")  # UTF-8 text never holds a NUL byte; binary formats usually do
+    if bad < 0:
+        try:
+            # newlines translated as open() in text mode does
+            return data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+        except UnicodeDecodeError as e:
+            bad = e.start
+    raise InterpError(
+        f"corpus file {path} is not UTF-8 text (byte {bad} cannot be decoded): it looks binary",
+        "give a UTF-8 text, Markdown or JSONL file (convert it with iconv, or remove it "
+        "from the folder)")
+
+
 def _load_file(path: Path, field: str, prefix: str) -> list[Document]:
     if path.suffix == ".jsonl":
         docs = []
-        with path.open(encoding="utf-8") as f:
-            for i, line in enumerate(f):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise InterpError(f"{path}:{i + 1} is not valid JSON ({e.msg})") from None
-                if not isinstance(row, dict) or field not in row:
-                    keys = ", ".join(row) if isinstance(row, dict) else type(row).__name__
-                    raise InterpError(
-                        f"{path}:{i + 1} has no field {field!r} (it has: {keys})",
-                        "pass --field NAME (field=NAME) naming the text field",
-                    )
-                doc_id = str(row.get("id", f"{prefix}:{i}"))
-                docs.append(Document(doc_id, str(row[field])))
+        for i, line in enumerate(_read_text(path).split("\n")):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InterpError(f"{path}:{i + 1} is not valid JSON ({e.msg})",
+                                  'write one JSON object per line, e.g. {"text": "..."}') from None
+            if not isinstance(row, dict) or field not in row:
+                keys = ", ".join(row) if isinstance(row, dict) else type(row).__name__
+                raise InterpError(
+                    f"{path}:{i + 1} has no field {field!r} (it has: {keys})",
+                    "pass --field NAME (field=NAME) naming the text field",
+                )
+            doc_id = str(row.get("id", f"{prefix}:{i}"))
+            docs.append(Document(doc_id, str(row[field])))
         return docs
-    return [Document(prefix, path.read_text(encoding="utf-8", errors="replace"))]
+    return [Document(prefix, _read_text(path))]
 
 
 def _load_hf(name: str, field: str, split: str, max_docs: int | None) -> list[Document]:
@@ -174,6 +191,9 @@ def windows(
         stride: content tokens between window starts (default: no overlap).
         max_windows: stop after this many windows.
     """
+    if max_windows is not None and max_windows < 1:
+        raise InterpError(f"max_windows={max_windows} asks for no windows",
+                          "give --max-windows N (max_windows=N) with N >= 1, or leave it out for all")
     tok = getattr(model_or_tokenizer, "tokenizer", model_or_tokenizer)
     if tok is None:
         raise InterpError("this model has no tokenizer", "tokenize the corpus yourself")

@@ -28,7 +28,7 @@ import torch
 
 from ..errors import InterpError
 from .corpora import Document, windows
-from .model import Bridge
+from .model import Bridge, embedding
 from .pauses import PausedSequence, make_sequence, tokenize
 
 #: what :func:`as_sequences` accepts, for the error message
@@ -100,6 +100,39 @@ def iter_sequences(model: Bridge, inputs, *, n_tokens: int = 128, max_windows: i
     first = next(it, None)
     if first is None:
         raise InterpError("the inputs are empty", f"pass at least one: {ACCEPTED}")
+    vocab = _vocab_size(model)
+    for x in _labelled(model, first, it, n_tokens=n_tokens, max_windows=max_windows, bos=bos):
+        _check_ids(x, vocab)
+        yield x
+
+
+def _vocab_size(model: Bridge) -> int | None:
+    """Rows of the model's token embedding (``None`` for an object without one, such as a
+    bare tokenizer)."""
+    try:
+        return int(embedding(model).weight.shape[0])
+    except AttributeError:
+        return None
+
+
+def _check_ids(x: Labelled, vocab: int | None) -> None:
+    """Refuse token ids the embedding has no row for, which would otherwise fail as an
+    ``IndexError`` deep inside torch (or, on a GPU, as an unreadable device assert)."""
+    tokens = x.seq.tokens
+    if vocab is None or not len(tokens):
+        return
+    lo, hi = int(tokens.min()), int(tokens.max())
+    if lo < 0 or hi >= vocab:
+        bad = lo if lo < 0 else hi
+        raise InterpError(f"input {x.name} holds token id {bad}, outside the model's vocabulary "
+                          f"of {vocab} ids (0..{vocab - 1})",
+                          "pass ids from this model's tokenizer (after interp.add_pause_token "
+                          "if they include <pause>), or check that the model is the one they "
+                          "were made for")
+
+
+def _labelled(model: Bridge, first, it: Iterator, *, n_tokens: int, max_windows: int | None,
+              bos: bool) -> Iterator[Labelled]:
     if isinstance(first, Document):
         for number, w in enumerate(windows(model, chain([first], it), n_tokens, bos=bos,
                                            max_windows=max_windows)):

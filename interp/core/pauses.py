@@ -86,7 +86,9 @@ class PausedSequence:
         n = self.tokens.shape[0]
         if not (len(self.roles) == self.original_position.shape[0] == self.loss_mask.shape[0] == n):
             raise InterpError(
-                "tokens, roles, original_position and loss_mask must have one entry per position"
+                "tokens, roles, original_position and loss_mask must have one entry per position",
+                "build sequences with interp.make_sequence(tokens) and interp.insert_pauses, "
+                "which keep the four aligned",
             )
         bad = set(self.roles) - set(ROLES)
         if bad:
@@ -231,11 +233,14 @@ class PausePolicy:
 
     def __post_init__(self) -> None:
         if self.every is not None and self.every < 1:
-            raise InterpError(f"PausePolicy.every must be >= 1, got {self.every}")
+            raise InterpError(f"PausePolicy.every must be >= 1, got {self.every}",
+                              "use every >= 1, or None for no periodic pauses")
         if self.n < 0 or self.before_answer < 0 or self.after_prompt < 0:
-            raise InterpError("PausePolicy.n, before_answer and after_prompt must be >= 0")
+            raise InterpError("PausePolicy.n, before_answer and after_prompt must be >= 0",
+                              "use counts >= 0 (0: no pauses there)")
         if not 0.0 <= self.rate < 1.0:
-            raise InterpError(f"PausePolicy.rate must be in [0, 1), got {self.rate}")
+            raise InterpError(f"PausePolicy.rate must be in [0, 1), got {self.rate}",
+                              "use a rate in [0, 1), e.g. 0.1")
         if self.n_max is not None and self.n_max < self.n:
             raise InterpError(f"PausePolicy.n_max={self.n_max} is below n={self.n}",
                               "use n_max >= n, or None for always n")
@@ -320,7 +325,8 @@ def insert_pauses(
                 before[eligible[i]] += policy.n
     for p in policy.positions:
         if not 0 <= p <= n:
-            raise InterpError(f"pause position {p} is outside the sequence (0..{n})")
+            raise InterpError(f"pause position {p} is outside the sequence (0..{n})",
+                              f"give positions from 0 to {n}")
         before[p] += policy.n
     for p in range(n):
         prev = seq.roles[p - 1] if p else None
@@ -364,7 +370,7 @@ def pad_batch(seqs: Sequence[PausedSequence], pad_id: int = 0) -> tuple[
         tokens, roles per sequence, original positions, loss mask.
     """
     if not seqs:
-        raise InterpError("no sequences to batch")
+        raise InterpError("no sequences to batch", "pass at least one sequence")
     n = max(len(s) for s in seqs)
     toks = torch.full((len(seqs), n), pad_id, dtype=torch.long)
     orig = torch.full((len(seqs), n), -1, dtype=torch.long)

@@ -16,7 +16,6 @@ Saving and loading are shared too: a result that is one table with its metadata 
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from typing import ClassVar, Protocol, runtime_checkable
 import pandas as pd
 
 from ..errors import InterpError
-from .io import atomic_write_csv, atomic_write_json, read_table
+from .io import atomic_write_csv, atomic_write_json, read_json, read_table
 
 __all__ = ["Figure", "Result", "SavedResult", "TableResult", "check_files", "read_table"]
 
@@ -156,7 +155,7 @@ class SavedResult:
             elif file.endswith(".csv"):
                 fields[name] = read_table(out / file, cls.RENAMED)
             else:
-                data = json.loads((out / file).read_text())
+                data = read_json(out / file, f"rerun `{cls.MADE_BY}` into {out}")
                 fields[name] = data[key] if key else data
         return cls(**fields)
 
@@ -228,4 +227,4 @@ class TableResult(SavedResult):
             raise InterpError(f"{path} lacks columns {sorted(missing)}",
                               f"give a {path.name} written by `{cls.MADE_BY}`")
         meta_path = path.with_suffix(".json")
-        return cls(table, json.loads(meta_path.read_text()) if meta_path.is_file() else {})
+        return cls(table, read_json(meta_path, f"rerun `{cls.MADE_BY}`") if meta_path.is_file() else {})

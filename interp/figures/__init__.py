@@ -2,7 +2,8 @@
 
 All share one paper style (:mod:`interp.figures._style`); export with :func:`export`.
 Area modules: ``gradients``, ``probes``, ``sinks``, ``patching``, ``toy``,
-``pause_training``.
+``pause_training``, ``controls``, and ``tokens``: the token views (one prompt, token by
+token, as interactive offline HTML rather than a ``go.Figure``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from ._style import ROLE_COLORS, ROLE_MARKERS, apply_style, export, find_chrome
 
 __all__ = ["ROLE_COLORS", "ROLE_MARKERS", "apply_style", "export", "find_chrome"]
 
-_AREAS = ("gradients", "probes", "sinks", "patching", "toy", "pause_training")
+_AREAS = ("gradients", "probes", "sinks", "patching", "toy", "pause_training", "controls",
+          "tokens")
 
 
 def __getattr__(name: str) -> Any:

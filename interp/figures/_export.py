@@ -13,12 +13,13 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
+from ..core.io import tmp_path
 from ..core.result import Result
 from ..errors import InterpError
 from . import export
 from ._style import FORMATS, find_chrome
 
-__all__ = ["check_format", "export_figures", "export_many", "figure_paths"]
+__all__ = ["check_format", "draw_figure", "export_figures", "export_many", "figure_paths"]
 
 CHROME_FIX = ("sudo apt-get install -y chromium   (Debian/Ubuntu), or `plotly_get_chrome`; "
               "or use --formats html, which needs no browser")
@@ -53,7 +54,7 @@ def export_many(figures: list[tuple[go.Figure, Path]], fmt: str) -> list[Path]:
     os.environ.setdefault("BROWSER_PATH", find_chrome() or "")
     for p in paths:
         p.parent.mkdir(parents=True, exist_ok=True)
-    tmps = [p.with_name(p.name + ".tmp") for p in paths]
+    tmps = [tmp_path(p) for p in paths]
     scale = 2 if fmt == "png" else 1
     try:
         # kaleido's batch call ignores the layout's size unless it is passed explicitly
@@ -80,9 +81,39 @@ def export_many(figures: list[tuple[go.Figure, Path]], fmt: str) -> list[Path]:
     return paths
 
 
+def draw_figure(figure, result: Result, source: str | os.PathLike | None = None):
+    """``figure.draw(result)``, with a failure named.
+
+    Figures are drawn after the tables are saved (or from saved tables); one that cannot be
+    drawn (a hand-edited table with text in a numeric column, an edge case its plot does not
+    handle) is reported by name, so the user knows the tables are complete and which figure
+    is missing.
+
+    Args:
+        figure: a :class:`~interp.core.result.Figure` of ``result``.
+        result: the result to draw.
+        source: the table it was loaded from, named in the message.
+
+    Raises:
+        InterpError: the figure could not be drawn.
+    """
+    try:
+        return figure.draw(result)
+    except InterpError:
+        raise
+    except Exception as e:  # a plotting failure must not read as a failed computation
+        where = f" from {source}" if source is not None else ""
+        raise InterpError(
+            f"figure {figure.name!r} could not be drawn{where} ({type(e).__name__}: "
+            f"{str(e)[:200]}); the result's tables are saved",
+            "check the table for hand edits (text in a numeric column, missing rows) and "
+            "rerun the command that made it; if it is untouched, report the failure with "
+            "that command") from e
+
+
 def figure_paths(result: Result, out: str | os.PathLike) -> list[tuple[object, Path]]:
     """Every figure of ``result`` drawn, with its path (no suffix yet) under ``out``."""
-    return [(f.draw(result), Path(out) / f.name) for f in result.figures()]
+    return [(draw_figure(f, result), Path(out) / f.name) for f in result.figures()]
 
 
 def export_figures(results: Sequence[Result], out: str | os.PathLike,

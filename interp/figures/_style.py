@@ -13,6 +13,7 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
+from ..core.io import tmp_path
 from ..errors import InterpError
 
 __all__ = [
@@ -102,7 +103,7 @@ def export(fig: go.Figure, path: str | Path, format: str | None = None) -> Path:
     if path.suffix.lstrip(".").lower() != fmt:
         path = path.with_suffix("." + fmt)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = tmp_path(path)
     if fmt == "html":
         fig.write_html(tmp, include_plotlyjs=True, full_html=True)
     else:

@@ -49,7 +49,7 @@ def _tables(result) -> tuple[pd.DataFrame, pd.DataFrame, str]:
         raise InterpError(f"cannot plot a {type(result).__name__}",
                           "pass a ToyResult (train_toy) or a ToyComparison (compare_toy)")
     if runs.empty:
-        raise InterpError("no runs to plot")
+        raise InterpError("no runs to plot", "train at least one run first (interp.train_toy or `interp toy`)")
     return runs, hist, str(runs["metric"].iloc[0])
 
 

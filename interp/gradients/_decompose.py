@@ -227,7 +227,13 @@ def _rows(model: Bridge, batch: Batch, total: dict, self_: dict) -> pd.DataFrame
     for (site, layer), g_tot in total.items():
         g_tot = _as_heads(g_tot).double()
         g_self = _as_heads(self_[(site, layer)]).double()
-        g_fut = g_tot - g_self
+        # exactly zero where no later loss can depend on x_i: no later target in the loss, or
+        # a site after the last attention (position-wise up to the logits); total − self
+        # would leave float rounding there, and a cosine of that residue means nothing
+        no_future = torch.from_numpy(n_later == 0).to(g_tot.device)
+        if layer == model.cfg.n_layers - 1 and site in ("resid_mid", "resid_post"):
+            no_future = torch.ones_like(no_future)
+        g_fut = torch.where(no_future[:, :, None, None], 0.0, g_tot - g_self)
         tot, sf, fu = g_tot.norm(dim=-1), g_self.norm(dim=-1), g_fut.norm(dim=-1)
         dot_ft = (g_fut * g_tot).sum(-1)
         dot_sf = (g_self * g_fut).sum(-1)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
@@ -12,7 +14,8 @@ from tqdm.auto import tqdm
 from .._types import Bool, Float, Tensor
 from ..core import hooks
 from ..core import model as core_model
-from ..core.distributed import all_reduce_sum, check_same
+from ..core.distributed import all_reduce_sum, check_same, gather_tables
+from ..core.io import atomic_write_csv, read_table
 from ..core.loss import next_token_nll, token_losses
 from ..core.model import Bridge
 from ..core.pauses import PausePolicy
@@ -42,14 +45,42 @@ class ByDistance(TableResult):
         reaches the end of the sequences (d = 0 is the self share, the rest the future
         share of :func:`future_gradients`); ``n``: how many (i, head, target) terms.
 
+    With ``pairs=True``, :attr:`pairs` keeps every term before it is summed: one row per
+    (sequence, layer, site, source ``position`` i, ``loss_position`` t) with ``grad_norm`` =
+    ‖∂ℓ_t/∂x_i‖ over all heads together (√Σ_h ‖·‖²), for the kept distances; ``meta["tokens"]``
+    then holds each sequence's token strings and roles. The token view
+    :func:`interp.figures.tokens.who_reads_me_view` reads them.
+
     Attributes:
         table: the rows.
         meta: model, sites, layers, max_distance.
+        pairs: the per-(position, loss position) rows, or ``None``.
     """
 
+    pairs: pd.DataFrame | None = None
+
     FILE = "by_distance.csv"
+    PAIRS_FILE = "by_distance_pairs.csv"
     REQUIRED = frozenset({"layer", "site", "distance", "grad_norm"})
     MADE_BY = "interp gradients --by-distance D ... --out DIR"
+
+    def save(self, out) -> Path:
+        """Write the table (and, when kept, the pairs as ``by_distance_pairs.csv``)."""
+        super().save(out)
+        if self.pairs is not None:
+            atomic_write_csv(Path(out) / self.PAIRS_FILE, self.pairs)
+        return Path(out)
+
+    @classmethod
+    def load(cls, out) -> ByDistance:
+        """Read what :meth:`save` wrote (the pairs when present)."""
+        out = Path(out)
+        folder = out.parent if out.suffix == ".csv" else out
+        res = cls.from_csv(out if out.suffix == ".csv" else out / cls.FILE)
+        if (folder / cls.PAIRS_FILE).is_file():
+            pairs = read_table(folder / cls.PAIRS_FILE)
+            res.pairs = pairs.astype({"sequence": str})  # names such as "0" stay names
+        return res
 
     def figures(self) -> list[Figure]:
         from ..figures import gradients as f
@@ -63,8 +94,10 @@ class ByDistance(TableResult):
 class _Accumulator:
     """Running sums per (site, layer) over distance, from per-target gradients."""
 
-    def __init__(self, keys, max_distance: int, include_first: bool):
+    def __init__(self, keys, max_distance: int, include_first: bool, pairs: bool = False):
         self.d = max_distance
+        self.keep_pairs = pairs
+        self.pairs: list[pd.DataFrame] = []
         self.start = 0 if include_first else 1
         self.norm = {k: torch.zeros(max_distance + 1, dtype=torch.float64) for k in keys}
         self.dot = {k: torch.zeros(max_distance + 1, dtype=torch.float64) for k in keys}
@@ -84,10 +117,11 @@ class _Accumulator:
         valid: Bool[Tensor, "batch pos"],
         in_loss: Bool[Tensor, "batch seq"],
         start: int = 0,
+        batch: Batch | None = None,
     ) -> None:
         """Add the terms of ``targets``, whose gradients cover positions ``start`` to
         ``start + pos - 1`` (``g_tot`` and ``valid`` those positions; ``in_loss`` covers the
-        whole sequence)."""
+        whole sequence); with pairs kept, ``batch`` names the sequences."""
         n_pos = grads.shape[2]
         t = torch.tensor(targets, device=grads.device)[:, None]  # [chunk, 1]
         i = start + torch.arange(n_pos, device=grads.device)[None, :]
@@ -102,11 +136,31 @@ class _Accumulator:
         self.norm[key].index_add_(0, d_idx, norms[sel].cpu())
         self.dot[key].index_add_(0, d_idx, dots[sel].cpu())
         self.count[key].index_add_(0, d_idx, torch.ones_like(d_idx, dtype=torch.float64))
+        if self.keep_pairs:
+            # every head kept for a (target, sequence, source) or none: ok has no head axis
+            sq = (norms ** 2).sum(-1)  # [chunk, batch, pos]
+            c, bi, p = torch.nonzero(ok, as_tuple=True)
+            self.pairs.append(pd.DataFrame(dict(
+                _b=np.asarray(batch.numbers)[bi.cpu().numpy()],
+                sequence=np.asarray(batch.names)[bi.cpu().numpy()], layer=key[1], site=key[0],
+                position=(start + p).cpu().numpy(), loss_position=t[c, 0].cpu().numpy(),
+                grad_norm=sq[c, bi, p].sqrt().cpu().numpy())))
 
     def all_reduce(self) -> None:
         """Add up the sums of every process (under ``torchrun``; else nothing happens)."""
         all_reduce_sum([t for d in (self.norm, self.dot, self.count, self.total_sq)
                         for _, t in sorted(d.items())])
+
+    def pairs_table(self) -> pd.DataFrame | None:
+        """The kept pairs of every process, in sequence order (``None`` unless kept)."""
+        if not self.keep_pairs:
+            return None
+        cols = ["_b", "sequence", "layer", "site", "position", "loss_position", "grad_norm"]
+        df = pd.concat(self.pairs, ignore_index=True) if self.pairs else pd.DataFrame(
+            columns=cols)
+        df = gather_tables(df, sort_by=["_b"])  # under torchrun: every process's pairs
+        return df.sort_values(["_b", "site", "layer", "position", "loss_position"],
+                              kind="stable", ignore_index=True).drop(columns="_b")
 
     def table(self) -> pd.DataFrame:
         rows = []
@@ -138,6 +192,7 @@ def by_distance(
     chunk_size: int = 16,
     include_first: bool = False,
     method: str = "auto",
+    pairs: bool = False,
     verbose: bool = True,
 ) -> ByDistance:
     """‖∂ℓ_t/∂x_i‖ for every target t ≥ i, aggregated by distance d = t − i per layer and site.
@@ -178,6 +233,9 @@ def by_distance(
             is_grads_batched=True)`` call; memory grows with ``chunk_size``), ``"loop"`` (the
             reference: one forward, one backward per target through the whole graph), or
             ``"auto"``: ``prefix-batched`` (the fastest measured on the CPU; batched VJPs suit a GPU too).
+        pairs: also keep every term ‖∂ℓ_t/∂x_i‖ before it is summed (:attr:`ByDistance.pairs`,
+            for the token view :func:`interp.figures.tokens.who_reads_me_view`); the table
+            grows with the number of positions times ``max_distance``.
         verbose: show a progress bar.
 
     Returns:
@@ -190,7 +248,8 @@ def by_distance(
     sites = resolve_sites(sites, SITES)
     layers = resolve_layers(model, layers)
     keys = [(s, layer) for layer in layers for s in sites]
-    acc = _Accumulator(keys, max_distance, include_first)
+    acc = _Accumulator(keys, max_distance, include_first, pairs)
+    tokens: list[pd.DataFrame] = []
     batches, total = iter_batches(model, inputs, policy=policy, loss_mask=loss_mask,
                                   n_tokens=n_tokens, batch_size=batch_size,
                                   max_windows=max_windows, split_ranks=True)
@@ -200,13 +259,31 @@ def by_distance(
                                                 desc="gradients by distance", unit="seq") as bar:
         for batch in batches:
             _one_batch(model, batch, keys, acc, device, chunk_size, method)
+            if pairs:
+                tokens.append(_token_strings(model, batch))
             bar.update(len(batch.names))
     meta = dict(model=str(getattr(model.cfg, "model_name", "")), sites=list(sites),
                 layers=list(layers), max_distance=max_distance, include_first=include_first)
     check_same("gradient configuration", dict(meta, n_tokens=n_tokens, batch_size=batch_size,
                                               max_windows=max_windows))
     acc.all_reduce()  # under torchrun: add up every process's sums
-    return ByDistance(acc.table(), meta)
+    if pairs:  # each sequence's token strings and roles, for the token views
+        toks = gather_tables(pd.concat(tokens, ignore_index=True), sort_by=["_b"])
+        meta["tokens"] = {name: dict(token_str=g.token_str.tolist(), roles=g.role.tolist())
+                          for name, g in toks.groupby("sequence", sort=False)}
+    return ByDistance(acc.table(), meta, acc.pairs_table())
+
+
+def _token_strings(model: Bridge, batch: Batch) -> pd.DataFrame:
+    """One row per (sequence, position): its token string and role (pads left out)."""
+    tok = model.tokenizer
+    rows = []
+    for number, name, ids, roles in zip(batch.numbers, batch.names, batch.tokens.tolist(),
+                                        batch.roles, strict=True):
+        rows += [dict(_b=number, sequence=name, position=i, role=r,
+                      token_str=tok.decode([t]) if tok is not None else str(t))
+                 for i, (t, r) in enumerate(zip(ids, roles, strict=True)) if r != "pad"]
+    return pd.DataFrame(rows)
 
 
 METHODS = ("auto", "prefix", "prefix-batched", "loop")
@@ -321,7 +398,7 @@ def _one_batch(model: Bridge, batch: Batch, keys, acc: _Accumulator, device, chu
             g = g if g.ndim == 5 else g[:, :, :, None]
             m = g.shape[2]
             acc.add(key, chunk, g, tot[:, start:start + m], valid[:, start:start + m], in_loss,
-                    start)
+                    start, batch)
 
 
 def _check_finite(g: Tensor, key) -> None:

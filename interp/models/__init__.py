@@ -166,7 +166,8 @@ class TinyConfig:
     def __post_init__(self) -> None:
         for name in ("n_layers", "d_model", "n_heads", "d_vocab", "n_ctx"):
             if getattr(self, name) < 1:
-                raise InterpError(f"TinyConfig.{name} must be >= 1, got {getattr(self, name)}")
+                raise InterpError(f"TinyConfig.{name} must be >= 1, got {getattr(self, name)}",
+                                  f"use {name} >= 1")
         kv = self.n_kv_heads or self.n_heads
         if self.n_heads % kv:
             raise InterpError(

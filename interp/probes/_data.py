@@ -219,7 +219,9 @@ def _select(spec: ProbeSpec, seqs: list[ProbeSequence], table) -> list[tuple[np.
 def read_label_table(spec: ProbeSpec, n_sequences: int):
     """The label table ``target.table``: a CSV with ``sequence`` (the sequence's running
     number; ``window`` in earlier releases, still read), ``position`` and the label column (and
-    optionally ``token``), checked for columns, sequence range and duplicates."""
+    ``token``, the token id there), checked for columns, sequence range and duplicates.
+    ``token`` is required: without it a table made for other windows of the same count and
+    length would be accepted and its labels attached to the wrong tokens."""
     import pandas as pd
 
     t = spec.target
@@ -229,11 +231,13 @@ def read_label_table(spec: ProbeSpec, n_sequences: int):
     df = pd.read_csv(path)
     if "window" in df.columns and "sequence" not in df.columns:
         df = df.rename(columns={"window": "sequence"})
-    missing = [c for c in ("sequence", "position", t.column) if c not in df.columns]
+    missing = [c for c in ("sequence", "position", "token", t.column) if c not in df.columns]
     if missing:
         raise InterpError(
             f"probe spec field target.table: {path} has no column(s) {', '.join(missing)}",
-            f"it has: {', '.join(map(str, df.columns))}; give sequence, position and target.column",
+            f"it has: {', '.join(map(str, df.columns))}; give sequence, position, token (the "
+            "token id there, which checks that the table was made for these sequences) and "
+            "target.column",
         )
     bad = (df["sequence"] < 0) | (df["sequence"] >= n_sequences) | (df["position"] < 0)
     if bad.any():
@@ -260,13 +264,12 @@ def _read_table(spec: ProbeSpec, seqs: list[ProbeSequence]):
     if len(out):
         raise _misaligned(f"row sequence={w[out[0]]}, position={p[out[0]]} is past the end of a "
                           f"{lengths[w[out[0]]]}-token sequence")
-    if "token" in df.columns:
-        actual = np.array([int(seqs[a].seq.tokens[b]) for a, b in zip(w, p, strict=True)])
-        wrong = np.flatnonzero(actual != df["token"].to_numpy())
-        if len(wrong):
-            i = wrong[0]
-            raise _misaligned(f"{len(wrong)} row(s) name a token other than the one there (first: sequence="
-                              f"{w[i]}, position={p[i]}: table {df['token'].iloc[i]}, data {actual[i]})")
+    actual = np.array([int(seqs[a].seq.tokens[b]) for a, b in zip(w, p, strict=True)])
+    wrong = np.flatnonzero(actual != df["token"].to_numpy())
+    if len(wrong):
+        i = wrong[0]
+        raise _misaligned(f"{len(wrong)} row(s) name a token other than the one there (first: sequence="
+                          f"{w[i]}, position={p[i]}: table {df['token'].iloc[i]}, data {actual[i]})")
     index = {int(k): g["position"].to_numpy() for k, g in df.groupby("sequence")}
     return index, df
 

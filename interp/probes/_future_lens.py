@@ -58,9 +58,17 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..core import hooks
+from ..core import model as core_model
 from ..core.distributed import all_reduce_sum, shard
 from ..core.inputs import iter_sequences
-from ..core.io import atomic_save_tensors
+from ..core.io import (
+    atomic_save_tensors,
+    atomic_write_json,
+    read_json,
+    read_tensors,
+    sha256_file,
+    verify_checksums,
+)
 from ..core.model import Bridge
 from ..core.model import dtype as core_dtype
 from ..core.pauses import pad_batch
@@ -511,6 +519,66 @@ class FutureLensResults(TableResult):
     REQUIRED: ClassVar[frozenset[str]] = frozenset(LENS_COLUMNS)
     MADE_BY: ClassVar[str] = "interp probe train probes/lookahead.toml --out DIR"
 
+    def read_tokens(self, model: Bridge, seq, *, layers: Sequence[int], k: int = 5) -> dict:
+        """Read one sequence token by token with the fitted linear maps.
+
+        The maps are applied to the residual stream after each of ``layers`` and decoded by
+        the model's own final norm and unembedding, exactly as :func:`future_lens` scores them.
+        The model predicts token t + k at position t + k − 1, so the lens read at t for offset
+        k is compared with the model's own top-1 there.
+
+        Args:
+            model: the model the lens was fitted on.
+            seq: a :class:`~interp.core.pauses.PausedSequence` (the prompt).
+            layers: fitted layers to read.
+            k: guesses kept per position.
+
+        Returns:
+            ``tokens`` (the decoded prompt), ``lens`` (per layer, per offset, per position the
+            top-``k`` decoded guesses), ``model`` (per offset, per position the model's own
+            top-``k`` for that token, ``None`` past the end) and ``agree`` (per (layer,
+            offset), 1.0 where the lens's top-1 equals the model's, 0.0 where not, NaN past
+            the end).
+        """
+        fitted = [int(x) for x in self.meta["layers"]]
+        offsets = [int(x) for x in self.meta["offsets"]]
+        n = len(seq.tokens)
+        tokens_t = seq.tokens.reshape(1, -1).to(core_model.device(model))
+        W, b = self.tensors["W"], self.tensors["b"]
+        dec = decoder(model)
+        states: dict[int, Tensor] = {}
+
+        def grab(t, hook):
+            states[int(hook.name.split(".")[1])] = t.detach()
+
+        tok = model.tokenizer
+        decode = (lambda i: tok.decode([int(i)])) if tok is not None else str
+        lens_top, agree = [], {}
+        with torch.no_grad():
+            with model.hooks(fwd_hooks=[(hooks.resid(layer, "post"), grab) for layer in layers]):
+                logits = model(tokens_t)
+            own = logits[0].topk(k, -1).indices.cpu()  # [pos, k]: the model's guess of pos + 1
+            for layer in layers:
+                li = fitted.index(layer)
+                h = states[layer][0]
+                per_offset = []
+                for ki, off in enumerate(offsets):
+                    y = h @ W[li, ki].to(h) + b[li, ki].to(h)
+                    top = dec(y).topk(k, -1).indices.cpu()  # [pos, k]
+                    per_offset.append([[decode(i) for i in row] for row in top.tolist()])
+                    m = torch.full((n,), -1, dtype=torch.long)
+                    if n - off + 1 > 0:
+                        m[: n - off + 1] = own[off - 1:, 0]
+                    match = (top[:, 0] == m).double()
+                    match[m < 0] = float("nan")
+                    agree[(layer, off)] = match.numpy()
+                lens_top.append(per_offset)
+        own_str = [[decode(i) for i in row] for row in own.tolist()]
+        model_top = [[own_str[t + off - 1] if t + off - 1 < n else None for t in range(n)]
+                     for off in offsets]
+        return dict(tokens=[decode(t) for t in seq.tokens.tolist()], lens=lens_top,
+                    model=model_top, agree=agree)
+
     def figures(self) -> list[Figure]:
         from ..figures import probes as f
 
@@ -548,22 +616,27 @@ class FutureLensResults(TableResult):
         return future_lens_agreement(self, **kwargs)
 
     def save(self, out_dir: str | Path, *, weights: bool = True) -> Path:
-        """Write ``future_lens.csv`` (+ ``.json``), ``lens.safetensors`` (with ``weights``)."""
+        """Write ``future_lens.csv`` (+ ``.json``), ``lens.safetensors`` (with ``weights``) and,
+        last, ``checksums.json`` with the SHA-256 of each, so :meth:`load` names a file edited
+        or damaged since."""
         out = Path(out_dir)
-        self.to_csv(out / "future_lens.csv")
+        written = [csv := self.to_csv(out / "future_lens.csv"), csv.with_suffix(".json")]
         if weights and self.tensors:
-            atomic_save_tensors(out / "lens.safetensors", self.tensors)
+            written.append(atomic_save_tensors(out / "lens.safetensors", self.tensors))
+        atomic_write_json(out / "checksums.json", {p.name: sha256_file(p) for p in written})
         return out
 
     @classmethod
     def load(cls, out_dir: str | Path) -> FutureLensResults:
-        """Read what :meth:`save` wrote (the tensors when present)."""
-        from safetensors.torch import load_file
-
+        """Read what :meth:`save` wrote (the tensors when present), each file checked against
+        its checksum (runs of earlier releases have none)."""
         out = Path(out_dir)
+        fix = f"train again with `interp probe train SPEC --out {out} --fresh`"
+        if (out / "checksums.json").is_file():
+            verify_checksums(out, read_json(out / "checksums.json", fix), fix)
         res = cls.from_csv(out / "future_lens.csv")
         if (out / "lens.safetensors").is_file():
-            res.tensors = load_file(str(out / "lens.safetensors"))
+            res.tensors = read_tensors(out / "lens.safetensors", fix)
         return res
 
 

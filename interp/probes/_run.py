@@ -29,7 +29,16 @@ from jaxtyping import Float
 from safetensors.torch import load_file
 from torch import Tensor
 
-from ..core.io import atomic_save_tensors, atomic_write_csv, atomic_write_text
+from ..core.io import (
+    atomic_save_tensors,
+    atomic_write_csv,
+    atomic_write_text,
+    read_json,
+    read_table,
+    read_tensors,
+    sha256_file,
+    verify_checksums,
+)
 from ..core.model import Bridge, resolve_device
 from ..core.result import Figure, check_files
 from ..core.sites import resolve_layer, resolve_layers
@@ -137,14 +146,17 @@ class ProbeResults:
         return probe_accuracy(self, **kwargs)
 
     def save(self, out_dir: str | Path) -> Path:
-        """Write metrics.csv, the probes, probes.json and spec.toml (atomically)."""
+        """Write spec.toml, the probes, metrics.csv and, last, probes.json with the SHA-256 of
+        each of them (atomically, file by file): :func:`load_probes` names any file edited or
+        damaged since."""
         out = Path(out_dir)
         (out / "probes").mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "spec.toml", self.spec.to_toml())
+        written = [atomic_write_text(out / "spec.toml", self.spec.to_toml())]
         for site, tensors in self.probes.items():
-            atomic_save_tensors(out / "probes" / f"{site}.safetensors", tensors)
-        atomic_write_text(out / "probes.json", json.dumps(self.description, indent=2))
-        atomic_write_csv(out / "metrics.csv", self.metrics)
+            written.append(atomic_save_tensors(out / "probes" / f"{site}.safetensors", tensors))
+        written.append(atomic_write_csv(out / "metrics.csv", self.metrics))
+        files = {p.relative_to(out).as_posix(): sha256_file(p) for p in written}
+        atomic_write_text(out / "probes.json", json.dumps(dict(self.description, files=files), indent=2))
         self.out_dir = out
         return out
 
@@ -153,10 +165,12 @@ def load_probes(out_dir: str | Path) -> ProbeResults:
     """Read the artifacts :func:`train_probes` wrote (no model needed)."""
     out = check_files(ProbeResults, out_dir, ["spec.toml", "metrics.csv", "probes.json"],
                       problem="is not a finished probe run")
+    fix = f"train again with `interp probe train SPEC --out {out} --fresh`"
+    desc = read_json(out / "probes.json", fix)
+    verify_checksums(out, desc.pop("files", {}), fix)  # runs of earlier releases have none
     spec = ProbeSpec.from_toml(out / "spec.toml")
-    desc = json.loads((out / "probes.json").read_text())
-    probes = {site: load_file(str(out / "probes" / f"{site}.safetensors")) for site in desc["sites"]}
-    metrics = pd.read_csv(out / "metrics.csv")
+    probes = {site: read_tensors(out / "probes" / f"{site}.safetensors", fix) for site in desc["sites"]}
+    metrics = read_table(out / "metrics.csv")
     return ProbeResults(spec=spec, metrics=metrics, probes=probes, description=desc, out_dir=out)
 
 
@@ -463,7 +477,8 @@ def train_probes(
     for site in spec.inputs.sites:
         if resume and _site_done(out, site):
             metrics[site] = pd.read_csv(out / "cells" / f"{site}.csv")
-            tensors[site] = load_file(str(out / "probes" / f"{site}.safetensors"))
+            tensors[site] = read_tensors(out / "probes" / f"{site}.safetensors",
+                                         "start over with --fresh (fresh=True)")
     todo = [s for s in spec.inputs.sites if s not in metrics]
     meta_path = out / "cells" / "description.json" if out is not None else None
     if todo:
@@ -505,7 +520,7 @@ def _train_future_lens(spec: ProbeSpec, out: Path | None, model: Bridge, resume:
         if resume and (out / "future_lens.csv").is_file() and (out / "spec.toml").is_file() and \
                 ProbeSpec.from_toml(out / "spec.toml").fingerprint() == spec.fingerprint():
             return FutureLensResults.load(out)
-        _check_out(out, spec, resume=False)
+        _check_out(out, spec, resume)  # another spec's finished run is refused, not deleted
     model = _model_for(spec, model)
     seqs = load_sequences(spec, model)
     res = future_lens(model, seqs, layers=spec.inputs.layers, offsets=spec.target.offsets, config=spec.future_lens,

@@ -54,7 +54,7 @@ TARGET_KINDS = ("token", "hidden", "label", "continuous", "answer")
 DTYPES = ("float32", "float64", "bfloat16", "float16")
 
 
-def _fail(field_name: str, problem: str, fix: str | None = None) -> InterpError:
+def _fail(field_name: str, problem: str, fix: str) -> InterpError:
     return InterpError(f"probe spec field {field_name}: {problem}", fix)
 
 
@@ -126,11 +126,11 @@ class DataSpec:
             raise _fail("data.task", "the table needs a name", 'e.g. [data.task] name = "parity"')
         for name in ("n_tokens", "max_windows", "batch_size", "n_examples"):
             if getattr(self, name) < 1:
-                raise _fail(f"data.{name}", f"must be >= 1, got {getattr(self, name)}")
+                raise _fail(f"data.{name}", f"must be >= 1, got {getattr(self, name)}", f"set data.{name} to 1 or more")
         if self.n_tokens < 3:
             raise _fail("data.n_tokens", f"{self.n_tokens} leaves no room for a target", "use n_tokens >= 3")
         if self.windows_per_doc < 0:
-            raise _fail("data.windows_per_doc", "must be >= 0 (0: no limit)")
+            raise _fail("data.windows_per_doc", "must be >= 0 (0: no limit)", "use 0 or more")
 
 
 @dataclass
@@ -185,8 +185,9 @@ class TargetSpec:
             (default: the probe's own layer).
         table: for ``label``/``continuous`` targets, a CSV file with columns ``sequence`` and
             ``position`` (which sequence and position a row labels; ``window`` for the
-            sequence in earlier releases is still read) and the ``column``.
-            An optional ``token`` column is checked against the data.
+            sequence in earlier releases is still read), ``token`` (the token id there,
+            checked against the data, so a table made for other windows is refused) and
+            the ``column``.
         column: the label column of ``table``.
     """
 
@@ -251,16 +252,18 @@ class TrainSpec:
         for name in ("val_fraction", "test_fraction"):
             v = getattr(self, name)
             if not 0.0 < v < 1.0:
-                raise _fail(f"train.{name}", f"must be in (0, 1), got {v}")
+                raise _fail(f"train.{name}", f"must be in (0, 1), got {v}", "use a fraction such as 0.1")
         if self.val_fraction + self.test_fraction >= 1.0:
             raise _fail("train.val_fraction", "val_fraction + test_fraction leave no training data", "make their sum < 1")
         for name in ("max_epochs", "patience", "batch_size", "min_per_class"):
             if getattr(self, name) < 1:
-                raise _fail(f"train.{name}", f"must be >= 1, got {getattr(self, name)}")
+                raise _fail(f"train.{name}", f"must be >= 1, got {getattr(self, name)}", f"set train.{name} to 1 or more")
         if self.weight_decay < 0 or self.lr <= 0:
-            raise _fail("train.weight_decay", "weight_decay must be >= 0 and lr > 0")
+            raise _fail("train.weight_decay", "weight_decay must be >= 0 and lr > 0",
+                        f"use weight_decay >= 0 (now {self.weight_decay}) and lr > 0 (now {self.lr})")
         if not self.ridge_alphas or any(a <= 0 for a in self.ridge_alphas):
-            raise _fail("train.ridge_alphas", f"{self.ridge_alphas!r} must be positive numbers")
+            raise _fail("train.ridge_alphas", f"{self.ridge_alphas!r} must be positive numbers",
+                        "give a list of numbers > 0, e.g. [0.1, 1.0, 10.0]")
 
 
 @dataclass
@@ -305,11 +308,14 @@ class FutureLensSpec:
                               "e.g. [1e-4, 1e-3, 1e-2, 1e-1, 1.0]")
         for name in ("eval_positions", "prompt_length", "prompt_steps", "prompt_batch", "prompt_examples"):
             if getattr(self, name) < 1:
-                raise InterpError(f"probe spec field future_lens.{name}: must be >= 1, got {getattr(self, name)}")
+                raise InterpError(f"probe spec field future_lens.{name}: must be >= 1, got {getattr(self, name)}",
+                                  f"set future_lens.{name} to 1 or more")
         if self.prompt_lr <= 0:
-            raise InterpError(f"probe spec field future_lens.prompt_lr: must be > 0, got {self.prompt_lr}")
+            raise InterpError(f"probe spec field future_lens.prompt_lr: must be > 0, got {self.prompt_lr}",
+                              "set a positive learning rate, e.g. future_lens.prompt_lr=0.01")
         if any(k < 1 for k in self.prompt_offsets):
-            raise InterpError(f"probe spec field future_lens.prompt_offsets: {self.prompt_offsets!r} must be >= 1")
+            raise InterpError(f"probe spec field future_lens.prompt_offsets: {self.prompt_offsets!r} must be >= 1",
+                              "give offsets of 1 (the next token) or more")
 
 
 METHODS = ("classifier", "future_lens")
@@ -405,7 +411,12 @@ class ProbeSpec:
         try:
             d = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as e:
-            raise InterpError(f"{path} is not valid TOML ({e})") from None
+            raise InterpError(f"{path} is not valid TOML ({e})",
+                              "correct the TOML at the line and column given (syntax: https://toml.io)") from None
+        if not d:  # an empty (or all-comment) file would silently run the full default experiment
+            raise InterpError(f"probe spec {path} is empty: it sets no field",
+                              "write the experiment into it (at least name and [data]); "
+                              "probes/tiny.toml is a complete example to copy")
         _apply_overrides(d, overrides or [])
         return cls.from_dict(d)
 
@@ -476,7 +487,7 @@ def _build(cls, d: dict[str, Any], where: str):
     """Build a dataclass from a TOML table, naming unknown fields and values of the wrong type."""
     label = where or "(top level)"
     if not isinstance(d, dict):
-        raise _fail(label, f"expected a table, got {d!r}")
+        raise _fail(label, f"expected a table, got {d!r}", "write it as a TOML table: key = value lines under a [section] header")
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = [k for k in d if k not in names]
     if unknown:
@@ -522,7 +533,8 @@ def _apply_overrides(d: dict[str, Any], overrides: list[str]) -> None:
         for p in parts[:-1]:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
-                raise InterpError(f"--set {key}: {p} is not a table")
+                raise InterpError(f"--set {key}: {p} is not a table",
+                                  f"set {p} itself (--set {p}=VALUE), or a key inside a table")
         node[parts[-1]] = _parse_value(value.strip())
 
 

@@ -141,7 +141,8 @@ def record(
     roles = check_roles(roles)
     dtype = dtype or core_model.dtype(model)
     if batch_size < 1 or shard_bytes < 1:
-        raise InterpError("batch_size and shard_bytes must be >= 1")
+        raise InterpError("batch_size and shard_bytes must be >= 1",
+                          "use batch_size >= 1 and shard_bytes >= 1")
     config = dict(
         model=model_meta(model)["name"], sites=[p.site for p in plans], layers=list(layers),
         roles=list(roles), policy=None if policy is None else policy.to_dict(),
@@ -206,12 +207,12 @@ def _prepare_out(out: Path, config: dict, *, resume: bool, fresh: bool) -> list[
     """Check ``out`` against ``config``; return the finished shards a resume may keep."""
     if out.exists() and not out.is_dir():
         raise InterpError(f"output {out} exists and is not a directory", "choose a directory")
+    if fresh and out.is_dir():
+        clear_recording(out)  # unread: a damaged sidecar is what --fresh is advised for
+        return []
     existing = read_sidecar(out) if out.is_dir() else None
     if existing is None:
         out.mkdir(parents=True, exist_ok=True)
-        return []
-    if fresh:
-        clear_recording(out)
         return []
     _check_existing(out, existing, config, resume=resume)
     kept = []
@@ -367,7 +368,7 @@ def token_strings(tok, ids: list[int]) -> list[str]:
     """Each token decoded on its own (the id in angle brackets when there is no tokenizer)."""
     if tok is None:
         return [f"<{i}>" for i in ids]
-    return tok.batch_decode([[i] for i in ids])
+    return tok.batch_decode([[i] for i in ids]) if ids else []  # batch_decode([]) gives ['']
 
 
 class _ShardSink:

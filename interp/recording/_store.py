@@ -22,7 +22,6 @@ shards that the sidecar vouches for. Loading verifies the checksums and maps the
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -34,7 +33,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from ..core.io import atomic_save_tensors, atomic_write_json
+from ..core.io import atomic_save_tensors, atomic_write_json, sha256_file, tmp_path
 from ..errors import InterpError
 
 SIDECAR = "recording.json"
@@ -42,14 +41,6 @@ FORMAT = "interp.recording"
 FORMAT_VERSION = 1
 INDEX_COLUMNS = ("sequence", "document", "window", "position", "original_position", "token",
                  "token_str", "role")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def shard_name(i: int) -> str:
@@ -63,7 +54,7 @@ def write_shard(
     name = shard_name(i)
     st, pq = out / f"{name}.safetensors", out / f"{name}.parquet"
     files = {st.name: sha256_file(atomic_save_tensors(st, tensors))}
-    tmp = pq.with_name(pq.name + ".tmp")
+    tmp = tmp_path(pq)
     index.to_parquet(tmp, index=False)
     files[pq.name] = sha256_file(tmp)
     os.replace(tmp, pq)

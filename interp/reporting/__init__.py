@@ -108,6 +108,8 @@ def _figures_html(section: Section, folder: Path, out: Path, formats: tuple[str,
     try:
         found = find_tables(folder)
     except InterpError as e:
+        if any(folder.glob("*.view.json")):  # a section of token views only (no tables)
+            return "", []
         return _gap(section, f"its tables cannot be read: {e}"), []
     parts, todo = [], []
     for kind, sub in found:
@@ -133,6 +135,14 @@ def _figures_html(section: Section, folder: Path, out: Path, formats: tuple[str,
             notes.append(f"{section.title}: figures not written as {fmt}: {e.problem} "
                          f"(fix: {e.fix})")
     return "".join(parts), written
+
+
+def _views_html(folder: Path) -> str:
+    """The token views a section saved (``*.view.json``), embedded in the page."""
+    from ..figures.tokens import TokenView
+
+    return "".join(f"<div class='token-view'>{TokenView.load_json(p).html()}</div>"
+                   for p in sorted(folder.glob("*.view.json")))
 
 
 def _settings_table(config: ReportConfig) -> str:
@@ -205,7 +215,7 @@ def report(
         for k, v in section.key_numbers(record["numbers"]).items():
             key_rows[f"{section.title}: {k}"] = v
         body.append(head + f"<p class='cached'>{state}</p>" + _numbers_table(record["numbers"])
-                    + figs)
+                    + figs + _views_html(out / section.name))
     if notes:
         body.append("<h2>Export notes</h2>" + "".join(
             f"<div class='gap'>{html.escape(n)}</div>" for n in notes))

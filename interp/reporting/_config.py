@@ -11,8 +11,8 @@ from ..models import DEFAULT_MODEL, TinyConfig
 
 __all__ = ["SECTIONS", "ReportConfig"]
 
-SECTIONS = ("registers", "gradients", "probes", "patching", "toy", "pause_training")
-DEFAULT_SECTIONS = SECTIONS[:4]
+SECTIONS = ("registers", "gradients", "probes", "patching", "tokens", "toy", "pause_training")
+DEFAULT_SECTIONS = SECTIONS[:5]
 
 
 @dataclass
@@ -57,6 +57,9 @@ class ReportConfig:
         probe_eval_positions: held-out positions the Future Lens decodes per layer and offset.
         patch_layers: every ``patch_layers``-th layer is patched (activation patching runs
             one forward per node, so this bounds its cost).
+        example_prompt: the prompt the token views read (section ``tokens``), with pauses
+            inserted at ``pause_rate``; models without a tokenizer read the first row of
+            ``tokens`` instead.
         clean, corrupt: the attribution-patching pair (same token length).
         correct, wrong: the answer tokens of the logit-difference metric; token ids for
             models without a tokenizer.
@@ -94,6 +97,8 @@ class ReportConfig:
     offsets: tuple[int, ...] = (1, 2, 3)
     probe_eval_positions: int = 600
     patch_layers: int = 2
+    example_prompt: str = ("The capital of France is Paris. The capital of Italy is Rome. "
+                           "Water boils at one hundred degrees, and ice melts at zero.")
     clean: str = "The capital of France is"
     corrupt: str = "The capital of Italy is"
     correct: str | int = " Paris"
@@ -117,7 +122,8 @@ class ReportConfig:
                      "gradient_tokens", "probe_layer_stride", "probe_windows", "probe_tokens", "probe_eval_positions",
                      "patch_layers"):
             if getattr(self, name) < 1:
-                raise InterpError(f"ReportConfig.{name} must be >= 1, got {getattr(self, name)}")
+                raise InterpError(f"ReportConfig.{name} must be >= 1, got {getattr(self, name)}",
+                                  f"use {name} >= 1")
         if self.n_tokens < 3:
             raise InterpError(f"ReportConfig.n_tokens={self.n_tokens}", "use n_tokens >= 3")
         if not 0.0 <= self.pause_rate < 1.0:

@@ -100,5 +100,7 @@ def find_tables(root: str | Path) -> list[tuple[TableKind, Path]]:
 
 def figures_for(kind: TableKind, folder: Path) -> list[tuple[Figure, go.Figure]]:
     """Load the result in ``folder`` and draw every figure of ``kind``."""
+    from ..figures._export import draw_figure
+
     result = kind.load(folder)
-    return [(f, f.draw(result)) for f in kind.figures(result)]
+    return [(f, draw_figure(f, result, folder / kind.table)) for f in kind.figures(result)]

@@ -284,6 +284,58 @@ def _run_patching(ctx: Context, out: Path) -> dict:
     return numbers
 
 
+def _run_tokens(ctx: Context, out: Path) -> dict:
+    """The four token views of one example prompt, each saved as ``<name>.view.json`` (the
+    report embeds it) and as a standalone ``<name>.html``."""
+    import numpy as np
+
+    from ..core.pauses import tokenize
+    from ..figures import tokens as tv
+    from ..gradients import by_distance, future_gradients
+    from ..probes import future_lens
+    from ..probes._spec import FutureLensSpec
+    from ..recording import RECORDABLE_ROLES, record
+
+    cfg, model = ctx.config, ctx.model
+    if ctx.has_tokenizer:
+        seq = tokenize(model, cfg.example_prompt)
+    elif cfg.tokens is not None:
+        seq = make_sequence(cfg.tokens[0].cpu())
+    else:
+        raise InterpError("the token views read a prompt through the model's tokenizer, and "
+                          "this model has none", "pass ReportConfig(tokens=...) with token ids")
+    if cfg.pause_rate > 0:
+        seq = insert_pauses(seq, PausePolicy(rate=cfg.pause_rate, seed=cfg.seed),
+                            add_pause_token(model))
+    n_layers = int(model.cfg.n_layers)
+    layers = sorted({int(x) for x in np.linspace(0, n_layers - 1, 4).round()})
+    quiet = dict(verbose=False)
+    fg = future_gradients(model, seq, sites=("k", "v", "resid_post"), **quiet)
+    bd = by_distance(model, seq, cfg.max_distance, sites=("k",), layers=layers, pairs=True,
+                     **quiet)
+    rec = record(model, seq, sites=("pattern",), layers=layers, roles=RECORDABLE_ROLES, **quiet)
+    lens = future_lens(model, ctx.plain_windows(cfg.probe_tokens, cfg.probe_windows),
+                       layers=layers[1:] or layers, offsets=cfg.offsets, seed=cfg.seed,
+                       config=FutureLensSpec(eval_positions=cfg.probe_eval_positions))
+    views = {
+        "1_future_share": tv.future_share_view(fg, layers=layers),
+        "2_who_reads_me": tv.who_reads_me_view(bd),
+        "3_attention": tv.attention_view(rec),
+        "4_lens": tv.lens_view(model, lens, seq),
+    }
+    for name, view in views.items():
+        view.save_json(out / f"{name}.view.json")
+        view.save(out / f"{name}.html")
+    k = fg.table[(fg.table.site == "k") & (fg.table.position > 0) & (fg.table.total_norm > 0)]
+    numbers = {"example prompt: tokens": len(seq.tokens),
+               "example prompt: mean future share of the key": _fmt(k.future_share.mean())}
+    for s in views["4_lens"].data["series"]:
+        agree = [a for a in s["agree"] if a is not None]
+        numbers[f"example prompt: lens agrees with the model, {s['label']}"] = (
+            _fmt(float(np.mean(agree))) if agree else None)
+    return numbers
+
+
 def _run_toy(ctx: Context, out: Path) -> dict:
     from ..training.toy import ToyComparison
 
@@ -366,6 +418,16 @@ SECTION_SPECS: tuple[Section, ...] = (
             ("clean", "corrupt", "correct", "wrong", "n_tokens", "patch_layers"),
             _run_patching, "interp patch --clean TEXT --corrupt TEXT --verify --out DIR",
             key=("metric, ", "Spearman(AtP, activation patching), all")),
+    Section("tokens", "One prompt, token by token",
+            "The example prompt read token by token (hover and click them): the future share "
+            "of each position's gradient, which later losses draw on each position's key, "
+            "attention by head with sinks and pauses marked, and the Future Lens's guesses "
+            "beside the model's own. Each view also sits beside this report as a standalone "
+            "page.",
+            ("example_prompt", "pause_rate", "seed", "max_distance", "probe_windows",
+             "probe_tokens", "offsets", "probe_eval_positions"),
+            _run_tokens, "interp.figures.tokens (see the notebook 01_quickstart)",
+            key=("example prompt: mean",)),
     Section("toy", "Toy tasks",
             "Tiny models trained on synthetic tasks, vanilla vs myopic, with and without "
             "pauses (from a finished `interp toy compare`).",

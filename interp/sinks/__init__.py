@@ -41,8 +41,8 @@ Example:
 
 from __future__ import annotations
 
+from ..core.attention import uniform_attention
 from ._ablation import AblationResult, ablate_massive
-from ._common import uniform_attention
 from ._eviction import EvictionResult, cache_eviction
 from ._eviction import eviction_mask as eviction_mask
 from ._registers import MassiveActivations, RegisterResult, massive_activations, registers

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
@@ -41,15 +40,6 @@ def _check_sequence(model: Bridge, seq: PausedSequence) -> None:
 
 
 # ----------------------------------------------------------------------------- statistics
-
-
-def uniform_attention(n: int) -> Float[np.ndarray, " pos"]:
-    """Attention received under uniform causal attention: ``mean_{i > j} 1/(i+1)``; NaN at j = n-1."""
-    inv = 1.0 / np.arange(1, n + 1)
-    tail = np.cumsum(inv[::-1])[::-1]  # tail[j] = sum_{i >= j} 1/(i+1)
-    later = np.arange(n - 1, -1, -1, dtype=float)  # queries after j
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(later > 0, (tail - inv) / later, np.nan)
 
 
 def _received(pattern: Float[Tensor, "head_index q_pos k_pos"]) -> Float[Tensor, "head_index k_pos"]:

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from ..core import hooks
 from ..core import model as core_model
+from ..core.attention import uniform_attention
 from ..core.inputs import as_sequences
 from ..core.model import Bridge
 from ..core.pauses import PausedSequence
@@ -31,7 +32,6 @@ from ._common import (
     _massive_mask,
     _received,
     _token_strings,
-    uniform_attention,
 )
 
 

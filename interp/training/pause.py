@@ -81,6 +81,7 @@ from ..models.adapter import (
     read_adapter_config,
 )
 from .toy import cosine_lr, load_training_tensors, save_training_tensors
+from .toy._loop import clear_run, read_checkpoint_state
 
 # The adapter and its files live in interp.models.adapter (load_model reads them); its names
 # stay importable from here, where pause training has always exported them.
@@ -161,16 +162,20 @@ class PauseTrainConfig:
                      "eval_every"):
             if getattr(self, name) < 1:
                 raise InterpError(f"PauseTrainConfig.{name} must be >= 1, got "
-                                  f"{getattr(self, name)}")
+                                  f"{getattr(self, name)}", f"use {name} >= 1")
         if self.pause_n_max is not None and self.pause_n_max < self.pause_n:
             raise InterpError(f"pause_n_max={self.pause_n_max} is below pause_n={self.pause_n}",
                               "use pause_n_max >= pause_n, or None for a fixed count")
         if self.countdown < 0 or self.warmup < 0:
-            raise InterpError("PauseTrainConfig.countdown and warmup must be >= 0")
+            raise InterpError("PauseTrainConfig.countdown and warmup must be >= 0",
+                              "use countdown >= 0 and warmup >= 0 (0: none)")
         if not (self.lr > 0 and 0 <= self.min_lr_ratio <= 1 and self.grad_clip >= 0
                 and self.weight_decay >= 0 and self.alpha > 0):
             raise InterpError("PauseTrainConfig needs lr > 0, alpha > 0, 0 <= min_lr_ratio <= 1, "
-                              "grad_clip >= 0 and weight_decay >= 0")
+                              "grad_clip >= 0 and weight_decay >= 0",
+                              f"change the value out of range (lr={self.lr}, alpha={self.alpha}, "
+                              f"min_lr_ratio={self.min_lr_ratio}, grad_clip={self.grad_clip}, "
+                              f"weight_decay={self.weight_decay})")
         if not 0.0 < self.holdout < 1.0:
             raise InterpError(f"holdout={self.holdout} is outside (0, 1)", "use e.g. 0.1")
         self.targets = tuple(self.targets)
@@ -306,8 +311,12 @@ def pause_train(config: PauseTrainConfig, out: str | os.PathLike | None = None, 
     refuse_renamed("pause_train", old, {"resume": ("fresh", operator.not_)})
     out_dir = Path(out) if out is not None else None
     state = None
+    if out_dir is not None and fresh and out_dir.is_dir():
+        clear_run(out_dir, PAUSE_FILES)
     if out_dir is not None and not fresh and (out_dir / "state.json").is_file():
-        state = json.loads((out_dir / "state.json").read_text())
+        state = (read_checkpoint_state(out_dir / "checkpoint.safetensors")
+                 if (out_dir / "checkpoint.safetensors").is_file() else None)
+        state = state or json.loads((out_dir / "state.json").read_text())
         _check_resume(out_dir, state, config)
     model = model if model is not None else _load_base(config, device)
     for p in model.parameters():
@@ -392,6 +401,13 @@ def pause_train(config: PauseTrainConfig, out: str | os.PathLike | None = None, 
                             out=out_dir)
 
 
+#: what pause_train writes in its folder, the resume marker first (``--fresh`` removes them in
+#: this order before the new adapter_config.json is written, so a kill part-way never leaves
+#: a new config beside old adapter weights)
+PAUSE_FILES = ("state.json", "checkpoint.safetensors", ADAPTER_CONFIG, ADAPTER_FILE,
+               "history.csv")
+
+
 def _pad_id(model: Bridge) -> int:
     tok = getattr(model, "tokenizer", None)
     pad = None if tok is None else tok.pad_token_id
@@ -418,12 +434,13 @@ def _eval(model: Bridge, paused: list[PausedSequence], plain: list[PausedSequenc
 
 def _save(out: Path, adapter: PauseAdapter, trainable: dict, opt, config: PauseTrainConfig,
           step: int, history: list[dict], elapsed: float) -> None:
-    # The adapter file first, then the full checkpoint, then state.json: a run killed at any
-    # point leaves a state.json that matches the checkpoint beside it.
+    # The adapter file first, then the full checkpoint holding the state (step, history) in
+    # its metadata, then state.json, its readable copy: a run killed at any point resumes from
+    # a checkpoint and the step it belongs to.
+    state = dict(step=step, config=config.to_dict(), history=history, elapsed_s=elapsed)
     atomic_save_tensors(out / ADAPTER_FILE, adapter.tensors())
-    save_training_tensors(out / "checkpoint.safetensors", trainable, opt)
-    atomic_write_json(out / "state.json", dict(step=step, config=config.to_dict(),
-                                                history=history, elapsed_s=elapsed))
+    save_training_tensors(out / "checkpoint.safetensors", trainable, opt, state)
+    atomic_write_json(out / "state.json", state)
 
 
 def _check_resume(out: Path, state: dict, config: PauseTrainConfig) -> None:
@@ -432,6 +449,11 @@ def _check_resume(out: Path, state: dict, config: PauseTrainConfig) -> None:
         raise InterpError(f"{out} holds a pause-training checkpoint of another base model "
                           f"({base_name(saved.get('base'))}, not {base_name(config.base)})",
                           "use another --out folder, or --fresh to start over")
+    if state["step"] > config.steps:
+        raise InterpError(f"{out} holds a pause-training run already trained {state['step']} "
+                          f"steps, more than --steps {config.steps}",
+                          f"pass --steps {state['step']} or more to continue it, or --fresh to "
+                          "start over")
     mine = config.to_dict()
     diff = sorted(k for k in mine if k != "steps" and saved.get(k) != mine[k])
     if diff:

@@ -29,8 +29,12 @@ def test_gradients_cli_writes_the_library_numbers(model_dir, tmp_path, capsys):
     assert set(table["layer"]) == {0, 1}  # -1 is the last layer here as everywhere
     model = interp.load_model(model_dir)
     fg = interp.future_gradients(model, TEXT, layers=[0, 1])
-    cols = ["layer", "site", "head", "position", "future_share"]
+    cols = ["layer", "site", "head", "position", "self_norm", "future_norm", "future_share"]
     pd.testing.assert_frame_equal(table[cols], fg.table[cols], check_dtype=False)
+    bd = interp.by_distance(model, TEXT, 4, layers=[0, 1])
+    written = pd.read_csv(out / "by_distance.csv")
+    cols = ["layer", "site", "distance", "grad_norm", "share", "n"]
+    pd.testing.assert_frame_equal(written[cols], bd.table[cols], check_dtype=False)
     for name in ("future_share_heatmap", "future_share_by_position", "gradient_by_distance"):
         assert (out / f"{name}.html").is_file()
     assert "future_share" in capsys.readouterr().out
@@ -45,6 +49,19 @@ def test_registers_cli_with_pauses_ablation_and_eviction(model_dir, tmp_path, ca
     assert set(reg["role"]) == {"bos", "regular", "pause"}
     abl = pd.read_csv(out / "ablations.csv")
     assert {"component", "method", "delta_loss"} <= set(abl.columns)
+    # the numbers the command wrote are the library's on the same input
+    model = interp.load_model(model_dir)
+    ids = interp.tokenize(model, TEXT).tokens[:1024]
+    ev = interp.sinks.cache_eviction(model, ids, eviction_window=8, sinks=[0, 1])
+    written = pd.read_csv(out / "eviction.csv")
+    pd.testing.assert_frame_equal(written[["condition", "n_sinks", "nll", "perplexity"]],
+                                  ev.table[["condition", "n_sinks", "nll", "perplexity"]],
+                                  check_dtype=False)
+    pid = interp.add_pause_token(model)
+    seq = interp.insert_pauses(interp.tokenize(model, TEXT), interp.PausePolicy(every=8), pid)
+    regs = interp.sinks.registers(model, [seq])
+    numbers = reg.select_dtypes("number").columns
+    pd.testing.assert_frame_equal(reg[numbers], regs.table[numbers], check_dtype=False)
     drawn = {f.name for r in (interp.sinks.RegisterResult.load(out),
                               interp.sinks.AblationResult.load(out),
                               interp.sinks.EvictionResult.load(out)) for f in r.figures()}
@@ -69,7 +86,16 @@ def test_patch_cli_matches_attribution_patch(model_dir, tmp_path, capsys):
     cols = ["layer", "site", "head", "position", "atp"]
     pd.testing.assert_frame_equal(table[cols], ref.table[cols], check_dtype=False)
     assert (out / "atp_heatmap.html").is_file() and (out / "atp_scatter.html").is_file()
-    assert (out / "comparison.csv").is_file()
+    written = pd.read_csv(out / "comparison.csv")
+    from interp.patching import activation_patch
+
+    truth = activation_patch(model, clean, corrupt, logit_diff(model, " w13", " w14"),
+                             sites=["v", "resid_post"]).table
+    pd.testing.assert_series_equal(table.activation_patch, truth.activation_patch,
+                                   check_dtype=False)
+    ref.table = ref.table.merge(truth[cols[:4] + ["activation_patch"]], on=cols[:4])
+    expected = interp.compare_patching(ref)
+    pd.testing.assert_frame_equal(written[expected.columns], expected, check_dtype=False)
 
 
 def test_record_cli_generates_with_forced_pauses(model_dir, tmp_path):

@@ -5,6 +5,7 @@ and every error, and every public module has an API page."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -31,10 +32,13 @@ def _hooks():
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("site")
+    # the notebook pages show executed copies when fresh ones exist, else their source: the
+    # outputs are checked after the notebooks run (tests/integration/test_notebooks.py)
     proc = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet",
          "--config-file", str(ROOT / "mkdocs.yml"), "--site-dir", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "INTERP_DOCS_NOTEBOOKS": "source"},
     )
     assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout}\n{proc.stderr}"
     return out
@@ -97,6 +101,17 @@ def test_error_page_covers_every_raise():
     assert sites and all(s.problem.strip() for s in sites)
     md = hooks.errors_markdown()
     assert md.count("\n| `") == len(sites)
+
+
+def test_every_error_names_a_fix():
+    """Every ``InterpError`` the package raises passes a fix (its second argument, or
+    ``fix=``; for an error-building helper, the fix the call fills in), and that fix is not
+    empty (a literal sentence, or a variable holding one, shown as ``{name}``): the rule of
+    ``interp/errors.py`` checked on the source, with the walker that writes docs/errors.md."""
+    sites = _hooks().error_sites()
+    missing = [f"{s.module}:{s.line} ({s.problem[:60]})" for s in sites
+               if not (s.fix and s.fix.strip())]
+    assert not missing, "InterpError without a fix:\n" + "\n".join(missing)
 
 
 def test_error_page_shows_a_real_message_and_its_fix(site):

@@ -5,53 +5,39 @@ committed without outputs.
 Small settings are applied by rewriting the size knobs (``NAME = value`` lines) of each
 notebook's first code cell, so the notebook a reader opens is exactly the one tested. They run
 in the notebooks folder, as a reader's would (paths such as ``../probes/lookahead.toml``), and
-must leave no file behind there.
+must leave no file behind there. They run through scripts/run_notebooks.py, which keeps each
+executed copy under build/notebooks/ for the docs site; the last test builds the site from
+them and checks that every notebook page shows its outputs.
 """
 
 from __future__ import annotations
 
 import ast
 import importlib.util
-import re
 import sys
 from pathlib import Path
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
 
-# notebook -> (size knobs for the test, runs the bundled model)
-SETTINGS: dict[str, tuple[dict[str, object], bool]] = {
-    "01_quickstart.ipynb": (dict(N_TOKENS=32, N_WINDOWS=3), True),
-    "02_future_loss_gradients.ipynb": (
-        dict(N_TOKENS=16, N_WINDOWS=1, DISTANCE_TOKENS=12, MAX_DISTANCE=6), True),
-    "03_lookahead_probes.ipynb": (
-        dict(N_WINDOWS=16, N_TOKENS=24, LAYERS=[15, 29], OFFSETS=[1, 2], EVAL_POSITIONS=60,
-             PROMPT_LAYERS=[15], PROMPT_STEPS=2), True),
-    "04_registers_and_sinks.ipynb": (
-        dict(N_TOKENS=32, N_WINDOWS=2, EVICTION_TOKENS=48, WINDOW=16, SINKS=[0, 1]), True),
-    "05_toy_tasks.ipynb": (
-        dict(PRECACHE_STEPS=6, PARITY_STEPS=6, PARITY_BITS=4, PAUSES=[0, 2], EVAL_EVERY=3,
-             FILLER_STEPS=3),
-        False),
-    "06_attribution_patching.ipynb": (
-        dict(LAYERS=[20], SITES=["k", "resid_post"], TARGET_LAYERS=[0]), True),
-    "07_pause_training.ipynb": (
-        dict(CHECKPOINT=None, SHORT_STEPS=1, N_TOKENS=12, N_WINDOWS=1, SEEDS=[0], LAYERS=[0, 29]),
-        True),
-}
 
-
-def _strip_module():
-    spec = importlib.util.spec_from_file_location("strip_notebooks",
-                                                  ROOT / "scripts/strip_notebooks.py")
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod
     spec.loader.exec_module(mod)
     return mod
+
+
+RUN = _script("run_notebooks")
+SETTINGS = RUN.SETTINGS  # notebook -> (size knobs, runs the bundled model)
+
+
+def _strip_module():
+    return _script("strip_notebooks")
 
 
 def _read(name: str) -> nbformat.NotebookNode:
@@ -60,17 +46,6 @@ def _read(name: str) -> nbformat.NotebookNode:
 
 def _code_cells(nb) -> list:
     return [c for c in nb.cells if c.cell_type == "code"]
-
-
-def _with_knobs(nb, knobs: dict[str, object]):
-    """The notebook with the knobs of its first code cell set to ``knobs``."""
-    cell = _code_cells(nb)[0]
-    src = cell.source
-    for name, value in knobs.items():
-        src, n = re.subn(rf"^{name} = [^#\n]*", f"{name} = {value!r}  ", src, flags=re.M)
-        assert n == 1, f"knob {name} is not set in the first code cell"
-    cell.source = src
-    return nb
 
 
 def test_every_notebook_is_tested():
@@ -124,11 +99,9 @@ def test_notebook_is_thin(name):
 
 
 def _run(name: str) -> nbformat.NotebookNode:
-    knobs, _ = SETTINGS[name]
-    nb = _with_knobs(_read(name), knobs)
+    """Execute through scripts/run_notebooks.py, which keeps the executed copy for the docs."""
     before = sorted(NOTEBOOKS.rglob("*"))
-    NotebookClient(nb, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    nb = RUN.execute(name)
     assert sorted(NOTEBOOKS.rglob("*")) == before, f"{name} wrote files into notebooks/"
     return nb
 
@@ -147,3 +120,55 @@ def test_notebook_runs_on_the_bundled_model(name):
 @pytest.mark.parametrize("name", sorted(n for n, (_, real) in SETTINGS.items() if not real))
 def test_notebook_runs(name):
     assert _figures(_run(name)) >= 1
+
+
+@pytest.mark.slow
+def test_docs_show_every_notebook_with_its_outputs(tmp_path):
+    """The docs site built after the notebooks ran: each notebook page holds its outputs
+    (plotly figures drawn in a real browser, notebook 01's four token views rendered), from
+    the executed copies the runs above left (a notebook without a fresh copy is executed by
+    the build)."""
+    import subprocess
+
+    site = tmp_path / "site"
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--config-file",
+         str(ROOT / "mkdocs.yml"), "--site-dir", str(site)],
+        cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (site / "assets" / "plotly.min.js").stat().st_size > 1_000_000
+    pages = {}
+    for name in SETTINGS:
+        page = site / "notebooks" / Path(name).stem / "index.html"
+        html = page.read_text(encoding="utf-8")
+        assert "Executed on" in html and "plotly-graph-div" in html, name
+        assert "cdn.plot.ly" not in html and "require.js" not in html, name  # plotly from the site
+        pages[name] = page
+    assert pages["01_quickstart.ipynb"].read_text(encoding="utf-8").count('<div class="itv"') == 4
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    for a in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+              "--disable-background-networking", "--disable-component-update", "--disable-sync",
+              "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}"):
+        opts.add_argument(a)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=opts, service=Service("/usr/bin/chromedriver"))
+    try:
+        driver.get(pages["01_quickstart.ipynb"].as_uri())
+        drawn = driver.execute_script(
+            "return [document.querySelectorAll('.plotly-graph-div').length, "
+            "document.querySelectorAll('.plotly-graph-div .main-svg').length > 0, "
+            "Array.from(document.querySelectorAll('div.itv')).map(d => d.dataset.itvDone)]")
+        # the mkdocs theme's highlight.js comes from a CDN (unreachable offline) and its search
+        # worker cannot start from file://: those two are the theme's, not the notebook's
+        theme = ("cdnjs.cloudflare.com", "hljs is not defined", "search/main.js")
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"
+                  and not any(t in e["message"] for t in theme)]
+    finally:
+        driver.quit()
+    assert drawn[0] >= 2 and drawn[1], drawn  # plotly drew its figures from the site's copy
+    assert drawn[2] == ["1"] * 4, drawn
+    assert errors == [], errors

@@ -79,8 +79,29 @@ def test_pause_losses_and_adaptive_tables(models):
         assert g["n_runs"].nunique() == 1 and g["n_runs"].iloc[0] == 3
         ent = g.loc[g.placement == "entropy", "entropy_following"].iloc[0]
         assert (ent >= g.loc[g.placement == "random", "entropy_following"] - 1e-6).all()
-    np.testing.assert_allclose(table["delta_following"],
-                               table["loss_following"] - table["loss_following_plain"], atol=1e-5)
+    # the entropy placement's numbers from the logits, by hand: pauses go before the tokens
+    # that follow the top 20% next-token entropies; each such token's loss is read at the
+    # position just before it, with and without the pauses
+    for (label, seq_no), g in table[table.placement == "entropy"].groupby(["model", "sequence"]):
+        model, seq = models[label], wins[seq_no]
+        with torch.no_grad():
+            logp = torch.log_softmax(model(seq.tokens[None])[0].double(), -1)
+        ent = -(logp.exp() * logp).sum(-1)
+        paused = insert_pauses(seq, PausePolicy(entropy_top=0.2, n=1), model.interp_pause_id,
+                               entropy=ent)
+        with torch.no_grad():
+            logp_p = torch.log_softmax(model(paused.tokens[None])[0].double(), -1)
+        after = [i for i in range(1, len(paused)) if paused.roles[i - 1] == "pause"
+                 and paused.roles[i] != "pause"]
+        follow = [int(paused.original_position[i]) for i in after]
+        with_p = torch.stack([-logp_p[i - 1, paused.tokens[i]] for i in after])
+        plain = torch.stack([-logp[f - 1, seq.tokens[f]] for f in follow])
+        row = g.iloc[0]
+        assert row.n_runs == len(after) == 3
+        np.testing.assert_allclose(row.loss_following, float(with_p.mean()), rtol=1e-5)
+        np.testing.assert_allclose(row.loss_following_plain, float(plain.mean()), rtol=1e-5)
+        np.testing.assert_allclose(row.entropy_following, float(ent[torch.tensor(follow) - 1].mean()),
+                                   rtol=1e-5)
     assert set(adaptive_summary(table)["placement"]) == {"entropy", "random"}
 
 

@@ -99,3 +99,33 @@ def test_missing_spec_and_unfinished_dir(tmp_path, capsys):
     assert "not found" in capsys.readouterr().err
     assert main(["probe", "show", str(tmp_path)]) == 2
     assert "not a finished probe run" in capsys.readouterr().err
+
+
+def test_edited_or_damaged_probe_files_are_named(spec_file, tmp_path, capsys):
+    """Probe outputs carry checksums (probes.json): an edited metrics.csv or a damaged probe
+    file is named; so is a probes.json that is no longer JSON."""
+    out = tmp_path / "out"
+    assert main(["probe", "train", str(spec_file), "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    saved = {p: p.read_bytes() for p in (out / "metrics.csv", out / "probes" / "v.safetensors",
+                                        out / "probes.json")}
+    for path, edit in [(out / "metrics.csv", b"layer,site\n0,v\n"),
+                       (out / "probes" / "v.safetensors", b"\x00" * 16),
+                       (out / "probes.json", b"{ hand-edited")]:
+        path.write_bytes(edit)
+        assert main(["probe", "show", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert str(path) in err and "fix:" in err and "--fresh" in err
+        path.write_bytes(saved[path])
+    assert main(["probe", "show", str(out)]) == 0
+
+
+def test_future_lens_spec_into_a_classifier_run_is_refused(spec_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["probe", "train", str(spec_file), "--out", str(out), "--quiet"]) == 0
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    fl = tmp_path / "fl.toml"
+    fl.write_text('name = "fl"\nmethod = "future_lens"\n')  # refused before its model loads
+    assert main(["probe", "train", str(fl), "--out", str(out), "--quiet"]) == 2
+    assert "different spec" in capsys.readouterr().err
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before  # nothing deleted

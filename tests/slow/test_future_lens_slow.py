@@ -34,7 +34,9 @@ def test_lookahead_spec_through_the_cli(smollm, tmp_path, capsys, monkeypatch):
     t = res.table.set_index(["layer", "offset"])
     # the last layer read at offset 1 is (nearly) the identity: it names the model's prediction
     # (fitted on ~1900 positions: 0.995 measured; with ~700 positions of 48-token windows it
-    # was only 0.61, as 576 dimensions need more data than that)
+    # was only 0.61, as 576 dimensions need more data than that). Over the 200 evaluated
+    # positions the standard error at 0.995 is √(0.995·0.005/200) = 0.005: 0.95 is 9 below;
+    # val_r2 measured 0.997 for a map fitted to the identity-like last layer
     assert t.loc[(29, 1), "agreement_top1"] >= 0.95
     assert t.loc[(29, 1), "val_r2"] > 0.99
     assert res.tensors["W"].shape == (2, 3, 576, 576)

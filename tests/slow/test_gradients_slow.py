@@ -84,7 +84,10 @@ def test_patch_cli(tmp_path):
     table = pd.read_csv(out / "attribution.csv")
     assert {"layer", "head", "position", "site", "atp", "activation_patch"} <= set(table.columns)
     comparison = pd.read_csv(out / "comparison.csv").set_index("group")
-    assert comparison.loc["all", "spearman"] > 0.8  # measured 0.99 on this pair
+    # measured 0.99 on this pair. The baseline is no agreement: over n ranked nodes (3 layers
+    # × 6 positions here, less the unaffected ones) a Spearman correlation under the null has
+    # standard error 1/√(n − 1) ≈ 0.25, so 0.8 is over 3 standard errors above it
+    assert comparison.loc["all", "spearman"] > 0.8
     assert (out / "atp_scatter.html").is_file()
 
 

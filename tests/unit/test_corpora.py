@@ -38,13 +38,13 @@ def test_files_folders_and_jsonl(tmp_path):
 
 
 def test_bad_corpora_name_the_fix(tmp_path):
-    with pytest.raises(interp.InterpError, match="not found"):
+    with pytest.raises(interp.InterpError, match="not found\n  fix: give a text file, a folder"):
         interp.load_corpus(tmp_path / "missing.txt")
     (tmp_path / "empty.txt").write_text("   \n")
-    with pytest.raises(interp.InterpError, match="no text"):
+    with pytest.raises(interp.InterpError, match="holds no text\n  fix: give a corpus with at least one non-empty document"):
         interp.load_corpus(tmp_path / "empty.txt")
     (tmp_path / "d.jsonl").write_text(json.dumps({"body": "x"}))
-    with pytest.raises(interp.InterpError, match="--field"):
+    with pytest.raises(interp.InterpError, match="has no field 'text'.*\n  fix: pass --field NAME"):
         interp.load_corpus(tmp_path / "d.jsonl")
 
 

@@ -181,7 +181,9 @@ def test_a_copy_two_back_model_is_read_at_offset_two(copy_model):
     t = res.table.set_index(["layer", "offset"])
     # h_t holds x_t, which is what the model will predict at t + 1 (offset 2): read perfectly
     # after block 0 (measured 1.0 on 400 held-out positions), nearly so after block 1 (0.955;
-    # chance is 1/16)
+    # chance is 1/16). Bounds from n = 400: no error in 400 puts the true rate above
+    # 1 − 3/400 = 0.9925 (the rule of three, 95%), hence >= 0.99 (and 0.98); at 0.955 the
+    # standard error is √(0.955·0.045/400) = 0.010, so 0.9 is over 5 standard errors below
     assert t.loc[(0, 2), "agreement_top1"] >= 0.99 and t.loc[(0, 2), "accuracy"] >= 0.99
     assert t.loc[(1, 2), "agreement_top1"] >= 0.9
     assert t.loc[(0, 1), "agreement_top1"] >= 0.98 and t.loc[(1, 1), "agreement_top1"] == 1.0
@@ -200,9 +202,11 @@ def test_learned_prompt_learns_to_read_the_transplanted_state():
     res = future_lens(model, toks, layers=[0], offsets=[1], config=cfg)
     t = res.table.set_index("method")
     loss = res.tensors["prompt_loss_L0_k1"]
-    assert loss[-10:].mean() < 0.7 * loss[:5].mean()
-    assert t.loc["prompt", "agreement_top5"] > t.loc["linear", "agreement_top5"]
-    assert t.loc["prompt", "agreement_top1"] > 0.3  # chance: 1/61
+    assert loss[-10:].mean() < 0.7 * loss[:5].mean()  # measured 0.48
+    assert t.loc["prompt", "agreement_top5"] > t.loc["linear", "agreement_top5"]  # the baseline
+    # measured 0.42 on n = 200 held-out positions: standard error √(0.42·0.58/200) = 0.035,
+    # so 0.3 is 3.4 standard errors below, and 18 times chance (1/61)
+    assert t.loc["prompt", "agreement_top1"] > 0.3
     assert res.tensors["prompt_L0_k1"].shape == (3, 32)
 
 
@@ -277,6 +281,10 @@ def test_results_round_trip_and_figure(tmp_path, copy_model):
     assert "offset 2" in back.headline() and back.summary().shape[0] == 2
     fig = back.figure()
     assert {t.name for t in fig.data} >= {"linear, offset 2", "bigram, offset 2", "trigram, offset 1"}
+    # the files carry checksums: one edited since is named
+    (tmp_path / "lens.safetensors").write_bytes(b"\x00" * 8)
+    with pytest.raises(interp.InterpError, match="lens.safetensors was changed or damaged"):
+        load_future_lens(tmp_path)
 
 
 # --- bad input -------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("instruments", ("interp.recording", "interp.gradients", "interp.patching", "interp.sinks")),
     ("training", ("interp.training",)),
     ("probes", ("interp.probes",)),
+    ("controls", ("interp.controls",)),
     ("reporting", ("interp.reporting",)),
     ("api", ("interp",)),
     ("cli", ("interp.cli", "interp.__main__")),

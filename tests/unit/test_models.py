@@ -27,11 +27,11 @@ def test_tiny_model_is_seeded_and_dtype_respected():
 
 
 def test_bad_names_and_configs():
-    with pytest.raises(interp.InterpError, match="available: smollm2-135m"):
+    with pytest.raises(interp.InterpError, match="unknown model 'no-such-model'\n  fix: available: smollm2-135m"):
         interp.load_model("no-such-model")
     with pytest.raises(interp.InterpError, match="not found"):
         interp.load_model("missing.gguf")
-    with pytest.raises(interp.InterpError, match="divide"):
+    with pytest.raises(interp.InterpError, match="does not divide n_heads=4\n  fix: choose n_kv_heads among the divisors"):
         interp.TinyConfig(n_heads=4, n_kv_heads=3)
     with pytest.raises(interp.InterpError, match="valid fields"):
         interp.TinyConfig.from_dict({"n_layer": 2})

@@ -81,18 +81,18 @@ def test_before_answer_and_answer_only_loss():
 
 
 def test_bad_policies_and_inputs_name_the_fix():
-    with pytest.raises(interp.InterpError, match="rate"):
+    with pytest.raises(interp.InterpError, match=r"rate must be in \[0, 1\), got 1.5\n  fix: use a rate in \[0, 1\)"):
         interp.PausePolicy(rate=1.5)
-    with pytest.raises(interp.InterpError, match="every"):
+    with pytest.raises(interp.InterpError, match="every must be >= 1, got 0\n  fix: use every >= 1, or None"):
         interp.PausePolicy(every=0)
-    with pytest.raises(interp.InterpError, match="add_pause_token"):
+    with pytest.raises(interp.InterpError, match="no pause token id given\n  fix: call interp.add_pause_token"):
         interp.insert_pauses(_seq(), interp.PausePolicy(every=2))
-    with pytest.raises(interp.InterpError, match="valid roles"):
+    with pytest.raises(interp.InterpError, match=r"unknown role\(s\) \['nonsense'\]\n  fix: valid roles: bos, "):
         interp.make_sequence([1, 2], ["bos", "nonsense"])
     with pytest.raises(interp.InterpError, match="role"):
         _seq().role_mask("pauses")
     paused = interp.insert_pauses(_seq(), interp.PausePolicy(every=2), 999)
-    with pytest.raises(interp.InterpError, match="already has inserted pauses"):
+    with pytest.raises(interp.InterpError, match="already has inserted pauses\n  fix: insert into the original"):
         interp.insert_pauses(paused, interp.PausePolicy(every=2), 999)
 
 

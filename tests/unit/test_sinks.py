@@ -164,13 +164,13 @@ def test_eviction_window_equals_a_real_truncated_cache(n_layers):
 
 
 def test_bad_input_names_the_fix(tiny_model):
-    with pytest.raises(InterpError, match="eviction window"):
+    with pytest.raises(InterpError, match=r"eviction window plus sinks \(16 \+ 4\).*\n  fix: give a text longer than 21 tokens"):
         sinks.cache_eviction(tiny_model, torch.arange(20), eviction_window=16, sinks=(0, 4), verbose=False)
-    with pytest.raises(InterpError, match="ratio"):
+    with pytest.raises(InterpError, match=r"ratio=1.0 would flag ordinary activations\n  fix: use ratio > 1"):
         sinks.registers(tiny_model, torch.arange(8), ratio=1.0, verbose=False)
-    with pytest.raises(InterpError, match="length 1"):
+    with pytest.raises(InterpError, match="length 1 has no later queries.*\n  fix: give sequences of at least 2 tokens"):
         sinks.registers(tiny_model, torch.arange(1), verbose=False)
-    with pytest.raises(InterpError, match="out of range"):
+    with pytest.raises(InterpError, match=r"out of range for a model with 2 layers\n  fix: choose layers in 0\.\.1"):
         sinks.registers(tiny_model, torch.arange(8), layers=[5], verbose=False)
 
 

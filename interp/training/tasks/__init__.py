@@ -8,7 +8,7 @@ vocabulary, and examples as :class:`interp.PausedSequence` with roles ``bos`` / 
 name               task
 =================  =========================================================================
 ``precache``       Wu et al.'s regression y_n = Σ_{i=1..10} sin(10·x_{n−i}) (real-valued)
-``parity``         parity of a bit string
+``parity``         parity of a bit string (with a parallel chain of thought: the count in unary)
 ``3sum``           does some triple of tuples sum to 0 mod 10 (Pfau et al.)
 ``2sum_transform`` does some pair sum to 0, inputs shifted by a key given last (Pfau et al.)
 ``primes``         digit sum mod 7 of the first n primes after a start number

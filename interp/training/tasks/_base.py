@@ -66,7 +66,8 @@ class Vocab:
     def __init__(self, words: Sequence[str]):
         self.words: tuple[str, ...] = SPECIALS + tuple(words)
         if len(set(self.words)) != len(self.words):
-            raise InterpError(f"duplicate words in a task vocabulary: {self.words}")
+            raise InterpError(f"duplicate words in a task vocabulary: {self.words}",
+                              "list each word once (the special tokens are added for you)")
         self._ids = {w: i for i, w in enumerate(self.words)}
 
     def __len__(self) -> int:
@@ -214,7 +215,7 @@ class Task:
         """The parallel chain of thought for the prompt words: :attr:`n_cot` intermediate
         results, computed from the prompt alone. Only tasks with a parallel solution have one."""
         raise InterpError(f"task {self.name!r} has no parallel chain of thought",
-                          "use cot_mixture only with 3sum or 2sum_transform")
+                          "use cot_mixture only with parity, 3sum or 2sum_transform")
 
     @property
     def n_cot(self) -> int | None:
@@ -301,7 +302,7 @@ class Task:
     def batch(self, n: int, seed: int | Sequence[int] = 0) -> TaskBatch:
         """``n`` examples as padded tensors with next-token targets on answer positions."""
         if n < 1:
-            raise InterpError(f"batch size must be >= 1, got {n}")
+            raise InterpError(f"batch size must be >= 1, got {n}", "ask for n >= 1 examples")
         seqs = self.examples(n, seed)
         tokens, roles, _, mask = pad_batch(seqs, self.vocab.pad_id)
         targets = torch.full_like(tokens, IGNORE)

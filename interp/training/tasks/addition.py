@@ -36,7 +36,7 @@ class Addition(Task):
     def __init__(self, n_digits: int = 3, reverse: bool = True, **pause_options):
         super().__init__(**pause_options)
         if n_digits < 1:
-            raise InterpError(f"addition n_digits must be >= 1, got {n_digits}")
+            raise InterpError(f"addition n_digits must be >= 1, got {n_digits}", "use n_digits >= 1")
         self.n_digits = n_digits
         self.reverse = reverse
         self.vocab = Vocab([*"0123456789", "+", "="])

@@ -60,7 +60,8 @@ class Precache(Task):
             raise InterpError("the precache task takes no pauses (every position is an input "
                               "and an output)", "drop --pauses / pauses= for this task")
         if length < 2 or k < 1:
-            raise InterpError(f"precache needs length >= 2 and k >= 1; got length={length}, k={k}")
+            raise InterpError(f"precache needs length >= 2 and k >= 1; got length={length}, k={k}",
+                              "use length >= 2 and k >= 1")
         self.length, self.k, self.freq = length, k, float(freq)
         self.vocab = Vocab(["x"])
 
@@ -79,7 +80,7 @@ class Precache(Task):
     def batch(self, n: int, seed: int | Sequence[int] = 0) -> TaskBatch:
         """``n`` sequences: ``inputs`` x, ``values`` y, loss on positions 1..N−1 (y_0 = 0)."""
         if n < 1:
-            raise InterpError(f"batch size must be >= 1, got {n}")
+            raise InterpError(f"batch size must be >= 1, got {n}", "ask for n >= 1 examples")
         rng = np.random.default_rng(seed)
         raws = [self.sample(rng) for _ in range(n)]
         tokens = torch.full((n, self.length), self.vocab["x"], dtype=torch.long)

@@ -65,7 +65,8 @@ class PrimeDigitSum(Task):
         if n_primes < 1 or n_digits < 1 or not 2 <= mod <= 10:
             raise InterpError(
                 f"primes needs n_primes >= 1, n_digits >= 1 and 2 <= mod <= 10; got "
-                f"n_primes={n_primes}, n_digits={n_digits}, mod={mod}")
+                f"n_primes={n_primes}, n_digits={n_digits}, mod={mod}",
+                "choose values in those ranges (the defaults are valid)")
         self.n_primes, self.n_digits, self.mod = n_primes, n_digits, mod
         self.vocab = Vocab([*"0123456789", "="])
 

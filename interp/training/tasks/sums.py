@@ -66,7 +66,8 @@ class _KSum(Task):
         if length < self.k or dim < 1 or not 2 <= mod <= 10:
             raise InterpError(
                 f"{self.name} needs length >= {self.k}, dim >= 1 and 2 <= mod <= 10; got "
-                f"length={length}, dim={dim}, mod={mod}")
+                f"length={length}, dim={dim}, mod={mod}",
+                "choose values in those ranges (the defaults are valid)")
         self.length, self.dim, self.mod = length, dim, mod
         self.vocab = Vocab([*"0123456789"[:mod], "|", ":", "Y", "N"])
 

@@ -37,6 +37,9 @@ class TrainConfig:
         n_heads: attention heads per layer.
         d_mlp: MLP width (``None``: 4 · d_model).
         positional: ``"rotary"`` or ``"standard"`` (learned absolute).
+        n_ctx: the model's context length (``None``: the length of the task's sequences).
+            Give a longer one to run the trained model later on longer sequences, e.g. a
+            model trained without pauses on sequences with pauses inserted.
         steps: optimiser steps.
         batch_size: examples per step.
         lr: peak learning rate.
@@ -65,6 +68,7 @@ class TrainConfig:
     n_heads: int = 4
     d_mlp: int | None = None
     positional: str = "rotary"
+    n_ctx: int | None = None
     steps: int = 1000
     batch_size: int = 64
     lr: float = 3e-3
@@ -86,9 +90,14 @@ class TrainConfig:
         for name in ("steps", "batch_size", "eval_every", "eval_size", "n_layers", "d_model",
                      "n_heads"):
             if getattr(self, name) < 1:
-                raise InterpError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+                raise InterpError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}",
+                                  f"use {name} >= 1")
+        if self.n_ctx is not None and self.n_ctx < 2:
+            raise InterpError(f"TrainConfig.n_ctx must be >= 2, got {self.n_ctx}",
+                              "give the longest sequence the model must read, or None")
         if self.pauses < 0 or self.warmup < 0:
-            raise InterpError("TrainConfig.pauses and warmup must be >= 0")
+            raise InterpError("TrainConfig.pauses and warmup must be >= 0",
+                              "use pauses >= 0 and warmup >= 0 (0: none)")
         if not 0.0 <= self.cot_mixture <= 1.0:
             raise InterpError(f"TrainConfig.cot_mixture must be in [0, 1], got {self.cot_mixture}",
                               "give the fraction of training examples that carry the chain "
@@ -96,7 +105,10 @@ class TrainConfig:
         if not (self.lr > 0 and 0 <= self.min_lr_ratio <= 1 and self.grad_clip >= 0
                 and self.weight_decay >= 0):
             raise InterpError("TrainConfig needs lr > 0, 0 <= min_lr_ratio <= 1, grad_clip >= 0 "
-                              "and weight_decay >= 0")
+                              "and weight_decay >= 0",
+                              f"change the value out of range (lr={self.lr}, min_lr_ratio="
+                              f"{self.min_lr_ratio}, grad_clip={self.grad_clip}, weight_decay="
+                              f"{self.weight_decay})")
 
     @property
     def mode(self) -> str:

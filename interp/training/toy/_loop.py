@@ -91,9 +91,13 @@ def cosine_lr(step: int, *, lr: float, warmup: int, steps: int, min_lr_ratio: fl
 
 # -- checkpoints --------------------------------------------------------------------------
 
-def save_training_tensors(path: Path, params: dict[str, Tensor], opt: torch.optim.Optimizer) -> None:
+def save_training_tensors(path: Path, params: dict[str, Tensor], opt: torch.optim.Optimizer,
+                          state: dict | None = None) -> None:
     """Write the parameters (``param.<name>``) and AdamW's moments (``exp_avg.<name>``,
-    ``exp_avg_sq.<name>``) to one safetensors file, atomically."""
+    ``exp_avg_sq.<name>``) to one safetensors file, atomically, with the run's ``state``
+    (step, history, ...) as JSON in its metadata: the tensors and the step they belong to are
+    one file, so a run killed between two writes can never resume a checkpoint with another
+    checkpoint's step (``state.json`` beside it is a readable copy)."""
     tensors = {f"param.{k}": p.detach().contiguous() for k, p in params.items()}
     index = {id(p): k for k, p in params.items()}
     for group in opt.param_groups:
@@ -101,7 +105,21 @@ def save_training_tensors(path: Path, params: dict[str, Tensor], opt: torch.opti
             for key, t in opt.state.get(p, {}).items():
                 if key != "step":
                     tensors[f"{key}.{index[id(p)]}"] = t.contiguous()
-    atomic_save_tensors(path, tensors)
+    atomic_save_tensors(path, tensors, None if state is None else {"state": json.dumps(state)})
+
+
+def read_checkpoint_state(path: Path) -> dict | None:
+    """The state :func:`save_training_tensors` stored in the checkpoint (``None`` for a
+    checkpoint of an earlier release, which kept it only in ``state.json``)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError) as e:
+        raise InterpError(f"checkpoint {path} is damaged ({str(e)[:200]})",
+                          "start over with --fresh (fresh=True)") from None
+    return json.loads(meta["state"]) if "state" in meta else None
 
 
 def load_training_tensors(path: Path, params: dict[str, Tensor],
@@ -124,9 +142,9 @@ def load_training_tensors(path: Path, params: dict[str, Tensor],
 
 def _save(out: Path, model: Bridge, opt: torch.optim.AdamW, config: TrainConfig, task: Task,
           step: int, history: list[dict], elapsed: float) -> None:
-    save_training_tensors(out / "checkpoint.safetensors", _named_parameters(model), opt)
     state = dict(step=step, config=config.to_dict(), task=task.config(), history=history,
                  elapsed_s=elapsed)
+    save_training_tensors(out / "checkpoint.safetensors", _named_parameters(model), opt, state)
     atomic_write_text(out / "state.json", json.dumps(state, indent=1))
 
 
@@ -138,7 +156,18 @@ def _read_state(out: Path) -> dict | None:
     path = out / "state.json"
     if not (path.is_file() and (out / "checkpoint.safetensors").is_file()):
         return None
-    return json.loads(path.read_text())
+    return read_checkpoint_state(out / "checkpoint.safetensors") or json.loads(path.read_text())
+
+
+#: what train_toy writes in its folder, the resume marker first (``--fresh`` removes them in
+#: this order, so a kill part-way leaves no marker beside another run's files)
+TOY_FILES = ("state.json", "checkpoint.safetensors", "history.csv", "metrics.json")
+
+
+def clear_run(out: Path, names: tuple[str, ...]) -> None:
+    """Remove a training run's files (only those) from ``out``, in the order given."""
+    for name in names:
+        (out / name).unlink(missing_ok=True)
 
 
 def load_toy(out: str | os.PathLike) -> ToyResult:
@@ -154,7 +183,7 @@ def load_toy(out: str | os.PathLike) -> ToyResult:
     state = _read_state(out)
     config = TrainConfig.from_dict(state["config"])
     task = config.make_task()
-    model = build_model(config, task, _n_ctx(task))
+    model = build_model(config, task, toy_context(config, task))
     _load_tensors(out, model, None, state["step"])
     model.eval()
     history = (pd.read_csv(out / "history.csv") if (out / "history.csv").is_file()
@@ -164,8 +193,22 @@ def load_toy(out: str | os.PathLike) -> ToyResult:
     return ToyResult(config, task, model, history, metrics)
 
 
-def _n_ctx(task: Task) -> int:
-    return int(task.batch(1, _EVAL_SEED).tokens.shape[1])
+def toy_context(config: TrainConfig, task: Task) -> int:
+    """The context a run's model gets: ``config.n_ctx``, or the task's sequence length.
+
+    Raises:
+        InterpError: the task's sequences (prompt, pauses and answer) do not fit in
+            ``config.n_ctx``.
+    """
+    need = int(task.batch(1, _EVAL_SEED).tokens.shape[1])
+    if config.n_ctx is None:
+        return need
+    if need > config.n_ctx:
+        raise InterpError(
+            f"{config.task} sequences with {config.pauses} pause(s) are {need} tokens long, "
+            f"more than the context n_ctx={config.n_ctx}",
+            f"raise n_ctx to at least {need}, or use fewer pauses or a shorter task")
+    return config.n_ctx
 
 
 # -- training -----------------------------------------------------------------------------
@@ -194,8 +237,9 @@ def train_toy(config: TrainConfig, out: str | os.PathLike | None = None, *,
     device = resolve_device(config.device)
     dtype = getattr(torch, config.dtype)
     eval_task = config.make_task(evaluation=True)
+    n_ctx = toy_context(config, task)
     eval_batch = eval_task.batch(config.eval_size, (_EVAL_SEED, config.seed)).to(device, dtype)
-    model = build_model(config, task, int(eval_batch.tokens.shape[1]))
+    model = build_model(config, task, n_ctx)
     params = _named_parameters(model)
     decay = [p for p in params.values() if p.ndim >= 2]
     no_decay = [p for p in params.values() if p.ndim < 2]
@@ -206,6 +250,8 @@ def train_toy(config: TrainConfig, out: str | os.PathLike | None = None, *,
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
+        if fresh:
+            clear_run(out_dir, TOY_FILES)
         state = None if fresh else _read_state(out_dir)
         if state is not None:
             saved = {k: v for k, v in state["config"].items() if k != "steps"}
@@ -215,6 +261,11 @@ def train_toy(config: TrainConfig, out: str | os.PathLike | None = None, *,
                 raise InterpError(f"{out_dir} holds a run with a different configuration "
                                   f"({', '.join(diff)})",
                                   "use another output folder, or fresh=True / --fresh to start over")
+            if state["step"] > config.steps:
+                raise InterpError(f"{out_dir} holds a run already trained {state['step']} steps, more "
+                                  f"than steps={config.steps}",
+                                  f"pass steps={state['step']} (--steps {state['step']}) or more to "
+                                  "continue it, or fresh=True / --fresh to start over")
             start, history, elapsed = state["step"], state["history"], state["elapsed_s"]
             _load_tensors(out_dir, model, opt, start)
 

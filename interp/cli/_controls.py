@@ -1,0 +1,124 @@
+"""``interp controls``: positive controls, where the phenomenon is known to be there.
+
+``interp controls pauses --out runs/ctl`` trains the pause control (16-bit parity, 2 layers:
+answering at once versus 16 fillers trained with the unary-count chain-of-thought mixture,
+3 seeds), then runs every instrument on the pause-trained model, the no-pause model, and the
+no-pause model with fillers inserted but untrained. ``--lengths 8,12,16,24`` and
+``--conditions none,pause,filler,filler_cot`` give the accuracy-against-length curves.
+``interp controls lookahead --out runs/ctl`` trains the ``precache`` task vanilla and myopic
+and compares them: future share of the K/V gradient, a probe for sin(ω·x_t), and patching
+along the probe's direction. ``interp controls all`` runs both (the default run fits in 30
+minutes on 2 CPU cores; see ``benchmarks/bench_controls.py``). Finished runs are resumed.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import InterpError
+from ._common import add_formats_arg, parse_formats, parse_int_list
+
+
+def register(sub) -> None:
+    p = sub.add_parser("controls", help="positive controls: pauses that compute, pre-caching",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sp = p.add_subparsers(dest="controls_command", metavar="{pauses,lookahead,all}")
+    for name, helptext in (("pauses", "the pause control and every instrument on it"),
+                           ("lookahead", "pre-caching, vanilla vs myopic"),
+                           ("all", "both controls")):
+        c = sp.add_parser(name, help=helptext, description=helptext)
+        c.add_argument("--out", required=True, help="output folder (runs are resumed)")
+        if name != "lookahead":
+            c.add_argument("--lengths", default=None,
+                           help="parity lengths in bits, e.g. 8,16 (default 16)")
+            c.add_argument("--conditions", default="none,filler_cot",
+                           help="among none, pause, filler, filler_cot (default none,filler_cot)")
+            c.add_argument("--seeds", default="0,1,2", help="seeds (default 0,1,2)")
+            c.add_argument("--steps", type=int, default=None,
+                           help="training steps per pause-control run (default 1000)")
+            c.add_argument("--instrument-length", type=int, default=None, metavar="N",
+                           help="the length whose seed-0 runs get the instruments "
+                           "(default the longest)")
+        if name != "pauses":
+            c.add_argument("--lookahead-steps", type=int, default=None,
+                           help="training steps per precache run (default the task's, 800)")
+        c.add_argument("--quiet", action="store_true", help="no progress bars")
+        add_formats_arg(c, "html,png", "figure files")
+        c.set_defaults(func=run_controls, which=name)
+    p.set_defaults(func=lambda args: _usage(p))
+
+
+def _usage(p: argparse.ArgumentParser) -> int:
+    p.print_help()
+    return 2
+
+
+def run_controls(args) -> int:
+    from ..figures._export import export_figures
+
+    out = Path(args.out)
+    formats = parse_formats(args.formats)
+    if args.which in ("pauses", "all"):
+        _pauses(args, out / "pauses", formats)
+    if args.which in ("lookahead", "all"):
+        from ..controls import lookahead_control, lookahead_runs
+
+        steps = {} if args.lookahead_steps is None else dict(steps=args.lookahead_steps)
+        vanilla, myopic = lookahead_runs(out / "lookahead" / "runs", verbose=not args.quiet,
+                                         **steps)
+        res = lookahead_control(vanilla, myopic)
+        res.save(out / "lookahead")
+        export_figures([res], out / "lookahead", formats=formats)
+        _show("lookahead", res, ("loss", "future_share", "probes"))
+        p = res.patching
+        print(p[p["offset"] <= res.settings["k"] + 2].pivot_table(
+            index="offset", columns=["model", "direction"], values="slope").to_string(
+            float_format=lambda v: f"{v:.3f}"))
+    print(f"-> {out}")
+    return 0
+
+
+def _pauses(args, out: Path, formats) -> None:
+    import dataclasses
+
+    from ..controls import control_run, pause_control, pause_control_config, pause_instruments
+    from ..figures._export import export_figures, export_many
+    from ..figures.controls import control_lengths
+    from ..training.toy import load_toy
+
+    conditions = [c for c in args.conditions.split(",") if c]
+    if "none" not in conditions or len(conditions) < 2:
+        raise InterpError(f"--conditions {args.conditions!r} needs 'none' and at least one "
+                          "condition with inserted tokens", "e.g. --conditions none,filler_cot")
+    base = pause_control_config()
+    if args.steps is not None:
+        base = dataclasses.replace(base, steps=args.steps)
+    lengths = parse_int_list(args.lengths, "lengths") if args.lengths else [16]
+    seeds = parse_int_list(args.seeds, "seeds") or [0]
+    length = args.instrument_length or max(lengths)
+    if length not in lengths:
+        raise InterpError(f"--instrument-length {length} is not among --lengths {lengths}",
+                          "give one of the trained lengths")
+    comp = pause_control(base, lengths=lengths, conditions=conditions, seeds=seeds, out=out,
+                         verbose=not args.quiet)
+    for fmt in formats:
+        export_many([(control_lengths(comp), out / "control_lengths")], fmt)
+    summary = comp.runs.groupby(["length", "insert"], sort=False)["value"].agg(
+        ["mean", "std", "min", "max", "count"])
+    print(summary.to_string(float_format=lambda v: f"{v:.3f}"))
+    inserted = "filler_cot" if "filler_cot" in conditions else next(
+        c for c in conditions if c != "none")
+    res = pause_instruments(load_toy(control_run(out, length, inserted, seeds[0])),
+                            load_toy(control_run(out, length, "none", seeds[0])))
+    res.save(out)
+    export_figures([res], out, formats=formats)
+    _show("pause instruments", res, ("accuracy", "patching", "probes", "attention",
+                                     "future_share"))
+
+
+def _show(title: str, res, tables) -> None:
+    print(f"== {title} ==")
+    for name in tables:
+        print(f"-- {name}")
+        print(getattr(res, name).to_string(index=False, float_format=lambda v: f"{v:.3f}"))

@@ -1,0 +1,87 @@
+"""Figures for the positive controls (:mod:`interp.controls`): accuracy against task length per
+condition, the pause K/V patching bars, probes at pause positions by layer, and the lookahead
+patching slopes by offset."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+from ._style import CYCLE, apply_style
+from .toy import _condition
+
+__all__ = ["control_lengths", "lookahead_patching", "pause_patching", "pause_probes"]
+
+_MODEL_COLORS = {"pause-trained": CYCLE[1], "no pauses": CYCLE[0], "pauses untrained": CYCLE[7],
+                 "vanilla": CYCLE[0], "myopic": CYCLE[1]}
+
+
+def control_lengths(comparison) -> go.Figure:
+    """Held-out accuracy against task length, one line per condition: the mean over seeds
+    with min–max bars, every seed as a dot (a ``pause_control`` comparison)."""
+    runs = comparison.runs.assign(condition=_condition(comparison.runs).str.replace(
+        r" · \d+ ", " · ", regex=True))
+    fig = go.Figure()
+    for i, (cond, g) in enumerate(runs.groupby("condition", sort=False)):
+        s = g.groupby("length")["value"].agg(["mean", "min", "max"]).reset_index()
+        color = CYCLE[i % len(CYCLE)]
+        fig.add_trace(go.Scatter(
+            x=s["length"], y=s["mean"], name=cond, mode="lines+markers", line=dict(color=color),
+            error_y=dict(type="data", symmetric=False, array=s["max"] - s["mean"],
+                         arrayminus=s["mean"] - s["min"], color=color)))
+        fig.add_trace(go.Scatter(x=g["length"], y=g["value"], mode="markers", showlegend=False,
+                                 marker=dict(color=color, size=5, opacity=0.45)))
+    fig.add_hline(y=float(runs["baseline"].mean()), line=dict(dash="dash", color="#777777"))
+    fig.update_xaxes(title="task length (bits / tuples)")
+    fig.update_yaxes(title="held-out accuracy", range=[0.4, 1.02])
+    return apply_style(fig, title="Pause control: accuracy against length")
+
+
+def pause_patching(result) -> go.Figure:
+    """Accuracy clean and with the inserted positions' K/V taken from another example, per
+    model and patched layers."""
+    t = result.patching
+    fig = go.Figure()
+    for model, g in t.groupby("model", sort=False):
+        x = ["clean"] + [f"patch K/V, layer {x}" if x != "all" else "patch K/V, all layers"
+                         for x in g["layers"]]
+        y = [float(g["clean_accuracy"].iloc[0])] + g["accuracy"].tolist()
+        fig.add_trace(go.Bar(x=x, y=y, name=model, marker_color=_MODEL_COLORS.get(model)))
+    fig.add_hline(y=0.5, line=dict(dash="dash", color="#777777"))
+    fig.update_yaxes(title="held-out accuracy", range=[0, 1.02])
+    fig.update_layout(barmode="group")
+    return apply_style(fig, title="Corrupting the pause positions' keys and values")
+
+
+def pause_probes(result) -> go.Figure:
+    """Held-out probe accuracy by layer, one line per model, place and target; the majority
+    baselines dotted."""
+    t = result.probes
+    fig = go.Figure()
+    dash = {("inserted", "answer"): "solid", ("inserted", "partial"): "dot",
+            ("answer position", "answer"): "dash"}
+    for (model, where, target), g in t.groupby(["model", "where", "target"], sort=False):
+        fig.add_trace(go.Scatter(
+            x=g["layer"], y=g["accuracy"], mode="lines+markers",
+            name=f"{model}: {target} at {where}",
+            line=dict(color=_MODEL_COLORS.get(model), dash=dash.get((where, target)))))
+    fig.add_hline(y=float(t["baseline"].mean()), line=dict(dash="dash", color="#777777"))
+    fig.update_xaxes(title="residual stream entering layer (last: final)", dtick=1)
+    fig.update_yaxes(title="held-out probe accuracy", range=[0.4, 1.02])
+    return apply_style(fig, title="Probes at pause positions", width=860)
+
+
+def lookahead_patching(result) -> go.Figure:
+    """Slope of the prediction at t + i on the feature change at t, per offset i."""
+    t = result.patching
+    fig = go.Figure()
+    for (model, direction), g in t.groupby(["model", "direction"], sort=False):
+        fig.add_trace(go.Scatter(
+            x=g["offset"], y=g["slope"], mode="lines+markers", name=f"{model}, {direction}",
+            line=dict(color=_MODEL_COLORS.get(model),
+                      dash="solid" if direction == "feature" else "dot")))
+    k = result.settings.get("k")
+    if k:
+        fig.add_vrect(x0=0.5, x1=k + 0.5, fillcolor="#eeeeee", opacity=0.5, line_width=0)
+    fig.update_xaxes(title="offset i (prediction at t + i)", dtick=1)
+    fig.update_yaxes(title="slope Σ Δŷ·δ / Σ δ²")
+    return apply_style(fig, title="Patching the pre-cached feature at t")
