@@ -3,19 +3,19 @@
 One pass of :func:`interp.future_gradients` on a batch of b windows of N tokens (the two
 passes run one after the other, so the peak is one pass's) holds, besides the weights:
 
-* **per token**: ``7.4 · (d_model + d_mlp)`` elements per layer (what the backward keeps, the
+* **per token**: ``6.9 · (d_model + d_mlp)`` elements per layer (what the backward keeps, the
   residual stream, norms, q, k, v and the MLP's products, with the backward's own buffers and
   the allocator's slack) plus ``4 · d_vocab`` bytes of float32 log-probabilities;
 * **per N²**: the model's own attention forward, one layer at a time (the bridge computes
   scores, mask and softmax densely in float32; interp cuts that graph after each layer):
-  ``n_heads · 4`` bytes, plus the causal mask the Hugging Face model builds;
+  ``2 · n_heads · 4`` bytes, plus the causal mask the Hugging Face model builds;
 * **per block**: the blocked backward of one layer, about ``6 · block · N · n_heads · 4``
   bytes (with ``block_size=None`` the dense path keeps ``2 · n_heads · 4`` bytes per N² and
   layer instead).
 
 The constants come from the peak resident memory of SmolLM2 in float32 at N = 1024, 2048 and
-4096 (3.32, 5.40 and 9.76 GiB, blocks of 512), fitted as a + b·N + c·N²: b = 1.98 MiB per
-token, c = 34 bytes per N² (one float32 N × N per head), a = 1.2 GiB (weights 0.5 GiB, the
+4096 (3.32, 5.40 and 9.99 GiB, blocks of 512), fitted as a + b·N + c·N²: b = 1.87 MiB per
+token, c = 77 bytes per N² (two float32 N × N per head), a = 1.3 GiB (weights 0.5 GiB, the
 rest the Python process). docs/concepts/long-context.md tabulates the estimate for SmolLM2, a
 1B and an 8B Llama-type model.
 """
@@ -31,9 +31,9 @@ from ..core.model import Bridge
 from ..errors import InterpError
 
 #: elements per layer and token, in units of d_model + d_mlp (fitted on SmolLM2's peak RSS)
-PER_LAYER_TOKEN = 7.4
+PER_LAYER_TOKEN = 6.9
 #: float32 N × N tensors per head alive at once in the model's own attention forward (fitted)
-FORWARD_SQUARES = 1
+FORWARD_SQUARES = 2
 #: float32 block × N tensors per head alive at once in the blocked backward
 BLOCK_TENSORS = 6
 GIB = 2**30
