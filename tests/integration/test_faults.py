@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import torch
 from conftest import PAUSE_TINY, random_windows
 
@@ -31,6 +32,16 @@ from interp.core.io import LOCK_FILE
 from interp.errors import InterpError
 
 FORK = multiprocessing.get_context("fork")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """The killed child runs on one thread (see :func:`_in_child`), so the reference run and the
+    rerun do too: results are compared bit for bit, which needs one summation order."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def _snapshot(out: Path) -> dict[str, tuple[int, int]]:
@@ -55,6 +66,10 @@ def _in_child(job: Callable[[], object]) -> None:
     from tqdm import tqdm
 
     tqdm.set_lock(threading.RLock())
+    # The parent's OpenMP thread pool does not survive fork: a child entering a parallel region
+    # waits forever for threads that do not exist (seen with torch's default 2 threads, the
+    # suite's earlier tests having started the pool). One thread runs every op inline.
+    torch.set_num_threads(1)
     job()
 
 
