@@ -190,7 +190,10 @@ def test_by_distance_equals_per_target_autograd(hf, bridge, max_distance):
             assert rows.distance.tolist() == list(np.flatnonzero(kept))
             np.testing.assert_array_equal(rows.n, count[kept])
             np.testing.assert_allclose(rows.grad_norm, norm[kept] / count[kept], rtol=1e-10)
-            np.testing.assert_allclose(rows.share, dot[kept] / total_sq, rtol=1e-9, atol=1e-12)
+            # the share's denominator is the total pass, which runs through the blocked attention
+            # (issue 23): its float64 softmax differs from the model's float32 one at float32
+            # roundoff (measured 9e-9 absolute on shares of order 0.3), hence atol 1e-7
+            np.testing.assert_allclose(rows.share, dot[kept] / total_sq, rtol=1e-6, atol=1e-7)
 
 
 # ------------------------------------------------------------------ patching statistics
@@ -304,7 +307,9 @@ def test_future_gradients_equal_per_target_autograd(hf, bridge):
     detached forward and the future one as total − self; HF's float32 softmax and RMSNorm
     round the two ways differently at the float32 unit roundoff 6e-8, amplified through the
     softmax's gradient (measured: 4e-7 relative), hence rtol 1e-5 there; a term taken at the
-    wrong position or target is off by O(1). The total is one ordinary backward: 1e-9."""
+    wrong position or target is off by O(1). The total is one backward through the blocked
+    attention (issue 23), which recomputes the softmax in float64 where the model's own forward
+    rounds it through float32: float32 roundoff again (measured 1.0e-7 relative), rtol 1e-6."""
     g = torch.Generator().manual_seed(3)
     tokens = torch.randint(3, 61, (1, 9), generator=g)
     fg = interp.future_gradients(bridge, tokens, sites=("k", "resid_post"), verbose=False).table
@@ -322,7 +327,7 @@ def test_future_gradients_equal_per_target_autograd(hf, bridge):
             rows = fg[(fg.site == site) & (fg.layer == layer)].sort_values(["position", "head"])
             np.testing.assert_allclose(rows.self_norm, self_g.norm(dim=-1).flatten(),
                                        rtol=1e-5, atol=1e-12)
-            np.testing.assert_allclose(rows.total_norm, total.norm(dim=-1).flatten(), rtol=1e-9)
+            np.testing.assert_allclose(rows.total_norm, total.norm(dim=-1).flatten(), rtol=1e-6)
             np.testing.assert_allclose(rows.future_norm, future.norm(dim=-1).flatten(),
                                        rtol=1e-5, atol=1e-9)  # total − self: 4e-11 where 0
             cos = torch.nn.functional.cosine_similarity(self_g, future, dim=-1).flatten().numpy()
