@@ -115,7 +115,7 @@ def test_bad_mixtures_and_counts_are_named():
     with pytest.raises(InterpError, match=r"mixture must be in \[0, 1\]"):
         condition_grid(base, ["filler_cot"], seeds=[0], cot_mixture=2.0)
     with pytest.raises(InterpError, match="no chain-of-thought length"):
-        condition_grid(TrainConfig(task="parity"), ["filler"], seeds=[0])
+        condition_grid(TrainConfig(task="addition"), ["filler"], seeds=[0])
 
 
 def test_condition_grid_defaults_to_the_chain_length():
