@@ -27,7 +27,13 @@ from ._batches import (
     activation_gradients_only,
     iter_batches,
 )
-from ._detach import DEFAULT_BLOCK, check_block_size, recomputed_attention
+from ._detach import (
+    DEFAULT_BLOCK,
+    check_block_size,
+    chunk_reference,
+    chunked_losses,
+    recomputed_attention,
+)
 from ._memory import check_fits
 
 CONVENTIONS = (
@@ -164,17 +170,20 @@ class _Reader:
     captured, and TransformerLens hands each forward hook its own reshaped view of the output:
     so each hook registers a tensor hook on its view and *returns* it, which puts that view on
     the live path. These hooks must be entered before :func:`detached_attention`, whose hooks
-    then read (a function of) the returned view.
+    then read (a function of) the returned view. A forward run in chunks calls each hook once
+    per chunk; the chunks' gradients are put back together along the positions.
     """
 
     def __init__(self, sites: tuple[str, ...], layers: tuple[int, ...]):
         self.keys = [(s, layer) for layer in layers for s in sites]
-        self.grads: dict[tuple[str, int], Tensor] = {}
+        self.grads: dict[tuple[str, int], dict[int, Tensor]] = {}
+        self.calls: dict[tuple[str, int], int] = {}
 
     def fwd_hooks(self) -> list:
         def make(key: tuple[str, int]):
             def hook(t: Tensor, hook) -> Tensor:
-                t.register_hook(lambda g: self.grads.__setitem__(key, g))
+                call = self.calls[key] = self.calls.get(key, 0) + 1
+                t.register_hook(lambda g: self.grads.setdefault(key, {}).__setitem__(call, g))
                 return t
 
             return hook
@@ -182,11 +191,12 @@ class _Reader:
         return [(hook_name(s, layer), make((s, layer))) for s, layer in self.keys]
 
     def take(self) -> dict[tuple[str, int], Tensor]:
-        out, self.grads = self.grads, {}
-        missing = [k for k in self.keys if k not in out]
+        parts, calls, self.grads, self.calls = self.grads, self.calls, {}, {}
+        missing = [k for k in self.keys if len(parts.get(k, ())) != calls.get(k, -1)]
         if missing:
             raise InterpError(f"no gradient reached {missing[:3]}",
                               "check the layers and sites exist in this model")
+        out = {k: torch.cat([p[c] for c in sorted(p)], 1) for k, p in parts.items()}
         for key in sorted(out, key=lambda k: -k[1]):  # backward order: last layer first
             if not torch.isfinite(out[key]).all():
                 raise InterpError(
@@ -198,12 +208,20 @@ class _Reader:
 def _backward(model: Bridge, batch: Batch, reader: _Reader, detached: bool,
               block_size: int | None) -> dict[tuple[str, int], Tensor]:
     # the dense total pass is the model's own backward; every other one runs through interp's
-    # attention (the blocked one keeps no pattern)
+    # attention (the blocked one keeps no pattern); blocked, a sequence longer than a block
+    # runs in chunks of a block over a KV cache, so the model's own forward is linear too
     attention = (recomputed_attention(model, detach=detached, block_size=block_size)
                  if detached or block_size is not None else nullcontext())
+    tokens, mask = batch.tokens, batch.loss_mask
+    chunked = (block_size is not None and tokens.shape[1] > block_size
+               and core_model.supports_cache(model))
+    reference = chunk_reference(model, tokens, mask, block_size) if chunked else None
     with model.hooks(fwd_hooks=reader.fwd_hooks()), attention:
-        logits = model(batch.tokens)
-        loss = token_losses(logits, batch.tokens, batch.loss_mask).sum()
+        if chunked:
+            losses = chunked_losses(model, tokens, mask, block_size, reference)
+        else:
+            losses = token_losses(model(tokens), tokens, mask)
+        loss = losses.sum()
         if not torch.isfinite(loss):
             raise InterpError("the loss is not finite", "check the inputs and the model's dtype")
         loss.backward()

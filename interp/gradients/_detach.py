@@ -32,8 +32,9 @@ from contextlib import contextmanager
 
 import torch
 
-from .._types import Float, Int, Tensor
+from .._types import Bool, Float, Int, Tensor
 from ..core import hooks
+from ..core import model as core_model
 from ..core.attention import (
     AttentionSpec,
     attention_spec,
@@ -42,11 +43,20 @@ from ..core.attention import (
     qkv_hooks,
     rotated_qkv,
 )
+from ..core.loss import next_token_nll, token_losses
 from ..core.model import Bridge, n_kv_heads
 from ..core.sites import resolve_layers
 from ..errors import InterpError
 
-__all__ = ["DEFAULT_BLOCK", "detached_attention", "myopic_attention", "recomputed_attention"]
+__all__ = [
+    "DEFAULT_BLOCK",
+    "blocked_attention",
+    "chunk_reference",
+    "chunked_losses",
+    "detached_attention",
+    "myopic_attention",
+    "recomputed_attention",
+]
 
 
 #: query rows per block of the blocked attention (the default of :func:`interp.future_gradients`)
@@ -104,43 +114,74 @@ class _BlockedAttention(torch.autograd.Function):
     one block of queries at a time.
 
     The hook returns ``z + this``: the model's own z as the value and this function's
-    gradient. Only q, k and v are kept for the backward (linear in the number of positions);
-    each block of ``block`` queries recomputes its pattern over the keys its mask allows
-    (:func:`myopic_attention`, the code of the dense path) and backpropagates through it, so
-    no tensor larger than block × positions per head ever exists.
+    gradient. Only q and the keys and values are kept for the backward (linear in the number
+    of positions); each block of ``block`` queries recomputes its pattern over the keys its
+    mask allows (:func:`myopic_attention`, the code of the dense path) and backpropagates
+    through it, so no tensor larger than block × positions per head ever exists.
+
+    The queries sit at positions ``q_start``, ``q_start + 1``, ...; the keys and values come
+    as consecutive pieces starting at position ``k_start`` (one piece for a whole sequence,
+    one per earlier chunk of a forward run in chunks), so a chunk's gradient reaches the keys
+    and values of the chunks before it without copying them.
     """
 
     @staticmethod
-    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec, block: int,
-                detach: bool) -> Tensor:
-        ctx.save_for_backward(q, k, v)
-        ctx.spec, ctx.block, ctx.detach = spec, block, detach
+    def forward(ctx, q: Tensor, spec: AttentionSpec, block: int, detach: bool, q_start: int,
+                k_start: int, n_pieces: int, *pieces: Tensor) -> Tensor:
+        ctx.save_for_backward(q, *pieces)
+        ctx.spec, ctx.block, ctx.detach, ctx.n_pieces = spec, block, detach, n_pieces
+        ctx.q_start, ctx.k_start = q_start, k_start
         return q.new_zeros(q.shape)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, dz: Tensor):
-        q, k, v = ctx.saved_tensors
-        spec, block, n_heads = ctx.spec, ctx.block, q.shape[1]
+        q, *pieces = ctx.saved_tensors
+        ks, vs = pieces[:ctx.n_pieces], pieces[ctx.n_pieces:]
+        k, v = torch.cat(ks, -2), torch.cat(vs, -2)
+        spec, block, n_heads, k0 = ctx.spec, ctx.block, q.shape[1], ctx.k_start
         work = torch.promote_types(q.dtype, torch.float32)  # accumulate over blocks in >= fp32
         dq = torch.zeros_like(q, dtype=work)
         dk, dv = torch.zeros_like(k, dtype=work), torch.zeros_like(v, dtype=work)
-        n_pos = q.shape[-2]
-        pos = torch.arange(n_pos, device=q.device)
-        for start in range(0, n_pos, block):
-            end = min(n_pos, start + block)
-            lo = 0 if spec.window is None else max(0, start - spec.window + 1)
+        pos = torch.arange(k0, k0 + k.shape[-2], device=q.device)
+        for start in range(0, q.shape[-2], block):
+            end = min(q.shape[-2], start + block)
+            first, last = ctx.q_start + start, ctx.q_start + end  # absolute query positions
+            lo = k0 if spec.window is None else max(k0, first - spec.window + 1)
             with torch.enable_grad():
                 qb = q[..., start:end, :].detach().requires_grad_()
-                kb = k[..., lo:end, :].detach().requires_grad_()
-                vb = v[..., lo:end, :].detach().requires_grad_()
+                kb = k[..., lo - k0:last - k0, :].detach().requires_grad_()
+                vb = v[..., lo - k0:last - k0, :].detach().requires_grad_()
                 zb, _ = myopic_attention(qb, expand_kv(kb, n_heads), expand_kv(vb, n_heads), spec,
-                                         pos[start:end], pos[lo:end], detach=ctx.detach)
+                                         pos[first - k0:last - k0], pos[lo - k0:last - k0],
+                                         detach=ctx.detach)
                 gq, gk, gv = torch.autograd.grad(zb, (qb, kb, vb), dz[..., start:end, :])
             dq[..., start:end, :] += gq
-            dk[..., lo:end, :] += gk
-            dv[..., lo:end, :] += gv
-        return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), None, None, None
+            dk[..., lo - k0:last - k0, :] += gk
+            dv[..., lo - k0:last - k0, :] += gv
+        sizes = [p.shape[-2] for p in ks]
+        dks = [g.to(p.dtype) for g, p in zip(dk.split(sizes, -2), ks, strict=True)]
+        dvs = [g.to(p.dtype) for g, p in zip(dv.split(sizes, -2), vs, strict=True)]
+        return (dq.to(q.dtype), None, None, None, None, None, None, *dks, *dvs)
+
+
+def blocked_attention(
+    q: Float[Tensor, "batch head_index q_pos d_head"],
+    keys: list[Float[Tensor, "batch kv_head _piece d_head"]],
+    values: list[Float[Tensor, "batch kv_head _piece d_head"]],
+    spec: AttentionSpec,
+    block: int,
+    *,
+    detach: bool,
+    q_start: int = 0,
+    k_start: int = 0,
+) -> Float[Tensor, "batch head_index q_pos d_head"]:
+    """Zero, carrying in its backward the gradient of the attention of ``q`` (queries at
+    positions ``q_start..``) over the keys and values given in consecutive pieces from position
+    ``k_start``, computed ``block`` queries at a time (:class:`_BlockedAttention`); with
+    ``detach``, the detached-attention variant of :func:`myopic_attention`."""
+    return _BlockedAttention.apply(q, spec, block, detach, q_start, k_start, len(keys),
+                                   *keys, *values)
 
 
 @contextmanager
@@ -210,11 +251,20 @@ def recomputed_attention(model: Bridge, layers: list[int] | None = None, *, deta
     pattern kept for the backward. Blocked, the backward recomputes it ``block_size``
     queries at a time (:class:`_BlockedAttention`), so what a layer keeps is q, k and v.
 
+    **Chunked forwards.** Blocked, the model may also be called on consecutive chunks of one
+    sequence over a KV cache (:func:`chunked_losses`): each call's queries then attend to
+    the keys and values of the earlier calls, which the hooks kept (the same tensors the
+    cache holds), and B's gradient reaches them, so the decomposition stays exact while the
+    model's own forward never holds more than chunk × positions scores per head. A call
+    whose pattern starts at key 0 begins a new sequence; a cache the hooks did not see fill
+    is refused.
+
     **Checked on every call.** The model's ``hook_pattern`` and z are compared with the
-    reproduction: on every row when the sequence fits one block, else on ``block_size``
-    rows spread evenly from the first to the last position (a wrong mask, window or soft-cap
-    moves every row past the window); the rows' pattern and output are recomputed from the
-    same q, k, v the backward uses.
+    reproduction: on every row when the call's queries fit one block, else on ``block_size``
+    rows spread evenly from its first to its last query (a wrong mask, window or soft-cap
+    moves every row past the window); a chunk after the first is checked on
+    :data:`CHUNK_CHECK_ROWS` rows spread the same way. The rows' pattern and output are
+    recomputed from the same q, k, v the backward uses.
 
     Raises:
         InterpError: ``block_size < 1``, an attention variant not reproduced, or a
@@ -222,11 +272,24 @@ def recomputed_attention(model: Bridge, layers: list[int] | None = None, *, deta
     """
     check_block_size(block_size)
     n_kv = n_kv_heads(model)
-    fwd = []
+    fwd, states = [], []
     for layer in resolve_layers(model, layers):
-        fwd += _layer_hooks(model, attention_spec(model, layer), n_kv, detach, block_size)
-    with model.hooks(fwd_hooks=fwd):
-        yield
+        hooks_, state = _layer_hooks(model, attention_spec(model, layer), n_kv, detach,
+                                     block_size)
+        fwd += hooks_
+        states.append(state)
+    try:
+        with model.hooks(fwd_hooks=fwd):
+            yield
+    finally:
+        for state in states:  # the kept keys and values of a chunked forward
+            state.clear()
+
+
+#: query rows checked against the model's pattern in each chunk after the first
+CHUNK_CHECK_ROWS = 32
+#: positions of the second chunk that :func:`chunked_losses` checks against one whole forward
+CHUNK_CHECK_SPAN = 64
 
 
 def check_block_size(block_size: int | None) -> None:
@@ -246,46 +309,104 @@ def check_rows(n_pos: int, block_size: int | None, device) -> Int[Tensor, " rows
 
 
 def _layer_hooks(model: Bridge, spec: AttentionSpec, n_kv: int, detach: bool,
-                 block_size: int | None) -> list:
+                 block_size: int | None) -> tuple[list, _Chunks]:
     seen: dict[str, Tensor] = {}
+    chunks = _Chunks(spec, block_size)
     layer = spec.layer
     what = "detached_attention" if detach else "recomputed_attention"
 
     def keep_rows(pattern: Tensor, hook) -> None:
         # only the checked rows are kept: the full pattern is freed with the layer
-        rows = check_rows(pattern.shape[-2], block_size, pattern.device)
-        seen["pattern"] = pattern.detach()[..., rows, :] if len(rows) < pattern.shape[-2] \
-            else pattern.detach()
+        n_q, n_keys = pattern.shape[-2:]
+        rows = chunks.rows(n_q, n_keys - n_q, pattern.device)
+        seen["pattern"] = pattern.detach()[..., rows, :] if len(rows) < n_q else pattern.detach()
 
     def replace_z(z: Tensor, hook) -> Tensor:
         q, k, v = rotated_qkv(model, layer, seen)
-        if k.shape[2] != n_kv or k.shape[1] != q.shape[1]:
+        theirs = seen.pop("pattern")
+        n_heads, n_q = q.shape[2], q.shape[1]
+        if k.shape[2] != n_kv or k.shape[1] != n_q:
             raise InterpError(
                 f"layer {layer}: keys of shape {tuple(k.shape)} for queries of shape "
-                f"{tuple(q.shape)}; {what} needs one full forward without a KV cache",
+                f"{tuple(q.shape)}; {what} needs the keys of the queries' own positions",
                 "call the model on whole sequences (no past_key_values) inside the block",
             )
-        n_heads, n_pos = q.shape[2], q.shape[1]
         qh, kh, vh = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-        pos = torch.arange(n_pos, device=q.device)
-        rows = check_rows(n_pos, block_size, q.device)
+        offset = theirs.shape[-1] - n_q  # positions before this call's queries
+        keys, values, k_start = chunks.add(kh, vh, offset, what)
+        rows = chunks.rows(n_q, offset, q.device)
         if block_size is None:
-            b, pattern = myopic_attention(qh, expand_kv(kh, n_heads), expand_kv(vh, n_heads),
-                                          spec, pos, pos, detach=detach)
+            pos = torch.arange(n_q, device=q.device)
+            b, mine = myopic_attention(qh, expand_kv(kh, n_heads), expand_kv(vh, n_heads),
+                                       spec, pos, pos, detach=detach)
             b_rows = b
         else:
             with torch.no_grad():
-                b_rows, pattern = myopic_attention(qh[..., rows, :], expand_kv(kh, n_heads),
-                                                   expand_kv(vh, n_heads), spec, rows, pos,
-                                                   detach=False)
-            b = _BlockedAttention.apply(qh, kh, vh, spec, block_size, detach)
-        check_pattern(spec, pattern, seen.pop("pattern"), what)
+                k_all, v_all = torch.cat(keys, -2), torch.cat(values, -2)
+                k_pos = torch.arange(k_start, offset + n_q, device=q.device)
+                b_rows, mine = myopic_attention(qh[..., rows, :], expand_kv(k_all, n_heads),
+                                                expand_kv(v_all, n_heads), spec, rows + offset,
+                                                k_pos, detach=False)
+                mine = torch.nn.functional.pad(mine, (k_start, 0))  # keys the window left out
+            b = blocked_attention(qh, keys, values, spec, block_size, detach=detach,
+                                  q_start=offset, k_start=k_start)
+        check_pattern(spec, mine, theirs, what)
         _check_close(b_rows.detach().transpose(1, 2).to(z.dtype), z.detach()[:, rows], layer)
         b = b.transpose(1, 2).to(z.dtype)
         return z.detach() + (b - b.detach()) if block_size is None else z.detach() + b
 
     return (qkv_hooks(model, layer, seen) + [(hooks.pattern(layer), keep_rows)]
-            + [(hooks.z(layer), replace_z)])
+            + [(hooks.z(layer), replace_z)]), chunks
+
+
+class _Chunks:
+    """One layer's keys and values of the earlier calls of a forward run in chunks.
+
+    A call whose queries start at position 0 begins a sequence; a later call must start
+    where the kept keys end (the model read the same positions from its KV cache). Pieces
+    that a sliding window no longer reaches are dropped: later chunks start later still.
+    """
+
+    def __init__(self, spec: AttentionSpec, block_size: int | None):
+        self.spec, self.block_size = spec, block_size
+        self.keys: list[Tensor] = []
+        self.values: list[Tensor] = []
+        self.start = self.end = 0  # positions held: start..end-1
+
+    def clear(self) -> None:
+        self.keys, self.values = [], []
+        self.start = self.end = 0
+
+    def rows(self, n_q: int, offset: int, device) -> Int[Tensor, " rows"]:
+        """The rows of this call checked against the model's pattern."""
+        return check_rows(n_q, self.block_size if offset == 0 else
+                          min(CHUNK_CHECK_ROWS, self.block_size or n_q), device)
+
+    def add(self, k: Tensor, v: Tensor, offset: int, what: str
+            ) -> tuple[list[Tensor], list[Tensor], int]:
+        """Append this call's keys and values; return the pieces its queries read and the
+        position of the first."""
+        if offset == 0:
+            self.clear()
+        elif self.block_size is None or offset != self.end:
+            raise InterpError(
+                f"layer {self.spec.layer}: the model attended over {offset} cached positions "
+                f"before this call's queries, but {what} "
+                + ("runs on whole sequences only (block_size=None)" if self.block_size is None
+                   else f"saw {self.end} positions before them in this forward"),
+                "call the model on whole sequences, or on consecutive chunks of one sequence "
+                "over a fresh KV cache (interp.gradients._detach.chunked_losses), inside the "
+                "block",
+            )
+        self.keys.append(k)
+        self.values.append(v)
+        self.end = offset + k.shape[-2]
+        if self.spec.window is not None:  # drop pieces no query of this call or later reads
+            lo = offset - self.spec.window + 1
+            while self.start + self.keys[0].shape[-2] <= lo:
+                self.start += self.keys.pop(0).shape[-2]
+                self.values.pop(0)
+        return list(self.keys), list(self.values), self.start
 
 
 def _check_close(b: Tensor, z: Tensor, layer: int) -> None:
@@ -299,4 +420,74 @@ def _check_close(b: Tensor, z: Tensor, layer: int) -> None:
             "hook_v captured (an attention mask, KV cache or a value transform interp does not "
             "reproduce)",
             "run on whole unpadded sequences without a KV cache",
+        )
+
+
+def chunked_losses(model: Bridge, tokens: Int[Tensor, "batch pos"],
+                   loss_mask: Bool[Tensor, "batch pos"], chunk: int,
+                   reference: Float[Tensor, "batch prefix"] | None = None,
+                   ) -> Float[Tensor, "batch pos"]:
+    """The next-token losses ℓ_t (as :func:`~interp.core.loss.token_losses`), from the model
+    run over consecutive chunks of ``chunk`` positions, each reading the earlier positions'
+    keys and values from a KV cache (a chunked prefill).
+
+    Call it inside :func:`recomputed_attention` with ``block_size=chunk``: there each
+    chunk's attention gradient flows to the keys and values of the chunks before it, so a
+    backward pass from these losses gives the same gradients as one whole forward, while the
+    model's own attention forward holds chunk × positions scores per head instead of
+    positions². The logits of a chunk are freed once its losses are taken.
+
+    Args:
+        model: a bridge that runs over a Hugging Face KV cache
+            (:func:`interp.core.model.supports_cache`).
+        tokens, loss_mask: the sequences and the positions whose loss counts.
+        chunk: positions per call.
+        reference: :func:`chunk_reference`'s losses from one whole forward over the first
+            positions, computed outside the hooks: the chunked losses must equal them.
+
+    Raises:
+        InterpError: a model that ignored the cache, or losses that differ from the
+            reference (the chunked forward would not be the model's computation).
+    """
+    from transformers import DynamicCache
+
+    cache = DynamicCache()  # full-length layers: the hooks follow the model's own mask
+    n = tokens.shape[1]
+    out = []
+    for s in range(0, n, chunk):
+        e = min(n, s + chunk)
+        logits = model(tokens[:, s:e], past_key_values=cache)
+        core_model.check_cache_grew(cache, e, "or call with block_size=None")
+        nll = next_token_nll(logits[:, :min(e, n - 1) - s], tokens[:, s + 1:e + 1])
+        if e == n:  # the last position has no target
+            nll = torch.cat([nll, nll.new_zeros(nll.shape[0], 1)], 1)
+        out.append(torch.where(loss_mask[:, s:e], nll, torch.zeros_like(nll)))
+        del logits
+    losses = torch.cat(out, 1)
+    if reference is not None:
+        _check_chunked(losses[:, :reference.shape[1]].detach(), reference, chunk)
+    return losses
+
+
+def chunk_reference(model: Bridge, tokens: Int[Tensor, "batch pos"],
+                    loss_mask: Bool[Tensor, "batch pos"], chunk: int
+                    ) -> Float[Tensor, "batch prefix"]:
+    """The losses of one whole forward (no cache, no gradient) at the positions of the first
+    chunk and :data:`CHUNK_CHECK_SPAN` positions of the second: what :func:`chunked_losses`
+    must reproduce where a chunk first reads the cache. Call it outside any hooks."""
+    n = min(tokens.shape[1], chunk + CHUNK_CHECK_SPAN)
+    with torch.no_grad():
+        losses = token_losses(model(tokens[:, :n]), tokens[:, :n], loss_mask[:, :n])
+    return losses[:, :n - 1]  # the last has no target inside the prefix
+
+
+def _check_chunked(mine: Tensor, theirs: Tensor, chunk: int) -> None:
+    eps = max(torch.finfo(theirs.dtype).eps, torch.finfo(torch.float32).eps)
+    err = float((mine - theirs).abs().max())
+    if not err <= 1e3 * eps * (1.0 + float(theirs.abs().max())):
+        raise InterpError(
+            f"the model run in chunks of {chunk} positions over a KV cache gives next-token "
+            f"losses {err:.3g} away from one whole forward over the first {theirs.shape[1] + 1} "
+            "positions: this model's cached forward is not its whole-sequence computation",
+            "use block_size=None (dense), or a block_size at least the window length",
         )

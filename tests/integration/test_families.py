@@ -116,17 +116,22 @@ def test_a_wrong_reproduction_is_refused_on_every_call(built, monkeypatch):
 
 @pytest.mark.parametrize("name", ["Mistral", "Gemma-2"])
 def test_blocked_decomposition_equals_dense_under_window_and_soft_cap(built, name):
-    """The blocked backward follows the model's own sliding window (and Gemma-2's soft-cap):
-    blocks of 3 and 7 queries (neither divides N) against the dense path, in float64."""
+    """The blocked path follows the model's own sliding window (and Gemma-2's soft-cap): the
+    forward in chunks of 3, 7 and 12 positions over a KV cache (none divides N; 3 and 7 are
+    shorter than the window of 8, so the chunks' kept keys are cut by it) and the backward in
+    blocks of as many queries, against the dense path, in float64. The bridge takes its
+    softmax in float32 even for float64 weights, and a chunk's scores, computed in another
+    matmul shape, may round to the other float32 neighbour: agreement is to 1e-5 relative
+    (measured up to 2e-6), where a wrong key, mask or position moves the norms by O(1)."""
     model = interp.load_model(built[name], device="cpu", dtype=torch.float64)
     tokens = torch.randint(3, 61, (1, fam.N_POS), generator=torch.Generator().manual_seed(0))
     kw = dict(sites=("k", "v", "resid_pre"), verbose=False)
     dense = interp.future_gradients(model, tokens, block_size=None, **kw).table
-    for block in (3, 7):
+    for block in (3, 7, 12):
         blocked = interp.future_gradients(model, tokens, block_size=block, **kw).table
         for col in ("self_norm", "total_norm"):
             torch.testing.assert_close(torch.tensor(blocked[col].to_numpy()),
-                                       torch.tensor(dense[col].to_numpy()), rtol=1e-6, atol=1e-12)
+                                       torch.tensor(dense[col].to_numpy()), rtol=1e-5, atol=1e-12)
 
 
 def test_refused_family_names_the_reason(measured):
