@@ -6,9 +6,12 @@ passes run one after the other, so the peak is one pass's) holds, besides the we
 * **per token**: ``6.9 · (d_model + d_mlp)`` elements per layer (what the backward keeps, the
   residual stream, norms, q, k, v and the MLP's products, with the backward's own buffers and
   the allocator's slack) plus ``4 · d_vocab`` bytes of float32 log-probabilities;
-* **per N²**: the model's own attention forward, one layer at a time (the bridge computes
-  scores, mask and softmax densely in float32; interp cuts that graph after each layer):
-  ``2 · n_heads · 4`` bytes, plus the causal mask the Hugging Face model builds;
+* **per N × chunk**: the model's own attention forward, one layer at a time (the bridge
+  computes scores, mask and softmax densely in float32; interp cuts that graph after each
+  layer): ``2 · n_heads · 4`` bytes, plus the causal mask the Hugging Face model builds.
+  Blocked, a model with a KV cache runs its forward in chunks of ``block_size`` positions
+  (:func:`~interp.gradients._detach.chunked_losses`), so this term is ``block · N``; a model
+  without one (TransformerLens-native) runs whole sequences, ``N²``;
 * **per block**: the blocked backward of one layer, about ``6 · block · N · n_heads · 4``
   bytes (with ``block_size=None`` the dense path keeps ``2 · n_heads · 4`` bytes per N² and
   layer instead).
@@ -27,7 +30,7 @@ from dataclasses import dataclass
 import psutil
 import torch
 
-from ..core.model import Bridge
+from ..core.model import Bridge, supports_cache
 from ..errors import InterpError
 
 #: elements per layer and token, in units of d_model + d_mlp (fitted on SmolLM2's peak RSS)
@@ -50,6 +53,7 @@ class Shape:
     d_vocab: int
     n_params: int
     elem: int  #: bytes per element of the model's dtype
+    chunked: bool = True  #: the blocked forward runs in chunks over a KV cache
 
     @classmethod
     def from_model(cls, model: Bridge) -> Shape:
@@ -57,7 +61,7 @@ class Shape:
         dtype = next(model.parameters()).dtype
         return cls(int(cfg.n_layers), int(cfg.d_model), int(cfg.d_mlp or 4 * cfg.d_model),
                    int(cfg.n_heads), int(cfg.d_vocab), sum(p.numel() for p in model.parameters()),
-                   torch.finfo(dtype).bits // 8)
+                   torch.finfo(dtype).bits // 8, supports_cache(model))
 
 
 def estimate_bytes(shape: Shape, n_batch: int, n_pos: int, block_size: int | None) -> float:
@@ -65,7 +69,8 @@ def estimate_bytes(shape: Shape, n_batch: int, n_pos: int, block_size: int | Non
     tokens = n_batch * n_pos
     per_token = (shape.elem * PER_LAYER_TOKEN * (shape.d_model + shape.d_mlp) * shape.n_layers
                  + 4 * shape.d_vocab)
-    square = n_batch * n_pos**2 * (FORWARD_SQUARES * shape.n_heads * 4 + shape.elem)
+    rows = min(block_size, n_pos) if block_size is not None and shape.chunked else n_pos
+    square = n_batch * rows * n_pos * (FORWARD_SQUARES * shape.n_heads * 4 + shape.elem)
     if block_size is None:  # the dense path keeps two patterns per layer
         square += n_batch * n_pos**2 * 2 * shape.n_heads * 4 * shape.n_layers
         block = 0.0
