@@ -114,10 +114,11 @@ def test_a_wrong_reproduction_is_refused_on_every_call(built, monkeypatch):
                                  sites=("k",), qk_fix=True, verbose=False)
 
 
-@pytest.mark.parametrize("name", ["Mistral", "Gemma-2"])
+@pytest.mark.parametrize("name", ["Mistral", "Gemma-2", "Gemma-3", "GPT-2", "GPT-NeoX"])
 def test_blocked_decomposition_equals_dense_under_window_and_soft_cap(built, name):
-    """The blocked path follows the model's own sliding window (and Gemma-2's soft-cap): the
-    forward in chunks of 3, 7 and 12 positions over a KV cache (none divides N; 3 and 7 are
+    """The blocked path follows the model's own sliding window (and Gemma-2's soft-cap; and
+    Gemma-3's QK-norm, GPT-2's absolute positions and GPT-NeoX's partial rotary, read from
+    hook_cos/sin, each continued over the cache): the forward in chunks of 3, 7 and 12 positions over a KV cache (none divides N; 3 and 7 are
     shorter than the window of 8, so the chunks' kept keys are cut by it) and the backward in
     blocks of as many queries, against the dense path, in float64. The bridge takes its
     softmax in float32 even for float64 weights, and a chunk's scores, computed in another
