@@ -29,9 +29,10 @@ from ._batches import (
 )
 from ._detach import (
     DEFAULT_BLOCK,
+    Prefill,
     check_block_size,
-    chunk_reference,
-    chunked_losses,
+    chunked_backward,
+    prefill,
     recomputed_attention,
 )
 from ._memory import check_fits
@@ -171,19 +172,22 @@ class _Reader:
     so each hook registers a tensor hook on its view and *returns* it, which puts that view on
     the live path. These hooks must be entered before :func:`detached_attention`, whose hooks
     then read (a function of) the returned view. A forward run in chunks calls each hook once
-    per chunk; the chunks' gradients are put back together along the positions.
+    per chunk (``part``: the chunk's number); the chunks' gradients are put back together
+    along the positions.
     """
 
     def __init__(self, sites: tuple[str, ...], layers: tuple[int, ...]):
         self.keys = [(s, layer) for layer in layers for s in sites]
         self.grads: dict[tuple[str, int], dict[int, Tensor]] = {}
-        self.calls: dict[tuple[str, int], int] = {}
+        self.calls: dict[tuple[str, int], set[int]] = {}
+        self.part = 0
 
     def fwd_hooks(self) -> list:
         def make(key: tuple[str, int]):
             def hook(t: Tensor, hook) -> Tensor:
-                call = self.calls[key] = self.calls.get(key, 0) + 1
-                t.register_hook(lambda g: self.grads.setdefault(key, {}).__setitem__(call, g))
+                part = self.part
+                self.calls.setdefault(key, set()).add(part)
+                t.register_hook(lambda g: self.grads.setdefault(key, {}).__setitem__(part, g))
                 return t
 
             return hook
@@ -191,8 +195,8 @@ class _Reader:
         return [(hook_name(s, layer), make((s, layer))) for s, layer in self.keys]
 
     def take(self) -> dict[tuple[str, int], Tensor]:
-        parts, calls, self.grads, self.calls = self.grads, self.calls, {}, {}
-        missing = [k for k in self.keys if len(parts.get(k, ())) != calls.get(k, -1)]
+        parts, calls, self.grads, self.calls, self.part = self.grads, self.calls, {}, {}, 0
+        missing = [k for k in self.keys if k not in calls or parts.get(k, {}).keys() != calls[k]]
         if missing:
             raise InterpError(f"no gradient reached {missing[:3]}",
                               "check the layers and sites exist in this model")
@@ -204,27 +208,28 @@ class _Reader:
                     "backward order)", "check the inputs and the model's dtype (try float32)")
         return out
 
+    def begin(self, part: int) -> None:
+        """The next forward is chunk ``part`` of the sequence."""
+        self.part = part
+
 
 def _backward(model: Bridge, batch: Batch, reader: _Reader, detached: bool,
-              block_size: int | None) -> dict[tuple[str, int], Tensor]:
+              block_size: int | None, pre: Prefill | None) -> dict[tuple[str, int], Tensor]:
     # the dense total pass is the model's own backward; every other one runs through interp's
-    # attention (the blocked one keeps no pattern); blocked, a sequence longer than a block
-    # runs in chunks of a block over a KV cache, so the model's own forward is linear too
+    # attention (the blocked one keeps no pattern); with a prefill (a sequence longer than a
+    # block, on a model with a KV cache) the forward and backward run chunk by chunk
     attention = (recomputed_attention(model, detach=detached, block_size=block_size)
                  if detached or block_size is not None else nullcontext())
     tokens, mask = batch.tokens, batch.loss_mask
-    chunked = (block_size is not None and tokens.shape[1] > block_size
-               and core_model.supports_cache(model))
-    reference = chunk_reference(model, tokens, mask, block_size) if chunked else None
-    with model.hooks(fwd_hooks=reader.fwd_hooks()), attention:
-        if chunked:
-            losses = chunked_losses(model, tokens, mask, block_size, reference)
+    with model.hooks(fwd_hooks=reader.fwd_hooks()), attention as states:
+        if pre is not None:
+            chunked_backward(model, tokens, mask, pre, states, reader.begin)
         else:
-            losses = token_losses(model(tokens), tokens, mask)
-        loss = losses.sum()
-        if not torch.isfinite(loss):
-            raise InterpError("the loss is not finite", "check the inputs and the model's dtype")
-        loss.backward()
+            loss = token_losses(model(tokens), tokens, mask).sum()
+            if not torch.isfinite(loss):
+                raise InterpError("the loss is not finite",
+                                  "check the inputs and the model's dtype")
+            loss.backward()
     return reader.take()
 
 
@@ -365,8 +370,13 @@ def future_gradients(
             batch.tokens = batch.tokens.to(core_model.device(model))
             batch.loss_mask = batch.loss_mask.to(batch.tokens.device)
             check_fits(model, *batch.tokens.shape, block_size, batch.tokens.device)
-            g_total = _backward(model, batch, reader, False, block_size)
-            g_self = _backward(model, batch, reader, True, block_size)
+            # longer than a block, on a model with a KV cache: the forward runs in chunks of a
+            # block (memory linear in the length), both passes over one prefill
+            pre = (prefill(model, batch.tokens, batch.loss_mask, block_size)
+                   if block_size is not None and batch.tokens.shape[1] > block_size
+                   and core_model.supports_cache(model) else None)
+            g_total = _backward(model, batch, reader, False, block_size, pre)
+            g_self = _backward(model, batch, reader, True, block_size, pre)
             frames.append(_rows(model, batch, g_total, g_self))
             bar.update(len(batch.names))
     meta = dict(model=str(getattr(model.cfg, "model_name", "")), sites=list(sites),

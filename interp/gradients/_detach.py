@@ -27,8 +27,9 @@ attention variant that is not reproduced raises instead of giving silently wrong
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 
@@ -51,10 +52,11 @@ from ..errors import InterpError
 __all__ = [
     "DEFAULT_BLOCK",
     "blocked_attention",
-    "chunk_reference",
-    "chunked_losses",
+    "Prefill",
+    "chunked_backward",
     "detached_attention",
     "myopic_attention",
+    "prefill",
     "recomputed_attention",
 ]
 
@@ -238,7 +240,7 @@ def detached_attention(model: Bridge, layers: list[int] | None = None, *,
 
 @contextmanager
 def recomputed_attention(model: Bridge, layers: list[int] | None = None, *, detach: bool,
-                         block_size: int | None) -> Iterator[None]:
+                         block_size: int | None) -> Iterator[list[_Chunks]]:
     """Replace each layer's attention in the backward pass by interp's own reproduction.
 
     At ``hook_z`` the hook returns ``z + (B − B.detach())``: the model's own head outputs z
@@ -252,12 +254,13 @@ def recomputed_attention(model: Bridge, layers: list[int] | None = None, *, deta
     queries at a time (:class:`_BlockedAttention`), so what a layer keeps is q, k and v.
 
     **Chunked forwards.** Blocked, the model may also be called on consecutive chunks of one
-    sequence over a KV cache (:func:`chunked_losses`): each call's queries then attend to
-    the keys and values of the earlier calls, which the hooks kept (the same tensors the
-    cache holds), and B's gradient reaches them, so the decomposition stays exact while the
-    model's own forward never holds more than chunk × positions scores per head. A call
-    whose pattern starts at key 0 begins a new sequence; a cache the hooks did not see fill
-    is refused.
+    sequence over a KV cache (:func:`chunked_backward`): each call's queries then attend to
+    the keys and values of the earlier calls, which the hooks kept or were given
+    (:meth:`_Chunks.seed`; the values the cache holds), and B's gradient reaches them, so
+    the decomposition stays exact while the model's own forward never holds more than
+    chunk × positions scores per head. A call whose pattern starts at key 0 begins a new
+    sequence; a cache the hooks did not see fill (nor were given) is refused. Yields the
+    layers' :class:`_Chunks`.
 
     **Checked on every call.** The model's ``hook_pattern`` and z are compared with the
     reproduction: on every row when the call's queries fit one block, else on ``block_size``
@@ -280,7 +283,7 @@ def recomputed_attention(model: Bridge, layers: list[int] | None = None, *, deta
         states.append(state)
     try:
         with model.hooks(fwd_hooks=fwd):
-            yield
+            yield states
     finally:
         for state in states:  # the kept keys and values of a chunked forward
             state.clear()
@@ -377,6 +380,13 @@ class _Chunks:
         self.keys, self.values = [], []
         self.start = self.end = 0
 
+    def seed(self, keys: list[Tensor], values: list[Tensor]) -> None:
+        """Hold these pieces (positions 0.., head-major) as the keys and values of earlier
+        calls: the next call continues after them."""
+        self.clear()
+        self.keys, self.values = list(keys), list(values)
+        self.end = sum(k.shape[-2] for k in keys)
+
     def rows(self, n_q: int, offset: int, device) -> Int[Tensor, " rows"]:
         """The rows of this call checked against the model's pattern."""
         return check_rows(n_q, self.block_size if offset == 0 else
@@ -423,71 +433,144 @@ def _check_close(b: Tensor, z: Tensor, layer: int) -> None:
         )
 
 
-def chunked_losses(model: Bridge, tokens: Int[Tensor, "batch pos"],
-                   loss_mask: Bool[Tensor, "batch pos"], chunk: int,
-                   reference: Float[Tensor, "batch prefix"] | None = None,
-                   ) -> Float[Tensor, "batch pos"]:
-    """The next-token losses ℓ_t (as :func:`~interp.core.loss.token_losses`), from the model
-    run over consecutive chunks of ``chunk`` positions, each reading the earlier positions'
-    keys and values from a KV cache (a chunked prefill).
+@dataclass
+class Prefill:
+    """The keys and values of a sequence run in chunks, without gradient: each layer's
+    pieces, one per chunk but the last (head-major, as the KV cache holds them), and the
+    losses at those positions; ``reference``: one whole forward's losses over the first chunk
+    and :data:`CHUNK_CHECK_SPAN` positions of the second."""
 
-    Call it inside :func:`recomputed_attention` with ``block_size=chunk``: there each
-    chunk's attention gradient flows to the keys and values of the chunks before it, so a
-    backward pass from these losses gives the same gradients as one whole forward, while the
-    model's own attention forward holds chunk × positions scores per head instead of
-    positions². The logits of a chunk are freed once its losses are taken.
+    chunk: int
+    keys: list[list[Tensor]]
+    values: list[list[Tensor]]
+    losses: Float[Tensor, "batch prefix"]
+    reference: Float[Tensor, "batch span"]
 
-    Args:
-        model: a bridge that runs over a Hugging Face KV cache
-            (:func:`interp.core.model.supports_cache`).
-        tokens, loss_mask: the sequences and the positions whose loss counts.
-        chunk: positions per call.
-        reference: :func:`chunk_reference`'s losses from one whole forward over the first
-            positions, computed outside the hooks: the chunked losses must equal them.
+
+def prefill(model: Bridge, tokens: Int[Tensor, "batch pos"], loss_mask: Bool[Tensor, "batch pos"],
+            chunk: int) -> Prefill:
+    """Run the model without gradient over all chunks of ``chunk`` positions but the last,
+    each over the KV cache of the ones before (a chunked prefill), and once whole over the
+    first chunk and the start of the second (the reference :func:`chunked_backward` checks
+    against). Call it outside any hooks; both passes of the decomposition share it.
 
     Raises:
-        InterpError: a model that ignored the cache, or losses that differ from the
-            reference (the chunked forward would not be the model's computation).
+        InterpError: a model that ignored the cache.
     """
     from transformers import DynamicCache
 
-    cache = DynamicCache()  # full-length layers: the hooks follow the model's own mask
     n = tokens.shape[1]
-    out = []
-    for s in range(0, n, chunk):
-        e = min(n, s + chunk)
+    last = (n - 1) // chunk * chunk  # where the last chunk starts
+    cache = DynamicCache()  # full-length layers: the hooks follow the model's own mask
+    losses = []
+    with torch.no_grad():
+        for s in range(0, last, chunk):
+            e = s + chunk
+            logits = model(tokens[:, s:e], past_key_values=cache)
+            core_model.check_cache_grew(cache, e, "or call with block_size=None")
+            losses.append(_chunk_losses(logits, tokens, loss_mask, s))
+        span = min(n, chunk + CHUNK_CHECK_SPAN)
+        reference = token_losses(model(tokens[:, :span]), tokens[:, :span], loss_mask[:, :span])
+    kv = [core_model.cache_kv(cache, layer) for layer in range(model.cfg.n_layers)] if last \
+        else [(None, None)] * model.cfg.n_layers
+    cut = list(range(0, last, chunk))
+    return Prefill(chunk, [[k[..., s:s + chunk, :] for s in cut] for k, _ in kv],
+                   [[v[..., s:s + chunk, :] for s in cut] for _, v in kv],
+                   torch.cat(losses, 1) if losses else tokens.new_zeros(tokens.shape[0], 0),
+                   reference[:, :span - 1])  # the last has no target inside the span
+
+
+def chunked_backward(model: Bridge, tokens: Int[Tensor, "batch pos"],
+                     loss_mask: Bool[Tensor, "batch pos"], pre: Prefill, states: list[_Chunks],
+                     before_chunk: Callable[[int], None] | None = None,
+                     ) -> Float[Tensor, "batch pos"]:
+    """Backpropagate Σ_t ℓ_t one chunk at a time, last chunk first, recomputing each chunk's
+    forward over a cache of the :func:`prefill` keys and values: memory holds one chunk's
+    activations, and every position's keys and values, instead of every position's
+    activations (activation checkpointing at the chunk boundaries).
+
+    Exact: a position reaches later positions' losses only through its keys and values, so
+    chunk j's gradient is its own losses' plus the gradient the later chunks' attention (run
+    first) sent to its keys and values, which is fed back into its recomputed forward. Call
+    it inside :func:`recomputed_attention` over every layer, with ``block_size=pre.chunk``;
+    ``states`` are the layers' :class:`_Chunks` it yields; ``before_chunk(j)`` runs before
+    chunk j's forward (e.g. to file the gradients read during its backward).
+
+    Returns:
+        The losses ℓ_t, detached.
+
+    Raises:
+        InterpError: a chunk's losses that differ from the reference whole forward or from
+            the prefill (the cached forward would not be the model's computation), or a
+            non-finite loss.
+    """
+    from transformers import DynamicCache
+
+    n, chunk = tokens.shape[1], pre.chunk
+    if len(states) != model.cfg.n_layers:
+        raise InterpError(f"chunked_backward over {len(states)} of {model.cfg.n_layers} layers",
+                          "enter recomputed_attention over every layer (layers=None)")
+    leaves_k = [[k.detach().requires_grad_() for k in ks] for ks in pre.keys]
+    leaves_v = [[v.detach().requires_grad_() for v in vs] for vs in pre.values]
+    out: dict[int, Tensor] = {}
+    starts = list(range(0, n, chunk))
+    for j in reversed(range(len(starts))):
+        s, e = starts[j], min(n, starts[j] + chunk)
+        cache = DynamicCache()
+        for layer, state in enumerate(states):
+            state.seed(leaves_k[layer][:j], leaves_v[layer][:j])
+            if j:
+                cache.update(torch.cat(pre.keys[layer][:j], -2),
+                             torch.cat(pre.values[layer][:j], -2), layer)
+        if before_chunk is not None:
+            before_chunk(j)
         logits = model(tokens[:, s:e], past_key_values=cache)
         core_model.check_cache_grew(cache, e, "or call with block_size=None")
-        nll = next_token_nll(logits[:, :min(e, n - 1) - s], tokens[:, s + 1:e + 1])
-        if e == n:  # the last position has no target
-            nll = torch.cat([nll, nll.new_zeros(nll.shape[0], 1)], 1)
-        out.append(torch.where(loss_mask[:, s:e], nll, torch.zeros_like(nll)))
-        del logits
-    losses = torch.cat(out, 1)
-    if reference is not None:
-        _check_chunked(losses[:, :reference.shape[1]].detach(), reference, chunk)
-    return losses
+        losses = _chunk_losses(logits, tokens, loss_mask, s)
+        del logits, cache
+        mine = losses.detach()
+        m = min(e, pre.reference.shape[1]) - s
+        if m > 0:
+            _check_chunked(mine[:, :m], pre.reference[:, s:s + m], chunk, "one whole forward")
+        if e <= pre.losses.shape[1]:
+            _check_chunked(mine, pre.losses[:, s:e], chunk, "the prefill")
+        total = losses.sum()
+        if not torch.isfinite(total):
+            raise InterpError("the loss is not finite", "check the inputs and the model's dtype")
+        outs, grads = [total], [torch.ones_like(total)]
+        if j < len(starts) - 1:  # the later chunks' gradient at this chunk's keys and values
+            for layer, state in enumerate(states):
+                for own, leaf in ((state.keys[-1], leaves_k[layer][j]),
+                                  (state.values[-1], leaves_v[layer][j])):
+                    if leaf.grad is not None:
+                        outs.append(own)
+                        grads.append(leaf.grad)
+        torch.autograd.backward(outs, grads)
+        out[j] = mine
+        for layer in range(len(states)):  # this chunk's gradient is delivered: free it
+            if j < len(starts) - 1:
+                leaves_k[layer][j] = leaves_v[layer][j] = None
+    for state in states:
+        state.clear()
+    return torch.cat([out[j] for j in sorted(out)], 1)
 
 
-def chunk_reference(model: Bridge, tokens: Int[Tensor, "batch pos"],
-                    loss_mask: Bool[Tensor, "batch pos"], chunk: int
-                    ) -> Float[Tensor, "batch prefix"]:
-    """The losses of one whole forward (no cache, no gradient) at the positions of the first
-    chunk and :data:`CHUNK_CHECK_SPAN` positions of the second: what :func:`chunked_losses`
-    must reproduce where a chunk first reads the cache. Call it outside any hooks."""
-    n = min(tokens.shape[1], chunk + CHUNK_CHECK_SPAN)
-    with torch.no_grad():
-        losses = token_losses(model(tokens[:, :n]), tokens[:, :n], loss_mask[:, :n])
-    return losses[:, :n - 1]  # the last has no target inside the prefix
+def _chunk_losses(logits: Tensor, tokens: Tensor, loss_mask: Tensor, s: int) -> Tensor:
+    """ℓ_t for the positions s.. of one chunk's logits (0 at the sequence's last position)."""
+    n, e = tokens.shape[1], s + logits.shape[1]
+    nll = next_token_nll(logits[:, :min(e, n - 1) - s], tokens[:, s + 1:e + 1])
+    if e == n:  # the last position has no target
+        nll = torch.cat([nll, nll.new_zeros(nll.shape[0], 1)], 1)
+    return torch.where(loss_mask[:, s:e], nll, torch.zeros_like(nll))
 
 
-def _check_chunked(mine: Tensor, theirs: Tensor, chunk: int) -> None:
+def _check_chunked(mine: Tensor, theirs: Tensor, chunk: int, what: str) -> None:
     eps = max(torch.finfo(theirs.dtype).eps, torch.finfo(torch.float32).eps)
     err = float((mine - theirs).abs().max())
     if not err <= 1e3 * eps * (1.0 + float(theirs.abs().max())):
         raise InterpError(
             f"the model run in chunks of {chunk} positions over a KV cache gives next-token "
-            f"losses {err:.3g} away from one whole forward over the first {theirs.shape[1] + 1} "
-            "positions: this model's cached forward is not its whole-sequence computation",
+            f"losses {err:.3g} away from {what}: this model's cached forward is not its "
+            "whole-sequence computation",
             "use block_size=None (dense), or a block_size at least the window length",
         )
