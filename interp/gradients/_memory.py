@@ -1,26 +1,33 @@
-"""Peak memory of the decomposition, from per-token and per-N² costs measured on SmolLM2.
+"""Peak memory of the decomposition, from per-token and per-block costs measured on SmolLM2.
 
 One pass of :func:`interp.future_gradients` on a batch of b windows of N tokens (the two
 passes run one after the other, so the peak is one pass's) holds, besides the weights:
 
-* **per token**: ``6.9 · (d_model + d_mlp)`` elements per layer (what the backward keeps, the
-  residual stream, norms, q, k, v and the MLP's products, with the backward's own buffers and
-  the allocator's slack) plus ``4 · d_vocab`` bytes of float32 log-probabilities;
-* **per N × chunk**: the model's own attention forward, one layer at a time (the bridge
-  computes scores, mask and softmax densely in float32; interp cuts that graph after each
-  layer): ``2 · n_heads · 4`` bytes, plus the causal mask the Hugging Face model builds.
-  Blocked, a model with a KV cache runs its forward in chunks of ``block_size`` positions
-  (:func:`~interp.gradients._detach.chunked_losses`), so this term is ``block · N``; a model
-  without one (TransformerLens-native) runs whole sequences, ``N²``;
+* **the activations the backward keeps**: ``6.9 · (d_model + d_mlp)`` elements per layer
+  and token (the residual stream, norms, q, k, v and the MLP's products, with the backward's
+  own buffers and the allocator's slack) plus ``4 · d_vocab`` bytes of float32
+  log-probabilities. Blocked, on a model with a KV cache, a window longer than a block runs
+  chunk by chunk (:func:`~interp.gradients._detach.chunked_backward`: a prefill keeps each
+  layer's keys and values, and each chunk's forward is recomputed in the backward), so
+  these are held for one block of tokens only; for every token it keeps
+  ``KV_COPIES · 2 · n_kv_heads · d_head`` elements per layer (the prefill's keys and
+  values, their gradients, the cache a chunk reads) and the gradients read at the sites
+  (``d_model + 2 · n_kv_heads · d_head`` per layer for k, v and one residual site). A model
+  without a cache (TransformerLens-native), or a window of one block, keeps every token's;
+* **the model's own attention forward**, one layer at a time (the bridge computes scores,
+  mask and softmax densely in float32; interp cuts that graph after each layer):
+  ``2 · n_heads · 4`` bytes per query and key, plus the causal mask the Hugging Face model
+  builds: block × N run in chunks, else N²;
 * **per block**: the blocked backward of one layer, about ``6 · block · N · n_heads · 4``
   bytes (with ``block_size=None`` the dense path keeps ``2 · n_heads · 4`` bytes per N² and
   layer instead).
 
-The constants come from the peak resident memory of SmolLM2 in float32 at N = 1024, 2048 and
-4096 (3.32, 5.40 and 9.99 GiB, blocks of 512), fitted as a + b·N + c·N²: b = 1.87 MiB per
-token, c = 77 bytes per N² (two float32 N × N per head), a = 1.3 GiB (weights 0.5 GiB, the
-rest the Python process). docs/concepts/long-context.md tabulates the estimate for SmolLM2, a
-1B and an 8B Llama-type model.
+The per-token constant comes from the peak resident memory of SmolLM2 in float32 with
+every token's activations kept (N = 1024, 2048, 4096, blocks of 512, before the chunked
+backward: 3.32, 5.40 and 9.99 GiB, fitted as a + b·N + c·N²: b = 1.87 MiB per token, c = 77
+bytes per N², a = 1.3 GiB of weights and Python process); docs/concepts/long-context.md
+has the chunked measurements and tabulates the estimate for SmolLM2, a 1B and an 8B
+Llama-type model.
 """
 
 from __future__ import annotations
@@ -30,13 +37,15 @@ from dataclasses import dataclass
 import psutil
 import torch
 
-from ..core.model import Bridge, supports_cache
+from ..core.model import Bridge, n_kv_heads, supports_cache
 from ..errors import InterpError
 
 #: elements per layer and token, in units of d_model + d_mlp (fitted on SmolLM2's peak RSS)
 PER_LAYER_TOKEN = 6.9
 #: float32 N × N tensors per head alive at once in the model's own attention forward (fitted)
 FORWARD_SQUARES = 2
+#: copies of every token's keys and values held by the chunked backward, per layer
+KV_COPIES = 4
 #: float32 block × N tensors per head alive at once in the blocked backward
 BLOCK_TENSORS = 6
 GIB = 2**30
@@ -53,6 +62,7 @@ class Shape:
     d_vocab: int
     n_params: int
     elem: int  #: bytes per element of the model's dtype
+    d_kv: int  #: n_kv_heads · d_head
     chunked: bool = True  #: the blocked forward runs in chunks over a KV cache
 
     @classmethod
@@ -61,22 +71,27 @@ class Shape:
         dtype = next(model.parameters()).dtype
         return cls(int(cfg.n_layers), int(cfg.d_model), int(cfg.d_mlp or 4 * cfg.d_model),
                    int(cfg.n_heads), int(cfg.d_vocab), sum(p.numel() for p in model.parameters()),
-                   torch.finfo(dtype).bits // 8, supports_cache(model))
+                   torch.finfo(dtype).bits // 8, n_kv_heads(model) * int(cfg.d_head),
+                   supports_cache(model))
 
 
 def estimate_bytes(shape: Shape, n_batch: int, n_pos: int, block_size: int | None) -> float:
     """Estimated peak bytes of one pass (weights included) on ``n_batch`` windows of ``n_pos``."""
-    tokens = n_batch * n_pos
     per_token = (shape.elem * PER_LAYER_TOKEN * (shape.d_model + shape.d_mlp) * shape.n_layers
                  + 4 * shape.d_vocab)
-    rows = min(block_size, n_pos) if block_size is not None and shape.chunked else n_pos
+    chunked = block_size is not None and shape.chunked and n_pos > block_size
+    rows = block_size if chunked else n_pos
+    kept = n_batch * rows * per_token
+    if chunked:  # every token's keys and values, and the gradients read at the sites
+        kept += (n_batch * n_pos * shape.elem * shape.n_layers
+                 * (KV_COPIES * 2 * shape.d_kv + shape.d_model + 2 * shape.d_kv))
     square = n_batch * rows * n_pos * (FORWARD_SQUARES * shape.n_heads * 4 + shape.elem)
     if block_size is None:  # the dense path keeps two patterns per layer
         square += n_batch * n_pos**2 * 2 * shape.n_heads * 4 * shape.n_layers
         block = 0.0
     else:
         block = BLOCK_TENSORS * n_batch * min(block_size, n_pos) * n_pos * shape.n_heads * 4
-    return shape.n_params * shape.elem + tokens * per_token + square + block
+    return shape.n_params * shape.elem + kept + square + block
 
 
 def available_bytes(device: torch.device) -> float:
