@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from conftest import tiny
@@ -83,6 +85,12 @@ def test_window_that_does_not_fit_names_the_estimate(tiny_model, monkeypatch):
     # the dense path's estimate grows with N² per layer; the blocked one does not
     assert (_memory.estimate_bytes(shape, 1, 4096, None)
             > 2 * _memory.estimate_bytes(shape, 1, 4096, 16))
+    # run in chunks (a model with a KV cache) the blocked estimate is linear in N; whole (a
+    # native model) the model's own forward adds N²
+    for chunked, lo, hi in ((True, 1.99, 2.01), (False, 3.0, 4.0)):
+        s = dataclasses.replace(shape, chunked=chunked)
+        steps = [_memory.estimate_bytes(s, 1, n, 16) for n in (2048, 4096, 8192)]
+        assert lo <= (steps[2] - steps[1]) / (steps[1] - steps[0]) <= hi, chunked
     monkeypatch.setattr(_memory, "available_bytes", lambda device: need / 2)
     calls = []
     tiny_model.add_hook("blocks.0.hook_resid_pre", lambda t, hook: calls.append(1))
