@@ -44,7 +44,7 @@ from ..core.attention import (
     qkv_hooks,
     rotated_qkv,
 )
-from ..core.loss import next_token_nll, token_losses
+from ..core.loss import next_token_nll
 from ..core.model import Bridge, n_kv_heads
 from ..core.sites import resolve_layers
 from ..errors import InterpError
@@ -435,24 +435,24 @@ def _check_close(b: Tensor, z: Tensor, layer: int) -> None:
 
 @dataclass
 class Prefill:
-    """The keys and values of a sequence run in chunks, without gradient: each layer's
-    pieces, one per chunk but the last (head-major, as the KV cache holds them), and the
-    losses at those positions; ``reference``: one whole forward's losses over the first chunk
-    and :data:`CHUNK_CHECK_SPAN` positions of the second."""
+    """The keys and values of a sequence, computed without gradient: each layer's pieces, one
+    per chunk but the last (head-major, as the KV cache holds them), and the losses at the
+    positions fed (the first ``chunk`` + :data:`CHUNK_CHECK_SPAN` in one whole forward, the
+    rest in chunks over the cache)."""
 
     chunk: int
     keys: list[list[Tensor]]
     values: list[list[Tensor]]
-    losses: Float[Tensor, "batch prefix"]
-    reference: Float[Tensor, "batch span"]
+    losses: Float[Tensor, "batch fed"]
 
 
 def prefill(model: Bridge, tokens: Int[Tensor, "batch pos"], loss_mask: Bool[Tensor, "batch pos"],
             chunk: int) -> Prefill:
-    """Run the model without gradient over all chunks of ``chunk`` positions but the last,
-    each over the KV cache of the ones before (a chunked prefill), and once whole over the
-    first chunk and the start of the second (the reference :func:`chunked_backward` checks
-    against). Call it outside any hooks; both passes of the decomposition share it.
+    """Run the model without gradient up to the start of the last chunk of ``chunk``
+    positions: the first chunk and :data:`CHUNK_CHECK_SPAN` more positions in one whole
+    forward (the reference :func:`chunked_backward` checks the cached forward against), the
+    rest in chunks over the KV cache (a chunked prefill). Call it outside any hooks; both
+    passes of the decomposition share it.
 
     Raises:
         InterpError: a model that ignored the cache.
@@ -462,22 +462,18 @@ def prefill(model: Bridge, tokens: Int[Tensor, "batch pos"], loss_mask: Bool[Ten
     n = tokens.shape[1]
     last = (n - 1) // chunk * chunk  # where the last chunk starts
     cache = DynamicCache()  # full-length layers: the hooks follow the model's own mask
-    losses = []
+    losses, s = [], 0
     with torch.no_grad():
-        for s in range(0, last, chunk):
-            e = s + chunk
+        while s < max(last, 1):
+            e = min(n, chunk + CHUNK_CHECK_SPAN) if s == 0 else min(last, s + chunk)
             logits = model(tokens[:, s:e], past_key_values=cache)
             core_model.check_cache_grew(cache, e, "or call with block_size=None")
             losses.append(_chunk_losses(logits, tokens, loss_mask, s))
-        span = min(n, chunk + CHUNK_CHECK_SPAN)
-        reference = token_losses(model(tokens[:, :span]), tokens[:, :span], loss_mask[:, :span])
-    kv = [core_model.cache_kv(cache, layer) for layer in range(model.cfg.n_layers)] if last \
-        else [(None, None)] * model.cfg.n_layers
-    cut = list(range(0, last, chunk))
+            s = e
+    kv = [core_model.cache_kv(cache, layer) for layer in range(model.cfg.n_layers)]
+    cut = range(0, last, chunk)
     return Prefill(chunk, [[k[..., s:s + chunk, :] for s in cut] for k, _ in kv],
-                   [[v[..., s:s + chunk, :] for s in cut] for _, v in kv],
-                   torch.cat(losses, 1) if losses else tokens.new_zeros(tokens.shape[0], 0),
-                   reference[:, :span - 1])  # the last has no target inside the span
+                   [[v[..., s:s + chunk, :] for s in cut] for _, v in kv], torch.cat(losses, 1))
 
 
 def chunked_backward(model: Bridge, tokens: Int[Tensor, "batch pos"],
@@ -500,9 +496,9 @@ def chunked_backward(model: Bridge, tokens: Int[Tensor, "batch pos"],
         The losses ℓ_t, detached.
 
     Raises:
-        InterpError: a chunk's losses that differ from the reference whole forward or from
-            the prefill (the cached forward would not be the model's computation), or a
-            non-finite loss.
+        InterpError: a chunk's losses that differ from the prefill's, which ran the first
+            chunk and the start of the second in one whole forward (the cached forward would
+            not be the model's computation), or a non-finite loss.
     """
     from transformers import DynamicCache
 
@@ -529,11 +525,9 @@ def chunked_backward(model: Bridge, tokens: Int[Tensor, "batch pos"],
         losses = _chunk_losses(logits, tokens, loss_mask, s)
         del logits, cache
         mine = losses.detach()
-        m = min(e, pre.reference.shape[1]) - s
+        m = min(e, pre.losses.shape[1]) - s
         if m > 0:
-            _check_chunked(mine[:, :m], pre.reference[:, s:s + m], chunk, "one whole forward")
-        if e <= pre.losses.shape[1]:
-            _check_chunked(mine, pre.losses[:, s:e], chunk, "the prefill")
+            _check_chunked(mine[:, :m], pre.losses[:, s:s + m], chunk)
         total = losses.sum()
         if not torch.isfinite(total):
             raise InterpError("the loss is not finite", "check the inputs and the model's dtype")
@@ -564,13 +558,14 @@ def _chunk_losses(logits: Tensor, tokens: Tensor, loss_mask: Tensor, s: int) -> 
     return torch.where(loss_mask[:, s:e], nll, torch.zeros_like(nll))
 
 
-def _check_chunked(mine: Tensor, theirs: Tensor, chunk: int, what: str) -> None:
+def _check_chunked(mine: Tensor, theirs: Tensor, chunk: int) -> None:
     eps = max(torch.finfo(theirs.dtype).eps, torch.finfo(torch.float32).eps)
     err = float((mine - theirs).abs().max())
     if not err <= 1e3 * eps * (1.0 + float(theirs.abs().max())):
         raise InterpError(
             f"the model run in chunks of {chunk} positions over a KV cache gives next-token "
-            f"losses {err:.3g} away from {what}: this model's cached forward is not its "
-            "whole-sequence computation",
+            f"losses {err:.3g} away from the same positions in one whole forward (the first "
+            f"{chunk + CHUNK_CHECK_SPAN}) or in the prefill: this model's cached forward is not "
+            "its whole-sequence computation",
             "use block_size=None (dense), or a block_size at least the window length",
         )

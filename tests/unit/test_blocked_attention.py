@@ -166,7 +166,8 @@ def test_chunked_forward_is_checked_against_one_whole_forward(llama64, monkeypat
     monkeypatch.setattr(llama64, "forward", restarting)
     tokens = torch.randint(3, 61, (1, 12), generator=torch.Generator().manual_seed(0))
     with pytest.raises(interp.InterpError, match=r"(?s)chunks of 4 positions .* losses .* away "
-                                                 r"from one whole forward.*block_size=None"):
+                                                 r"from the same positions in one whole "
+                                                 r"forward.*block_size=None"):
         interp.future_gradients(llama64, tokens, block_size=4, verbose=False)
 
 
