@@ -46,9 +46,11 @@ class ReportConfig:
             document) on which the decomposition of k and v is also run, to read the future
             share against position at long context (``()``: none; lengths beyond the
             model's context or the text, or whose estimated memory exceeds what is
-            available, are skipped). The attention backward runs in blocks, so memory grows
-            about linearly (docs/concepts/long-context.md); add 8192 with
-            ``--long-context 1024,2048,4096,8192`` where about 21 GiB are free.
+            available, are skipped). The forward runs in chunks and the backward in blocks, so
+            memory grows about linearly (docs/concepts/long-context.md: about 5 GiB
+            estimated at N = 8192 on SmolLM2); add 8192 with
+            ``--long-context 1024,2048,4096,8192`` (its attention's compute still grows
+            with N²: hours on 2 CPU cores).
         probe_layer_stride: every ``probe_layer_stride``-th layer (and the last) gets a
             lookahead probe (``probe_layers`` in earlier releases; that keyword now raises).
         probe_windows: corpus windows for the probes (``probe_tokens`` tokens each).
