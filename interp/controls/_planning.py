@@ -56,6 +56,7 @@ __all__ = [
     "planning_control",
     "planning_positions",
     "planning_runs",
+    "prefix_batch",
     "residual_patch_hook",
 ]
 
@@ -100,6 +101,14 @@ def greedy_line(model, prefix: Int[Tensor, "batch pos"], n_new: int,
             nxt = model(tokens)[:, -1].argmax(-1)
             tokens = torch.cat([tokens, nxt[:, None]], 1)
     return tokens[:, prefix.shape[1]:]
+
+
+def prefix_batch(batch: TaskBatch, n: int) -> TaskBatch:
+    """The first ``n`` positions of every example of ``batch`` (a prompt to continue)."""
+    return dataclasses.replace(batch, tokens=batch.tokens[:, :n],
+                               roles=[r[:n] for r in batch.roles],
+                               loss_mask=batch.loss_mask[:, :n], targets=batch.targets[:, :n],
+                               sequences=[])
 
 
 def _score(task: Rhyme, line2: Tensor) -> pd.DataFrame:
@@ -262,7 +271,7 @@ def _instruments(model, task: Rhyme, batch: TaskBatch, where: dict[str, int],
                                                                    strict=True)]
     generation = dict(rhyme_rate=float(pd.Series(valid).mean()),
                       consistent=float(clean["consistent"].mean()), n=len(batch))
-    resid = residuals(model, task, dataclasses.replace(batch, tokens=prefix))
+    resid = residuals(model, task, prefix_batch(batch, sep + 1))
     n_layers = len(resid) - 1
     planned = torch.tensor([task.vocab[f] for f in clean["final"]])
     first = torch.tensor([task.rhyme_class(w[1]) for w in words])
