@@ -18,7 +18,9 @@ untrained (its initialisation):
   Patched positions: the separator (the plan), line 1's rhyme word (the source of the class)
   and a distractor of line 1 (no plan). The null at the separator adds a random vector with
   the norm of the donor patch's change, ‖h_donor − h‖. Chance for ``follows_donor`` is
-  1 / classes.
+  1 / classes. Beside it, the same patch with the example's own line 2 given instead of
+  written: whether the end of the line reads the plan from the separator directly or only
+  through the lead words the plan chose.
 
 The patch is one forward hook on the residual stream (:func:`residual_patch_hook`), the same
 replacement :func:`interp.activation_patch` makes at ``resid_post``; the tests check both.
@@ -166,7 +168,10 @@ class PlanningControl(SavedResult):
             ``accuracy`` (held-out), ``baseline`` (majority).
         patching: ``seed``, ``model``, ``place`` (one of :data:`PLACES`), ``intervention``
             (``donor`` or ``random``), ``layer``: ``follows_donor``, ``keeps_own``,
-            ``consistent``, ``n``.
+            ``consistent``, ``n``; and ``follows_donor_given_line``: the same patch with the
+            example's own line 2 given (teacher forcing), how often the final word predicted
+            after it is in the donor's class (does the end of the line read the plan at the
+            separator directly, or from the words written?).
         settings: the runs, sizes, positions and ``chance`` (1 / classes).
     """
 
@@ -213,7 +218,7 @@ def _check_run(run: ToyResult) -> Rhyme:
     return task
 
 
-def planning_control(runs: Sequence[ToyResult], *, n_examples: int = 1024,
+def planning_control(runs: Sequence[ToyResult], *, n_examples: int = 512,
                      places: Sequence[str] = PLACES, seed: int = _SEED) -> PlanningControl:
     """The planning instruments on each trained ``rhyme`` run and on its initialisation.
 
@@ -293,13 +298,19 @@ def _instruments(model, task: Rhyme, batch: TaskBatch, where: dict[str, int],
                 r = torch.randn(h[:, pos].shape, generator=gen, dtype=h.dtype)
                 moves["random"] = h[:, pos] + r / r.norm(dim=-1, keepdim=True) * change
             for intervention, value in moves.items():
-                s = _score(task, greedy_line(model, prefix, n_new,
-                                             [residual_patch_hook(pos, layer, n_layers, value)]))
+                hook = residual_patch_hook(pos, layer, n_layers, value)
+                s = _score(task, greedy_line(model, prefix, n_new, [hook]))
                 fc = torch.tensor(s["final_class"].to_numpy())
+                with torch.no_grad(), model.hooks(fwd_hooks=[hook]):
+                    given = model(batch.tokens)[:, -2].argmax(-1)  # reading its own line 2
+                gc = torch.tensor([task.rhyme_class(w) for w in task.vocab.decode(given)])
                 patching.append(dict(place=place, intervention=intervention, layer=layer,
                                      follows_donor=float((fc == own[donor]).float().mean()),
                                      keeps_own=float((fc == own).float().mean()),
-                                     consistent=float(s["consistent"].mean()), n=len(batch)))
+                                     consistent=float(s["consistent"].mean()),
+                                     follows_donor_given_line=float(
+                                         (gc == own[donor]).float().mean()),
+                                     n=len(batch)))
     return generation, probes, patching
 
 

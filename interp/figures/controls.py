@@ -113,23 +113,29 @@ def planning(result) -> go.Figure:
     base = result.probes.groupby("layer")["baseline"].mean()
     fig.add_trace(go.Scatter(x=base.index, y=base.to_numpy(), name="majority baseline",
                              mode="lines", line=dict(color="#bbbbbb", dash="dash")), row=1, col=1)
+    n_layers = int(result.probes["layer"].max())
     patches = {("trained", "separator", "donor"): (CYCLE[1], "solid"),
                ("trained", "separator", "random"): (CYCLE[1], "dot"),
                ("trained", "rhyme word", "donor"): (CYCLE[0], "solid"),
                ("trained", "distractor", "donor"): (CYCLE[7], "solid"),
                ("untrained", "separator", "donor"): (CYCLE[4], "dash")}
     for key, g in result.patching.groupby(["model", "place", "intervention"], sort=False):
-        color, dash = patches.get(key, (CYCLE[5], "dashdot"))
+        if key not in patches:  # the untrained model's other patches: the same chance level
+            continue
+        color, dash = patches[key]
         model, place, intervention = key
         what = "random vector" if intervention == "random" else "donor"
         _by_layer(fig, g, "follows_donor", f"patch {place}, {what} ({model})", color, dash, 2)
-    fig.add_hline(y=float(result.settings["chance"]), line=dict(dash="dash", color="#777777"),
-                  row=1, col=2)
-    n_layers = int(result.probes["layer"].max())
+    chance = float(result.settings["chance"])
+    fig.add_trace(go.Scatter(x=[0, n_layers], y=[chance, chance], mode="lines",
+                             name="chance (1 / classes)",
+                             line=dict(color="#777777", dash="dash")), row=1, col=2)
     for col in (1, 2):
         fig.update_xaxes(title=f"residual stream entering layer ({n_layers}: final)", dtick=1,
                          row=1, col=col)
     fig.update_yaxes(title="held-out probe accuracy", range=[0, 1.02], row=1, col=1)
     fig.update_yaxes(title="follows the donor", range=[0, 1.02], row=1, col=2)
-    return apply_style(fig, title="Planning control: a rhyme plan at the separator",
-                       width=1100, height=480)
+    fig = apply_style(fig, title="Planning control: a rhyme plan at the separator",
+                      width=1100, height=500)
+    fig.update_layout(margin=dict(t=90))
+    return fig
