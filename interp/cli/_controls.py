@@ -102,7 +102,9 @@ def _planning(args, out: Path, formats) -> None:
     _show("planning", res, ("generation",))
     for name, table, value in (("probes at the separator", res.probes, "accuracy"),
                                ("patching: final word in the donor's class", res.patching,
-                                "follows_donor")):
+                                "follows_donor"),
+                               ("the same, line 2 given (teacher forcing)", res.patching,
+                                "follows_donor_given_line")):
         keys = [c for c in ("model", "target", "place", "intervention") if c in table]
         print(f"-- {name} (mean over seeds)")
         print(table.pivot_table(index="layer", columns=keys, values=value).to_string(
