@@ -8,6 +8,9 @@ beside one where it is absent.
 * **Lookahead** (:func:`lookahead_control`): the pre-caching regression of Wu et al. (2024),
   vanilla versus myopic: future share of the K/V gradient, a probe for the feature only later
   positions need, and patching along that probe's direction.
+* **Planning** (:func:`planning_control`): the ``rhyme`` task, whose final word must rhyme
+  with line 1: probes for the rhyme class at the separator, and patching the separator's
+  residual stream from an example of another class, which changes the final word written.
 
 See ``docs/concepts/positive-controls.md`` for the measured numbers and ``interp controls``
 for the command line.
@@ -33,20 +36,40 @@ from ._pauses import (
     pause_control_config,
     pause_instruments,
 )
+from ._planning import (
+    PLACES,
+    PlanningControl,
+    greedy_line,
+    load_planning,
+    planning_config,
+    planning_control,
+    planning_positions,
+    planning_runs,
+    residual_patch_hook,
+)
 
 __all__ = [
     "INSERTED",
     "LookaheadControl",
+    "PLACES",
+    "PlanningControl",
     "PauseInstruments",
     "control_run",
+    "greedy_line",
     "kv_future_share",
     "load_lookahead",
     "load_pause_instruments",
+    "load_planning",
     "lookahead_control",
     "lookahead_runs",
     "patch_inserted_kv",
     "pause_control",
     "pause_control_config",
     "pause_instruments",
+    "planning_config",
+    "planning_control",
+    "planning_positions",
+    "planning_runs",
     "precache_probe",
+    "residual_patch_hook",
 ]
