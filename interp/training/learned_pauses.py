@@ -91,6 +91,7 @@ __all__ = [
     "Urgency",
     "generate_with_pauses",
     "halting_loss",
+    "learned_pause_study",
     "load_learned_pauses",
     "pause_frontier",
     "readout",
@@ -129,18 +130,18 @@ class LearnedPauseConfig:
     """
 
     n_min: int = 2
-    n_max: int = 10
+    n_max: int = 16
     max_pauses: int | None = None
     lam_min: float = 0.0
     lam_max: float = 0.2
     cot_mixture: float = 0.5
     explore: float = 0.1
-    curriculum: float = 0.4
+    curriculum: float = 0.6
     n_layers: int = 2
     d_model: int = 64
     n_heads: int = 4
     positional: str = "standard"
-    steps: int = 600
+    steps: int = 1000
     batch_size: int = 128
     lr: float = 3e-3
     weight_decay: float = 0.01
@@ -670,3 +671,32 @@ def generate_with_pauses(run: LearnedPauses, bits: Sequence[int] | str, lam: flo
     seq = make_sequence(torch.tensor(ids), ["bos"] + ["prompt"] * (len(ids) - 1))
     with urgency_input(run.model, run.urgency, float(lam)):
         return generate(run.model, seq, max_new_tokens=1, max_pauses=cap, record=record)
+
+
+def learned_pause_study(cfg: LearnedPauseConfig, lams: Sequence[float],
+                        out: str | os.PathLike | None = None, *, n_examples: int = 1024,
+                        verbose: bool = True) -> tuple[LearnedPauses, pd.DataFrame, pd.DataFrame]:
+    """Train (or, when ``out`` holds a finished run of the same config, load) a learned-pause
+    model and measure it: :func:`pause_frontier` over ``lams``, written to ``out`` as
+    ``frontier.csv`` and ``difficulty.csv`` (what ``interp toy learned-pauses`` runs).
+
+    Raises:
+        InterpError: a λ outside ``[cfg.lam_min, cfg.lam_max]``, or ``out`` holding a run of
+            another configuration.
+    """
+    for lam in lams:
+        cfg.check_lam(lam)
+    run = None
+    if out is not None and (Path(out) / "metrics.json").is_file():
+        run = load_learned_pauses(out)
+        if run.config.to_dict() != cfg.to_dict():
+            diff = sorted(k for k, v in cfg.to_dict().items() if run.config.to_dict()[k] != v)
+            raise InterpError(f"{out} holds a learned-pause run of another configuration "
+                              f"({', '.join(diff)})", "use another output folder, or delete it")
+    if run is None:
+        run = train_learned_pauses(cfg, out, verbose=verbose)
+    frontier, difficulty = pause_frontier(run, lams, n_examples=n_examples)
+    if out is not None:
+        atomic_write_csv(Path(out) / "frontier.csv", frontier)
+        atomic_write_csv(Path(out) / "difficulty.csv", difficulty)
+    return run, frontier, difficulty
