@@ -22,12 +22,22 @@ and the loss of an example is the expected cost of that stop distribution,
     L_halt = Σ_k P(stop at k) · (CE_k + λ·k),
 
 CE_k the answer's cross-entropy under the answer-now distribution (:func:`halting_loss`).
-Two terms are added: the mean of CE_k over every k (so that the answers after many pauses are
-trained even while the model rarely takes that many: otherwise the stop distribution, which
-starts near k = 0, never learns that waiting helps), and, as issue 20 found pauses useless
-without it, the **parallel chain of thought** on a fraction ``cot_mixture`` of the examples:
-``<bos> bits = c_1 .. c_n answer`` with c_j = [count of ones ≥ j], trained token by token, so
-the pause after which chain token j would come is taught to compute it.
+Three terms are added, each for a failure seen without it:
+
+* the mean of CE_k over every k, so that the answers after many pauses are trained even while
+  the model rarely takes that many;
+* an **exploration** term β·KL(P(stop) ‖ uniform over 0..K), β falling linearly from
+  ``explore`` to 0 over the first ``curriculum`` fraction of the steps while the cost rises
+  from 0 to λ. Without it the stop distribution collapses onto k = 0 in the first ~50 steps
+  (while no answer is good yet, waiting only costs), and once π_k ≈ 0 the gain of waiting n
+  pauses reaches the decision only through Π π_j ≈ 0: it is never learnt (PonderNet's prior
+  KL plays the same role);
+* the **parallel chain of thought** on a fraction ``cot_mixture`` of the examples (issue 20:
+  pauses are useless without it), ``<bos> bits = c_1 .. c_n answer`` with c_j = [count of
+  ones ≥ j], so the pause after which chain token j would come is taught to compute it. Its
+  cross-entropy is read from the answer-now distribution (``<pause>`` excluded) and the output
+  at ``=`` is not trained there: with a full softmax the chain teaches the shared ``<pause>``
+  logit to be small everywhere, and the model never pauses.
 
 **Urgency input.** λ is drawn per training example uniformly from ``[lam_min, lam_max]`` and
 given to the model as an added embedding at every position, ``(λ − lam_min)/(lam_max −

@@ -147,3 +147,20 @@ def test_generation_with_pauses_needs_a_pause_token():
     model = load_model(TinyConfig(d_vocab=8, n_ctx=16))
     with pytest.raises(InterpError, match="add_pause_token"):
         generate(model, [1, 2, 3], max_new_tokens=1, max_pauses=2)
+
+
+def test_cli_trains_measures_and_reuses_the_run(tmp_path, capsys):
+    from interp.cli import main
+
+    argv = ["toy", "learned-pauses", "--n-min", "2", "--n-max", "4", "--steps", "3",
+            "--d-model", "16", "--eval-size", "32", "--lams", "0,0.1", "--formats", "html",
+            "--quiet", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    for name in ("frontier.csv", "difficulty.csv", "pause_frontier.html",
+                 "pause_difficulty.html", "checkpoint.safetensors"):
+        assert (tmp_path / name).is_file(), name
+    stamp = (tmp_path / "checkpoint.safetensors").stat().st_mtime_ns
+    assert main(argv) == 0  # a finished run in --out is loaded, not retrained
+    assert (tmp_path / "checkpoint.safetensors").stat().st_mtime_ns == stamp
+    assert main(argv[:-2] + ["--lams", "0,0.5", "--out", str(tmp_path)]) == 2
+    assert "outside the trained range" in capsys.readouterr().err
