@@ -13,7 +13,9 @@ Options not given take the task's defaults (:data:`interp.training.toy.DEFAULTS`
 parity of variable length, each pause costing λ (given to the model as an urgency input), and
 writes ``frontier.csv`` (accuracy against mean pauses for each λ, beside the same budget at
 fixed counts, at random and by the entropy trigger), ``difficulty.csv`` (pauses against
-length) and the figures ``pause_frontier`` and ``pause_difficulty`` (rerun: reuses the model).
+length), ``patching.csv`` (the K/V of the pauses it took, patched from another example, at
+the smallest λ) and the figures ``pause_frontier`` and ``pause_difficulty`` (rerun: reuses
+the model).
 """
 
 from __future__ import annotations
@@ -203,6 +205,8 @@ def run_compare(args) -> int:
 
 
 def run_learned_pauses(args) -> int:
+    from ..controls import self_pause_patching
+    from ..core.io import atomic_write_csv
     from ..figures import learned_pauses as figs
     from ..figures._style import export
     from ..training.learned_pauses import LearnedPauseConfig, learned_pause_study
@@ -217,9 +221,12 @@ def run_learned_pauses(args) -> int:
                              d_model=args.d_model, n_layers=args.n_layers, seed=args.seed,
                              device=args.device)
     formats = parse_formats(args.formats)
-    _, frontier, difficulty = learned_pause_study(cfg, lams, args.out, n_examples=args.eval_size,
-                                                  verbose=not args.quiet)
+    run, frontier, difficulty = learned_pause_study(cfg, lams, args.out,
+                                                    n_examples=args.eval_size,
+                                                    verbose=not args.quiet)
     out = Path(args.out)
+    patching = self_pause_patching(run, min(lams), n_examples=args.eval_size)
+    atomic_write_csv(out / "patching.csv", patching)
     for name, fig in [("pause_frontier", figs.pause_frontier(frontier)),
                       ("pause_difficulty", figs.pause_difficulty(difficulty))]:
         for fmt in formats:
@@ -227,5 +234,8 @@ def run_learned_pauses(args) -> int:
     print(frontier.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(difficulty.pivot(index="n_bits", columns="lam", values="mean_pauses").to_string(
         float_format=lambda v: f"{v:.2f}"))
+    print(f"K/V of the self-requested pauses patched from another example (λ = {min(lams):g}):")
+    print(patching[patching["layers"] == "all"].to_string(index=False,
+                                                          float_format=lambda v: f"{v:.3f}"))
     print(f"-> {out}")
     return 0

@@ -8,6 +8,8 @@ beside one where it is absent.
 * **Lookahead** (:func:`lookahead_control`): the pre-caching regression of Wu et al. (2024),
   vanilla versus myopic: future share of the K/V gradient, a probe for the feature only later
   positions need, and patching along that probe's direction.
+* **Self-requested pauses** (:func:`self_pause_patching`): the K/V of the pauses a
+  learned-pause model chose to take, patched from another example.
 
 See ``docs/concepts/positive-controls.md`` for the measured numbers and ``interp controls``
 for the command line.
@@ -15,6 +17,7 @@ for the command line.
 
 from __future__ import annotations
 
+from ._learned import self_pause_patching
 from ._lookahead import (
     LookaheadControl,
     kv_future_share,
@@ -49,4 +52,5 @@ __all__ = [
     "pause_control_config",
     "pause_instruments",
     "precache_probe",
+    "self_pause_patching",
 ]

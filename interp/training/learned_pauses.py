@@ -101,6 +101,7 @@ __all__ = [
     "Urgency",
     "generate_with_pauses",
     "halting_loss",
+    "held_out_batch",
     "learned_pause_study",
     "load_learned_pauses",
     "pause_frontier",
@@ -286,6 +287,11 @@ def pause_batch(cfg: LearnedPauseConfig, size: int, seed) -> PauseBatch:
         answer.append(v[task.answer(prompt)[0]])
         n.append(len(prompt) - 2)
     return PauseBatch(tokens, torch.tensor(eq), torch.tensor(answer), torch.tensor(n))
+
+
+def held_out_batch(cfg: LearnedPauseConfig, size: int, seed: int = 12345) -> PauseBatch:
+    """The held-out examples :func:`readout` reads (a stream training never draws)."""
+    return pause_batch(cfg, size, (_EVAL_STREAM, seed))
 
 
 def chain_batch(cfg: LearnedPauseConfig, size: int, seed) -> tuple[Int[Tensor, "batch pos"],
@@ -574,7 +580,7 @@ def readout(run: LearnedPauses, lam: float, *, n_examples: int = 1024, seed: int
     """
     cfg = run.config
     cfg.check_lam(lam)
-    pb = pause_batch(cfg, n_examples, (_EVAL_STREAM, seed))
+    pb = held_out_batch(cfg, n_examples, seed)
     device = core_model.device(run.model)
     logits = _forward(run.model, run.urgency, pb.tokens.to(device),
                       torch.full((n_examples,), float(lam), device=device))

@@ -18,8 +18,8 @@ from interp.training.learned_pauses import (
     _build,
     generate_with_pauses,
     halting_loss,
+    held_out_batch,
     matched_stops,
-    pause_batch,
     readout,
     train_learned_pauses,
     training_step_loss,
@@ -101,7 +101,7 @@ def test_generation_respects_the_cap_and_records_the_pause_positions():
 def test_greedy_generation_agrees_with_the_one_forward_readout():
     run = train_learned_pauses(LearnedPauseConfig(**TINY, steps=30, lam_max=0.0), verbose=False)
     r = readout(run, 0.0, n_examples=16)
-    pb = pause_batch(run.config, 16, (7_777_777, 12345))
+    pb = held_out_batch(run.config, 16)
     for b in range(16):
         bits = "".join(Parity(5).vocab.decode(pb.tokens[b, 1:int(pb.eq[b])]))
         gen = generate_with_pauses(run, bits, 0.0, record=False)
@@ -156,7 +156,7 @@ def test_cli_trains_measures_and_reuses_the_run(tmp_path, capsys):
             "--d-model", "16", "--eval-size", "32", "--lams", "0,0.1", "--formats", "html",
             "--quiet", "--out", str(tmp_path)]
     assert main(argv) == 0
-    for name in ("frontier.csv", "difficulty.csv", "pause_frontier.html",
+    for name in ("frontier.csv", "difficulty.csv", "patching.csv", "pause_frontier.html",
                  "pause_difficulty.html", "checkpoint.safetensors"):
         assert (tmp_path / name).is_file(), name
     stamp = (tmp_path / "checkpoint.safetensors").stat().st_mtime_ns
@@ -164,3 +164,20 @@ def test_cli_trains_measures_and_reuses_the_run(tmp_path, capsys):
     assert (tmp_path / "checkpoint.safetensors").stat().st_mtime_ns == stamp
     assert main(argv[:-2] + ["--lams", "0,0.5", "--out", str(tmp_path)]) == 2
     assert "outside the trained range" in capsys.readouterr().err
+
+
+def test_patching_self_requested_pauses_at_layer_0_or_before_any_pause_changes_nothing():
+    from interp.controls import self_pause_patching
+
+    run = _always_pausing_run(LearnedPauseConfig(**TINY, steps=1))
+    t = self_pause_patching(run, 0.1, n_examples=48)
+    assert set(t["layers"]) == {"all", "0", "1"} and (t["mean_pauses"] == 5).all()
+    # at layer 0 a pause's K/V depend only on its token, position and the urgency input
+    layer0 = t[t["layers"] == "0"]
+    assert (layer0["patched_accuracy"] == layer0["clean_accuracy"]).all()
+    # a model that answers at once reads no pause: no patch can move it
+    with torch.no_grad():
+        run.model.unembed.b_U[Parity(5).vocab.pause_id] -= 200.0
+    t = self_pause_patching(run, 0.1, n_examples=48)
+    assert (t["mean_pauses"] == 0).all()
+    assert (t["patched_accuracy"] == t["clean_accuracy"]).all()
