@@ -26,18 +26,21 @@ Three terms are added, each for a failure seen without it:
 
 * the mean of CE_k over every k, so that the answers after many pauses are trained even while
   the model rarely takes that many;
-* an **exploration** term β·KL(P(stop) ‖ uniform over 0..K), β falling linearly from
-  ``explore`` to 0 over the first ``curriculum`` fraction of the steps while the cost rises
-  from 0 to λ. Without it the stop distribution collapses onto k = 0 in the first ~50 steps
-  (while no answer is good yet, waiting only costs), and once π_k ≈ 0 the gain of waiting n
-  pauses reaches the decision only through Π π_j ≈ 0: it is never learnt (PonderNet's prior
-  KL plays the same role);
+* an **exploration** term β·KL(P(stop) ‖ uniform over 0..K) and a **cost curriculum**:
+  pauses are free and β = ``explore`` until ``ramp_start`` (half the steps), then the cost
+  rises linearly to λ and β falls to 0 by ``ramp_end`` (70 %). Measured on 16-bit runs:
+  with the cost ramped from step 0 (over 60 % of the steps, β decaying alongside) the
+  expected pause count fell from 3.8 at step 50 to 0.03 at step 500, before the answers after
+  pauses were good: while they are not, waiting only costs, and once π_k ≈ 0 the gain of
+  waiting n pauses reaches the decision only through Π π_j ≈ 0, so it is never learnt
+  (PonderNet's prior KL plays the same role as β);
 * the **parallel chain of thought** on a fraction ``cot_mixture`` of the examples (issue 20:
   pauses are useless without it), ``<bos> bits = c_1 .. c_n answer`` with c_j = [count of
   ones ≥ j], so the pause after which chain token j would come is taught to compute it. Its
   cross-entropy is read from the answer-now distribution (``<pause>`` excluded) and the output
   at ``=`` is not trained there: with a full softmax the chain teaches the shared ``<pause>``
-  logit to be small everywhere, and the model never pauses.
+  logit to be small everywhere, and the model stops pausing (expected count below 0.005 by
+  step 50 in a 10-bit run).
 
 **Urgency input.** λ is drawn per training example uniformly from ``[lam_min, lam_max]`` and
 given to the model as an added embedding at every position, ``(λ − lam_min)/(lam_max −
@@ -127,8 +130,9 @@ class LearnedPauseConfig:
         cot_mixture: fraction of training examples that carry the chain of thought.
         explore: weight β of the exploration term β·KL(P(stop) ‖ uniform over 0..K) at
             the start of training (see the module docstring).
-        curriculum: fraction of the steps over which β falls linearly to 0 and the pause
-            cost rises linearly from 0 to λ.
+        ramp_start: fraction of the steps before which pauses are free (cost 0) and β is
+            held; from there the cost rises linearly to λ and β falls linearly to 0 ...
+        ramp_end: ... reaching them at this fraction of the steps.
         n_layers, d_model, n_heads: the tiny model.
         positional: ``"standard"`` (learned positions, so a pause can address the bits) or
             ``"rotary"``.
@@ -147,7 +151,8 @@ class LearnedPauseConfig:
     lam_max: float = 0.2
     cot_mixture: float = 0.5
     explore: float = 0.1
-    curriculum: float = 0.6
+    ramp_start: float = 0.5
+    ramp_end: float = 0.7
     n_layers: int = 2
     d_model: int = 64
     n_heads: int = 4
@@ -184,11 +189,12 @@ class LearnedPauseConfig:
         if self.lam_max < self.lam_min:
             raise InterpError(f"lam_max={self.lam_max} is below lam_min={self.lam_min}",
                               "give lam_min <= lam_max (equal: one fixed λ)")
-        if not 0.0 <= self.curriculum <= 1.0 or self.explore < 0:
-            raise InterpError(f"curriculum must be in [0, 1] and explore >= 0, got "
-                              f"curriculum={self.curriculum}, explore={self.explore}",
-                              "give the fraction of steps of the curriculum (0: none) and an "
-                              "exploration weight >= 0")
+        if not 0.0 <= self.ramp_start <= self.ramp_end <= 1.0 or self.explore < 0:
+            raise InterpError(f"LearnedPauseConfig needs 0 <= ramp_start <= ramp_end <= 1 and "
+                              f"explore >= 0, got ramp_start={self.ramp_start}, ramp_end="
+                              f"{self.ramp_end}, explore={self.explore}",
+                              "give the fractions of the steps where the cost starts and "
+                              "finishes ramping up (0, 0: full cost from the start)")
         if not 0.0 <= self.cot_mixture < 1.0:
             raise InterpError(f"cot_mixture must be in [0, 1), got {self.cot_mixture}",
                               "give the fraction of examples with the chain of thought; the "
@@ -407,6 +413,15 @@ def _build(cfg: LearnedPauseConfig) -> tuple[Bridge, Urgency]:
     return model, urgency
 
 
+def cost_ramp(cfg: LearnedPauseConfig, step: int) -> float:
+    """The fraction of λ charged at ``step`` (0 before ``ramp_start``, 1 from ``ramp_end``);
+    the exploration weight is ``explore · (1 − ramp)``."""
+    start, end = cfg.ramp_start * cfg.steps, cfg.ramp_end * cfg.steps
+    if step + 1 >= end:
+        return 1.0
+    return max(0.0, (step + 1 - start) / (end - start))
+
+
 def training_step_loss(model: Bridge, urgency: Urgency, cfg: LearnedPauseConfig, step: int
                        ) -> tuple[Tensor, dict[str, float]]:
     """The loss of training batch ``step`` (see the module docstring) and its parts."""
@@ -432,7 +447,7 @@ def training_step_loss(model: Bridge, urgency: Urgency, cfg: LearnedPauseConfig,
     n_pause = len(pb.eq)
     read = _readings(logits[:n_pause], pb.eq.to(device), cfg.max_pauses + 1)
     log_pause, _, ce = _split(read, pb.answer.to(device), pid)
-    ramp = min(1.0, (step + 1) / (cfg.curriculum * cfg.steps)) if cfg.curriculum else 1.0
+    ramp = cost_ramp(cfg, step)
     halt, p_stop = halting_loss(log_pause, ce, ramp * lam[:n_pause].to(device))
     loss = halt.mean() + ce.mean()
     if cfg.explore and ramp < 1:
@@ -440,7 +455,8 @@ def training_step_loss(model: Bridge, urgency: Urgency, cfg: LearnedPauseConfig,
         # visible until the answers after them are good
         neg_entropy = (p_stop * p_stop.clamp_min(1e-30).log()).sum(1).mean()
         loss = loss + cfg.explore * (1 - ramp) * (neg_entropy + math.log(p_stop.shape[1]))
-    parts = dict(halt_loss=float(halt.detach().mean()),
+    parts = dict(halt_loss=float(halt.detach().mean()), ce_at_once=float(ce[:, 0].detach().mean()),
+                 ce_at_cap=float(ce[:, -1].detach().mean()),
                  mean_pauses=float((p_stop.detach() * torch.arange(p_stop.shape[1], device=device)).sum(1)
                                    .mean()))
     if n_chain:

@@ -62,7 +62,8 @@ def _expected_pauses(cfg: LearnedPauseConfig, steps: int) -> float:
 
 
 def test_a_large_pause_cost_moves_the_stop_distribution_towards_answering_at_once():
-    base = LearnedPauseConfig(**{**TINY, "batch_size": 16}, cot_mixture=0.0, curriculum=0.0,
+    base = LearnedPauseConfig(**{**TINY, "batch_size": 16}, cot_mixture=0.0, ramp_start=0.0,
+                              ramp_end=0.0,
                               lr=1e-2)
     free = _expected_pauses(LearnedPauseConfig(**{**base.to_dict(), "lam_min": 0.0,
                                                   "lam_max": 0.0}), 25)
