@@ -128,6 +128,10 @@ class LearnedPauseConfig:
         lam_min: lowest pause cost λ (per pause, in nats of answer cross-entropy) trained.
         lam_max: highest λ trained; the urgency input spans ``[lam_min, lam_max]``.
         cot_mixture: fraction of training examples that carry the chain of thought.
+        answer_after_n: train the answers only after k >= n pauses (where the chain's
+            construction can have computed them), and the decision against the answer
+            losses detached; ``False``: the answers after every k, and both through the
+            halting loss (see the module docstring).
         explore: weight β of the exploration term β·KL(P(stop) ‖ uniform over 0..K) at
             the start of training (see the module docstring).
         ramp_start: fraction of the steps before which pauses are free (cost 0) and β is
@@ -150,6 +154,7 @@ class LearnedPauseConfig:
     lam_min: float = 0.0
     lam_max: float = 0.2
     cot_mixture: float = 0.5
+    answer_after_n: bool = False
     explore: float = 0.1
     ramp_start: float = 0.5
     ramp_end: float = 0.7
@@ -448,8 +453,13 @@ def training_step_loss(model: Bridge, urgency: Urgency, cfg: LearnedPauseConfig,
     read = _readings(logits[:n_pause], pb.eq.to(device), cfg.max_pauses + 1)
     log_pause, _, ce = _split(read, pb.answer.to(device), pid)
     ramp = cost_ramp(cfg, step)
-    halt, p_stop = halting_loss(log_pause, ce, ramp * lam[:n_pause].to(device))
-    loss = halt.mean() + ce.mean()
+    if cfg.answer_after_n:
+        halt, p_stop = halting_loss(log_pause, ce.detach(), ramp * lam[:n_pause].to(device))
+        ks = torch.arange(ce.shape[1], device=device)
+        loss = halt.mean() + ce[ks[None] >= pb.n.to(device)[:, None]].mean()
+    else:
+        halt, p_stop = halting_loss(log_pause, ce, ramp * lam[:n_pause].to(device))
+        loss = halt.mean() + ce.mean()
     if cfg.explore and ramp < 1:
         # β·KL(P(stop) ‖ uniform) = β·(Σ_k P log P + log(K + 1)): keeps later stop points
         # visible until the answers after them are good

@@ -61,10 +61,11 @@ def _expected_pauses(cfg: LearnedPauseConfig, steps: int) -> float:
     return parts["mean_pauses"]
 
 
-def test_a_large_pause_cost_moves_the_stop_distribution_towards_answering_at_once():
+@pytest.mark.parametrize("answer_after_n", [False, True])
+def test_a_large_pause_cost_moves_the_stop_distribution_towards_answering_at_once(
+        answer_after_n):
     base = LearnedPauseConfig(**{**TINY, "batch_size": 16}, cot_mixture=0.0, ramp_start=0.0,
-                              ramp_end=0.0,
-                              lr=1e-2)
+                              ramp_end=0.0, lr=1e-2, answer_after_n=answer_after_n)
     free = _expected_pauses(LearnedPauseConfig(**{**base.to_dict(), "lam_min": 0.0,
                                                   "lam_max": 0.0}), 25)
     costly = _expected_pauses(LearnedPauseConfig(**{**base.to_dict(), "lam_min": 2.0,
