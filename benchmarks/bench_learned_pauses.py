@@ -4,12 +4,10 @@
    urgency input, chain-of-thought mixture) against one step of ordinary training with K
    fixed filler tokens and the same mixture (:func:`interp.train_toy`'s loss), same model
    size, batch and longest sequence; the ratio learned / fixed;
-2. greedy generation through :func:`interp.generate` (K/V recorded) with self-requested pauses
-   (``max_pauses=K``) against answering at once, on the same prompts: tokens/s (pauses count
-   as tokens), answers/s, and mean pauses per answer.
-
-The model is trained for ``--steps`` steps first, so it does pause (at λ = 0 a model that has
-learned to wait takes several pauses on long strings).
+2. greedy generation through :func:`interp.generate` (K/V recorded) on the same prompts:
+   answering at once, with self-requested pauses (``max_pauses=K``) as the model trained for
+   ``--steps`` steps takes them, and with a ``<pause>`` bias that makes it take all K:
+   tokens/s (pauses count as tokens), answers/s and pauses per answer.
 
 Run: ``OMP_NUM_THREADS=2 python benchmarks/bench_learned_pauses.py`` (``--quick``: a smaller
 model and fewer repetitions).
@@ -30,6 +28,7 @@ from interp.training.learned_pauses import (
     train_learned_pauses,
     training_step_loss,
 )
+from interp.training.tasks.parity import Parity
 from interp.training.toy import TrainConfig, build_model, training_loss
 
 
@@ -78,23 +77,29 @@ def main() -> None:
     rng = np.random.default_rng(0)
     prompts = ["".join(map(str, rng.integers(0, 2, int(rng.integers(2, n_max + 1)))))
                for _ in range(n_prompts)]
-    t = time.perf_counter()
-    gens = [generate_with_pauses(run, p, lam=0.0) for p in prompts]
-    paused_s = time.perf_counter() - t
-    paused_tokens = sum(g.n_pauses + 1 for g in gens)
-    seqs = [g.tokens[:len(p) + 2] for g, p in zip(gens, prompts, strict=True)]
-    t = time.perf_counter()
-    for seq in seqs:
-        generate(run.model, seq, max_new_tokens=1)
-    plain_s = time.perf_counter() - t
     print(f"== generation, {n_prompts} prompts, K/V recorded ==")
-    print(f"self-requested pauses: {paused_tokens / paused_s:.1f} tokens/s, "
-          f"{n_prompts / paused_s:.1f} answers/s, {np.mean([g.n_pauses for g in gens]):.2f} "
-          f"pauses per answer")
-    print(f"answering at once:     {n_prompts / plain_s:.1f} tokens/s, {n_prompts / plain_s:.1f} "
-          f"answers/s")
-    print(f"tokens/s ratio paused / at once = {(paused_tokens / paused_s) / (n_prompts / plain_s):.2f}x, "
-          f"answers/s ratio = {plain_s / paused_s:.2f}x")
+    _generation_row("answering at once (no max_pauses)", run, prompts, paused=False)
+    _generation_row("self-requested pauses, as trained", run, prompts, paused=True)
+    with torch.no_grad():  # a model that always asks for a pause: every answer takes K
+        run.model.unembed.b_U[run.pause_id] += 100.0
+    _generation_row(f"self-requested pauses, at the cap K = {cfg.max_pauses}", run, prompts,
+                    paused=True)
+
+
+def _generation_row(label: str, run, prompts: list[str], *, paused: bool) -> None:
+    t = time.perf_counter()
+    if paused:
+        gens = [generate_with_pauses(run, p, lam=0.0) for p in prompts]
+        n_pauses = [g.n_pauses for g in gens]
+    else:
+        vocab = Parity(run.config.n_max).vocab
+        for p in prompts:  # the same prompt tokens, no urgency input, no pause allowed
+            generate(run.model, vocab.encode(["<bos>", *p, "="]), max_new_tokens=1)
+        n_pauses = [0] * len(prompts)
+    s = time.perf_counter() - t
+    tokens = sum(n_pauses) + len(prompts)
+    print(f"{label:45s} {tokens / s:7.1f} tokens/s  {len(prompts) / s:6.1f} answers/s  "
+          f"{np.mean(n_pauses):5.2f} pauses per answer")
 
 
 if __name__ == "__main__":
