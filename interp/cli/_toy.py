@@ -120,6 +120,9 @@ def register(sub) -> None:
     lp.add_argument("--steps", type=int, default=d.steps, help=f"training steps ({d.steps})")
     lp.add_argument("--cot-mixture", type=float, default=d.cot_mixture, metavar="F",
                     help=f"fraction of examples with the chain of thought ({d.cot_mixture})")
+    lp.add_argument("--answer-after-n", action="store_true",
+                    help="train the answers only after k >= n pauses, the decision against "
+                    "them detached (LearnedPauseConfig.answer_after_n)")
     lp.add_argument("--d-model", type=int, default=d.d_model)
     lp.add_argument("--n-layers", type=int, default=d.n_layers)
     lp.add_argument("--eval-size", type=int, default=1024, help="held-out examples (1024)")
@@ -218,6 +221,7 @@ def run_learned_pauses(args) -> int:
                           "e.g. --lams 0,0.05,0.2") from None
     cfg = LearnedPauseConfig(n_min=args.n_min, n_max=args.n_max, max_pauses=args.max_pauses,
                              lam_max=args.lam_max, steps=args.steps, cot_mixture=args.cot_mixture,
+                             answer_after_n=args.answer_after_n,
                              d_model=args.d_model, n_layers=args.n_layers, seed=args.seed,
                              device=args.device)
     formats = parse_formats(args.formats)
