@@ -123,6 +123,8 @@ def register(sub) -> None:
     lp.add_argument("--answer-after-n", action="store_true",
                     help="train the answers only after k >= n pauses, the decision against "
                     "them detached (LearnedPauseConfig.answer_after_n)")
+    lp.add_argument("--positional", default=d.positional, choices=["rotary", "standard"],
+                    help=f"position encoding ({d.positional})")
     lp.add_argument("--d-model", type=int, default=d.d_model)
     lp.add_argument("--n-layers", type=int, default=d.n_layers)
     lp.add_argument("--eval-size", type=int, default=1024, help="held-out examples (1024)")
@@ -221,7 +223,7 @@ def run_learned_pauses(args) -> int:
                           "e.g. --lams 0,0.05,0.2") from None
     cfg = LearnedPauseConfig(n_min=args.n_min, n_max=args.n_max, max_pauses=args.max_pauses,
                              lam_max=args.lam_max, steps=args.steps, cot_mixture=args.cot_mixture,
-                             answer_after_n=args.answer_after_n,
+                             answer_after_n=args.answer_after_n, positional=args.positional,
                              d_model=args.d_model, n_layers=args.n_layers, seed=args.seed,
                              device=args.device)
     formats = parse_formats(args.formats)
