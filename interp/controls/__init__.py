@@ -11,6 +11,8 @@ beside one where it is absent.
 * **Planning** (:func:`planning_control`): the ``rhyme`` task, whose final word must rhyme
   with line 1: probes for the rhyme class at the separator, and patching the separator's
   residual stream from an example of another class, which changes the final word written.
+* **Self-requested pauses** (:func:`self_pause_patching`): the K/V of the pauses a
+  learned-pause model chose to take, patched from another example.
 
 See ``docs/concepts/positive-controls.md`` for the measured numbers and ``interp controls``
 for the command line.
@@ -18,6 +20,7 @@ for the command line.
 
 from __future__ import annotations
 
+from ._learned import self_pause_patching
 from ._lookahead import (
     LookaheadControl,
     kv_future_share,
@@ -72,4 +75,5 @@ __all__ = [
     "planning_runs",
     "precache_probe",
     "residual_patch_hook",
+    "self_pause_patching",
 ]
