@@ -105,3 +105,81 @@ def smollm():
 def smollm_fresh():
     """A fresh bundled model a test may modify (loads from the weight cache, ~1 s)."""
     return interp.load_model("smollm2-135m", device="cpu")
+
+
+def check_key_numbers(out) -> list[str]:
+    """Recompute the report's key numbers in ``out`` from the tables its sections saved, with
+    pandas, numpy and scipy only (not the result objects that made them, nor interp), assert
+    that ``key_numbers.csv`` shows each, and return the keys checked. The registers table's
+    ``uniform`` column is itself rederived: on full causal attention (the models the report
+    tests run) query i gives 1/(i + 1) to each of its keys. The report shows only some of
+    each section's numbers; the caller checks which keys were covered."""
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+    from scipy import stats
+
+    out = Path(out)
+    key = pd.read_csv(out / "key_numbers.csv").set_index("key")["value"].astype(str)
+    checked = []
+
+    def check(name, x, digits):  # as the section rounds and key_numbers.csv prints
+        if name not in key:  # (the report shows some of each section's numbers)
+            return
+        assert key[name] == f"{round(float(x), digits):,.4g}", (name, key[name], x)
+        checked.append(name)
+
+    if (out / "registers").is_dir():
+        title = "Registers and attention sinks: "
+        reg = pd.read_csv(out / "registers" / "registers.csv")
+        for _, rows in reg.groupby(["sequence", "layer"]):
+            n = len(rows)
+            assert rows.position.tolist() == list(range(n))
+            brute = [np.mean([1 / (i + 1) for i in range(j + 1, n)]) for j in range(n - 1)]
+            np.testing.assert_allclose(rows.uniform.to_numpy()[:-1], brute, rtol=1e-12)
+        seen = reg.dropna(subset=["attn_received"])
+        first = seen[seen.position == 0]
+        check(title + "first-position attention / uniform",
+              first.attn_received.mean() / first.uniform.mean(), 3)
+        for role in ("regular", "pause"):
+            rows = seen[seen.role == role]
+            check(title + f"{role} attention / uniform",
+                  rows.attn_received.mean() / rows.uniform.mean(), 3)
+        abl = pd.read_csv(out / "registers" / "ablations" / "ablations.csv")
+        base = abl[abl.component == "none"].loss.iloc[0]
+        for (component, method), label in [(("massive", "zero"), "massive zeroed"),
+                                           (("massive", "mean"), "massive set to mean"),
+                                           (("sink_kv", "zero"), "sink K/V zeroed"),
+                                           (("sink_kv", "mean"), "sink K/V set to mean")]:
+            row = abl[(abl.component == component) & (abl.method == method)]
+            if len(row):
+                check(title + f"Δloss, {label}", row.loss.iloc[0] - base, 3)
+            elif title + f"Δloss, {label}" in key:  # not run (no massive activation): a dash
+                assert key[title + f"Δloss, {label}"] == "–"
+                checked.append(title + f"Δloss, {label}")
+        # eviction: perplexity = exp(mean next-token loss over the scored positions)
+        pos = pd.read_csv(out / "registers" / "eviction" / "eviction_positions.csv")
+        settings = json.loads((out / "registers" / "eviction" / "eviction.json").read_text())
+        window = settings["eviction_window"]
+        for s, nll in pos.groupby("n_sinks").nll:
+            assert len(nll) == settings["n_tokens"] - 1 - settings["first_scored"]
+            label = ("full attention" if s == -1 else f"window only ({window})" if s == 0
+                     else f"{s} sink{'s' if s > 1 else ''} + window ({window})")
+            check(title + f"perplexity, {label}", np.exp(nll.mean()), 2)
+    if (out / "gradients").is_dir():
+        # the mean future share over layers, heads and positions but the first; the first's
+        fg = pd.read_csv(out / "gradients" / "future_gradients.csv")
+        title = "Future-loss gradient decomposition: "
+        for site, rows in fg.groupby("site"):
+            check(title + f"mean future share, {site}",
+                  rows[rows.position > 0].future_share.dropna().mean(), 3)
+            check(title + f"first-position future share, {site}",
+                  rows[rows.position == 0].future_share.dropna().mean(), 3)
+    if (out / "patching").is_dir():
+        # Spearman over the nodes that either method finds affected
+        att = pd.read_csv(out / "patching" / "attribution.csv")
+        affected = att[(att.atp != 0) | (att.activation_patch != 0)]
+        rho = stats.spearmanr(affected.atp, affected.activation_patch).statistic
+        check("Attribution patching example: Spearman(AtP, activation patching), all", rho, 3)
+    return checked
