@@ -428,3 +428,57 @@ def test_registers_equal_hf_attentions_with_a_sliding_window(tmp_path):
             if layer == 0:
                 np.testing.assert_allclose(rows.resid_norm, out.hidden_states[1][0].norm(dim=-1),
                                            rtol=1e-12)
+
+
+# ------------------------------------------------------------------ generation
+
+
+def test_generation_equals_hf_generate_and_its_cache(hf, bridge, tiny_llama_dir, tmp_path):
+    """``interp record --generate``: the generated tokens are Hugging Face's greedy
+    ``generate``; the recorded k and v at every position (prompt and generated) are what
+    k_proj and v_proj wrote during HF's own cached decoding, and rot_k (after RoPE) what HF's
+    ``past_key_values`` holds. HF never feeds its last token, interp does: that position is
+    checked against one HF forward over the whole sequence. The command runs the model in
+    float32, checked against the float64 library call on the same prompt."""
+    from interp.cli import main
+
+    prompt = torch.tensor([1, 7, 12, 30, 9])
+    gen = interp.generate(bridge, prompt, 6, record=("k", "v", "rot_k"), stop_at_eos=False)
+    wrote: dict = {"k": [], "v": []}
+    handles = [getattr(hf.model.layers[layer].self_attn, f"{s}_proj").register_forward_hook(
+        lambda m, a, out, s=s, layer=layer: wrote[s].append((layer, out[0].detach())))
+        for layer in range(2) for s in "kv"]
+    try:
+        with torch.no_grad():
+            ref = hf.generate(prompt[None], max_new_tokens=6, do_sample=False, min_new_tokens=6,
+                              return_dict_in_generate=True, use_cache=True, pad_token_id=0)
+            during = {s: list(a) for s, a in wrote.items()}
+            for a in wrote.values():
+                a.clear()
+            hf(gen.tokens[None])
+    finally:
+        for h in handles:
+            h.remove()
+    assert torch.equal(gen.tokens, ref.sequences[0])
+    assert len(set(gen.tokens[5:].tolist())) > 1  # not one repeated token
+    n = len(gen.tokens)
+    for s in "kv":
+        for layer in range(2):
+            steps = [a for lay, a in during[s] if lay == layer]
+            assert [len(a) for a in steps] == [5] + [1] * 5  # a prefill, then one per step
+            hf_written = torch.cat(steps).view(n - 1, -1, D_HEAD)
+            last = [a for lay, a in wrote[s] if lay == layer][0].view(n, -1, D_HEAD)[-1]
+            want = torch.cat([hf_written, last[None]])
+            torch.testing.assert_close(gen.recording[s][:, layer], want, rtol=0, atol=1e-12)
+        cache = ref.past_key_values.layers
+        for layer in range(2):
+            held = cache[layer].keys if s == "k" else cache[layer].values
+            mine = gen.recording["rot_k" if s == "k" else "v"][: n - 1, layer]
+            torch.testing.assert_close(mine, held[0].transpose(0, 1), rtol=0, atol=1e-12)
+    out = tmp_path / "gen"
+    assert main(["record", "--model", str(tiny_llama_dir), "--text", "w07 w12 w30 w09",
+                 "--generate", "6", "--layers", "0,1", "--out", str(out), "--quiet"]) == 0
+    written = interp.load_recording(out)
+    assert torch.equal(torch.tensor(written.index.token.to_numpy()), gen.tokens[:n])
+    for s in "kv":
+        torch.testing.assert_close(written[s].double(), gen.recording[s], rtol=1e-5, atol=1e-5)
