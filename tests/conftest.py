@@ -101,6 +101,21 @@ def smollm():
     return interp.load_model("smollm2-135m", device="cpu")
 
 
+@pytest.fixture(scope="session")
+def smollm_hf(smollm):
+    """The bundled model as a plain Hugging Face ``LlamaForCausalLM`` (eager attention,
+    float32), with no bridge module in it: the slow tier's independent reference. Loaded by
+    transformers from the float32 weights that loading ``smollm`` dequantized from the GGUF
+    file into interp's weight cache (the same weights the bridge wraps; dequantizing the file
+    again would take ~45 s on 2 cores)."""
+    from transformers import LlamaForCausalLM
+
+    from interp.models import BUNDLED, cache_dir
+
+    path = cache_dir() / "models" / BUNDLED["smollm2-135m"].sha256[:32]
+    return LlamaForCausalLM.from_pretrained(path, attn_implementation="eager").eval()
+
+
 @pytest.fixture
 def smollm_fresh():
     """A fresh bundled model a test may modify (loads from the weight cache, ~1 s)."""
