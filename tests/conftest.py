@@ -142,7 +142,8 @@ def check_key_numbers(out) -> list[str]:
     def check(name, x, digits):  # as the section rounds and key_numbers.csv prints
         if name not in key:  # (the report shows some of each section's numbers)
             return
-        assert key[name] == f"{round(float(x), digits):,.4g}", (name, key[name], x)
+        x = round(float(x), digits)
+        assert key[name] == (f"{x:,.4g}" if abs(x) < 1e4 else f"{x:,.0f}"), (name, key[name], x)
         checked.append(name)
 
     if (out / "registers").is_dir():
@@ -191,6 +192,35 @@ def check_key_numbers(out) -> list[str]:
                   rows[rows.position > 0].future_share.dropna().mean(), 3)
             check(title + f"first-position future share, {site}",
                   rows[rows.position == 0].future_share.dropna().mean(), 3)
+    if (out / "probes" / "future_lens.csv").is_file():
+        # per method and offset the best layer by top-1 agreement; the headline: the linear
+        # lens at the offset ≥ 2 and layer where it beats the bigram baseline most
+        lens = pd.read_csv(out / "probes" / "future_lens.csv")
+        title = "Lookahead: Future Lens: "
+        best = lens.loc[lens.groupby(["method", "offset"]).agreement_top1.idxmax()]
+        shown = {}  # the section writes one method after the other: the last one's stay
+        for _, r in best.sort_values(["method", "offset"]).iterrows():
+            k = int(r.offset)
+            shown[f"offset {k}: best layer"] = (r.layer, None)
+            for label, col in [("top-1 agreement with the model", "agreement_top1"),
+                               ("bigram agreement", "bigram_agreement"),
+                               ("true-token accuracy", "accuracy"),
+                               ("bigram accuracy", "bigram_accuracy")]:
+                shown[f"offset {k}: {label}"] = (r[col], 3)
+        for name, (x, digits) in shown.items():
+            if digits is None and title + name in key:
+                assert key[title + name] == str(int(x)), (name, key[title + name], x)
+                checked.append(title + name)
+            elif digits is not None:
+                check(title + name, x, digits)
+        far = lens[(lens.method == "linear") & (lens.offset >= 2)]
+        r = far.loc[(far.agreement_top1 - far.bigram_agreement).idxmax()]
+        assert key[title + "headline"] == (
+            f"Future Lens (linear) at layer {int(r.layer)}, offset {int(r.offset)}: top-1 "
+            f"agreement with the model {r.agreement_top1:.3f} vs bigram "
+            f"{r.bigram_agreement:.3f} (true token {r.accuracy:.3f} vs bigram "
+            f"{r.bigram_accuracy:.3f}; n = {int(r.n)})")
+        checked.append(title + "headline")
     if (out / "patching").is_dir():
         # Spearman over the nodes that either method finds affected
         att = pd.read_csv(out / "patching" / "attribution.csv")

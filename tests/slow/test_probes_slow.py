@@ -22,7 +22,7 @@ from interp.probes import (
 pytestmark = pytest.mark.slow
 
 
-def test_tiny_spec_end_to_end(smollm, tmp_path):
+def test_tiny_spec_end_to_end(smollm, smollm_hf, tmp_path):
     res = train_probes("probes/tiny.toml", tmp_path / "out", model=smollm)
     m = res.to_pandas()
     spec = res.spec
@@ -40,6 +40,33 @@ def test_tiny_spec_end_to_end(smollm, tmp_path):
     cols = ["accuracy", "top5", "xent", "control_accuracy"]
     pd.testing.assert_frame_equal(again.to_pandas()[cols], m[cols], atol=1e-4, check_dtype=False)
     assert res.description["class_strings"][-1] == "<other>"
+    _check_probes_by_hand(smollm_hf, tmp_path / "out", load_sequences(spec, smollm), again.to_pandas())
+
+
+def _check_probes_by_hand(hf, out, seqs, metrics):
+    """The saved probes (W, b) applied by hand to the plain HF model's hidden states give the
+    accuracy evaluate_probes reports, pooled over its splits (role "all"). Rows: every
+    regular position after BOS with both targets in its window; the target at offset k is
+    the window's token k ahead, classes outside the saved list are the last ("other")."""
+    loaded = interp.probes.load_probes(out)
+    classes, offsets = loaded.description["classes"], loaded.spec.target.offsets
+    tokens = torch.stack([s.seq.tokens for s in seqs])
+    assert all(set(s.seq.roles[1:]) == {"regular"} for s in seqs)
+    n = tokens.shape[1]
+    with torch.no_grad():  # hidden_states[l + 1] is decoder layer l's output (resid_post)
+        hidden = hf(tokens, output_hidden_states=True).hidden_states
+    anchors = torch.arange(1, n - max(offsets))
+    for layer in loaded.spec.inputs.layers:
+        feats = hidden[layer + 1][:, anchors].reshape(-1, hidden[0].shape[-1])
+        for k in offsets:
+            W, b = loaded.probe(layer, k, site="resid_post")
+            pred = (feats @ W + b).argmax(-1)
+            want = [classes.index(t) if t in classes else len(classes) - 1
+                    for t in tokens[:, anchors + k].flatten().tolist()]
+            m = metrics[(metrics.layer == layer) & (metrics.offset == k) & (metrics.role == "all")]
+            assert m.n.sum() == len(want)
+            # the same float32 model and weights: the counts of correct rows agree exactly
+            assert int((m.accuracy * m.n).round().sum()) == int((pred == torch.tensor(want)).sum())
 
 
 def test_documents_never_cross_splits_and_streaming_matches_cache(smollm):
