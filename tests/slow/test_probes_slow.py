@@ -52,12 +52,30 @@ def _check_probes_by_hand(hf, out, seqs, metrics):
     classes, offsets = loaded.description["classes"], loaded.spec.target.offsets
     tokens = torch.stack([s.seq.tokens for s in seqs])
     assert all(set(s.seq.roles[1:]) == {"regular"} for s in seqs)
-    n = tokens.shape[1]
-    with torch.no_grad():  # hidden_states[l + 1] is decoder layer l's output (resid_post)
-        hidden = hf(tokens, output_hidden_states=True).hidden_states
+    n, layers = tokens.shape[1], loaded.spec.inputs.layers
+    resid = {}
+
+    class Enough(Exception):
+        """Raised after the last probed layer: the forward need not go on."""
+
+    def keep(module, args, out, layer):  # decoder layer l's output is resid_post
+        resid[layer] = out[0] if isinstance(out, tuple) else out
+        if layer == max(layers):
+            raise Enough
+
+    handles = [hf.model.layers[layer].register_forward_hook(
+        lambda m, a, out, layer=layer: keep(m, a, out, layer)) for layer in layers]
+    try:
+        with torch.no_grad():
+            hf(tokens)
+    except Enough:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
     anchors = torch.arange(1, n - max(offsets))
-    for layer in loaded.spec.inputs.layers:
-        feats = hidden[layer + 1][:, anchors].reshape(-1, hidden[0].shape[-1])
+    for layer in layers:
+        feats = resid[layer][:, anchors].reshape(-1, resid[layer].shape[-1])
         for k in offsets:
             W, b = loaded.probe(layer, k, site="resid_post")
             logits = feats @ W + b
