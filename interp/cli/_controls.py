@@ -7,8 +7,11 @@ no-pause model with fillers inserted but untrained. ``--lengths 8,12,16,24`` and
 ``--conditions none,pause,filler,filler_cot`` give the accuracy-against-length curves.
 ``interp controls lookahead --out runs/ctl`` trains the ``precache`` task vanilla and myopic
 and compares them: future share of the K/V gradient, a probe for sin(ω·x_t), and patching
-along the probe's direction. ``interp controls all`` runs both (the default run fits in 30
-minutes on 2 CPU cores; see ``benchmarks/bench_controls.py``). Finished runs are resumed.
+along the probe's direction. ``interp controls planning --out runs/ctl`` trains the ``rhyme``
+task (3 seeds) and reads the rhyme plan at the separator: probes by layer, and patching the
+separator's residual stream from an example of another rhyme class, trained vs untrained.
+``interp controls all`` runs all three (the default run fits in 30 minutes on 2 CPU cores; see
+``benchmarks/bench_controls.py``). Finished runs are resumed.
 """
 
 from __future__ import annotations
@@ -21,26 +24,31 @@ from ._common import add_formats_arg, parse_formats, parse_int_list
 
 
 def register(sub) -> None:
-    p = sub.add_parser("controls", help="positive controls: pauses that compute, pre-caching",
+    p = sub.add_parser("controls", help="positive controls: pauses that compute, pre-caching, planning",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sp = p.add_subparsers(dest="controls_command", metavar="{pauses,lookahead,all}")
+    sp = p.add_subparsers(dest="controls_command", metavar="{pauses,lookahead,planning,all}")
     for name, helptext in (("pauses", "the pause control and every instrument on it"),
                            ("lookahead", "pre-caching, vanilla vs myopic"),
-                           ("all", "both controls")):
+                           ("planning", "a rhyme plan at the separator: probes and patching"),
+                           ("all", "every control")):
         c = sp.add_parser(name, help=helptext, description=helptext)
         c.add_argument("--out", required=True, help="output folder (runs are resumed)")
-        if name != "lookahead":
+        if name in ("pauses", "planning", "all"):
+            c.add_argument("--seeds", default="0,1,2", help="seeds (default 0,1,2)")
+        if name in ("planning", "all"):
+            c.add_argument("--planning-steps", type=int, default=None,
+                           help="training steps per rhyme run (default the task's, 400)")
+        if name in ("pauses", "all"):
             c.add_argument("--lengths", default=None,
                            help="parity lengths in bits, e.g. 8,16 (default 16)")
             c.add_argument("--conditions", default="none,filler_cot",
                            help="among none, pause, filler, filler_cot (default none,filler_cot)")
-            c.add_argument("--seeds", default="0,1,2", help="seeds (default 0,1,2)")
             c.add_argument("--steps", type=int, default=None,
                            help="training steps per pause-control run (default 1000)")
             c.add_argument("--instrument-length", type=int, default=None, metavar="N",
                            help="the length whose seed-0 runs get the instruments "
                            "(default the longest)")
-        if name != "pauses":
+        if name in ("lookahead", "all"):
             c.add_argument("--lookahead-steps", type=int, default=None,
                            help="training steps per precache run (default the task's, 800)")
         c.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -75,8 +83,32 @@ def run_controls(args) -> int:
         print(p[p["offset"] <= res.settings["k"] + 2].pivot_table(
             index="offset", columns=["model", "direction"], values="slope").to_string(
             float_format=lambda v: f"{v:.3f}"))
+    if args.which in ("planning", "all"):
+        _planning(args, out / "planning", formats)
     print(f"-> {out}")
     return 0
+
+
+def _planning(args, out: Path, formats) -> None:
+    from ..controls import planning_control, planning_runs
+    from ..figures._export import export_figures
+
+    steps = {} if args.planning_steps is None else dict(steps=args.planning_steps)
+    seeds = parse_int_list(args.seeds, "seeds") or [0]
+    runs = planning_runs(out / "runs", seeds=seeds, verbose=not args.quiet, **steps)
+    res = planning_control(runs)
+    res.save(out)
+    export_figures([res], out, formats=formats)
+    _show("planning", res, ("generation",))
+    for name, table, value in (("probes at the separator", res.probes, "accuracy"),
+                               ("patching: final word in the donor's class", res.patching,
+                                "follows_donor"),
+                               ("the same, line 2 given (teacher forcing)", res.patching,
+                                "follows_donor_given_line")):
+        keys = [c for c in ("model", "target", "place", "intervention") if c in table]
+        print(f"-- {name} (mean over seeds)")
+        print(table.pivot_table(index="layer", columns=keys, values=value).to_string(
+            float_format=lambda v: f"{v:.3f}"))
 
 
 def _pauses(args, out: Path, formats) -> None:
