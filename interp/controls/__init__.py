@@ -8,6 +8,9 @@ beside one where it is absent.
 * **Lookahead** (:func:`lookahead_control`): the pre-caching regression of Wu et al. (2024),
   vanilla versus myopic: future share of the K/V gradient, a probe for the feature only later
   positions need, and patching along that probe's direction.
+* **Lookahead in a real model** (:func:`future_lens_causal`): whether what the Future Lens
+  reads at t about token t + 2 is used, by transplanting h_t^l between contexts and steering
+  along the lens direction, each against a null of the same kind.
 
 See ``docs/concepts/positive-controls.md`` for the measured numbers and ``interp controls``
 for the command line.
@@ -15,6 +18,13 @@ for the command line.
 
 from __future__ import annotations
 
+from ._future_lens_causal import (
+    FutureLensCausal,
+    TargetRun,
+    future_lens_causal,
+    lens_directions,
+    load_future_lens_causal,
+)
 from ._lookahead import (
     LookaheadControl,
     kv_future_share,
@@ -35,11 +45,16 @@ from ._pauses import (
 )
 
 __all__ = [
+    "FutureLensCausal",
     "INSERTED",
     "LookaheadControl",
     "PauseInstruments",
+    "TargetRun",
     "control_run",
+    "future_lens_causal",
     "kv_future_share",
+    "lens_directions",
+    "load_future_lens_causal",
     "load_lookahead",
     "load_pause_instruments",
     "lookahead_control",
