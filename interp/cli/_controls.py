@@ -63,17 +63,17 @@ def _futurelens_args(c: argparse.ArgumentParser) -> None:
     c.add_argument("--corpus", default=None,
                    help="'pydoc' (bundled, default), a text file, folder, .jsonl or hf:NAME")
     c.add_argument("--layers", default=None,
-                   help="layers tested, e.g. 0,10,20,29, or all (default about 11 from first to last)")
+                   help="layers tested, e.g. 0,10,20,29, or all (default 8 from first to last)")
     c.add_argument("--offsets", default="1,2",
                    help="offsets k read at t + k - 1 (default 1,2; 1 is the positive control)")
     c.add_argument("--position", type=int, default=30, help="the intervened position t (default 30)")
-    c.add_argument("--rows", type=int, default=256, help="source windows, one row each (default 256)")
+    c.add_argument("--rows", type=int, default=192, help="source windows, one row each (default 192)")
     c.add_argument("--epsilon", type=float, default=0.25,
                    help="steering norm as a fraction of ||h_t^l|| (default 0.25)")
     c.add_argument("--random", type=int, default=3,
                    help="random directions per row for the steering null (default 3)")
     c.add_argument("--lens-windows", type=int, default=320,
-                   help="windows the lens is fitted on (default 320)")
+                   help="windows the lens is fitted on (default 240)")
     c.add_argument("--lens-tokens", type=int, default=128,
                    help="tokens per lens window (default 128)")
     c.add_argument("--batch-size", type=int, default=32, help="rows per forward pass (default 32)")

@@ -71,7 +71,7 @@ __all__ = ["FutureLensCausal", "TargetRun", "default_layers", "future_lens_causa
 _SEED = 5_000_011
 
 
-def default_layers(n_layers: int, count: int = 11) -> list[int]:
+def default_layers(n_layers: int, count: int = 8) -> list[int]:
     """About ``count`` layers evenly spaced from the first to the last."""
     return sorted({int(round(x)) for x in np.linspace(0, n_layers - 1, min(count, n_layers))})
 
@@ -288,12 +288,12 @@ def future_lens_causal(
     layers: Sequence[int] | str | None = None,
     offsets: Sequence[int] = (1, 2),
     position: int = 30,
-    n_rows: int = 256,
+    n_rows: int = 192,
     epsilon: float = 0.25,
     n_random: int = 3,
     test_fraction: float = 0.3,
     lens_tokens: int = 128,
-    lens_windows: int = 320,
+    lens_windows: int = 240,
     lens_positions: int = 1000,
     lens: FutureLensResults | None = None,
     batch_size: int = 32,
@@ -310,7 +310,7 @@ def future_lens_causal(
         model: a bridge with an unembedding.
         docs: the corpus (default the bundled one), or windows already cut from it (each
             with its document id; at least ``position + max(offsets) + 1`` tokens for a row).
-        layers: layers tested (``"all"``, indices, or default about 11 from first to last).
+        layers: layers tested (``"all"``, indices, or default 8 from first to last).
         offsets: k ≥ 1; the prediction at t + k − 1 is read (1: the positive control).
         position: the intervened position t (windows hold t + max(offsets) + 1 tokens).
         n_rows: source windows (one causal row each).
