@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from interp import controls
 from interp.core import hooks
 from interp.training.toy import (
     build_model,
@@ -87,31 +88,10 @@ def probe_r2(model, task, layer: int, n_train: int = 256, n_test: int = 128,
 
 def kv_future_share(model, task, n: int = 64) -> float:
     """Mean over layers, sites (k, v) and positions 1..N−2 of the future share of the K/V
-    gradient of the summed loss, ⟨g_total − g_self, g_total⟩ / ‖g_total‖² per position."""
+    gradient of the summed loss (:func:`interp.controls.kv_future_share`, on ``n`` held-out
+    sequences)."""
     b = task.batch(n, seed=303).to(next(model.parameters()).device)
-    grads: dict[bool, dict[str, torch.Tensor]] = {}
-    for myopic in (False, True):
-        store: dict[str, torch.Tensor] = {}
-
-        def capture(x, hook, store=store):
-            # TransformerLens hands each hook its own view: return it to put it on the live path
-            x.register_hook(lambda g, name=hook.name: store.__setitem__(name, g))
-            return x
-
-        fwd = [(site(layer), capture) for layer in range(model.cfg.n_layers)
-               for site in (hooks.k, hooks.v)]
-        with model.hooks(fwd_hooks=fwd):
-            loss = training_loss(model, task, b, myopic=myopic)
-        loss.backward()
-        grads[myopic] = store
-        model.zero_grad(set_to_none=True)
-    shares = []
-    for name, total in grads[False].items():
-        future = total - grads[True][name]
-        dot = (future * total).sum((0, 2, 3))
-        norm = total.pow(2).sum((0, 2, 3))
-        shares.append((dot / norm)[1:-1])
-    return float(torch.stack(shares).mean())
+    return float(controls.kv_future_share(model, task, b).future_share.mean())
 
 
 def main() -> None:

@@ -187,6 +187,9 @@ def record(
     if info.distributed:
         n_rows = int(all_reduce_sum([torch.tensor([n_rows], dtype=torch.int64)])[0])
     if n_rows == 0:
+        if out_dir is not None and info.is_main:
+            # an empty recording would only make the corrected rerun ask for --fresh
+            clear_recording(Path(out))
         raise InterpError(
             f"no position has a selected role ({', '.join(roles)}); the inputs have roles "
             f"{', '.join(sorted(seen_roles)) or 'none (all shards were already recorded)'}",

@@ -172,6 +172,11 @@ def test_no_position_with_the_role_reaches_the_role_error(model_dir, tmp_path, c
     assert main(["record", "--model", model_dir, "--text", TEXT, "--roles", "pause",
                  "--out", str(tmp_path / "r"), "--quiet"]) == 2
     assert "no position has a selected role (pause)" in _err(capsys)
+    # nothing is left that would refuse the corrected rerun without --fresh
+    # (the folder lock stays: removing a lock file on release races with a waiting process)
+    assert [p.name for p in (tmp_path / "r").iterdir()] == [".interp-lock"]
+    assert main(["record", "--model", model_dir, "--text", TEXT, "--roles", "regular",
+                 "--out", str(tmp_path / "r"), "--quiet"]) == 0
 
 
 def test_figure_that_cannot_be_drawn_is_named_after_the_tables_are_saved(tmp_path, capsys):
