@@ -12,6 +12,11 @@ task (3 seeds) and reads the rhyme plan at the separator: probes by layer, and p
 separator's residual stream from an example of another rhyme class, trained vs untrained.
 ``interp controls all`` runs all three (the default run fits in 30 minutes on 2 CPU cores; see
 ``benchmarks/bench_controls.py``). Finished runs are resumed.
+``interp controls futurelens --out runs/ctl`` asks whether the real model (the bundled
+SmolLM2 by default) uses what the Future Lens reads at offset 2: it fits the lens and, by
+layer, transplants h_t^l from another context and steers along the lens direction, each
+against a null of the same kind (about 10 minutes on 2 CPU cores; not part of ``all``, which
+trains toy models only).
 """
 
 from __future__ import annotations
@@ -20,19 +25,24 @@ import argparse
 from pathlib import Path
 
 from ..errors import InterpError
-from ._common import add_formats_arg, parse_formats, parse_int_list
+from ._common import add_formats_arg, add_model_args, model_from_args, parse_formats, parse_int_list
 
 
 def register(sub) -> None:
-    p = sub.add_parser("controls", help="positive controls: pauses that compute, pre-caching, planning",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sp = p.add_subparsers(dest="controls_command", metavar="{pauses,lookahead,planning,all}")
+    p = sub.add_parser("controls", help="positive controls: pauses that compute, pre-caching, planning, "
+                       "Future Lens causal test", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    sp = p.add_subparsers(dest="controls_command", metavar="{pauses,lookahead,planning,all,futurelens}")
     for name, helptext in (("pauses", "the pause control and every instrument on it"),
                            ("lookahead", "pre-caching, vanilla vs myopic"),
                            ("planning", "a rhyme plan at the separator: probes and patching"),
-                           ("all", "every control")):
+                           ("all", "every toy control (pauses, lookahead, planning)"),
+                           ("futurelens", "is what the Future Lens reads used? transplant and "
+                            "steering against nulls, by layer, on a real model")):
         c = sp.add_parser(name, help=helptext, description=helptext)
         c.add_argument("--out", required=True, help="output folder (runs are resumed)")
+        if name == "futurelens":
+            _futurelens_args(c)
         if name in ("pauses", "planning", "all"):
             c.add_argument("--seeds", default="0,1,2", help="seeds (default 0,1,2)")
         if name in ("planning", "all"):
@@ -57,6 +67,27 @@ def register(sub) -> None:
     p.set_defaults(func=lambda args: _usage(p))
 
 
+def _futurelens_args(c: argparse.ArgumentParser) -> None:
+    add_model_args(c)
+    c.add_argument("--corpus", default=None,
+                   help="'pydoc' (bundled, default), a text file, folder, .jsonl or hf:NAME")
+    c.add_argument("--layers", default=None,
+                   help="layers tested, e.g. 0,10,20,29, or all (default 8 from first to last)")
+    c.add_argument("--offsets", default="1,2",
+                   help="offsets k read at t + k - 1 (default 1,2; 1 is the positive control)")
+    c.add_argument("--position", type=int, default=30, help="the intervened position t (default 30)")
+    c.add_argument("--rows", type=int, default=192, help="source windows, one row each (default 192)")
+    c.add_argument("--epsilon", type=float, default=0.25,
+                   help="steering norm as a fraction of ||h_t^l|| (default 0.25)")
+    c.add_argument("--random", type=int, default=3,
+                   help="random directions per row for the steering null (default 3)")
+    c.add_argument("--lens-windows", type=int, default=240,
+                   help="windows the lens is fitted on (default 240)")
+    c.add_argument("--lens-tokens", type=int, default=128,
+                   help="tokens per lens window (default 128)")
+    c.add_argument("--batch-size", type=int, default=32, help="rows per forward pass (default 32)")
+
+
 def _usage(p: argparse.ArgumentParser) -> int:
     p.print_help()
     return 2
@@ -67,6 +98,8 @@ def run_controls(args) -> int:
 
     out = Path(args.out)
     formats = parse_formats(args.formats)
+    if args.which == "futurelens":
+        _futurelens(args, out / "futurelens", formats)
     if args.which in ("pauses", "all"):
         _pauses(args, out / "pauses", formats)
     if args.which in ("lookahead", "all"):
@@ -109,6 +142,28 @@ def _planning(args, out: Path, formats) -> None:
         print(f"-- {name} (mean over seeds)")
         print(table.pivot_table(index="layer", columns=keys, values=value).to_string(
             float_format=lambda v: f"{v:.3f}"))
+
+
+def _futurelens(args, out: Path, formats) -> None:
+    from ..controls import future_lens_causal
+    from ..core.corpora import load_corpus
+    from ..figures._export import export_figures
+
+    layers = "all" if args.layers == "all" else parse_int_list(args.layers, "layers")
+    offsets = parse_int_list(args.offsets, "offsets") or [1, 2]
+    model = model_from_args(args)
+    res = future_lens_causal(model, load_corpus(args.corpus), layers=layers, offsets=offsets,
+                             position=args.position, n_rows=args.rows, epsilon=args.epsilon,
+                             n_random=args.random, lens_windows=args.lens_windows,
+                             lens_tokens=args.lens_tokens, batch_size=args.batch_size,
+                             verbose=not args.quiet)
+    res.save(out)
+    export_figures([res], out, formats=formats)
+    cols = ["layer", "offset", "lens_accuracy", "bigram_accuracy", "n_movable", "follow_source",
+            "follow_null", "follow_effect", "follow_effect_se", "steer_lens", "steer_random",
+            "steer_effect", "steer_effect_se"]
+    print("== Future Lens: read vs used ==")
+    print(res.summary[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 
 def _pauses(args, out: Path, formats) -> None:

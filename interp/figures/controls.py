@@ -1,6 +1,7 @@
 """Figures for the positive controls (:mod:`interp.controls`): accuracy against task length per
 condition, the pause K/V patching bars, probes at pause positions by layer, the lookahead
-patching slopes by offset, and the planning control's probes and patch follow-rates by layer."""
+patching slopes by offset, the planning control's probes and patch follow-rates by layer, and
+the Future Lens's readout beside its causal tests by layer."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from plotly.subplots import make_subplots
 from ._style import CYCLE, apply_style
 from .toy import _condition
 
-__all__ = ["control_lengths", "lookahead_patching", "pause_patching", "pause_probes", "planning"]
+__all__ = ["control_lengths", "future_lens_causal", "lookahead_patching", "pause_patching",
+           "pause_probes", "planning"]
 
 _MODEL_COLORS = {"pause-trained": CYCLE[1], "no pauses": CYCLE[0], "pauses untrained": CYCLE[7],
                  "vanilla": CYCLE[0], "myopic": CYCLE[1]}
@@ -86,6 +88,45 @@ def lookahead_patching(result) -> go.Figure:
     fig.update_xaxes(title="offset i (prediction at t + i)", dtick=1)
     fig.update_yaxes(title="slope Σ Δŷ·δ / Σ δ²")
     return apply_style(fig, title="Patching the pre-cached feature at t")
+
+
+def future_lens_causal(result) -> go.Figure:
+    """By layer, one row per offset (the lookahead offsets first, offset 1, the positive
+    control, last): the lens's top-1 accuracy on the true token beside the bigram baseline;
+    the transplant's follow rate, source beside null donor; the steering change of log p(y),
+    lens direction beside random directions (bars: the paired effect's standard error)."""
+    t = result.summary
+    offsets = sorted(t["offset"].unique(), key=lambda k: (k == 1, k))
+    fig = make_subplots(rows=len(offsets), cols=3, horizontal_spacing=0.09, vertical_spacing=0.14,
+                        subplot_titles=[f"{name}, offset {k}" for k in offsets for name in
+                                        ("lens readout", "transplant h_t^l", "steer along lens")])
+    grey = CYCLE[7]
+    for r, k in enumerate(offsets, start=1):
+        g = t[t["offset"] == k].sort_values("layer")
+        first = r == 1
+        lines = [
+            (1, "lens top-1 (true token)", g["lens_accuracy"], None, CYCLE[0], "solid"),
+            (1, "bigram", g["bigram_accuracy"], None, grey, "dash"),
+            (2, "follow: source", g["follow_source"], g["follow_effect_se"], CYCLE[1], "solid"),
+            (2, "follow: null donor", g["follow_null"], None, grey, "dot"),
+            (3, "Δ log p(y): lens direction", g["steer_lens"], g["steer_effect_se"], CYCLE[2], "solid"),
+            (3, "Δ log p(y): random direction", g["steer_random"], None, grey, "dot"),
+        ]
+        for col, name, y, err, color, dash in lines:
+            fig.add_trace(go.Scatter(
+                x=g["layer"], y=y, name=name, mode="lines+markers", showlegend=first,
+                legendgroup=name, line=dict(color=color, dash=dash),
+                error_y=None if err is None else dict(type="data", array=err, color=color)),
+                row=r, col=col)
+        fig.update_yaxes(title_text="accuracy", row=r, col=1)
+        fig.update_yaxes(title_text="follow rate", row=r, col=2)
+        fig.update_yaxes(title_text="Δ log p(y)", row=r, col=3)
+    fig.update_xaxes(title_text="layer l")
+    eps = result.settings.get("epsilon")
+    fig = apply_style(fig, title=f"Future Lens: read vs used (steering ε = {eps})", width=1200,
+                      height=330 * len(offsets) + 80)
+    fig.update_layout(legend=dict(orientation="h", y=-0.12))
+    return fig
 
 
 def _by_layer(fig: go.Figure, g, value: str, name: str, color: str, dash: str, col: int,
