@@ -2,8 +2,8 @@
 default controls run (``interp controls all``), which must fit in 30 minutes on 2 CPU cores.
 
 Prints, per pause-control condition (none, filler_cot) and seed, the training wall time and
-tokens/s, the time of the lookahead runs (vanilla, myopic), of each instrument suite, and the
-total; then the ratio of the slowest condition to ``none`` per run (the cost of 16 fillers
+tokens/s, the time of the lookahead runs (vanilla, myopic), of the planning runs (rhyme, one
+per seed), of each instrument suite, and the total; then the ratio of the slowest condition to ``none`` per run (the cost of 16 fillers
 and the chain). A rerun on the same ``--out`` resumes finished runs, so time a fresh folder.
 
 Run: ``OMP_NUM_THREADS=2 python benchmarks/bench_controls.py --out /tmp/bench_controls``
@@ -24,6 +24,8 @@ from interp.controls import (
     pause_control,
     pause_control_config,
     pause_instruments,
+    planning_control,
+    planning_runs,
 )
 from interp.training.toy import load_toy
 
@@ -59,6 +61,12 @@ def main() -> None:
     t3 = time.perf_counter()
     lookahead_control(vanilla, myopic)
     t_look = time.perf_counter() - t3
+    t4 = time.perf_counter()
+    plans = planning_runs(out / "planning", seeds=seeds, verbose=False, **steps)
+    t_plan_train = time.perf_counter() - t4
+    t5 = time.perf_counter()
+    planning_control(plans)
+    t_plan = time.perf_counter() - t5
     total = time.perf_counter() - t0
     print("\n== lookahead runs ==")
     for run in (vanilla, myopic):
@@ -68,6 +76,7 @@ def main() -> None:
     print("\n== wall time (s) ==")
     print(f"pause control training {t_pause:.0f} | pause instruments {t_inst:.0f} | "
           f"lookahead training {t_look_train:.0f} | lookahead instruments {t_look:.0f} | "
+          f"planning training {t_plan_train:.0f} | planning instruments {t_plan:.0f} | "
           f"total {total:.0f} ({total / 60:.1f} min; budget 30 min)")
 
 

@@ -290,6 +290,9 @@ def _patching(model) -> None:
     pk = dict(sites=("k", "v"), per_head=False, verbose=False)
     t_atp, atp = _timed(lambda: attribution_patch(model, clean, corrupt, metric, qk_fix=True, **pk))
     t_act, act = _timed(lambda: activation_patch(model, clean, corrupt, metric, **pk))
+    t_one, _ = _timed(lambda: activation_patch(model, clean, corrupt, metric, batch_size=1, **pk))
+    _row("activation patching, one forward per node / 16 nodes per forward (the default)",
+         f"N={len(interp.tokenize(model, clean))}", t_one, t_act, t_one / t_act, "> 1")
     _row(f"activation-patching sweep / AtP ({len(act.table)} (layer, position) nodes of K, V)",
          f"N={len(interp.tokenize(model, clean))}", t_act, t_atp, t_act / t_atp, ">= 50")
     on = ["layer", "site", "head", "position"]

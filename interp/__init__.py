@@ -66,6 +66,7 @@ _LAZY = {
     "cache_eviction": "interp.sinks",
     "train_toy": "interp.training.toy",
     "pause_train": "interp.training.pause",
+    "train_learned_pauses": "interp.training.learned_pauses",
     "report": "interp.reporting",
 }
 
@@ -101,6 +102,7 @@ _SUBMODULES = {
     "tasks": "interp.training.tasks",
     "train": "interp.training.toy",
     "pause_training": "interp.training.pause",
+    "learned_pauses": "interp.training.learned_pauses",
     "pause_compare": "interp.reporting.pause_compare",
 }
 

@@ -418,16 +418,23 @@ def activation_patch(
     layers: Sequence[int] | None = None,
     per_head: bool = True,
     target_resolved: bool = False,
+    batch_size: int = 16,
     verbose: bool = True,
 ) -> Attribution:
     """Ground truth: patch each node clean → corrupt, one forward pass per node.
 
     Arguments as for :func:`attribution_patch`; the ``activation_patch`` column is
     M(clean with the node patched) − M(clean), or, when ``target_resolved``, the change of
-    each next-token loss ℓ_t (t ≥ position) of the clean text.
+    each next-token loss ℓ_t (t ≥ position) of the clean text. ``batch_size`` nodes of one
+    site and layer run side by side, each in its own copy of the clean text (the metric is
+    called on one copy's logits, ``[1, pos, vocab]``, as for an unbatched forward): the same
+    numbers as one forward per node, to float rounding, several times faster on a CPU.
     """
     if metric is None and not target_resolved:
         raise InterpError("no metric given", "pass a metric or target_resolved=True")
+    if batch_size < 1:
+        raise InterpError(f"batch_size {batch_size} < 1",
+                          "use batch_size >= 1 (1 runs one forward per node)")
     sites = resolve_sites(sites, SITES)
     layers = resolve_layers(model, layers)
     clean_t, corrupt_t = _pair(model, clean, corrupt)
@@ -446,26 +453,40 @@ def activation_patch(
     for site, layer in keys:
         n_heads = 1 if (site.startswith("resid") or not per_head) else corrupt_acts[(site, layer)].shape[2]
         jobs += [(site, layer, h, p) for p in range(n_pos) for h in range(n_heads)]
-    for site, layer, h, p in tqdm(jobs, disable=not verbose, desc="activation patching"):
+    # nodes of one (site, layer) are patched side by side, one copy of the clean text each:
+    # the copies do not interact, so each row is the single-node forward (to float rounding)
+    groups = []
+    for key in keys:  # one hook per forward: a group holds nodes of one (site, layer)
+        mine = [job for job in jobs if job[:2] == key]
+        groups += [mine[i:i + batch_size] for i in range(0, len(mine), batch_size)]
+    bar = tqdm(total=len(jobs), disable=not verbose, desc="activation patching")
+    for group in groups:
+        site, layer = group[0][:2]
         source = corrupt_acts[(site, layer)]
 
-        def patch(t: Tensor, hook, p=p, h=h, site=site, source=source) -> Tensor:
+        def patch(t: Tensor, hook, group=group, site=site, source=source) -> Tensor:
             t = t.clone()
-            if site.startswith("resid") or not per_head:
-                t[:, p] = source[:, p]
-            else:
-                t[:, p, h] = source[:, p, h]
+            for j, (_, _, h, p) in enumerate(group):
+                if site.startswith("resid") or not per_head:
+                    t[j, p] = source[0, p]
+                else:
+                    t[j, p, h] = source[0, p, h]
             return t
 
+        batch = clean_t.expand(len(group), -1)
         with torch.no_grad(), model.hooks(fwd_hooks=[(hook_name(site, layer), patch)]):
-            change = measure(model(clean_t)) - base
-        head = h if (per_head and not site.startswith("resid")) else -1
-        if target_resolved:
-            rows += [dict(layer=layer, site=site, head=head, position=p, loss_position=t,
-                          activation_patch=float(change[t])) for t in range(p, n_pos - 1)]
-        else:
-            rows.append(dict(layer=layer, site=site, head=head, position=p,
-                             activation_patch=float(change)))
+            logits = model(batch)
+        for j, (_, _, h, p) in enumerate(group):
+            change = measure(logits[j:j + 1]) - base
+            head = h if (per_head and not site.startswith("resid")) else -1
+            if target_resolved:
+                rows += [dict(layer=layer, site=site, head=head, position=p, loss_position=t,
+                              activation_patch=float(change[t])) for t in range(p, n_pos - 1)]
+            else:
+                rows.append(dict(layer=layer, site=site, head=head, position=p,
+                                 activation_patch=float(change)))
+        bar.update(len(group))
+    bar.close()
     return Attribution(_frame(model, clean_t, rows),
                        dict(sites=list(sites), layers=list(layers), per_head=per_head,
                             target_resolved=target_resolved))

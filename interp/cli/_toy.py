@@ -9,6 +9,13 @@ over seeds), ``histories.csv`` and the figures ``compare.{html,png}`` and ``curv
 compares answering at once, after filler tokens, and after fillers trained with the parallel
 chain-of-thought mixture (Pfau et al. 2024), as many fillers as the task's chain has tokens.
 Options not given take the task's defaults (:data:`interp.training.toy.DEFAULTS`).
+``interp toy learned-pauses --out runs/lp`` trains a model that requests its own pauses on
+parity of variable length, each pause costing λ (given to the model as an urgency input), and
+writes ``frontier.csv`` (accuracy against mean pauses for each λ, beside the same budget at
+fixed counts, at random and by the entropy trigger), ``difficulty.csv`` (pauses against
+length), ``patching.csv`` (the K/V of the pauses it took, patched from another example, at
+the smallest λ) and the figures ``pause_frontier`` and ``pause_difficulty`` (rerun: reuses
+the model).
 """
 
 from __future__ import annotations
@@ -50,7 +57,7 @@ def register(sub) -> None:
 
     p = sub.add_parser("toy", help="train tiny models on synthetic tasks (pauses, myopic)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    toy = p.add_subparsers(dest="toy_command", metavar="{train,compare}")
+    toy = p.add_subparsers(dest="toy_command", metavar="{train,compare,learned-pauses}")
 
     t = toy.add_parser("train", help="train one tiny model",
                        description="Train one tiny native model on a synthetic task; writes "
@@ -95,6 +102,38 @@ def register(sub) -> None:
     add_formats_arg(c, "html,png", "figure files")
     _add_common(c)
     c.set_defaults(func=run_compare)
+
+    from ..training.learned_pauses import LearnedPauseConfig
+
+    d = LearnedPauseConfig()
+    lp = toy.add_parser("learned-pauses", help="train a model that requests its own pauses, "
+                        "each costing λ, and measure the accuracy-vs-pauses frontier",
+                        description="Train on parity of n_min..n_max bits with the halting "
+                        "objective (docs/concepts/learned-pauses.md) and sweep the urgency λ.")
+    lp.add_argument("--n-min", type=int, default=d.n_min, help=f"shortest string ({d.n_min})")
+    lp.add_argument("--n-max", type=int, default=d.n_max, help=f"longest string ({d.n_max})")
+    lp.add_argument("--max-pauses", type=int, default=None, help="cap K (default: n-max)")
+    lp.add_argument("--lam-max", type=float, default=d.lam_max,
+                    help=f"largest pause cost trained; the range is [0, this] ({d.lam_max})")
+    lp.add_argument("--lams", default="0,0.01,0.02,0.05,0.1,0.2",
+                    help="urgency values to measure, comma-separated, within [0, --lam-max]")
+    lp.add_argument("--steps", type=int, default=d.steps, help=f"training steps ({d.steps})")
+    lp.add_argument("--cot-mixture", type=float, default=d.cot_mixture, metavar="F",
+                    help=f"fraction of examples with the chain of thought ({d.cot_mixture})")
+    lp.add_argument("--answer-after-n", action="store_true",
+                    help="train the answers only after k >= n pauses, the decision against "
+                    "them detached (LearnedPauseConfig.answer_after_n)")
+    lp.add_argument("--positional", default=d.positional, choices=["rotary", "standard"],
+                    help=f"position encoding ({d.positional})")
+    lp.add_argument("--d-model", type=int, default=d.d_model)
+    lp.add_argument("--n-layers", type=int, default=d.n_layers)
+    lp.add_argument("--eval-size", type=int, default=1024, help="held-out examples (1024)")
+    lp.add_argument("--seed", type=int, default=0)
+    lp.add_argument("--device", default=None, help="cpu, cuda (default: CUDA if present)")
+    lp.add_argument("--out", required=True, help="output folder")
+    add_formats_arg(lp, "html,png", "figure files")
+    lp.add_argument("--quiet", action="store_true", help="no progress lines")
+    lp.set_defaults(func=run_learned_pauses)
     p.set_defaults(func=lambda args: _usage(p))
 
 
@@ -166,5 +205,43 @@ def run_compare(args) -> int:
     out = Path(args.out)
     export_figures([comp], out, formats=parse_formats(args.formats))
     print(comp.summary().to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"-> {out}")
+    return 0
+
+
+def run_learned_pauses(args) -> int:
+    from ..controls import self_pause_patching
+    from ..core.io import atomic_write_csv
+    from ..figures import learned_pauses as figs
+    from ..figures._style import export
+    from ..training.learned_pauses import LearnedPauseConfig, learned_pause_study
+
+    try:
+        lams = [float(x) for x in args.lams.split(",") if x]
+    except ValueError:
+        raise InterpError(f"--lams {args.lams!r} is not a list of numbers",
+                          "e.g. --lams 0,0.05,0.2") from None
+    cfg = LearnedPauseConfig(n_min=args.n_min, n_max=args.n_max, max_pauses=args.max_pauses,
+                             lam_max=args.lam_max, steps=args.steps, cot_mixture=args.cot_mixture,
+                             answer_after_n=args.answer_after_n, positional=args.positional,
+                             d_model=args.d_model, n_layers=args.n_layers, seed=args.seed,
+                             device=args.device)
+    formats = parse_formats(args.formats)
+    run, frontier, difficulty = learned_pause_study(cfg, lams, args.out,
+                                                    n_examples=args.eval_size,
+                                                    verbose=not args.quiet)
+    out = Path(args.out)
+    patching = self_pause_patching(run, min(lams), n_examples=args.eval_size)
+    atomic_write_csv(out / "patching.csv", patching)
+    for name, fig in [("pause_frontier", figs.pause_frontier(frontier)),
+                      ("pause_difficulty", figs.pause_difficulty(difficulty))]:
+        for fmt in formats:
+            export(fig, out / f"{name}.{fmt}")
+    print(frontier.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(difficulty.pivot(index="n_bits", columns="lam", values="mean_pauses").to_string(
+        float_format=lambda v: f"{v:.2f}"))
+    print(f"K/V of the self-requested pauses patched from another example (λ = {min(lams):g}):")
+    print(patching[patching["layers"] == "all"].to_string(index=False,
+                                                          float_format=lambda v: f"{v:.3f}"))
     print(f"-> {out}")
     return 0

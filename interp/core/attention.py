@@ -57,6 +57,7 @@ from .model import Bridge
 __all__ = [
     "AttentionSpec",
     "attention_spec",
+    "attention_window",
     "check_pattern",
     "expand_kv",
     "qkv_hooks",
@@ -291,10 +292,30 @@ def check_pattern(spec: AttentionSpec, mine: Float[Tensor, "*batch q_pos k_pos"]
     return err
 
 
-def uniform_attention(n: int) -> Float[np.ndarray, " pos"]:
-    """Attention received under uniform causal attention: ``mean_{i > j} 1/(i+1)``; NaN at j = n-1."""
-    inv = 1.0 / np.arange(1, n + 1)
-    tail = np.cumsum(inv[::-1])[::-1]  # tail[j] = sum_{i >= j} 1/(i+1)
-    later = np.arange(n - 1, -1, -1, dtype=float)  # queries after j
+def uniform_attention(n: int, window: int | None = None) -> Float[np.ndarray, " pos"]:
+    """The attention key j receives, averaged over the later queries, when every query spreads
+    its attention evenly over the keys its mask allows: the no-sink baseline of
+    :mod:`interp.sinks`. Query i allows ``min(i + 1, w)`` keys (w: the sliding window; without
+    one, i + 1), and a query past the window gives nothing to the keys it cannot see::
+
+        uniform(j) = mean_{i > j} [i − j < w] / min(i + 1, w)
+
+    NaN at j = n − 1 (no later query). Without a window this is ``mean_{i > j} 1/(i + 1)``.
+    """
+    w = n if window is None else min(window, n)
+    inv = 1.0 / np.minimum(np.arange(1, n + 1), w)  # inv[i]: what query i gives each key
+    cum = np.concatenate([[0.0], np.cumsum(inv)])  # cum[a] = sum_{i < a} inv[i]
+    j = np.arange(n)
+    seen = cum[np.minimum(j + w, n)] - cum[j + 1]  # the queries j < i < j + w that see key j
+    later = (n - 1 - j).astype(float)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(later > 0, (tail - inv) / later, np.nan)
+        return np.where(later > 0, seen / later, np.nan)
+
+
+def attention_window(model: Bridge, layer: int) -> int | None:
+    """Layer ``layer``'s sliding window w (query q reads keys q − w < j ≤ q), or ``None`` for
+    full causal attention, read from the model's configuration as :func:`attention_spec` reads
+    it (TransformerLens-native models have no window)."""
+    if core_model.is_native(model):
+        return None
+    return _window(core_model.attention(model, layer), model.original_model.config, layer)

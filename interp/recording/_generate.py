@@ -16,6 +16,12 @@ the whole sequence and keeps only the new position. ``use_cache=False`` forces t
 model; it is the reference that the cached path is tested against (same tokens, logits and K/V
 to float tolerance).
 
+**Self-requested pauses** (``max_pauses``): the model may emit ``<pause>`` itself. A generated
+``<pause>`` gets role ``pause`` (so ``roles=("pause",)`` records exactly the K/V written at the
+positions where the model chose to pause) and does not count towards ``max_new_tokens``; once
+``max_pauses`` pauses have been generated, the ``<pause>`` logit is excluded from the argmax,
+so the model must answer. :attr:`Generation.n_pauses` counts them.
+
 Every token in the result has been fed to the model, the last generated one included, so the
 recording has one row per position and ``logits[i]`` is the model's output at position
 ``prompt_len - 1 + i`` (the prediction of the token after it).
@@ -69,6 +75,13 @@ class Generation:
     recording: Recording | None
     cache_reads: list[dict[str, Tensor]] | None
     text: str | None
+
+    @property
+    def n_pauses(self) -> int:
+        """Pauses the model requested itself (generated ``<pause>`` tokens; forced pauses of
+        ``pauses_before_answer`` are in the prompt and not counted)."""
+        return sum(r == "pause" and s > 0 for r, s in zip(self.roles, self.steps.tolist(),
+                                                           strict=True))
 
     def to_pandas(self, tokenizer=None) -> pd.DataFrame:
         """One row per position: position, token, token_str (with a tokenizer), role, step."""
@@ -127,6 +140,7 @@ def generate(
     max_new_tokens: int = 32,
     *,
     pauses_before_answer: int = 0,
+    max_pauses: int | None = None,
     record: bool | Sequence[str] = True,
     layers: Sequence[int] | int | None = None,
     roles: Sequence[str] | None = None,
@@ -144,6 +158,8 @@ def generate(
         max_new_tokens: tokens to generate (fewer if EOS comes first with ``stop_at_eos``).
         pauses_before_answer: ``<pause>`` tokens appended after the prompt before the model
             answers (needs ``interp.add_pause_token(model)``).
+        max_pauses: let the model request its own pauses, at most this many (see the module
+            docstring); ``None``: a generated ``<pause>`` is an ordinary token.
         record: ``True`` records ``k`` and ``v``; a list of sites records those; ``False``
             nothing.
         layers: layers to record (``None``: all).
@@ -158,12 +174,18 @@ def generate(
 
     Raises:
         InterpError: too long for the context, unknown site or layer, ``use_cache=True`` or
-            ``read_cache=True`` on a model without a KV cache.
+            ``read_cache=True`` on a model without a KV cache, ``max_pauses`` below 1 or a
+            model without a ``<pause>`` token.
     """
+    if max_pauses is not None and max_pauses < 1:
+        raise InterpError(f"max_pauses={max_pauses}: a cap of {max_pauses} pauses lets the model "
+                          "request none", "give max_pauses >= 1, or max_pauses=None to generate "
+                          "without self-requested pauses")
+    pid = pause_id(model, required=True) if max_pauses is not None else None
     seq = _prompt_sequence(model, prompt, pauses_before_answer)
     if max_new_tokens < 0:
         raise InterpError(f"max_new_tokens={max_new_tokens} is negative", "use 0 or more")
-    total = len(seq) + max_new_tokens
+    total = len(seq) + max_new_tokens + (max_pauses or 0)
     check_context(model, total)
     sites = GENERATION_SITES if record is True else (() if record is False else tuple(record))
     plans = plan_sites(model, sites) if sites else []
@@ -184,7 +206,7 @@ def generate(
     tokens, roles = seq.tokens.tolist(), list(seq.roles)
     steps: list[int] = []
     logits_out, buffers, reads = [], [], []
-    past, start, step = None, 0, 0
+    past, start, step, n_pauses = None, 0, 0, 0
     with torch.no_grad():
         while True:
             n_new = len(tokens) - start
@@ -208,22 +230,29 @@ def generate(
             logits_out.append(logits[0, -1].detach().cpu())
             buffers.append(cap.buffers)
             steps += [step] * n_new
-            n_generated = len(tokens) - len(seq)
+            n_generated = len(tokens) - len(seq) - n_pauses
             if n_generated == max_new_tokens or (eos is not None and n_generated
                                                   and tokens[-1] == eos):
                 break
-            tokens.append(int(logits[0, -1].argmax()))
-            roles.append("generated")
+            last = logits[0, -1]
+            if pid is not None and n_pauses == max_pauses:
+                last = last.clone()
+                last[pid] = -torch.inf  # the cap is reached: the model must answer
+            tokens.append(int(last.argmax()))
+            paused = pid is not None and tokens[-1] == pid
+            n_pauses += paused
+            roles.append("pause" if paused else "generated")
             start, step = len(tokens) - 1, step + 1
 
     all_tokens = torch.tensor(tokens)
-    orig = _original_positions(seq, len(tokens))
+    orig = _original_positions(seq, roles)
     recording = None
     if plans:
         recording = _as_recording(model, plans, layers, roles_kept, dtype, buffers, all_tokens,
                                   roles, orig, steps)
     tok = model.tokenizer
-    gen_ids = tokens[len(seq):]
+    gen_ids = [t for t, r in zip(tokens[len(seq):], roles[len(seq):], strict=True)
+               if r == "generated"]
     return Generation(
         tokens=all_tokens,
         roles=tuple(roles),
@@ -235,11 +264,15 @@ def generate(
     )
 
 
-def _original_positions(seq: PausedSequence, n: int) -> Tensor:
-    """Prompt positions keep theirs; generated tokens continue the uninserted numbering."""
+def _original_positions(seq: PausedSequence, roles: Sequence[str]) -> Tensor:
+    """Prompt positions keep theirs; generated tokens continue the uninserted numbering, and
+    self-requested pauses get -1 like inserted ones."""
     orig = seq.original_position.tolist()
     nxt = (max(orig) + 1) if orig else 0
-    return torch.tensor(orig + list(range(nxt, nxt + n - len(orig))))
+    for role in roles[len(orig):]:
+        orig.append(-1 if role == "pause" else nxt)
+        nxt += role != "pause"
+    return torch.tensor(orig)
 
 
 def _as_recording(model: Bridge, plans, layers, keep_roles, dtype, buffers, tokens, roles, orig,

@@ -276,7 +276,7 @@ def compare_instruments(models: Mapping[str, object], windows: Sequence[PausedSe
     """
     refuse_renamed("compare_instruments", old, {"pauses": "generation_pauses"})
     from ..gradients import future_gradients
-    from ..sinks import registers, uniform_attention
+    from ..sinks import registers
 
     if not windows:
         raise InterpError("no windows to analyse", "give at least one sequence with pauses")
@@ -284,8 +284,6 @@ def compare_instruments(models: Mapping[str, object], windows: Sequence[PausedSe
     for label, model in models.items():
         reg = registers(model, list(windows), layers=layers, verbose=verbose)
         t = reg.table.dropna(subset=["attn_received"])
-        n = int(reg.table["position"].max()) + 1
-        t = t.assign(uniform=uniform_attention(n)[t["position"].to_numpy()])
         g = t.groupby(["layer", "role"])[["attn_received", "uniform", "resid_norm",
                                            "value_norm"]].mean().reset_index()
         g["attn_ratio"] = g["attn_received"] / g["uniform"]

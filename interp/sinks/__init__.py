@@ -8,7 +8,9 @@ Four measurements, each returning a result with a tidy ``.to_pandas()`` table:
   **residual-stream norm** ``‖h_l(j)‖`` (``resid_post`` of block l) and the **value norm**
   (the mean over KV heads of ``‖v_l(j, g)‖``), with the role of every position; per head, the
   attention received by each role. Under uniform attention query i gives ``1/(i+1)`` to every
-  key, so ``uniform(j) = mean_{i > j} 1/(i+1)`` is the no-sink baseline to compare with.
+  key, so ``uniform(j) = mean_{i > j} 1/(i+1)`` is the no-sink baseline to compare with (on a
+  sliding-window layer query i spreads over its last ``min(i+1, w)`` keys only; the table's
+  ``uniform`` column holds the baseline of each row's layer and sequence length).
 * :func:`massive_activations` — Sun et al. (2024): entries ``h_l(j)[d]`` of the residual stream
   whose magnitude exceeds ``ratio`` times the median magnitude of that layer's activations
   (over all positions and dimensions of the window), where each (position, dimension) first

@@ -16,7 +16,7 @@ from ..core.pauses import PausedSequence
 from ..errors import InterpError
 
 REGISTER_COLUMNS = ("sequence", "layer", "position", "role", "token", "attn_received",
-                    "resid_norm", "value_norm")
+                    "uniform", "resid_norm", "value_norm")
 MASSIVE_COLUMNS = ("sequence", "layer", "position", "role", "token", "dim", "value",
                    "ratio_to_median")
 LAYER_STAT_COLUMNS = ("sequence", "layer", "median", "top1", "top2", "top3")

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from ..core import hooks
 from ..core import model as core_model
-from ..core.attention import uniform_attention
+from ..core.attention import attention_window, uniform_attention
 from ..core.inputs import as_sequences
 from ..core.model import Bridge
 from ..core.pauses import PausedSequence
@@ -127,8 +127,10 @@ class RegisterResult(SavedResult):
 
     Attributes:
         table: sequence (the input's running number), layer, position, role, token,
-            token_str, attn_received, resid_norm, value_norm (one row per sequence, layer and
-            position).
+            token_str, attn_received, uniform (what uniform attention over the keys each query
+            may see would give the position: :func:`~interp.sinks.uniform_attention` with the
+            sequence's length and the layer's sliding window), resid_norm, value_norm (one row
+            per sequence, layer and position).
         heads: layer, head, role, attn_received: per head, the mean attention received by the
             positions of each role.
         massive: the massive activations found in the same forward passes.
@@ -151,6 +153,12 @@ class RegisterResult(SavedResult):
         columns=["layer", "head", "role", "attn_received"]), "settings": dict}
 
     def __post_init__(self) -> None:
+        if "uniform" not in self.table.columns and {"sequence", "position"} <= set(self.table):
+            # tables saved before the column: full causal attention, as those releases assumed
+            n = (self.table.groupby("sequence")["position"].transform("max") + 1).tolist()
+            base = {k: uniform_attention(k) for k in set(n)}
+            self.table = self.table.assign(uniform=[
+                base[k][p] for k, p in zip(n, self.table["position"].tolist(), strict=True)])
         missing = set(REGISTER_COLUMNS) - set(self.table.columns)
         if missing:
             raise InterpError(f"the register table lacks column(s) {sorted(missing)}",
@@ -164,13 +172,11 @@ class RegisterResult(SavedResult):
         the uniform-attention baseline and a token string where all windows agree."""
         t = self.table if layers is None else self.table[self.table["layer"].isin(layers)]
         g = t.groupby(["position", "role"], as_index=False)
-        out = g[["attn_received", "resid_norm", "value_norm"]].mean()
+        out = g[["attn_received", "uniform", "resid_norm", "value_norm"]].mean()
         out["n"] = g.size()["size"].to_numpy()
         if "token_str" in t.columns:
             first = g["token_str"].agg(lambda s: s.iloc[0] if s.nunique() == 1 else "(varies)")
             out["token_str"] = first["token_str"].to_numpy()
-        n = int(self.table["position"].max()) + 1
-        out["uniform"] = uniform_attention(n)[out["position"].to_numpy()]
         return out
 
     def by_role(self) -> pd.DataFrame:
@@ -180,8 +186,6 @@ class RegisterResult(SavedResult):
         positions, so early positions are not favoured merely by having more later queries.
         """
         t = self.table.dropna(subset=["attn_received"])
-        n = int(self.table["position"].max()) + 1
-        t = t.assign(uniform=uniform_attention(n)[t["position"].to_numpy()])
         g = t.groupby("role")
         out = g[["attn_received", "uniform", "resid_norm", "value_norm"]].mean()
         out["attn_ratio"] = out["attn_received"] / out["uniform"]
@@ -224,6 +228,7 @@ def _scan(model: Bridge, seqs: list[PausedSequence], layers: list[int], ratio: f
     """One forward pass per sequence, reducing every hooked tensor in its hook (bounded memory)."""
     rows, head_rows, massive_rows, stat_rows = [], [], [], []
     dev = core_model.device(model)
+    window = {layer: attention_window(model, layer) for layer in layers} if want_attention else {}
     for w, seq in enumerate(tqdm(seqs, desc="registers", disable=not verbose)):
         _check_sequence(model, seq)
         n = len(seq)
@@ -253,10 +258,11 @@ def _scan(model: Bridge, seqs: list[PausedSequence], layers: list[int], ratio: f
             attn = recv.mean(0).tolist()
             rnorm = h.norm(dim=-1).tolist()
             vnorm = got[("value", layer)].tolist()
+            uniform = uniform_attention(n, window[layer]).tolist()
             for p in range(n):
                 rows.append(dict(sequence=w, layer=layer, position=p, role=seq.roles[p],
-                                 token=toks[p], attn_received=attn[p], resid_norm=rnorm[p],
-                                 value_norm=vnorm[p]))
+                                 token=toks[p], attn_received=attn[p], uniform=uniform[p],
+                                 resid_norm=rnorm[p], value_norm=vnorm[p]))
             roles = np.array(seq.roles)
             rec = recv.cpu().numpy()
             for role in dict.fromkeys(seq.roles):

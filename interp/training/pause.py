@@ -81,7 +81,7 @@ from ..models.adapter import (
     read_adapter_config,
 )
 from .toy import cosine_lr, load_training_tensors, save_training_tensors
-from .toy._loop import clear_run, read_checkpoint_state
+from .toy._loop import check_resume, clear_run, read_checkpoint_state
 
 # The adapter and its files live in interp.models.adapter (load_model reads them); its names
 # stay importable from here, where pause training has always exported them.
@@ -449,14 +449,4 @@ def _check_resume(out: Path, state: dict, config: PauseTrainConfig) -> None:
         raise InterpError(f"{out} holds a pause-training checkpoint of another base model "
                           f"({base_name(saved.get('base'))}, not {base_name(config.base)})",
                           "use another --out folder, or --fresh to start over")
-    if state["step"] > config.steps:
-        raise InterpError(f"{out} holds a pause-training run already trained {state['step']} "
-                          f"steps, more than --steps {config.steps}",
-                          f"pass --steps {state['step']} or more to continue it, or --fresh to "
-                          "start over")
-    mine = config.to_dict()
-    diff = sorted(k for k in mine if k != "steps" and saved.get(k) != mine[k])
-    if diff:
-        raise InterpError(f"{out} holds a pause-training run with a different configuration "
-                          f"({', '.join(diff)})",
-                          "use another --out folder, or --fresh to start over")
+    check_resume(out, state, config.to_dict(), what="pause-training run")

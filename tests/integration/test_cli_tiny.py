@@ -62,6 +62,9 @@ def test_registers_cli_with_pauses_ablation_and_eviction(model_dir, tmp_path, ca
     regs = interp.sinks.registers(model, [seq])
     numbers = reg.select_dtypes("number").columns
     pd.testing.assert_frame_equal(reg[numbers], regs.table[numbers], check_dtype=False)
+    ab = interp.sinks.ablate_massive(model, [seq], regs.massive)
+    cols = ["component", "method", "loss", "delta_loss", "n_targets"]
+    pd.testing.assert_frame_equal(abl[cols], ab.table[cols], check_dtype=False)
     drawn = {f.name for r in (interp.sinks.RegisterResult.load(out),
                               interp.sinks.AblationResult.load(out),
                               interp.sinks.EvictionResult.load(out)) for f in r.figures()}
@@ -104,4 +107,13 @@ def test_record_cli_generates_with_forced_pauses(model_dir, tmp_path):
                  "--pauses-before-answer", "2", "--layers", "-1", "--out", out, "--quiet"]) == 0
     rec = interp.load_recording(out)
     assert rec.index.role.tolist().count("pause") == 2
-    assert torch.is_tensor(rec["k"]) and rec["k"].shape[1] == 1
+    # the tokens and K/V the command wrote are the library's on the same prompt (the library
+    # against Hugging Face's generate and cache: test_ground_truth.py)
+    model = interp.load_model(model_dir)
+    interp.add_pause_token(model)
+    gen = interp.generate(model, "w03 w04 w05", 2, pauses_before_answer=2, layers=[-1])
+    assert rec.index.token.tolist() == gen.tokens.tolist()
+    assert rec.index.role.tolist() == list(gen.roles)
+    for site in ("k", "v"):
+        assert rec[site].shape[1] == 1
+        torch.testing.assert_close(rec[site], gen.recording[site], rtol=0, atol=0)

@@ -10,6 +10,7 @@ from interp.controls import (
     control_run,
     load_lookahead,
     load_pause_instruments,
+    load_planning,
     pause_control,
     pause_control_config,
     pause_instruments,
@@ -39,7 +40,8 @@ def test_trained_pause_model_collapses_when_its_pauses_are_corrupted(tmp_path):
 
 def test_controls_command_writes_every_table_and_figure(tmp_path):
     rc = main(["controls", "all", "--out", str(tmp_path), "--lengths", "4", "--seeds", "0",
-               "--steps", "4", "--lookahead-steps", "4", "--formats", "html", "--quiet"])
+               "--steps", "4", "--lookahead-steps", "4", "--planning-steps", "4", "--formats",
+               "html", "--quiet"])
     assert rc == 0
     pauses = load_pause_instruments(tmp_path / "pauses")
     assert set(pauses.accuracy["model"]) == {"pause-trained", "no pauses", "pauses untrained"}
@@ -48,4 +50,7 @@ def test_controls_command_writes_every_table_and_figure(tmp_path):
     look = load_lookahead(tmp_path / "lookahead")
     assert set(look.patching["direction"]) == {"feature", "random"}
     assert (tmp_path / "lookahead" / "lookahead_patching.html").is_file()
+    plan = load_planning(tmp_path / "planning")
+    assert set(plan.patching["place"]) == {"separator", "rhyme word", "distractor"}
+    assert (tmp_path / "planning" / "planning.html").is_file()
     assert main(["controls", "pauses", "--out", str(tmp_path), "--conditions", "filler"]) == 2

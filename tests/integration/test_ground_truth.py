@@ -381,3 +381,104 @@ def test_recorded_activations_equal_the_plain_hf_model(hf, bridge):
             for site in "qkv":
                 want = proj[(site, layer)].view(len(ids), -1, D_HEAD)
                 torch.testing.assert_close(rec[site][r, layer].double(), want, rtol=0, atol=1e-12)
+
+
+# ------------------------------------------------------------------ attention sinks
+
+
+def test_registers_equal_hf_attentions_with_a_sliding_window(tmp_path):
+    """attn_received (mean over heads and later queries of the pattern), resid_norm and the
+    uniform baseline on a sliding-window model (Mistral, window 4): from HF's
+    ``output_attentions``, ``hidden_states`` and the keys each query's row of the pattern
+    actually reads. Past the window a query spreads over w keys, not i + 1, and gives
+    nothing to the keys it cannot see."""
+    from conftest import word_tokenizer_at
+    from transformers import MistralConfig, MistralForCausalLM
+
+    cfg = MistralConfig(vocab_size=61, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                        num_attention_heads=4, num_key_value_heads=2, sliding_window=4,
+                        max_position_embeddings=64, bos_token_id=1, eos_token_id=2)
+    torch.manual_seed(0)
+    MistralForCausalLM(cfg).eval().save_pretrained(tmp_path)
+    word_tokenizer_at(tmp_path)
+    hf = MistralForCausalLM.from_pretrained(tmp_path, torch_dtype=torch.float64,
+                                            attn_implementation="eager").eval()
+    bridge = interp.load_model(tmp_path, device="cpu", dtype=torch.float64)
+    tokens = torch.randint(3, 61, (2, 11), generator=torch.Generator().manual_seed(5))
+    table = interp.sinks.registers(bridge, tokens, verbose=False).table
+    for s, seq in enumerate(tokens):
+        with torch.no_grad():
+            out = hf(seq[None], output_attentions=True, output_hidden_states=True)
+        n = len(seq)
+        for layer in range(2):
+            rows = table[(table.sequence == s) & (table.layer == layer)].sort_values("position")
+            att = out.attentions[layer][0]  # [head, q, k]
+            reads = att[0] > 0  # the keys each query reads (float64: no weight underflows)
+            assert reads.sum(-1).max() == 4  # the window is on
+            received = [float(att[:, j + 1:, j].mean()) for j in range(n - 1)]
+            uniform = [np.mean([int(reads[i, j]) / int(reads[i].sum()) for i in range(j + 1, n)])
+                       for j in range(n - 1)]
+            np.testing.assert_allclose(rows.attn_received[:-1], received, rtol=1e-10)
+            np.testing.assert_allclose(rows.uniform[:-1], uniform, rtol=1e-12)
+            assert rows.attn_received.isna().iloc[-1] and rows.uniform.isna().iloc[-1]
+            # full causal attention's baseline is far off past the window
+            causal = [np.mean([1 / (i + 1) for i in range(j + 1, n)]) for j in range(n - 1)]
+            assert np.abs(np.array(causal) - uniform).max() > 0.05
+            # resid_post of block l is hidden_states[l + 1] (the last one after the final norm)
+            if layer == 0:
+                np.testing.assert_allclose(rows.resid_norm, out.hidden_states[1][0].norm(dim=-1),
+                                           rtol=1e-12)
+
+
+# ------------------------------------------------------------------ generation
+
+
+def test_generation_equals_hf_generate_and_its_cache(hf, bridge, tiny_llama_dir, tmp_path):
+    """``interp record --generate``: the generated tokens are Hugging Face's greedy
+    ``generate``; the recorded k and v at every position (prompt and generated) are what
+    k_proj and v_proj wrote during HF's own cached decoding, and rot_k (after RoPE) what HF's
+    ``past_key_values`` holds. HF never feeds its last token, interp does: that position is
+    checked against one HF forward over the whole sequence. The command runs the model in
+    float32, checked against the float64 library call on the same prompt."""
+    from interp.cli import main
+
+    prompt = torch.tensor([1, 7, 12, 30, 9])
+    gen = interp.generate(bridge, prompt, 6, record=("k", "v", "rot_k"), stop_at_eos=False)
+    wrote: dict = {"k": [], "v": []}
+    handles = [getattr(hf.model.layers[layer].self_attn, f"{s}_proj").register_forward_hook(
+        lambda m, a, out, s=s, layer=layer: wrote[s].append((layer, out[0].detach())))
+        for layer in range(2) for s in "kv"]
+    try:
+        with torch.no_grad():
+            ref = hf.generate(prompt[None], max_new_tokens=6, do_sample=False, min_new_tokens=6,
+                              return_dict_in_generate=True, use_cache=True, pad_token_id=0)
+            during = {s: list(a) for s, a in wrote.items()}
+            for a in wrote.values():
+                a.clear()
+            hf(gen.tokens[None])
+    finally:
+        for h in handles:
+            h.remove()
+    assert torch.equal(gen.tokens, ref.sequences[0])
+    assert len(set(gen.tokens[5:].tolist())) > 1  # not one repeated token
+    n = len(gen.tokens)
+    for s in "kv":
+        for layer in range(2):
+            steps = [a for lay, a in during[s] if lay == layer]
+            assert [len(a) for a in steps] == [5] + [1] * 5  # a prefill, then one per step
+            hf_written = torch.cat(steps).view(n - 1, -1, D_HEAD)
+            last = [a for lay, a in wrote[s] if lay == layer][0].view(n, -1, D_HEAD)[-1]
+            want = torch.cat([hf_written, last[None]])
+            torch.testing.assert_close(gen.recording[s][:, layer], want, rtol=0, atol=1e-12)
+        cache = ref.past_key_values.layers
+        for layer in range(2):
+            held = cache[layer].keys if s == "k" else cache[layer].values
+            mine = gen.recording["rot_k" if s == "k" else "v"][: n - 1, layer]
+            torch.testing.assert_close(mine, held[0].transpose(0, 1), rtol=0, atol=1e-12)
+    out = tmp_path / "gen"
+    assert main(["record", "--model", str(tiny_llama_dir), "--text", "w07 w12 w30 w09",
+                 "--generate", "6", "--layers", "0,1", "--out", str(out), "--quiet"]) == 0
+    written = interp.load_recording(out)
+    assert torch.equal(torch.tensor(written.index.token.to_numpy()), gen.tokens[:n])
+    for s in "kv":
+        torch.testing.assert_close(written[s].double(), gen.recording[s], rtol=1e-5, atol=1e-5)

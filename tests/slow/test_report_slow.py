@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from conftest import check_key_numbers
 
 from interp.reporting import ReportConfig, report
 
@@ -24,6 +25,14 @@ def test_report_on_the_bundled_model(smollm_fresh, tmp_path):
         assert f"id='{section}'" in page
     keys = pd.read_csv(tmp_path / "key_numbers.csv").set_index("key")["value"]
     assert float(keys["Registers and attention sinks: first-position attention / uniform"]) > 5
+    # every key number rederived from the section tables (the registers' uniform column
+    # included) but the patching metrics (read from the two runs) and the token section's
+    # (its views keep no table)
+    checked = check_key_numbers(tmp_path)
+    assert set(keys.index) - set(checked) == {
+        "Attribution patching example: metric, clean",
+        "Attribution patching example: metric, corrupt",
+        "One prompt, token by token: example prompt: mean future share of the key"}
     atp = pd.read_csv(tmp_path / "patching" / "attribution.csv")
     assert {"atp", "activation_patch"} <= set(atp.columns)
     assert (tmp_path / "probes" / "future_lens.csv").is_file()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import interp
 from interp import sinks
@@ -23,8 +25,9 @@ def windows(smollm):
     return [w.seq for w in interp.windows(smollm, docs, 48, max_windows=2)]
 
 
-def test_first_token_is_a_sink_with_massive_activations(smollm, windows):
+def test_first_token_is_a_sink_with_massive_activations(smollm, smollm_hf, windows):
     reg = sinks.registers(smollm, windows, verbose=False)
+    _check_against_hf(smollm_hf, windows[:1], reg)
     roles = reg.by_role().set_index("role")
     # Xiao et al.: the first token receives far more attention than uniform attention gives
     assert roles.loc["bos", "attn_ratio"] > 5 * roles.loc["regular", "attn_ratio"]
@@ -38,6 +41,48 @@ def test_first_token_is_a_sink_with_massive_activations(smollm, windows):
     # the sink's value vector is small although its residual norm is huge
     assert roles.loc["bos", "value_norm"] < roles.loc["regular", "value_norm"]
     assert roles.loc["bos", "resid_norm"] > 10 * roles.loc["regular", "resid_norm"]
+
+
+def _check_against_hf(hf, windows, reg):
+    """Every number of the register table, and the massive-activation statistics, from the
+    plain Hugging Face model: attention received = mean over heads and later queries of
+    ``output_attentions``; uniform = mean over later queries i of 1/(i + 1) (full causal
+    attention); resid_norm = ‖output of decoder layer l‖ (HF's hidden_states, whose last is
+    taken after the final norm); value_norm = mean over KV heads of ‖v_proj output‖; top-1 =
+    max |h|. Float32 on both sides. The norms come from the same modules: equal to float32
+    rounding, rtol 1e-6 (measured: 0). The bridge recomputes the attention pattern from HF's
+    mask in its own order of operations: rtol 1e-5 (measured 3.1e-7 relative, with atol 1e-7
+    for weights near 0); a key or query off by one moves it by O(1)."""
+    seen = {}
+
+    def keep(key):
+        def hook(module, args, out):
+            seen[key] = (out[0] if isinstance(out, tuple) else out)[0]
+        return hook
+
+    handles = [m.register_forward_hook(keep((kind, i))) for i, layer in enumerate(hf.model.layers)
+               for kind, m in (("resid", layer), ("v", layer.self_attn.v_proj))]
+    table = dict(list(reg.table.sort_values("position").groupby(["sequence", "layer"])))
+    top1 = reg.massive.layer_stats.set_index(["sequence", "layer"]).top1
+    try:
+        for w, seq in enumerate(windows):
+            with torch.no_grad():
+                att = hf(seq.tokens[None], output_attentions=True).attentions
+            n = len(seq)
+            uniform = [np.mean([1 / (i + 1) for i in range(j + 1, n)]) for j in range(n - 1)]
+            for layer, a in enumerate(att):
+                rows, a = table[(w, layer)], a[0].numpy()  # [head, q, k]
+                received = [a[:, j + 1:, j].mean() for j in range(n - 1)]
+                np.testing.assert_allclose(rows.attn_received[:-1], received, rtol=1e-5, atol=1e-7)
+                np.testing.assert_allclose(rows.uniform[:-1], uniform, rtol=1e-12)
+                h = seen[("resid", layer)]
+                np.testing.assert_allclose(rows.resid_norm, h.norm(dim=-1), rtol=1e-6)
+                v = seen[("v", layer)].view(n, -1, 64)  # SmolLM2: 3 KV heads of 64
+                np.testing.assert_allclose(rows.value_norm, v.norm(dim=-1).mean(-1), rtol=1e-6)
+                np.testing.assert_allclose(top1[w, layer], float(h.abs().max()), rtol=1e-6)
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def test_zero_ablation_hurts_far_more_than_mean_ablation(smollm, windows):

@@ -181,3 +181,30 @@ def test_one_kv_head_rows_are_labelled_head_0_and_a_mislabelled_merge_is_refused
     merged = bad.merge(t[on + ["activation_patch"]], on=on, how="left")
     with pytest.raises(interp.InterpError, match=r"\(v head -1\).*labelled differently"):
         compare_patching(merged)
+
+
+@pytest.mark.parametrize(("per_head", "target_resolved"), [(True, False), (False, True)])
+def test_batched_activation_patching_is_one_forward_per_node(per_head, target_resolved):
+    """Nodes patched side by side (batches of 5, which divide neither the 8 positions nor the
+    heads) give each node's single forward, float64 rounding apart."""
+    model = _model(2)
+    clean, corrupt = _pair()
+    kw = dict(sites=("k", "z", "resid_post"), per_head=per_head, target_resolved=target_resolved,
+              verbose=False)
+    metric = None if target_resolved else _logit_diff
+    one = activation_patch(model, clean, corrupt, metric, batch_size=1, **kw).table
+    batched = activation_patch(model, clean, corrupt, metric, batch_size=5, **kw).table
+    assert len(one) == len(batched) and one.activation_patch.abs().max() > 1e-3
+    on = ["layer", "site", "head", "position"] + (["loss_position"] if target_resolved else [])
+    m = one.merge(batched, on=on, suffixes=("_one", "_batched"))
+    assert len(m) == len(one)
+    torch.testing.assert_close(torch.tensor(m.activation_patch_batched.to_numpy()),
+                               torch.tensor(m.activation_patch_one.to_numpy()),
+                               rtol=1e-10, atol=1e-12)
+
+
+def test_activation_patching_batch_size_below_one_is_named():
+    model = _model(None, n_layers=1)
+    clean, corrupt = _pair()
+    with pytest.raises(interp.InterpError, match="batch_size 0 < 1(.|\n)*batch_size >= 1"):
+        activation_patch(model, clean, corrupt, _logit_diff, batch_size=0, verbose=False)

@@ -225,7 +225,8 @@ def test_every_sink_result_round_trips_and_reads_earlier_releases(tiny_model, tm
     assert sinks.EvictionResult.load(tmp_path / "now").settings["eviction_window"] == 4
 
     # An earlier release: `window` for the sequence (and for the eviction window), `target`
-    # for the ablated component, and neither the per-head table nor the settings files.
+    # for the ablated component, no `uniform` column (it assumed full causal attention, as
+    # this model has), and neither the per-head table nor the settings files.
     old = tmp_path / "old"
     old.mkdir()
     for name in files - {"registers_heads.csv", "registers.json", "eviction.json"}:
@@ -235,9 +236,11 @@ def test_every_sink_result_round_trips_and_reads_earlier_releases(tiny_model, tm
                           ("massive_layers.csv", {"sequence": "window"}),
                           ("ablations.csv", {"component": "target"}),
                           ("eviction.csv", {"eviction_window": "window"})):
-        pd.read_csv(old / name).rename(columns=renamed).to_csv(old / name, index=False)
+        pd.read_csv(old / name).rename(columns=renamed).drop(
+            columns="uniform", errors="ignore").to_csv(old / name, index=False)
     back = sinks.RegisterResult.load(old)
     assert "sequence" in back.table and "sequence" in back.massive.layer_stats
+    np.testing.assert_allclose(back.table.uniform, reg.table.uniform, rtol=1e-12)
     assert back.heads.empty and back.settings == {}
     assert sinks.AblationResult.load(old).delta("sink_kv", "zero") == ab.delta("sink_kv", "zero")
     back_ev = sinks.EvictionResult.load(old)

@@ -13,6 +13,7 @@ name               task
 ``2sum_transform`` does some pair sum to 0, inputs shifted by a key given last (Pfau et al.)
 ``primes``         digit sum mod 7 of the first n primes after a start number
 ``addition``       multi-digit addition
+``rhyme``          a couplet whose last word must rhyme with line 1 (the planning toy)
 =================  =========================================================================
 
 Example:
@@ -32,6 +33,7 @@ from .addition import Addition
 from .parity import Parity
 from .precache import Precache, precache_targets
 from .primes import PrimeDigitSum, next_primes
+from .rhyme import Rhyme
 from .sums import ThreeSum, TwoSumTransform
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     "Precache",
     "PrimeDigitSum",
     "RawExample",
+    "Rhyme",
     "Task",
     "TaskBatch",
     "ThreeSum",
@@ -53,7 +56,8 @@ __all__ = [
 ]
 
 TASKS: dict[str, type[Task]] = {
-    cls.name: cls for cls in (Precache, Parity, ThreeSum, TwoSumTransform, PrimeDigitSum, Addition)
+    cls.name: cls for cls in (Precache, Parity, ThreeSum, TwoSumTransform, PrimeDigitSum, Addition,
+                              Rhyme)
 }
 _PAUSE_OPTIONS = ("pauses", "placement", "filler", "policy", "cot_mixture")
 
@@ -70,7 +74,7 @@ def get_task(name: str, **options) -> Task:
 
     Args:
         name: one of :data:`TASKS` (``precache``, ``parity``, ``3sum``, ``2sum_transform``,
-            ``primes``, ``addition``).
+            ``primes``, ``addition``, ``rhyme``).
         **options: the task's own options (see its class) and the pause options ``pauses``,
             ``placement`` (one of ``before_answer``, ``interleaved``), ``filler``, ``policy``,
             ``cot_mixture`` (see :class:`Task`).

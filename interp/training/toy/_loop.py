@@ -213,6 +213,29 @@ def toy_context(config: TrainConfig, task: Task) -> int:
 
 # -- training -----------------------------------------------------------------------------
 
+def check_resume(out: Path, state: dict, config: dict[str, Any], *, what: str) -> None:
+    """Refuse to resume the training ``state`` saved in ``out`` under ``config`` (a config's
+    ``to_dict()``) when anything but ``steps`` differs, or when it already ran more steps.
+
+    Growing ``steps`` is allowed (training continues); note the cosine schedule then follows
+    the new length from the resumed step on, so the run is not the same as one started with
+    the larger ``steps``.
+    """
+    saved = state["config"]
+    diff = sorted(k for k in set(saved) | set(config)
+                  if k != "steps" and saved.get(k) != config.get(k))
+    if diff:
+        raise InterpError(f"{out} holds a {what} with a different configuration "
+                          f"({', '.join(diff)})",
+                          "use another output folder (--out), or fresh=True / --fresh to start "
+                          "over")
+    if state["step"] > config["steps"]:
+        raise InterpError(f"{out} holds a {what} already trained {state['step']} steps, more "
+                          f"than steps={config['steps']}",
+                          f"pass steps={state['step']} (--steps {state['step']}) or more to "
+                          "continue it, or fresh=True / --fresh to start over")
+
+
 def train_toy(config: TrainConfig, out: str | os.PathLike | None = None, *,
               fresh: bool = False, verbose: bool = True, **old) -> ToyResult:
     """Train a tiny model on a synthetic task (see the module docstring).
@@ -254,18 +277,7 @@ def train_toy(config: TrainConfig, out: str | os.PathLike | None = None, *,
             clear_run(out_dir, TOY_FILES)
         state = None if fresh else _read_state(out_dir)
         if state is not None:
-            saved = {k: v for k, v in state["config"].items() if k != "steps"}
-            mine = {k: v for k, v in config.to_dict().items() if k != "steps"}
-            if saved != mine:
-                diff = sorted(k for k in mine if saved.get(k) != mine[k])
-                raise InterpError(f"{out_dir} holds a run with a different configuration "
-                                  f"({', '.join(diff)})",
-                                  "use another output folder, or fresh=True / --fresh to start over")
-            if state["step"] > config.steps:
-                raise InterpError(f"{out_dir} holds a run already trained {state['step']} steps, more "
-                                  f"than steps={config.steps}",
-                                  f"pass steps={state['step']} (--steps {state['step']}) or more to "
-                                  "continue it, or fresh=True / --fresh to start over")
+            check_resume(out_dir, state, config.to_dict(), what="run")
             start, history, elapsed = state["step"], state["history"], state["elapsed_s"]
             _load_tensors(out_dir, model, opt, start)
 

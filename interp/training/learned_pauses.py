@@ -1,0 +1,744 @@
+"""Learned pause requests: the model decides how many ``<pause>`` tokens to take before it
+answers, each pause costing λ (the "System 1 / System 2" switch).
+
+**Task: parity of variable length.** Each example draws its length n uniformly from
+``n_min..n_max`` and its bits uniformly; the answer is their parity (:class:`Parity`). Long
+strings are hard for a 2-layer model answering at once (issue 20: 16 bits at chance), short
+ones are easy, so if pauses go where it is hard, the number taken should grow with n.
+
+**Layout.** ``<bos> b_1 .. b_n = <pause> × K``, K = ``max_pauses``. The output at position
+``= + k`` (after k pauses) is read two ways: the probability of one more pause,
+π_k = softmax(logits)[<pause>], and the answer given that the model answers now,
+softmax over the other tokens. One teacher-forced forward pass gives all K + 1 readings, since
+under the causal mask the output after k pauses does not see the later ones.
+
+**Halting objective** (PonderNet, Banino et al. 2021, without the KL prior; no REINFORCE,
+everything is differentiable). The model answers after k pauses with probability
+
+    P(stop at k) = (1 − π_k) · Π_{j<k} π_j,   with π_K := 0 (the cap forces an answer),
+
+and the loss of an example is the expected cost of that stop distribution,
+
+    L_halt = Σ_k P(stop at k) · (CE_k + λ·k),
+
+CE_k the answer's cross-entropy under the answer-now distribution (:func:`halting_loss`).
+Three terms are added, each for a failure seen without it:
+
+* the mean of CE_k over every k, so that the answers after many pauses are trained even while
+  the model rarely takes that many;
+* an **exploration** term β·KL(P(stop) ‖ uniform over 0..K) and a **cost curriculum**:
+  pauses are free and β = ``explore`` until ``ramp_start`` (half the steps), then the cost
+  rises linearly to λ and β falls to 0 by ``ramp_end`` (70 %). Measured on 16-bit runs:
+  with the cost ramped from step 0 (over 60 % of the steps, β decaying alongside) the
+  expected pause count fell from 3.8 at step 50 to 0.03 at step 500, before the answers after
+  pauses were good: while they are not, waiting only costs, and once π_k ≈ 0 the gain of
+  waiting n pauses reaches the decision only through Π π_j ≈ 0, so it is never learnt
+  (PonderNet's prior KL plays the same role as β);
+* the **parallel chain of thought** on a fraction ``cot_mixture`` of the examples (issue 20:
+  pauses are useless without it), ``<bos> bits = c_1 .. c_n answer`` with c_j = [count of
+  ones ≥ j], so the pause after which chain token j would come is taught to compute it. Its
+  cross-entropy is read from the answer-now distribution (``<pause>`` excluded) and the output
+  at ``=`` is not trained there: with a full softmax the chain teaches the shared ``<pause>``
+  logit to be small everywhere, and the model stops pausing (expected count below 0.005 by
+  step 50 in a 10-bit run).
+
+**Urgency input.** λ is drawn per training example uniformly from ``[lam_min, lam_max]`` and
+given to the model as an added embedding at every position, ``(λ − lam_min)/(lam_max −
+lam_min) · u`` with a learned vector u (:class:`Urgency`), so one model serves every trade-off
+in the range; asking for λ outside it is refused (the model never saw it). With
+``lam_min == lam_max`` the input is constant zero and the model is trained for that one λ.
+
+**Countdown.** The countdown embedding of :mod:`interp.training.pause` tells a pause "k of n"
+for a run of n planned pauses; with self-requested pauses n is not known in advance, so it
+does not apply; the model still sees k through its position.
+
+**Greedy decision.** At generation and evaluation the model pauses while ``<pause>`` is the
+argmax of its logits (and fewer than K were taken), then answers with the argmax of the rest:
+:func:`readout` computes it from one forward pass, :func:`generate_with_pauses` token by
+token through :func:`interp.generate` (which records the K/V written at the pauses); the
+tests check that the two agree.
+
+Example:
+    >>> cfg = LearnedPauseConfig(n_min=2, n_max=10, steps=600)
+    >>> run = train_learned_pauses(cfg)
+    >>> frontier = pause_frontier(run, lams=[0.0, 0.05, 0.2])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from jaxtyping import Bool, Float, Int
+from safetensors.torch import load_file
+from torch import Tensor
+
+from ..core import hooks
+from ..core import model as core_model
+from ..core.io import atomic_save_tensors, atomic_write_csv, atomic_write_text, dataclass_from_dict
+from ..core.model import Bridge
+from ..core.pauses import make_sequence
+from ..errors import InterpError, check_choice
+from ..models import TinyConfig, load_model
+from ..recording import Generation, generate
+from .tasks._base import BOS, IGNORE, PAUSE
+from .tasks.parity import Parity
+from .toy._config import DTYPES
+from .toy._loop import cosine_lr
+
+__all__ = [
+    "LearnedPauseConfig",
+    "LearnedPauses",
+    "PauseReadout",
+    "Urgency",
+    "generate_with_pauses",
+    "halting_loss",
+    "held_out_batch",
+    "learned_pause_study",
+    "load_learned_pauses",
+    "pause_frontier",
+    "readout",
+    "train_learned_pauses",
+    "urgency_input",
+]
+
+POLICIES = ("learned", "fixed", "random", "entropy")
+_EVAL_STREAM = 7_777_777  # held-out examples come from a stream training never draws
+
+
+@dataclass
+class LearnedPauseConfig:
+    """A learned-pause run on variable-length parity (see the module docstring).
+
+    Attributes:
+        n_min: shortest bit string.
+        n_max: longest bit string.
+        max_pauses: the cap K on pauses per answer (``None``: ``n_max``, one per chain token).
+        lam_min: lowest pause cost λ (per pause, in nats of answer cross-entropy) trained.
+        lam_max: highest λ trained; the urgency input spans ``[lam_min, lam_max]``.
+        cot_mixture: fraction of training examples that carry the chain of thought.
+        answer_after_n: train the answers only after k >= n pauses (where the chain's
+            construction can have computed them), and the decision against the answer
+            losses detached; ``False``: the answers after every k, and both through the
+            halting loss (see the module docstring).
+        explore: weight β of the exploration term β·KL(P(stop) ‖ uniform over 0..K) at
+            the start of training (see the module docstring).
+        ramp_start: fraction of the steps before which pauses are free (cost 0) and β is
+            held; from there the cost rises linearly to λ and β falls linearly to 0 ...
+        ramp_end: ... reaching them at this fraction of the steps.
+        n_layers, d_model, n_heads: the tiny model.
+        positional: ``"standard"`` (learned positions, so a pause can address the bits) or
+            ``"rotary"``.
+        steps, batch_size, lr, weight_decay, warmup, min_lr_ratio, grad_clip: AdamW with a
+            linear warm-up and a cosine decay (as :func:`interp.train_toy`).
+        eval_size: held-out examples for the final metrics.
+        seed: seeds the model and the data stream.
+        device: ``None`` picks one.
+        dtype: ``"float32"`` or ``"float64"``.
+    """
+
+    n_min: int = 2
+    n_max: int = 16
+    max_pauses: int | None = None
+    lam_min: float = 0.0
+    lam_max: float = 0.2
+    cot_mixture: float = 0.5
+    answer_after_n: bool = False
+    explore: float = 0.1
+    ramp_start: float = 0.5
+    ramp_end: float = 0.7
+    n_layers: int = 2
+    d_model: int = 64
+    n_heads: int = 4
+    positional: str = "standard"
+    steps: int = 1000
+    batch_size: int = 128
+    lr: float = 3e-3
+    weight_decay: float = 0.01
+    warmup: int = 50
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+    eval_size: int = 512
+    seed: int = 0
+    device: str | None = None
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        check_choice("dtype", self.dtype, DTYPES)
+        if not 1 <= self.n_min <= self.n_max:
+            raise InterpError(f"LearnedPauseConfig needs 1 <= n_min <= n_max, got n_min="
+                              f"{self.n_min}, n_max={self.n_max}",
+                              "give the shortest and longest bit strings, e.g. n_min=2, n_max=10")
+        if self.max_pauses is None:
+            self.max_pauses = self.n_max
+        if self.max_pauses < 1:
+            raise InterpError(f"LearnedPauseConfig.max_pauses={self.max_pauses}: a cap of "
+                              f"{self.max_pauses} pauses leaves the model nothing to decide",
+                              "give max_pauses >= 1 (None: n_max), or train without pauses "
+                              "with interp.train_toy")
+        if self.lam_min < 0 or self.lam_max < 0:
+            raise InterpError(f"pause cost λ must be >= 0, got lam_min={self.lam_min}, "
+                              f"lam_max={self.lam_max}",
+                              "give a cost per pause >= 0 (0: pauses are free)")
+        if self.lam_max < self.lam_min:
+            raise InterpError(f"lam_max={self.lam_max} is below lam_min={self.lam_min}",
+                              "give lam_min <= lam_max (equal: one fixed λ)")
+        if not 0.0 <= self.ramp_start <= self.ramp_end <= 1.0 or self.explore < 0:
+            raise InterpError(f"LearnedPauseConfig needs 0 <= ramp_start <= ramp_end <= 1 and "
+                              f"explore >= 0, got ramp_start={self.ramp_start}, ramp_end="
+                              f"{self.ramp_end}, explore={self.explore}",
+                              "give the fractions of the steps where the cost starts and "
+                              "finishes ramping up (0, 0: full cost from the start)")
+        if not 0.0 <= self.cot_mixture < 1.0:
+            raise InterpError(f"cot_mixture must be in [0, 1), got {self.cot_mixture}",
+                              "give the fraction of examples with the chain of thought; the "
+                              "rest train the pause decision")
+        for name in ("steps", "batch_size", "eval_size", "n_layers", "d_model", "n_heads"):
+            if getattr(self, name) < 1:
+                raise InterpError(f"LearnedPauseConfig.{name} must be >= 1, got "
+                                  f"{getattr(self, name)}", f"use {name} >= 1")
+
+    @property
+    def n_ctx(self) -> int:
+        """The longest sequence: ``<bos>``, n_max bits, ``=``, K pauses and the answer."""
+        return self.n_max + 3 + max(self.max_pauses, self.n_max)
+
+    def check_lam(self, lam: float) -> None:
+        """Refuse a λ the urgency input was not trained on."""
+        if lam < 0:
+            raise InterpError(f"pause cost λ={lam} is negative", "give λ >= 0")
+        if not self.lam_min - 1e-12 <= lam <= self.lam_max + 1e-12:
+            raise InterpError(f"urgency λ={lam} is outside the trained range [{self.lam_min}, "
+                              f"{self.lam_max}]",
+                              f"give λ in [{self.lam_min}, {self.lam_max}], or train with a "
+                              "wider range (lam_min / lam_max)")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LearnedPauseConfig:
+        return dataclass_from_dict(cls, d)
+
+
+class Urgency(torch.nn.Module):
+    """The urgency input: ``scale(λ) · u`` added to the token embedding at every position,
+    ``scale(λ) = (λ − lam_min)/(lam_max − lam_min)`` (0 when the range is one point)."""
+
+    def __init__(self, d_model: int, lam_min: float, lam_max: float, seed: int = 0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.u = torch.nn.Parameter(0.02 * torch.randn(d_model, generator=g))
+        self.lam_min, self.lam_max = lam_min, lam_max
+
+    def scale(self, lam: Float[Tensor, " batch"]) -> Float[Tensor, " batch"]:
+        span = self.lam_max - self.lam_min
+        return (lam - self.lam_min) / span if span > 0 else torch.zeros_like(lam)
+
+
+@contextmanager
+def urgency_input(model: Bridge, urgency: Urgency, lam: Float[Tensor, " batch"] | float
+                  ) -> Iterator[None]:
+    """Inside the block, the model reads the pause cost ``lam`` (one per example, or one for
+    all) through its ``hook_embed`` output (see :class:`Urgency`)."""
+    def add(out: Tensor, hook) -> Tensor:
+        lam_t = torch.as_tensor(lam, dtype=out.dtype, device=out.device).reshape(-1)
+        return out + urgency.scale(lam_t)[:, None, None] * urgency.u.to(out.dtype)
+
+    with model.hooks(fwd_hooks=[(hooks.EMBED, add)]):
+        yield
+
+
+# -- data ---------------------------------------------------------------------------------
+
+@dataclass
+class PauseBatch:
+    """Held-out or training examples in the pause layout (``<bos> bits = <pause> × K``).
+
+    Attributes:
+        tokens: right-padded token ids.
+        eq: position of ``=`` per example (the output there is the reading after 0 pauses).
+        answer: the answer token id per example.
+        n: the bit-string length (difficulty) per example.
+    """
+
+    tokens: Int[Tensor, "batch pos"]
+    eq: Int[Tensor, " batch"]
+    answer: Int[Tensor, " batch"]
+    n: Int[Tensor, " batch"]
+
+
+def _bits(rng: np.random.Generator, cfg: LearnedPauseConfig) -> list[str]:
+    return [str(b) for b in rng.integers(0, 2, int(rng.integers(cfg.n_min, cfg.n_max + 1)))]
+
+
+def pause_batch(cfg: LearnedPauseConfig, size: int, seed) -> PauseBatch:
+    """``size`` examples in the pause layout, deterministic given ``seed``."""
+    task, rng = Parity(cfg.n_max), np.random.default_rng(seed)
+    v = task.vocab
+    width = cfg.n_max + 2 + cfg.max_pauses
+    tokens = torch.full((size, width), v.pad_id, dtype=torch.long)
+    eq, answer, n = [], [], []
+    for b in range(size):
+        prompt = [BOS, *_bits(rng, cfg), "="]
+        ids = v.encode(prompt + [PAUSE] * cfg.max_pauses)
+        tokens[b, :len(ids)] = torch.tensor(ids)
+        eq.append(len(prompt) - 1)
+        answer.append(v[task.answer(prompt)[0]])
+        n.append(len(prompt) - 2)
+    return PauseBatch(tokens, torch.tensor(eq), torch.tensor(answer), torch.tensor(n))
+
+
+def held_out_batch(cfg: LearnedPauseConfig, size: int, seed: int = 12345) -> PauseBatch:
+    """The held-out examples :func:`readout` reads (a stream training never draws)."""
+    return pause_batch(cfg, size, (_EVAL_STREAM, seed))
+
+
+def chain_batch(cfg: LearnedPauseConfig, size: int, seed) -> tuple[Int[Tensor, "batch pos"],
+                                                                    Int[Tensor, "batch pos"]]:
+    """``size`` chain-of-thought examples ``<bos> bits = c_1 .. c_n answer`` and their
+    next-token targets: c_2 .. c_n and the answer (-100 elsewhere, the output at ``=`` too)."""
+    task, rng = Parity(cfg.n_max), np.random.default_rng(seed)
+    v = task.vocab
+    width = 2 * cfg.n_max + 3
+    tokens = torch.full((size, width), v.pad_id, dtype=torch.long)
+    targets = torch.full((size, width), IGNORE, dtype=torch.long)
+    for b in range(size):
+        prompt = [BOS, *_bits(rng, cfg), "="]
+        n = len(prompt) - 2
+        ids = v.encode(prompt + list(task.cot(prompt))[:n] + list(task.answer(prompt)))
+        tokens[b, :len(ids)] = torch.tensor(ids)
+        # the output at "=" is not trained here: in the pause layout the same prefix decides
+        # whether to pause, and the chain would teach it never to (c_1 is trivial anyway)
+        targets[b, len(prompt):len(ids) - 1] = torch.tensor(ids[len(prompt) + 1:])
+    return tokens, targets
+
+
+# -- the objective --------------------------------------------------------------------------
+
+def halting_loss(log_pause: Float[Tensor, "batch k"], ce: Float[Tensor, "batch k"],
+                 lam: Float[Tensor, " batch"] | float
+                 ) -> tuple[Float[Tensor, " batch"], Float[Tensor, "batch k"]]:
+    """The expected cost of the model's stop distribution, and that distribution.
+
+    With π_k = exp(log_pause[:, k]) the probability of one more pause after k pauses
+    (k = 0..K; the last is ignored, the cap forces an answer there),
+    ``P(stop at k) = (1 − π_k) Π_{j<k} π_j`` and the loss is
+    ``Σ_k P(stop at k) · (ce[:, k] + λ·k)``.
+
+    Args:
+        log_pause: log π_k per example and pause count.
+        ce: the answer's cross-entropy when answering after k pauses.
+        lam: the cost of one pause, per example or for all.
+
+    Returns:
+        The loss per example and ``P(stop at k)`` (rows sum to 1).
+    """
+    n_k = log_pause.shape[1]
+    # log P(reach k) = Σ_{j<k} log π_j; log(1 − π_k) computed without cancellation
+    reach = torch.cat([torch.zeros_like(log_pause[:, :1]), log_pause[:, :-1].cumsum(1)], 1)
+    stop_here = torch.log(-torch.expm1(log_pause.clamp(max=-1e-12)))
+    stop_here = torch.cat([stop_here[:, :-1], torch.zeros_like(stop_here[:, -1:])], 1)
+    p_stop = (reach + stop_here).exp()
+    k = torch.arange(n_k, dtype=ce.dtype, device=ce.device)
+    lam_t = torch.as_tensor(lam, dtype=ce.dtype, device=ce.device).reshape(-1, 1)
+    return (p_stop * (ce + lam_t * k)).sum(1), p_stop
+
+
+def _readings(logits: Float[Tensor, "batch pos vocab"], eq: Int[Tensor, " batch"], n_k: int
+              ) -> Float[Tensor, "batch k vocab"]:
+    pos = eq[:, None] + torch.arange(n_k, device=eq.device)
+    return logits.gather(1, pos[..., None].expand(-1, -1, logits.shape[-1]))
+
+
+def _split(read: Float[Tensor, "batch k vocab"], answer: Int[Tensor, " batch"], pause_id: int
+           ) -> tuple[Tensor, Tensor, Tensor]:
+    """log π_k, the answer-now log-probabilities (pause excluded) and the answer's CE."""
+    read = read.float() if read.dtype in (torch.float16, torch.bfloat16) else read
+    log_pause = read.log_softmax(-1)[..., pause_id]
+    rest = read.clone()
+    rest[..., pause_id] = -torch.inf
+    logp = rest.log_softmax(-1)
+    ce = -logp.gather(-1, answer[:, None, None].expand(-1, read.shape[1], 1))[..., 0]
+    return log_pause, logp, ce
+
+
+def _forward(model: Bridge, urgency: Urgency, tokens: Tensor, lam: Tensor) -> Tensor:
+    with urgency_input(model, urgency, lam):
+        return model(tokens)
+
+
+# -- training -------------------------------------------------------------------------------
+
+@dataclass
+class LearnedPauses:
+    """A trained learned-pause model.
+
+    Attributes:
+        config: the run.
+        model: the tiny ``TransformerBridge`` (its ``<pause>`` id set).
+        urgency: the learned urgency input.
+        history: ``step``, ``loss``, ``halt_loss``, ``mean_pauses`` (expected, training batch),
+            ``elapsed_s``, one row per 50 steps.
+        metrics: training time and the final held-out reading at ``lam_min`` and ``lam_max``.
+    """
+
+    config: LearnedPauseConfig
+    model: Any
+    urgency: Urgency
+    history: pd.DataFrame | None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pause_id(self) -> int:
+        return core_model.pause_id(self.model, required=True)
+
+
+def _build(cfg: LearnedPauseConfig) -> tuple[Bridge, Urgency]:
+    task = Parity(cfg.n_max)
+    tiny = TinyConfig(n_layers=cfg.n_layers, d_model=cfg.d_model, n_heads=cfg.n_heads,
+                      d_vocab=task.d_vocab, n_ctx=cfg.n_ctx, positional=cfg.positional,
+                      seed=cfg.seed)
+    dtype = getattr(torch, cfg.dtype)
+    model = load_model(tiny, device=cfg.device, dtype=dtype)
+    core_model.set_pause_id(model, task.vocab.pause_id)
+    urgency = Urgency(cfg.d_model, cfg.lam_min, cfg.lam_max, cfg.seed).to(
+        device=core_model.device(model), dtype=dtype)
+    return model, urgency
+
+
+def cost_ramp(cfg: LearnedPauseConfig, step: int) -> float:
+    """The fraction of λ charged at ``step`` (0 before ``ramp_start``, 1 from ``ramp_end``);
+    the exploration weight is ``explore · (1 − ramp)``."""
+    start, end = cfg.ramp_start * cfg.steps, cfg.ramp_end * cfg.steps
+    if step + 1 >= end:
+        return 1.0
+    return max(0.0, (step + 1 - start) / (end - start))
+
+
+def training_step_loss(model: Bridge, urgency: Urgency, cfg: LearnedPauseConfig, step: int
+                       ) -> tuple[Tensor, dict[str, float]]:
+    """The loss of training batch ``step`` (see the module docstring) and its parts."""
+    device = core_model.device(model)
+    pid = core_model.pause_id(model, required=True)
+    n_chain = round(cfg.cot_mixture * cfg.batch_size)
+    pb = pause_batch(cfg, cfg.batch_size - n_chain, (cfg.seed, step, 0))
+    g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+    lam = cfg.lam_min + (cfg.lam_max - cfg.lam_min) * torch.rand(len(pb.eq), generator=g,
+                                                                 dtype=torch.float64)
+    tokens = pb.tokens
+    if n_chain:
+        ct, targets = chain_batch(cfg, n_chain, (cfg.seed, step, 1))
+        width = max(tokens.shape[1], ct.shape[1])
+        pad = Parity(cfg.n_max).vocab.pad_id
+        tokens = torch.cat([torch.nn.functional.pad(tokens, (0, width - tokens.shape[1]),
+                                                    value=pad),
+                            torch.nn.functional.pad(ct, (0, width - ct.shape[1]), value=pad)])
+        targets = torch.nn.functional.pad(targets, (0, width - targets.shape[1]), value=IGNORE)
+        lam = torch.cat([lam, cfg.lam_min + (cfg.lam_max - cfg.lam_min) * torch.rand(
+            n_chain, generator=g, dtype=torch.float64)])
+    logits = _forward(model, urgency, tokens.to(device), lam.to(device))
+    n_pause = len(pb.eq)
+    read = _readings(logits[:n_pause], pb.eq.to(device), cfg.max_pauses + 1)
+    log_pause, _, ce = _split(read, pb.answer.to(device), pid)
+    ramp = cost_ramp(cfg, step)
+    if cfg.answer_after_n:
+        halt, p_stop = halting_loss(log_pause, ce.detach(), ramp * lam[:n_pause].to(device))
+        ks = torch.arange(ce.shape[1], device=device)
+        loss = halt.mean() + ce[ks[None] >= pb.n.to(device)[:, None]].mean()
+    else:
+        halt, p_stop = halting_loss(log_pause, ce, ramp * lam[:n_pause].to(device))
+        loss = halt.mean() + ce.mean()
+    if cfg.explore and ramp < 1:
+        # β·KL(P(stop) ‖ uniform) = β·(Σ_k P log P + log(K + 1)): keeps later stop points
+        # visible until the answers after them are good
+        neg_entropy = (p_stop * p_stop.clamp_min(1e-30).log()).sum(1).mean()
+        loss = loss + cfg.explore * (1 - ramp) * (neg_entropy + math.log(p_stop.shape[1]))
+    parts = dict(halt_loss=float(halt.detach().mean()), ce_at_once=float(ce[:, 0].detach().mean()),
+                 ce_at_cap=float(ce[:, -1].detach().mean()),
+                 mean_pauses=float((p_stop.detach() * torch.arange(p_stop.shape[1], device=device)).sum(1)
+                                   .mean()))
+    if n_chain:
+        # read from the answer-now distribution too (pause excluded): a full softmax would
+        # push the <pause> logit down everywhere and the model would learn never to pause
+        rest = logits[n_pause:].clone()
+        rest[..., pid] = -torch.inf
+        chain = torch.nn.functional.cross_entropy(rest.flatten(0, 1),
+                                                  targets.to(device).flatten())
+        loss = loss + chain
+        parts["chain_loss"] = float(chain.detach())
+    return loss, parts
+
+
+def train_learned_pauses(cfg: LearnedPauseConfig, out: str | os.PathLike | None = None, *,
+                         verbose: bool = True) -> LearnedPauses:
+    """Train a tiny model to request its own pauses (see the module docstring).
+
+    Args:
+        cfg: the run.
+        out: folder for ``checkpoint.safetensors``, ``config.json``, ``history.csv`` and
+            ``metrics.json`` (written atomically at the end; a run is short, so there is no
+            mid-run resume); ``None`` keeps everything in memory.
+        verbose: print a line every 50 steps.
+    """
+    model, urgency = _build(cfg)
+    params = [*model.parameters(), *urgency.parameters()]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    opt = torch.optim.AdamW([dict(params=decay, weight_decay=cfg.weight_decay),
+                             dict(params=no_decay, weight_decay=0.0)],
+                            lr=cfg.lr, betas=(0.9, 0.98))
+    model.train()
+    history, t0 = [], time.perf_counter()
+    for step in range(cfg.steps):
+        for group in opt.param_groups:
+            group["lr"] = cosine_lr(step, lr=cfg.lr, warmup=cfg.warmup, steps=cfg.steps,
+                                    min_lr_ratio=cfg.min_lr_ratio)
+        loss, parts = training_step_loss(model, urgency, cfg, step)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        opt.step()
+        if (step + 1) % 50 == 0 or step + 1 == cfg.steps:
+            row = dict(step=step + 1, loss=float(loss.detach()), **parts,
+                       elapsed_s=time.perf_counter() - t0)
+            history.append(row)
+            if verbose:
+                print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                               for k, v in row.items()), flush=True)
+    model.eval()
+    run = LearnedPauses(cfg, model, urgency, pd.DataFrame(history))
+    run.metrics = dict(train_seconds=time.perf_counter() - t0, steps=cfg.steps)
+    for lam in sorted({cfg.lam_min, cfg.lam_max}):
+        r = readout(run, lam, n_examples=cfg.eval_size)
+        run.metrics[f"lam={lam}"] = dict(accuracy=r.accuracy, mean_pauses=r.mean_pauses)
+    if out is not None:
+        save_learned_pauses(run, out)
+    return run
+
+
+def save_learned_pauses(run: LearnedPauses, out: str | os.PathLike) -> Path:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {f"model.{k}": v.detach().contiguous() for k, v in run.model.state_dict().items()}
+    tensors["urgency.u"] = run.urgency.u.detach().contiguous()
+    atomic_save_tensors(out / "checkpoint.safetensors", tensors)
+    atomic_write_text(out / "config.json", json.dumps(run.config.to_dict(), indent=1))
+    atomic_write_csv(out / "history.csv", run.history)
+    atomic_write_text(out / "metrics.json", json.dumps(run.metrics, indent=1))
+    return out
+
+
+def load_learned_pauses(out: str | os.PathLike) -> LearnedPauses:
+    """The run :func:`train_learned_pauses` saved in ``out``."""
+    out = Path(out)
+    if not (out / "checkpoint.safetensors").is_file() or not (out / "config.json").is_file():
+        raise InterpError(f"{out} holds no learned-pause run",
+                          "give the folder of train_learned_pauses(..., out=...) or "
+                          "`interp toy learned-pauses --out DIR`")
+    cfg = LearnedPauseConfig.from_dict(json.loads((out / "config.json").read_text()))
+    model, urgency = _build(cfg)
+    tensors = load_file(str(out / "checkpoint.safetensors"), device=str(core_model.device(model)))
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    with torch.no_grad():
+        urgency.u.copy_(tensors["urgency.u"])
+    model.eval()
+    history = pd.read_csv(out / "history.csv") if (out / "history.csv").is_file() else None
+    metrics = json.loads((out / "metrics.json").read_text())
+    return LearnedPauses(cfg, model, urgency, history, metrics)
+
+
+# -- reading the decision out -----------------------------------------------------------------
+
+@dataclass
+class PauseReadout:
+    """What the model does on held-out examples at one λ, for every pause count at once.
+
+    Attributes:
+        lam: the urgency input.
+        n: difficulty (bit-string length) per example.
+        wants_pause: ``[batch, k]``: after k pauses, ``<pause>`` is the argmax.
+        correct: ``[batch, k]``: the answer-now argmax is right after k pauses.
+        entropy: ``[batch, k]``: entropy (nats) of the answer-now distribution.
+        stop: the greedy decision: the first k where the model does not pause (K at the cap).
+    """
+
+    lam: float
+    n: Int[Tensor, " batch"]
+    wants_pause: Bool[Tensor, "batch k"]
+    correct: Bool[Tensor, "batch k"]
+    entropy: Float[Tensor, "batch k"]
+    stop: Int[Tensor, " batch"]
+
+    @property
+    def accuracy(self) -> float:
+        return self.accuracy_at(self.stop)
+
+    @property
+    def mean_pauses(self) -> float:
+        return float(self.stop.float().mean())
+
+    def accuracy_at(self, stop: Int[Tensor, " batch"]) -> float:
+        """Accuracy when example b answers after ``stop[b]`` pauses."""
+        return float(self.correct.gather(1, stop[:, None].long()).float().mean())
+
+
+@torch.no_grad()
+def readout(run: LearnedPauses, lam: float, *, n_examples: int = 1024, seed: int = 12345
+            ) -> PauseReadout:
+    """The model's decisions and answers after every pause count, from one forward pass over
+    ``n_examples`` held-out examples with the urgency input at ``lam``.
+
+    Raises:
+        InterpError: λ negative or outside the trained range.
+    """
+    cfg = run.config
+    cfg.check_lam(lam)
+    pb = held_out_batch(cfg, n_examples, seed)
+    device = core_model.device(run.model)
+    logits = _forward(run.model, run.urgency, pb.tokens.to(device),
+                      torch.full((n_examples,), float(lam), device=device))
+    read = _readings(logits, pb.eq.to(device), cfg.max_pauses + 1)
+    _, logp, _ = _split(read, pb.answer.to(device), run.pause_id)
+    wants = read.argmax(-1) == run.pause_id
+    wants[:, -1] = False  # the cap: after K pauses the model must answer
+    stop = wants.logical_not().float().argmax(1)
+    correct = logp.argmax(-1) == pb.answer.to(device)[:, None]
+    entropy = -(logp.exp() * logp.nan_to_num(neginf=0.0)).sum(-1)
+    return PauseReadout(float(lam), pb.n, wants.cpu(), correct.cpu(), entropy.cpu(), stop.cpu())
+
+
+def matched_stops(r: PauseReadout, policy: str, budget: float, seed: int = 0
+                  ) -> Int[Tensor, " batch"]:
+    """Per-example pause counts with mean ``budget`` placed by an outside policy:
+
+    * ``fixed``: the same count for every example (⌊budget⌋ or ⌈budget⌉, mixed so the mean is
+      the budget);
+    * ``random``: a binomial count, K trials of probability budget / K (seeded);
+    * ``entropy``: pause while the answer-now entropy exceeds a threshold, the threshold
+      chosen by bisection so the mean count is the budget (as close as the data allow): the
+      entropy trigger of :class:`interp.PausePolicy` applied to the answer;
+    * ``learned``: the model's own decision.
+    """
+    check_choice("pause policy", policy, POLICIES)
+    n_b, n_k = r.correct.shape
+    g = torch.Generator().manual_seed(seed)
+    if policy == "learned":
+        return r.stop
+    if policy == "fixed":
+        lo = math.floor(budget)
+        stop = torch.full((n_b,), lo, dtype=torch.long)
+        stop[torch.randperm(n_b, generator=g)[:round((budget - lo) * n_b)]] += 1
+        return stop.clamp(max=n_k - 1)
+    if policy == "random":
+        trials = torch.full((n_b,), float(n_k - 1), dtype=torch.float64)
+        return torch.binomial(trials, torch.full_like(trials, min(budget / (n_k - 1), 1.0)),
+                              generator=g).long()
+
+    def stops(tau: float) -> Tensor:
+        go = r.entropy <= tau
+        go[:, -1] = True
+        return go.float().argmax(1)
+
+    lo, hi = 0.0, float(r.entropy.max()) + 1.0
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if stops(mid).float().mean() <= budget else (mid, hi)
+    return stops(hi)
+
+
+def pause_frontier(run: LearnedPauses, lams: Sequence[float], *, n_examples: int = 1024,
+                   seed: int = 12345) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Accuracy against mean pauses per answer for each urgency λ, with the same budget
+    placed by the outside policies (:func:`matched_stops`), and pauses against difficulty.
+
+    Returns:
+        ``frontier``: one row per λ and policy (``lam``, ``policy``, ``mean_pauses``,
+        ``accuracy``, ``n``); ``difficulty``: one row per λ and length n (``lam``, ``n_bits``,
+        ``mean_pauses``, ``accuracy``, ``accuracy_no_pause``, ``count``).
+    """
+    for lam in lams:
+        run.config.check_lam(lam)
+    rows, diff = [], []
+    for lam in lams:
+        r = readout(run, lam, n_examples=n_examples, seed=seed)
+        for policy in POLICIES:
+            stop = matched_stops(r, policy, r.mean_pauses)
+            rows.append(dict(lam=lam, policy=policy, mean_pauses=float(stop.float().mean()),
+                             accuracy=r.accuracy_at(stop), n=len(stop)))
+        right = r.correct.gather(1, r.stop[:, None])[:, 0]
+        for n in sorted(set(r.n.tolist())):
+            m = r.n == n
+            diff.append(dict(lam=lam, n_bits=n, mean_pauses=float(r.stop[m].float().mean()),
+                             accuracy=float(right[m].float().mean()),
+                             accuracy_no_pause=float(r.correct[m, 0].float().mean()),
+                             count=int(m.sum())))
+    return pd.DataFrame(rows), pd.DataFrame(diff)
+
+
+# -- generation -------------------------------------------------------------------------------
+
+def generate_with_pauses(run: LearnedPauses, bits: Sequence[int] | str, lam: float, *,
+                         max_pauses: int | None = None, record: bool | Sequence[str] = True
+                         ) -> Generation:
+    """Let the model answer a parity prompt, requesting its own pauses (greedy, at most
+    ``max_pauses``, default the trained cap K), through :func:`interp.generate`: the K/V
+    written at every self-requested pause are in ``.recording`` (role ``pause``), the count
+    in ``.n_pauses``.
+
+    Raises:
+        InterpError: λ outside the trained range, a cap below 1, or bits that are not 0/1.
+    """
+    cfg = run.config
+    cfg.check_lam(lam)
+    cap = cfg.max_pauses if max_pauses is None else max_pauses
+    words = [str(b) for b in bits]
+    if not words or any(w not in ("0", "1") for w in words):
+        raise InterpError(f"parity bits {bits!r} are not a non-empty string of 0s and 1s",
+                          "give e.g. '10110' or [1, 0, 1, 1, 0]")
+    vocab = Parity(cfg.n_max).vocab
+    ids = vocab.encode([BOS, *words, "="])
+    seq = make_sequence(torch.tensor(ids), ["bos"] + ["prompt"] * (len(ids) - 1))
+    with urgency_input(run.model, run.urgency, float(lam)):
+        return generate(run.model, seq, max_new_tokens=1, max_pauses=cap, record=record)
+
+
+def learned_pause_study(cfg: LearnedPauseConfig, lams: Sequence[float],
+                        out: str | os.PathLike | None = None, *, n_examples: int = 1024,
+                        verbose: bool = True) -> tuple[LearnedPauses, pd.DataFrame, pd.DataFrame]:
+    """Train (or, when ``out`` holds a finished run of the same config, load) a learned-pause
+    model and measure it: :func:`pause_frontier` over ``lams``, written to ``out`` as
+    ``frontier.csv`` and ``difficulty.csv`` (what ``interp toy learned-pauses`` runs).
+
+    Raises:
+        InterpError: a λ outside ``[cfg.lam_min, cfg.lam_max]``, or ``out`` holding a run of
+            another configuration.
+    """
+    for lam in lams:
+        cfg.check_lam(lam)
+    run = None
+    if out is not None and (Path(out) / "metrics.json").is_file():
+        run = load_learned_pauses(out)
+        if run.config.to_dict() != cfg.to_dict():
+            diff = sorted(k for k, v in cfg.to_dict().items() if run.config.to_dict()[k] != v)
+            raise InterpError(f"{out} holds a learned-pause run of another configuration "
+                              f"({', '.join(diff)})", "use another output folder, or delete it")
+    if run is None:
+        run = train_learned_pauses(cfg, out, verbose=verbose)
+    frontier, difficulty = pause_frontier(run, lams, n_examples=n_examples)
+    if out is not None:
+        atomic_write_csv(Path(out) / "frontier.csv", frontier)
+        atomic_write_csv(Path(out) / "difficulty.csv", difficulty)
+    return run, frontier, difficulty
