@@ -145,24 +145,45 @@ def _site_name(site: str) -> str:
     return {"k": "key", "v": "value"}.get(site, site.replace("_", " "))
 
 
+def _log_bins(b: pd.DataFrame, per_decade: int) -> pd.DataFrame:
+    """Mean future share over log-spaced position bins (x: the bins' geometric mean position)."""
+    edges = np.unique(np.floor(np.geomspace(1, b.position.max() + 1,
+                                            int(np.log10(b.position.max() + 1) * per_decade) + 2)))
+    bins = pd.cut(b.position, edges, right=False)
+    return (b.assign(logpos=np.log(b.position)).groupby(bins, observed=True)
+            .agg(logpos=("logpos", "mean"), future_share=("future_share", "mean"),
+                 n=("position", "size"))
+            .assign(position=lambda g: np.exp(g.logpos)))
+
+
 def future_share_by_length(by_position: pd.DataFrame, site: str = "k", *,
-                           title: str | None = None) -> go.Figure:
+                           per_decade: int = 12, title: str | None = None) -> go.Figure:
     """Future share against position, one line per window length N (a table of
     :meth:`FutureGradients.by_position` rows with an ``n_tokens`` column, as the report's
     ``long_context.csv``), on a log position axis, with each length's fraction of later
     positions dashed: counting later losses predicts the share grows with N at a given
-    position."""
+    position. One window of thousands of tokens is noisy position by position, so each
+    length is drawn as its mean over ``per_decade`` log-spaced bins per decade, over the
+    per-position values drawn faintly."""
     t = by_position[(by_position.site == site) & (by_position.position > 0)]
     if t.empty:
         raise InterpError(f"no rows for site {site!r}",
                           f"choose among: {', '.join(sorted(by_position.site.unique()))}")
+    if per_decade < 1:
+        raise InterpError(f"per_decade={per_decade}", "give at least 1 bin per decade")
     fig = go.Figure()
     for color, (n, b) in zip(CYCLE, t.groupby("n_tokens"), strict=False):
         fig.add_trace(go.Scatter(
-            x=b.position, y=b.future_share, name=f"N = {n}", mode="lines",
-            line=dict(color=color, width=1.5),
+            x=b.position, y=b.future_share, showlegend=False, mode="lines", opacity=0.2,
+            line=dict(color=color, width=0.8),
             hovertemplate="position %{x}<br>future share %{y:.3f}<extra>N = " + str(n)
             + "</extra>"))
+        m = _log_bins(b, per_decade)
+        fig.add_trace(go.Scatter(
+            x=m.position, y=m.future_share, name=f"N = {n}", mode="lines+markers",
+            line=dict(color=color, width=2), marker=dict(size=4), customdata=m.n,
+            hovertemplate="positions near %{x:.0f}<br>mean future share %{y:.3f}"
+            "<br>%{customdata} positions<extra>N = " + str(n) + "</extra>"))
         fig.add_trace(go.Scatter(x=b.position, y=b.later_fraction, showlegend=False,
                                  mode="lines", line=dict(color=color, dash="dash", width=1),
                                  hoverinfo="skip"))

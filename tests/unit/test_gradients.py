@@ -269,3 +269,27 @@ def test_by_distance_window_over_kv_cache_equals_loop(tiny_llama_dir, monkeypatc
     starts.clear()
     interp.by_distance(model, seqs, **dict(kw, max_distance=40))
     assert starts == []
+
+
+def test_future_share_by_length_draws_log_binned_means():
+    """The thick line of each length is the mean share over log-spaced position bins: checked
+    against a mean taken by hand over the positions of each bin."""
+    import numpy as np
+
+    from interp.figures.gradients import future_share_by_length
+
+    rng = np.random.default_rng(0)
+    rows = [dict(site="k", position=p, n_tokens=n, future_share=rng.uniform(),
+                 later_fraction=1 - p / n) for n in (64, 300) for p in range(n)]
+    t = pd.DataFrame(rows)
+    fig = future_share_by_length(t, per_decade=3)
+    binned = [tr for tr in fig.data if tr.name == "N = 300"][0]
+    b = t[(t.n_tokens == 300) & (t.position > 0)]
+    edges = np.unique(np.floor(np.geomspace(1, 300, int(np.log10(300) * 3) + 2)))
+    assert len(binned.y) == len(edges) - 1
+    for lo, hi, y, x in zip(edges[:-1], edges[1:], binned.y, binned.x, strict=True):
+        inside = b[(b.position >= lo) & (b.position < hi)]
+        assert y == pytest.approx(inside.future_share.mean())
+        assert lo <= x < hi
+    with pytest.raises(interp.InterpError, match="per_decade=0"):
+        future_share_by_length(t, per_decade=0)
