@@ -54,6 +54,7 @@ __all__ = [
     "blocked_attention",
     "Prefill",
     "chunked_backward",
+    "chunked_target_grads",
     "detached_attention",
     "myopic_attention",
     "prefill",
@@ -141,13 +142,17 @@ class _BlockedAttention(torch.autograd.Function):
         q, *pieces = ctx.saved_tensors
         ks, vs = pieces[:ctx.n_pieces], pieces[ctx.n_pieces:]
         k, v = torch.cat(ks, -2), torch.cat(vs, -2)
-        spec, block, n_heads, k0 = ctx.spec, ctx.block, q.shape[1], ctx.k_start
+        spec, n_heads, k0, n_k = ctx.spec, q.shape[1], ctx.k_start, k.shape[-2]
         work = torch.promote_types(q.dtype, torch.float32)  # accumulate over blocks in >= fp32
-        dq = torch.zeros_like(q, dtype=work)
-        dk, dv = torch.zeros_like(k, dtype=work), torch.zeros_like(v, dtype=work)
-        pos = torch.arange(k0, k0 + k.shape[-2], device=q.device)
-        for start in range(0, q.shape[-2], block):
-            end = min(q.shape[-2], start + block)
+        pos = torch.arange(k0, k0 + n_k, device=q.device)
+        rows = tile_rows(ctx.block, n_k)
+        dqs, dk, dv = [], None, None
+        # the last tile first: its keys reach furthest, so dk and dv start as its gradient
+        # (padded to all keys) and every other tile adds into them in place. Under a batched
+        # VJP (torch.autograd.grad(..., is_grads_batched=True), as by_distance runs it) dz is
+        # vmapped: so are dk and dv then, and the in-place adds are allowed
+        for start in reversed(range(0, q.shape[-2], rows)):
+            end = min(q.shape[-2], start + rows)
             first, last = ctx.q_start + start, ctx.q_start + end  # absolute query positions
             lo = k0 if spec.window is None else max(k0, first - spec.window + 1)
             with torch.enable_grad():
@@ -157,14 +162,27 @@ class _BlockedAttention(torch.autograd.Function):
                 zb, _ = myopic_attention(qb, expand_kv(kb, n_heads), expand_kv(vb, n_heads), spec,
                                          pos[first - k0:last - k0], pos[lo - k0:last - k0],
                                          detach=ctx.detach)
-                gq, gk, gv = torch.autograd.grad(zb, (qb, kb, vb), dz[..., start:end, :])
-            dq[..., start:end, :] += gq
-            dk[..., lo - k0:last - k0, :] += gk
-            dv[..., lo - k0:last - k0, :] += gv
+                gq, gk, gv = torch.autograd.grad(zb, (qb, kb, vb),
+                                                 dz.narrow(-2, start, end - start))
+            dqs.append(gq.to(work))
+            if dk is None:
+                around = (0, 0, lo - k0, n_k - (last - k0))  # the tile's keys among all
+                dk = torch.nn.functional.pad(gk.to(work), around)
+                dv = torch.nn.functional.pad(gv.to(work), around)
+            else:
+                dk[..., lo - k0:last - k0, :] += gk
+                dv[..., lo - k0:last - k0, :] += gv
         sizes = [p.shape[-2] for p in ks]
         dks = [g.to(p.dtype) for g, p in zip(dk.split(sizes, -2), ks, strict=True)]
         dvs = [g.to(p.dtype) for g, p in zip(dv.split(sizes, -2), vs, strict=True)]
-        return (dq.to(q.dtype), None, None, None, None, None, None, *dks, *dvs)
+        return (torch.cat(dqs[::-1], -2).to(q.dtype), None, None, None, None, None, None, *dks, *dvs)
+
+
+def tile_rows(block: int, n_keys: int) -> int:
+    """Query rows per tile of the blocked backward: ``block``, fewer when the keys are more
+    than ``block``, so a tile holds at most block² scores per head at any length (the
+    backward's memory does not grow with the keys read)."""
+    return max(1, min(block, block * block // max(n_keys, 1)))
 
 
 def blocked_attention(
@@ -435,24 +453,41 @@ def _check_close(b: Tensor, z: Tensor, layer: int) -> None:
 
 @dataclass
 class Prefill:
-    """The keys and values of a sequence, computed without gradient: each layer's pieces, one
-    per chunk but the last (head-major, as the KV cache holds them), and the losses at the
-    positions fed (the first ``chunk`` + :data:`CHUNK_CHECK_SPAN` in one whole forward, the
-    rest in chunks over the cache)."""
+    """The keys and values of a sequence, computed without gradient: each layer's, for the
+    positions fed (head-major, as the KV cache holds them), and the losses there (the first
+    ``chunk`` + :data:`CHUNK_CHECK_SPAN` positions in one whole forward, the rest in chunks
+    over the cache)."""
 
     chunk: int
-    keys: list[list[Tensor]]
-    values: list[list[Tensor]]
+    keys: list[Float[Tensor, "batch kv_head fed d_head"]]
+    values: list[Float[Tensor, "batch kv_head fed d_head"]]
     losses: Float[Tensor, "batch fed"]
+
+    def leaves(self, bounds: list[int]) -> tuple[list[list[Tensor]], list[list[Tensor]]]:
+        """Per layer, the keys and values of positions ``bounds[j]..bounds[j + 1] - 1`` as
+        leaves that require grad (views: nothing is copied)."""
+        cut = list(zip(bounds[:-1], bounds[1:], strict=True))
+        return ([[k[..., s:e, :].detach().requires_grad_() for s, e in cut] for k in self.keys],
+                [[v[..., s:e, :].detach().requires_grad_() for s, e in cut] for v in self.values])
+
+    def cache(self, end: int):
+        """A fresh KV cache of the positions before ``end``."""
+        from transformers import DynamicCache
+
+        cache = DynamicCache()
+        if end:
+            for layer, (k, v) in enumerate(zip(self.keys, self.values, strict=True)):
+                cache.update(k[..., :end, :], v[..., :end, :], layer)
+        return cache
 
 
 def prefill(model: Bridge, tokens: Int[Tensor, "batch pos"], loss_mask: Bool[Tensor, "batch pos"],
-            chunk: int) -> Prefill:
-    """Run the model without gradient up to the start of the last chunk of ``chunk``
-    positions: the first chunk and :data:`CHUNK_CHECK_SPAN` more positions in one whole
-    forward (the reference :func:`chunked_backward` checks the cached forward against), the
-    rest in chunks over the KV cache (a chunked prefill). Call it outside any hooks; both
-    passes of the decomposition share it.
+            chunk: int, upto: int | None = None) -> Prefill:
+    """Run the model without gradient on the positions before ``upto`` (default: the start of
+    the last chunk of ``chunk`` positions): the first chunk and :data:`CHUNK_CHECK_SPAN` more
+    positions in one whole forward (the reference :func:`chunked_backward` checks the cached
+    forward against), the rest in chunks over the KV cache (a chunked prefill). Call it
+    outside any hooks; both passes of the decomposition share it.
 
     Raises:
         InterpError: a model that ignored the cache.
@@ -460,20 +495,18 @@ def prefill(model: Bridge, tokens: Int[Tensor, "batch pos"], loss_mask: Bool[Ten
     from transformers import DynamicCache
 
     n = tokens.shape[1]
-    last = (n - 1) // chunk * chunk  # where the last chunk starts
+    stop = max((n - 1) // chunk * chunk, 1) if upto is None else upto
     cache = DynamicCache()  # full-length layers: the hooks follow the model's own mask
     losses, s = [], 0
     with torch.no_grad():
-        while s < max(last, 1):
-            e = min(n, chunk + CHUNK_CHECK_SPAN) if s == 0 else min(last, s + chunk)
+        while s < stop:
+            e = min(n, chunk + CHUNK_CHECK_SPAN) if s == 0 else min(stop, s + chunk)
             logits = model(tokens[:, s:e], past_key_values=cache)
             core_model.check_cache_grew(cache, e, "or call with block_size=None")
             losses.append(_chunk_losses(logits, tokens, loss_mask, s))
             s = e
     kv = [core_model.cache_kv(cache, layer) for layer in range(model.cfg.n_layers)]
-    cut = range(0, last, chunk)
-    return Prefill(chunk, [[k[..., s:s + chunk, :] for s in cut] for k, _ in kv],
-                   [[v[..., s:s + chunk, :] for s in cut] for _, v in kv], torch.cat(losses, 1))
+    return Prefill(chunk, [k for k, _ in kv], [v for _, v in kv], torch.cat(losses, 1))
 
 
 def chunked_backward(model: Bridge, tokens: Int[Tensor, "batch pos"],
@@ -488,9 +521,9 @@ def chunked_backward(model: Bridge, tokens: Int[Tensor, "batch pos"],
     Exact: a position reaches later positions' losses only through its keys and values, so
     chunk j's gradient is its own losses' plus the gradient the later chunks' attention (run
     first) sent to its keys and values, which is fed back into its recomputed forward. Call
-    it inside :func:`recomputed_attention` over every layer, with ``block_size=pre.chunk``;
-    ``states`` are the layers' :class:`_Chunks` it yields; ``before_chunk(j)`` runs before
-    chunk j's forward (e.g. to file the gradients read during its backward).
+    it inside :func:`recomputed_attention` over every layer (blocked); ``states`` are the
+    layers' :class:`_Chunks` it yields; ``before_chunk(j)`` runs before chunk j's forward
+    (e.g. to file the gradients read during its backward).
 
     Returns:
         The losses ℓ_t, detached.
@@ -500,26 +533,18 @@ def chunked_backward(model: Bridge, tokens: Int[Tensor, "batch pos"],
             chunk and the start of the second in one whole forward (the cached forward would
             not be the model's computation), or a non-finite loss.
     """
-    from transformers import DynamicCache
-
     n, chunk = tokens.shape[1], pre.chunk
-    if len(states) != model.cfg.n_layers:
-        raise InterpError(f"chunked_backward over {len(states)} of {model.cfg.n_layers} layers",
-                          "enter recomputed_attention over every layer (layers=None)")
-    leaves_k = [[k.detach().requires_grad_() for k in ks] for ks in pre.keys]
-    leaves_v = [[v.detach().requires_grad_() for v in vs] for vs in pre.values]
-    out: dict[int, Tensor] = {}
+    _check_states(model, states)
     starts = list(range(0, n, chunk))
+    leaves_k, leaves_v = pre.leaves(starts)
+    out: dict[int, Tensor] = {}
     for j in reversed(range(len(starts))):
         s, e = starts[j], min(n, starts[j] + chunk)
-        cache = DynamicCache()
         for layer, state in enumerate(states):
             state.seed(leaves_k[layer][:j], leaves_v[layer][:j])
-            if j:
-                cache.update(torch.cat(pre.keys[layer][:j], -2),
-                             torch.cat(pre.values[layer][:j], -2), layer)
         if before_chunk is not None:
             before_chunk(j)
+        cache = pre.cache(s)
         logits = model(tokens[:, s:e], past_key_values=cache)
         core_model.check_cache_grew(cache, e, "or call with block_size=None")
         losses = _chunk_losses(logits, tokens, loss_mask, s)
@@ -547,6 +572,96 @@ def chunked_backward(model: Bridge, tokens: Int[Tensor, "batch pos"],
     for state in states:
         state.clear()
     return torch.cat([out[j] for j in sorted(out)], 1)
+
+
+def chunked_target_grads(
+    model: Bridge, tokens: Int[Tensor, "batch pos"], loss_mask: Bool[Tensor, "batch pos"],
+    pre: Prefill, states: list[_Chunks], start: int, targets: list[int],
+    acts: dict, on_grads: Callable[[int, dict], None],
+) -> None:
+    """The gradient of each target's loss ℓ_t, t in ``targets``, at the activations of the
+    positions ``start..max(targets)``, one chunk at a time, last chunk first (as
+    :func:`chunked_backward`, whose prefill ``pre`` must hold the keys and values of every
+    position before the last target): the targets' cotangents are batched
+    (``torch.autograd.grad(..., is_grads_batched=True)``), so each recomputed chunk serves
+    them all, and the keys and values of positions before ``start`` enter as constants (no
+    gradient before ``start`` is asked for, and a gradient at a position flows only to
+    earlier ones, so the rest is exact).
+
+    Call it inside hooks that file the activations to read in ``acts`` (``{key: tensor}``,
+    returning the tensor they are given, entered before :func:`recomputed_attention` over
+    every layer, blocked); ``on_grads(s, grads)`` gets, for the chunk starting at position
+    ``s``, ``{key: [len(targets), *activation shape]}``. Only the targets' logits are
+    computed (the unembedding's input is narrowed to them; in the other chunks to one
+    position).
+
+    Raises:
+        InterpError: target losses that differ from the prefill's (the cached forward would
+            not be the model's computation).
+    """
+    chunk, end = pre.chunk, targets[-1] + 1
+    _check_states(model, states)
+    bounds = list(range(start, end, chunk)) + [end]
+    leaves_k, leaves_v = pre.leaves(bounds[:-1])
+    fixed_k = [[k[..., :start, :]] if start else [] for k in pre.keys]
+    fixed_v = [[v[..., :start, :]] if start else [] for v in pre.values]
+    idx = torch.tensor(targets, device=tokens.device)
+    eye = torch.eye(len(targets), dtype=pre.losses.dtype, device=tokens.device)
+    received: dict[tuple[int, int], tuple[Tensor | None, Tensor | None]] = {}
+    for j in reversed(range(len(bounds) - 1)):
+        s, e = bounds[j], bounds[j + 1]
+        mine = ((idx >= s) & (idx < e)).nonzero()[:, 0]  # the targets in this chunk
+        for layer, state in enumerate(states):
+            state.seed(fixed_k[layer] + leaves_k[layer][:j], fixed_v[layer] + leaves_v[layer][:j])
+        cache = pre.cache(s)
+        rows = idx[mine] - s if len(mine) else torch.tensor([e - s - 1], device=tokens.device)
+        with model.hooks(fwd_hooks=[(hooks.UNEMBED_IN, lambda t, hook, rows=rows: t[:, rows])]):
+            logits = model(tokens[:, s:e], past_key_values=cache)
+        core_model.check_cache_grew(cache, e, "or call with block_size=None")
+        del cache
+        outs, grads = [], []
+        if len(mine):
+            at = idx[mine]
+            nll = next_token_nll(logits, tokens[:, at + 1])
+            part = torch.where(loss_mask[:, at], nll, torch.zeros_like(nll))
+            _check_chunked(part.detach(), pre.losses[:, at], chunk)
+            outs.append(part)
+            grads.append(eye[:, None, mine].expand(len(targets), *part.shape))
+        del logits
+        for layer, state in enumerate(states):  # the later chunks' gradient at this chunk's
+            for own, g in zip((state.keys[-1], state.values[-1]),  # keys and values
+                              received.pop((layer, j), (None, None)), strict=True):
+                if g is not None:
+                    outs.append(own)
+                    grads.append(g)
+        keys = list(acts)
+        earlier = [(layer, i, kind) for layer in range(len(states)) for i in range(j)
+                   for kind in (0, 1)]
+        inputs = [acts[key] for key in keys] + [(leaves_k, leaves_v)[kind][layer][i]
+                                                for layer, i, kind in earlier]
+        res = (torch.autograd.grad(outs, inputs, grads, is_grads_batched=True, allow_unused=True)
+               if outs else [None] * len(inputs))  # no target reads this chunk (a window)
+        # an activation no target reaches from here (the last layer's residual stream
+        # outside the targets' chunk) has no gradient: zero
+        on_grads(s, {key: torch.zeros((len(targets), *acts[key].shape), dtype=acts[key].dtype,
+                                      device=acts[key].device) if g is None else g
+                     for key, g in zip(keys, res[:len(keys)], strict=False)})
+        acts.clear()
+        for (layer, i, kind), g in zip(earlier, res[len(keys):], strict=True):
+            if g is not None:
+                have = list(received.get((layer, i), (None, None)))
+                have[kind] = g if have[kind] is None else have[kind] + g
+                received[(layer, i)] = (have[0], have[1])
+    for state in states:
+        state.clear()
+
+
+def _check_states(model: Bridge, states: list[_Chunks]) -> None:
+    if len(states) != model.cfg.n_layers or any(s.block_size is None for s in states):
+        raise InterpError(f"a chunked backward over {len(states)} of {model.cfg.n_layers} "
+                          "layers or with dense attention",
+                          "enter recomputed_attention over every layer (layers=None) with a "
+                          "block_size")
 
 
 def _chunk_losses(logits: Tensor, tokens: Tensor, loss_mask: Tensor, s: int) -> Tensor:

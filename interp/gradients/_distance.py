@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,8 +30,14 @@ from ._batches import (
     activation_gradients_only,
     iter_batches,
 )
-from ._decompose import _headline_site
-from ._detach import DEFAULT_BLOCK, recomputed_attention
+from ._decompose import _backward, _headline_site, _Reader
+from ._detach import (
+    DEFAULT_BLOCK,
+    check_block_size,
+    chunked_target_grads,
+    prefill,
+    recomputed_attention,
+)
 
 
 @dataclass
@@ -193,6 +200,7 @@ def by_distance(
     include_first: bool = False,
     method: str = "auto",
     pairs: bool = False,
+    block_size: int | None = DEFAULT_BLOCK,
     verbose: bool = True,
 ) -> ByDistance:
     """‖∂ℓ_t/∂x_i‖ for every target t ≥ i, aggregated by distance d = t − i per layer and site.
@@ -212,6 +220,18 @@ def by_distance(
       t₀ − ``max_distance`` on, over a cache of the positions before it (as constants; they
       are the full forward's keys and values). The cost per target is then about
       ``max_distance + chunk_size`` positions instead of t. Native models run the prefix.
+
+    **At memory linear in the length** (``block_size``, on a model with a KV cache): a
+    no-gradient prefill keeps every position's keys and values; the total gradient is the
+    chunked backward of :func:`future_gradients`; each chunk of targets then recomputes the
+    model's forward ``block_size`` positions at a time, last first, over a cache of the
+    prefill's keys and values, from the window's start (position 0 when every distance is
+    kept) to its last target, and backpropagates the targets' batched cotangents through
+    interp's blocked attention (:func:`~interp.gradients._detach.chunked_target_grads`),
+    filing each chunk's terms before the next. Only one chunk's activations exist at a time;
+    what grows with the length is every position's keys and values, their gradients for the
+    chunk's targets (``chunk_size`` copies: lower it at long context) and the total gradient
+    at the sites.
 
     The prefix's and the window's activations are those of the full forward, so the result
     is the loop's up to float rounding. One ordinary backward gives the total g_i = ∂L/∂x_i,
@@ -233,6 +253,11 @@ def by_distance(
             is_grads_batched=True)`` call; memory grows with ``chunk_size``), ``"loop"`` (the
             reference: one forward, one backward per target through the whole graph), or
             ``"auto"``: ``prefix-batched`` (the fastest measured on the CPU; batched VJPs suit a GPU too).
+        block_size: run the forward and backward over chunks of this many positions (with
+            interp's blocked attention) on a model with a KV cache, so memory grows linearly
+            with the length; ``None``: the prefix or window forward in one piece, the
+            pattern kept (quadratic with every distance). TransformerLens-native models
+            (no cache) run the prefix with the blocked total pass either way.
         pairs: also keep every term ‖∂ℓ_t/∂x_i‖ before it is summed (:attr:`ByDistance.pairs`,
             for the token view :func:`interp.figures.tokens.who_reads_me_view`); the table
             grows with the number of positions times ``max_distance``.
@@ -245,6 +270,7 @@ def by_distance(
         raise InterpError(f"max_distance={max_distance}", "use max_distance >= 0")
     if chunk_size < 1:
         raise InterpError(f"chunk_size={chunk_size}", "use chunk_size >= 1")
+    check_block_size(block_size)
     sites = resolve_sites(sites, SITES)
     layers = resolve_layers(model, layers)
     keys = [(s, layer) for layer in layers for s in sites]
@@ -258,7 +284,12 @@ def by_distance(
     with activation_gradients_only(model), tqdm(total=total, disable=not verbose,
                                                 desc="gradients by distance", unit="seq") as bar:
         for batch in batches:
-            _one_batch(model, batch, keys, acc, device, chunk_size, method)
+            if (block_size is not None and method != "loop"
+                    and core_model.supports_cache(model)):
+                _chunked_batch(model, batch, sites, layers, acc, device, chunk_size, method,
+                               block_size)
+            else:
+                _one_batch(model, batch, keys, acc, device, chunk_size, method, block_size)
             if pairs:
                 tokens.append(_token_strings(model, batch))
             bar.update(len(batch.names))
@@ -302,7 +333,8 @@ def choose_method(method: str, device: torch.device) -> str:
 
 
 def _forward(model: Bridge, tokens: Tensor, keys, in_loss: Tensor, targets: list[int] | None,
-             *, start: int = 0, past=None, want_cache: bool = False):
+             *, start: int = 0, past=None, want_cache: bool = False,
+             block_size: int | None = DEFAULT_BLOCK):
     """Forward with the sites captured; return ({key: activation}, losses, cache or None).
 
     ``targets=None``: ℓ at every position, ``[batch, pos]`` (and, with ``want_cache``, the
@@ -323,10 +355,10 @@ def _forward(model: Bridge, tokens: Tensor, keys, in_loss: Tensor, targets: list
 
     fwd = [(hook_name(s, layer), make((s, layer))) for s, layer in keys]
     if targets is None:
-        # the total gradient's backward runs over blocks of queries: memory linear in the
-        # length (the chunks' forwards run over windows when a KV cache allows); entered
-        # after the site hooks, so it reads the views they return
-        blocked = recomputed_attention(model, detach=False, block_size=DEFAULT_BLOCK)
+        # blocked, the total gradient's backward runs over blocks of queries (no pattern
+        # kept); entered after the site hooks, so it reads the views they return
+        blocked = (recomputed_attention(model, detach=False, block_size=block_size)
+                   if block_size is not None else nullcontext())
         with model.hooks(fwd_hooks=fwd), blocked:
             if want_cache:
                 logits, cache = model(tokens, return_type="logits_and_cache")
@@ -346,8 +378,56 @@ def _forward(model: Bridge, tokens: Tensor, keys, in_loss: Tensor, targets: list
     return acts, torch.where(in_loss[:, idx], nll, torch.zeros_like(nll)), None
 
 
+def _chunked_batch(model: Bridge, batch: Batch, sites, layers, acc: _Accumulator, device,
+                   chunk_size: int, method: str, block: int) -> None:
+    """One batch at memory linear in its length (a model with a KV cache): the prefill, the
+    total gradient by the chunked backward, then each chunk of targets by
+    :func:`~interp.gradients._detach.chunked_target_grads` from the window's start."""
+    tokens = batch.tokens.to(device)
+    in_loss = batch.loss_mask.to(device)
+    n = tokens.shape[1]
+    valid = torch.tensor([[r != "pad" for r in roles] for roles in batch.roles], device=device)
+    targets = [t for t in range(n) if bool(in_loss[:, t].any())]
+    step = 1 if method == "prefix" else chunk_size
+    pre = prefill(model, tokens, in_loss, block, upto=n)
+    total = _backward(model, Batch(tokens, batch.roles, batch.original_position, in_loss,
+                                   batch.names, batch.numbers), _Reader(sites, layers), False,
+                      block, pre)
+    g_tot = {key: g if g.ndim == 4 else g[:, :, None] for key, g in total.items()}
+    for key in sorted(g_tot, key=lambda k: -k[1]):
+        acc.add_total(key, g_tot[key], valid)
+    del total
+    acts: dict = {}
+
+    def keep(key):
+        def hook(t: Tensor, hook) -> Tensor:
+            acts[key] = t  # returned, so this view is the one on the live path
+            return t
+
+        return hook
+
+    fwd = [(hook_name(s, layer), keep((s, layer))) for s, layer in g_tot]
+    # under a batched VJP every tile of the blocked backward holds chunk_size copies of its
+    # scores: smaller tiles keep them at one block's worth
+    tile = max(1, int(block / min(step, len(targets)) ** 0.5))
+    with model.hooks(fwd_hooks=fwd), recomputed_attention(model, detach=False,
+                                                          block_size=tile) as states:
+        for c in range(0, len(targets), step):
+            chunk = targets[c:c + step]
+
+            def file(s: int, grads: dict, chunk=chunk) -> None:
+                for key, g in grads.items():
+                    g = g if g.ndim == 5 else g[:, :, :, None]
+                    m = g.shape[2]
+                    acc.add(key, chunk, g, g_tot[key][:, s:s + m], valid[:, s:s + m], in_loss,
+                            s, batch)
+
+            chunked_target_grads(model, tokens, in_loss, pre, states, max(0, chunk[0] - acc.d),
+                                 chunk, acts, file)
+
+
 def _one_batch(model: Bridge, batch: Batch, keys, acc: _Accumulator, device, chunk_size: int,
-               method: str) -> None:
+               method: str, block_size: int | None) -> None:
     tokens = batch.tokens.to(device)
     in_loss = batch.loss_mask.to(device)
     n = tokens.shape[1]
@@ -359,7 +439,8 @@ def _one_batch(model: Bridge, batch: Batch, keys, acc: _Accumulator, device, chu
     # gradient before position chunk[0] − max_distance: run it over a cache of that prefix
     windowed = (method != "loop" and core_model.supports_cache(model)
                 and any(ch[0] > acc.d for ch in chunks))
-    acts, losses, past = _forward(model, tokens, keys, in_loss, None, want_cache=windowed)
+    acts, losses, past = _forward(model, tokens, keys, in_loss, None, want_cache=windowed,
+                                  block_size=block_size)
     inputs = [acts[k] for k in keys]
     g_tot = torch.autograd.grad(losses.sum(), inputs, retain_graph=method == "loop")
     g_tot = [g if g.ndim == 4 else g[:, :, None] for g in g_tot]

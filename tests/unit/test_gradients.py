@@ -243,18 +243,18 @@ def test_by_distance_prefix_equals_loop_with_padding_and_pauses(tiny_model64):
 
 
 def test_by_distance_window_over_kv_cache_equals_loop(tiny_llama_dir, monkeypatch):
-    # a Hugging Face model has a KV cache: chunks that start more than max_distance tokens in
-    # run on a window over a cache of the prefix. Exact against the reference loop (float64),
-    # with right padding and filler positions, and the window path is really taken. Tolerance
-    # 1e-6: Hugging Face's LlamaRMSNorm computes in float32 even in a float64 model, so the
-    # unwindowed prefix methods differ from the loop by 4e-8 too; a wrong window (positions,
-    # cache ignored) is off by far more
+    # a Hugging Face model has a KV cache: on the dense path (block_size=None) chunks that
+    # start more than max_distance tokens in run on a window over a cache of the prefix.
+    # Exact against the reference loop (float64), with right padding and filler positions,
+    # and the window path is really taken. Tolerance 1e-6: Hugging Face's LlamaRMSNorm
+    # computes in float32 even in a float64 model, so the unwindowed prefix methods differ
+    # from the loop by 4e-8 too; a wrong window (positions, cache ignored) is off by far more
     from interp.core import model as core_model
 
     model = interp.load_model(tiny_llama_dir, device="cpu", dtype=torch.float64)
     seqs = [interp.make_sequence(torch.randint(3, 61, (n,))) for n in (30, 21)]
     kw = dict(max_distance=5, batch_size=2, policy=interp.PausePolicy(every=4, filler=5),
-              sites=("k", "v", "resid_post"), verbose=False)
+              sites=("k", "v", "resid_post"), block_size=None, verbose=False)
     starts = []
     cut = core_model.cache_prefix
     monkeypatch.setattr(core_model, "cache_prefix",
@@ -269,6 +269,42 @@ def test_by_distance_window_over_kv_cache_equals_loop(tiny_llama_dir, monkeypatc
     starts.clear()
     interp.by_distance(model, seqs, **dict(kw, max_distance=40))
     assert starts == []
+
+
+@pytest.mark.parametrize("max_distance", [5, 40])
+def test_by_distance_chunked_equals_loop_and_dense(tiny_llama_dir, monkeypatch, max_distance):
+    # at linear memory (the default on a model with a KV cache): a prefill, the chunked total
+    # backward, then per chunk of targets the forward recomputed block_size positions at a
+    # time over the prefill's cache, last first, with batched cotangents through the blocked
+    # attention. Against the reference loop and the dense path (block_size=None), float64,
+    # right padding and fillers, blocks that do not divide the lengths (30 and 21 positions
+    # with pauses), a target chunk that straddles blocks, and windows (max_distance 5) as well
+    # as every distance (40). Tolerance as above: the bridge's float32 RMSNorm and softmax
+    from interp.gradients import _detach
+
+    model = interp.load_model(tiny_llama_dir, device="cpu", dtype=torch.float64)
+    seqs = [interp.make_sequence(torch.randint(3, 61, (n,))) for n in (30, 21)]
+    kw = dict(max_distance=max_distance, batch_size=2, policy=interp.PausePolicy(every=4, filler=5),
+              sites=("k", "v", "resid_post"), verbose=False)
+    loop = interp.by_distance(model, seqs, method="loop", **kw).table
+    dense = interp.by_distance(model, seqs, block_size=None, **kw).table
+    pd.testing.assert_frame_equal(dense, loop, rtol=1e-6, atol=1e-8)
+    passes = []
+    real = _detach.chunked_target_grads
+    monkeypatch.setattr(_detach, "chunked_target_grads", lambda *a, **k: passes.append(
+        (a[5], a[6], a[3].chunk)) or real(*a, **k))
+    from interp.gradients import _distance
+    monkeypatch.setattr(_distance, "chunked_target_grads", _detach.chunked_target_grads)
+    for block, chunk, method in ((4, 3, "prefix-batched"), (7, 16, "auto"), (13, 5, "prefix")):
+        passes.clear()
+        got = interp.by_distance(model, seqs, method=method, chunk_size=chunk, block_size=block,
+                                 **kw).table
+        pd.testing.assert_frame_equal(got, loop, rtol=1e-6, atol=1e-8)
+        # the chunked passes ran, over several blocks, from the window's start
+        assert passes and all(b == block for _, _, b in passes)
+        assert max(ts[-1] - s for s, ts, _ in passes) >= min(2 * block, max_distance)
+        starts = [s for s, _, _ in passes]
+        assert (max(starts) > 0) == (max_distance < 30)
 
 
 def test_future_share_by_length_draws_log_binned_means():
