@@ -38,6 +38,7 @@ from ._detach import (
     prefill,
     recomputed_attention,
 )
+from ._memory import check_fits
 
 
 @dataclass
@@ -265,6 +266,12 @@ def by_distance(
 
     Returns:
         A :class:`ByDistance` table.
+
+    Raises:
+        InterpError: ``max_distance < 0``, ``chunk_size < 1``, ``block_size < 1``, a sequence
+            longer than the model's context, or a batch whose estimated memory
+            (:mod:`interp.gradients._memory`, with ``chunk_size`` copies of every key and
+            value gradient) exceeds what is available, before any forward pass.
     """
     if max_distance < 0:
         raise InterpError(f"max_distance={max_distance}", "use max_distance >= 0")
@@ -284,8 +291,11 @@ def by_distance(
     with activation_gradients_only(model), tqdm(total=total, disable=not verbose,
                                                 desc="gradients by distance", unit="seq") as bar:
         for batch in batches:
-            if (block_size is not None and method != "loop"
-                    and core_model.supports_cache(model)):
+            chunked = (block_size is not None and method != "loop"
+                       and core_model.supports_cache(model))
+            check_fits(model, *batch.tokens.shape, block_size, device,
+                       targets=1 if method == "prefix" else chunk_size, what="by_distance")
+            if chunked:
                 _chunked_batch(model, batch, sites, layers, acc, device, chunk_size, method,
                                block_size)
             else:

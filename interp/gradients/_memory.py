@@ -75,8 +75,11 @@ class Shape:
                    supports_cache(model))
 
 
-def estimate_bytes(shape: Shape, n_batch: int, n_pos: int, block_size: int | None) -> float:
-    """Estimated peak bytes of one pass (weights included) on ``n_batch`` windows of ``n_pos``."""
+def estimate_bytes(shape: Shape, n_batch: int, n_pos: int, block_size: int | None,
+                   targets: int = 0) -> float:
+    """Estimated peak bytes of one pass (weights included) on ``n_batch`` windows of ``n_pos``;
+    with ``targets``, a pass of :func:`interp.by_distance` run in chunks, which also holds
+    every position's key and value gradient once per target of a chunk."""
     per_token = (shape.elem * PER_LAYER_TOKEN * (shape.d_model + shape.d_mlp) * shape.n_layers
                  + 4 * shape.d_vocab)
     chunked = block_size is not None and shape.chunked and n_pos > block_size
@@ -84,7 +87,7 @@ def estimate_bytes(shape: Shape, n_batch: int, n_pos: int, block_size: int | Non
     kept = n_batch * rows * per_token
     if chunked:  # every token's keys and values, and the gradients read at the sites
         kept += (n_batch * n_pos * shape.elem * shape.n_layers
-                 * (KV_COPIES * 2 * shape.d_kv + shape.d_model + 2 * shape.d_kv))
+                 * ((KV_COPIES + targets) * 2 * shape.d_kv + shape.d_model + 2 * shape.d_kv))
     square = n_batch * rows * n_pos * (FORWARD_SQUARES * shape.n_heads * 4 + shape.elem)
     if block_size is None:  # the dense path keeps two patterns per layer
         square += n_batch * n_pos**2 * 2 * shape.n_heads * 4 * shape.n_layers
@@ -103,31 +106,33 @@ def available_bytes(device: torch.device) -> float:
 
 
 def fits(model: Bridge, n_batch: int, n_pos: int, block_size: int | None,
-         device: torch.device) -> bool:
+         device: torch.device, targets: int = 0) -> bool:
     """Whether the estimate is within the memory available now."""
-    need = estimate_bytes(Shape.from_model(model), n_batch, n_pos, block_size)
+    need = estimate_bytes(Shape.from_model(model), n_batch, n_pos, block_size, targets)
     return need <= available_bytes(device)
 
 
 def check_fits(model: Bridge, n_batch: int, n_pos: int, block_size: int | None,
-               device: torch.device) -> None:
+               device: torch.device, targets: int = 0, what: str = "the decomposition") -> None:
     """Raise before the forward pass when the estimate exceeds the memory available.
 
     Raises:
         InterpError: naming the estimate, what is available and the longest window that fits.
     """
     shape = Shape.from_model(model)
-    need, have = estimate_bytes(shape, n_batch, n_pos, block_size), available_bytes(device)
+    need = estimate_bytes(shape, n_batch, n_pos, block_size, targets)
+    have = available_bytes(device)
     if need <= have:
         return
     fits = n_pos
-    while fits > 2 and estimate_bytes(shape, n_batch, fits, block_size) > have:
+    while fits > 2 and estimate_bytes(shape, n_batch, fits, block_size, targets) > have:
         fits = int(fits * 0.9)
     raise InterpError(
-        f"{n_batch} window(s) of {n_pos} tokens need about {need / GIB:.1f} GiB for the "
-        f"decomposition (block_size={block_size}; estimate of interp.gradients._memory: "
+        f"{n_batch} window(s) of {n_pos} tokens need about {need / GIB:.1f} GiB for {what} "
+        f"(block_size={block_size}; estimate of interp.gradients._memory: "
         f"{(need - shape.n_params * shape.elem) / GIB:.1f} GiB of activations) but "
         f"{have / GIB:.1f} GiB are available on {device}",
         f"use windows of at most about {fits} tokens (n_tokens={fits}), batch_size=1, "
-        "block_size (not None), a bfloat16 model, or a machine with more memory",
+        "block_size (not None), a bfloat16 model, "
+        + ("a smaller chunk_size, " if targets else "") + "or a machine with more memory",
     )

@@ -72,6 +72,17 @@ def test_block_size_below_one_is_refused(tiny_model):
     with pytest.raises(interp.InterpError, match=r"block_size=-1"):
         with interp.detached_attention(tiny_model, block_size=-1):
             pass
+    with pytest.raises(interp.InterpError, match=r"(?s)block_size=0.*at least one query"):
+        interp.by_distance(tiny_model, torch.randint(0, 61, (1, 5)), 4, block_size=0,
+                           verbose=False)
+
+
+def test_window_beyond_the_context_is_refused(tiny_model):
+    n_ctx = tiny_model.cfg.n_ctx
+    for fn in (interp.future_gradients, lambda m, t, **kw: interp.by_distance(m, t, 4, **kw)):
+        with pytest.raises(interp.InterpError, match=rf"(?s){n_ctx + 1} tokens is longer than "
+                                                     rf"the model's context of {n_ctx}.*at most"):
+            fn(tiny_model, torch.randint(0, 61, (1, n_ctx + 1)), verbose=False)
 
 
 def test_window_that_does_not_fit_names_the_estimate(tiny_model, monkeypatch):
@@ -98,6 +109,14 @@ def test_window_that_does_not_fit_names_the_estimate(tiny_model, monkeypatch):
                                                  r"available on cpu.*n_tokens=\d+"):
         interp.future_gradients(tiny_model, torch.randint(0, 61, (1, 60)), block_size=16,
                                 verbose=False)
+    # by_distance holds chunk_size copies of the key and value gradients more: refused too
+    chunked = dataclasses.replace(shape, chunked=True)  # (a model with a KV cache)
+    assert (_memory.estimate_bytes(chunked, 1, 60, 16, targets=16)
+            > _memory.estimate_bytes(chunked, 1, 60, 16))
+    with pytest.raises(interp.InterpError, match=r"(?s)60 tokens need about .* GiB for "
+                                                 r"by_distance.*smaller chunk_size"):
+        interp.by_distance(tiny_model, torch.randint(0, 61, (1, 60)), 4, block_size=16,
+                           verbose=False)
     tiny_model.reset_hooks()
     assert not calls
 
@@ -186,9 +205,3 @@ def test_a_cache_the_hooks_did_not_fill_is_refused(llama64):
             with pytest.raises(interp.InterpError, match=r"layer 0: the model attended over 4 "
                                                          r"cached positions"):
                 llama64(tokens[:, 4:], past_key_values=cache)
-
-
-def test_window_beyond_the_context_is_refused(tiny_model):
-    with pytest.raises(interp.InterpError, match=r"(?s)65 tokens is longer than the model's "
-                                                 r"context of 64.*at most 64 tokens"):
-        interp.future_gradients(tiny_model, torch.randint(0, 61, (1, 65)), verbose=False)
