@@ -24,7 +24,8 @@ Measured side by side in one run (ratios are what count on a shared machine):
    wall time, peak resident memory (``ru_maxrss``: the whole process, weights included) and
    the future share against position; then a table of each against N = 512 (the first N),
    and the peak-RSS ratio per doubling. ``--block`` sets the attention block (``dense``: the
-   dense path, to compare).
+   dense path, to compare). ``--parts long-distance`` does the same for :func:`by_distance`
+   (sites k, v) with the first of ``--max-distances`` and ``--chunk-size``.
 
     OMP_NUM_THREADS=2 python benchmarks/bench_gradients.py [--n 256] [--n-distance 128,512]
 """
@@ -145,12 +146,19 @@ def main() -> None:
     if "long-one" in parts:  # one length in this process, so ru_maxrss is its own peak
         _long_one(model, int(args.n_long), block)
         return
-    if "long" in parts:
+    if "long-distance-one" in parts:
+        _long_distance_one(model, int(args.n_long), block, args.max_distances.split(",")[0],
+                           args.chunk_size)
+        return
+    for part in ("long", "long-distance"):
+        if part not in parts:
+            continue
         runs = []
         for n in args.n_long.split(","):
-            out = subprocess.run([sys.executable, __file__, "--parts", "long-one", "--n-long", n,
-                                  "--block", args.block], check=True, capture_output=True,
-                                 text=True).stdout
+            out = subprocess.run([sys.executable, __file__, "--parts", f"{part}-one", "--n-long",
+                                  n, "--block", args.block, "--max-distances",
+                                  args.max_distances, "--chunk-size", str(args.chunk_size)],
+                                 check=True, capture_output=True, text=True).stdout
             print(out.strip().splitlines()[-2], flush=True)
             runs.append(json.loads(out.strip().splitlines()[-1]))
         _long_table(runs, args.block)
@@ -279,6 +287,21 @@ def _long_one(model, n: int, block: int | None) -> None:
           f"{s.loc['k', 'future_share']:.3f}, v {s.loc['v', 'future_share']:.3f}; k by position "
           + ", ".join(f"[{a},{b}) {x:.3f}" for a, b, x in zip(bins[:-1], bins[1:], shares,
                                                                strict=True)), flush=True)
+    print(json.dumps(dict(n=n, t=t, rss=rss)), flush=True)
+
+
+def _long_distance_one(model, n: int, block: int | None, dist: str, chunk: int) -> None:
+    """by_distance (sites k, v) on one window of n tokens, keeping distances up to ``dist``
+    (``all``: every one): time, peak RSS, the share at distances 0 and 1."""
+    seq = _window(model, n)
+    t, bd = _timed(lambda: by_distance(model, seq, n if dist == "all" else int(dist),
+                                       sites=("k", "v"), block_size=block, chunk_size=chunk,
+                                       verbose=False))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
+    k = bd.table[bd.table.site == "k"].groupby("distance").share.sum() / model.cfg.n_layers
+    print(f"by distance N={n}, max distance {dist}, chunk {chunk}: {t:.1f} s, peak RSS "
+          f"{rss:.2f} GiB; mean share of k over layers at d = 0, 1: {k[0]:.3f}, {k[1]:.3f}",
+          flush=True)
     print(json.dumps(dict(n=n, t=t, rss=rss)), flush=True)
 
 

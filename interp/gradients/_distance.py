@@ -222,7 +222,7 @@ def by_distance(
       are the full forward's keys and values). The cost per target is then about
       ``max_distance + chunk_size`` positions instead of t. Native models run the prefix.
 
-    **At memory linear in the length** (``block_size``, on a model with a KV cache): a
+    **At memory linear in the length** (longer than ``block_size``, with a KV cache): a
     no-gradient prefill keeps every position's keys and values; the total gradient is the
     chunked backward of :func:`future_gradients`; each chunk of targets then recomputes the
     model's forward ``block_size`` positions at a time, last first, over a cache of the
@@ -254,11 +254,12 @@ def by_distance(
             is_grads_batched=True)`` call; memory grows with ``chunk_size``), ``"loop"`` (the
             reference: one forward, one backward per target through the whole graph), or
             ``"auto"``: ``prefix-batched`` (the fastest measured on the CPU; batched VJPs suit a GPU too).
-        block_size: run the forward and backward over chunks of this many positions (with
-            interp's blocked attention) on a model with a KV cache, so memory grows linearly
-            with the length; ``None``: the prefix or window forward in one piece, the
-            pattern kept (quadratic with every distance). TransformerLens-native models
-            (no cache) run the prefix with the blocked total pass either way.
+        block_size: sequences longer than this, on a model with a KV cache, run the forward
+            and backward in chunks of this many positions with interp's blocked attention,
+            so memory grows linearly with the length; shorter ones, and ``None``, run the
+            prefix or window forward in one piece (faster; its pattern is kept, quadratic
+            with every distance). TransformerLens-native models (no cache) run the prefix,
+            their total pass blocked.
         pairs: also keep every term ‖∂ℓ_t/∂x_i‖ before it is summed (:attr:`ByDistance.pairs`,
             for the token view :func:`interp.figures.tokens.who_reads_me_view`); the table
             grows with the number of positions times ``max_distance``.
@@ -291,8 +292,10 @@ def by_distance(
     with activation_gradients_only(model), tqdm(total=total, disable=not verbose,
                                                 desc="gradients by distance", unit="seq") as bar:
         for batch in batches:
-            chunked = (block_size is not None and method != "loop"
-                       and core_model.supports_cache(model))
+            # longer than a block, on a model with a KV cache: run in chunks (memory linear
+            # in the length); shorter, the prefix / window forward is as small and faster
+            chunked = (block_size is not None and batch.tokens.shape[1] > block_size
+                       and method != "loop" and core_model.supports_cache(model))
             check_fits(model, *batch.tokens.shape, block_size, device,
                        targets=1 if method == "prefix" else chunk_size, what="by_distance")
             if chunked:
