@@ -25,7 +25,9 @@ Measured side by side in one run (ratios are what count on a shared machine):
    the future share against position; then a table of each against N = 512 (the first N),
    and the peak-RSS ratio per doubling. ``--block`` sets the attention block (``dense``: the
    dense path, to compare). ``--parts long-distance`` does the same for :func:`by_distance`
-   (sites k, v) with the first of ``--max-distances`` and ``--chunk-size``.
+   (sites k, v) with the first of ``--max-distances`` and ``--chunk-size``;
+7. ``--parts memory-model``: the estimated peak memory (:mod:`interp.gradients._memory`) for
+   SmolLM2, a 1B and an 8B Llama-type model, the table of docs/concepts/long-context.md.
 
     OMP_NUM_THREADS=2 python benchmarks/bench_gradients.py [--n 256] [--n-distance 128,512]
 """
@@ -120,6 +122,9 @@ def main() -> None:
                     help="comma-separated subset of the measurements to run")
     args = ap.parse_args()
     parts = set(args.parts.split(","))
+    if args.parts == "memory-model":  # no model needed
+        _memory_model()
+        return
     model = interp.load_model(device="cpu")
     layers = list(range(model.cfg.n_layers))
     sites = ("k", "v", "resid_post")
@@ -303,6 +308,27 @@ def _long_distance_one(model, n: int, block: int | None, dist: str, chunk: int) 
           f"{rss:.2f} GiB; mean share of k over layers at d = 0, 1: {k[0]:.3f}, {k[1]:.3f}",
           flush=True)
     print(json.dumps(dict(n=n, t=t, rss=rss)), flush=True)
+
+
+def _memory_model() -> None:
+    """The estimated peak (GiB, weights included, one window, block 512) of the decomposition
+    for SmolLM2, a 1B and an 8B Llama-type model (docs/concepts/long-context.md's table)."""
+    from interp.gradients._memory import GIB, Shape, estimate_bytes
+
+    shapes = {  # n_layers, d_model, d_mlp, n_heads, d_vocab, n_params, d_kv
+        "SmolLM2-135M": (30, 576, 1536, 9, 49152, 134_515_008, 3 * 64),
+        "Llama-3.2-1B": (16, 2048, 8192, 32, 128256, 1_235_814_400, 8 * 64),
+        "Llama-3.1-8B": (32, 4096, 14336, 32, 128256, 8_030_261_248, 8 * 128),
+    }
+    print(f"{'model':<14} {'dtype':<5} {'N=2048':>7} {'N=8192':>7} {'N=32768':>8} "
+          f"{'dense N=8192':>13}")
+    for name, (n_l, d, d_mlp, h, v, p, d_kv) in shapes.items():
+        for dtype, elem in (("fp32", 4), ("bf16", 2)):
+            shape = Shape(n_l, d, d_mlp, h, v, p, elem, d_kv)
+            gib = [estimate_bytes(shape, 1, n, DEFAULT_BLOCK) / GIB for n in (2048, 8192, 32768)]
+            dense = estimate_bytes(shape, 1, 8192, None) / GIB
+            print(f"{name:<14} {dtype:<5} {gib[0]:>7.1f} {gib[1]:>7.1f} {gib[2]:>8.1f} "
+                  f"{dense:>13.1f}")
 
 
 def _patching(model) -> None:

@@ -32,6 +32,7 @@ from ._detach import (
     Prefill,
     check_block_size,
     chunked_backward,
+    forward_chunk,
     prefill,
     recomputed_attention,
 )
@@ -372,7 +373,8 @@ def future_gradients(
             check_fits(model, *batch.tokens.shape, block_size, batch.tokens.device)
             # longer than a block, on a model with a KV cache: the forward runs in chunks of a
             # block (memory linear in the length), both passes over one prefill
-            pre = (prefill(model, batch.tokens, batch.loss_mask, block_size)
+            pre = (prefill(model, batch.tokens, batch.loss_mask,
+                           forward_chunk(block_size, batch.tokens.shape[1]))
                    if block_size is not None and batch.tokens.shape[1] > block_size
                    and core_model.supports_cache(model) else None)
             g_total = _backward(model, batch, reader, False, block_size, pre)

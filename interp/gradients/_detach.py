@@ -56,6 +56,7 @@ __all__ = [
     "chunked_backward",
     "chunked_target_grads",
     "detached_attention",
+    "forward_chunk",
     "myopic_attention",
     "prefill",
     "recomputed_attention",
@@ -176,6 +177,17 @@ class _BlockedAttention(torch.autograd.Function):
         dks = [g.to(p.dtype) for g, p in zip(dk.split(sizes, -2), ks, strict=True)]
         dvs = [g.to(p.dtype) for g, p in zip(dv.split(sizes, -2), vs, strict=True)]
         return (torch.cat(dqs[::-1], -2).to(q.dtype), None, None, None, None, None, None, *dks, *dvs)
+
+
+#: a forward run in chunks keeps chunk × N at most this many blocks² (see forward_chunk)
+FORWARD_SPAN = 8
+
+
+def forward_chunk(block: int, n_pos: int) -> int:
+    """Positions per chunk of a forward run in chunks over a KV cache: ``block``, fewer
+    beyond ``FORWARD_SPAN · block`` positions, so the model's own attention over a chunk
+    (chunk × N scores per head, in float32) stays at most what it is at that length."""
+    return max(1, min(block, FORWARD_SPAN * block * block // max(n_pos, 1)))
 
 
 def tile_rows(block: int, n_keys: int) -> int:

@@ -35,6 +35,7 @@ from ._detach import (
     DEFAULT_BLOCK,
     check_block_size,
     chunked_target_grads,
+    forward_chunk,
     prefill,
     recomputed_attention,
 )
@@ -402,7 +403,7 @@ def _chunked_batch(model: Bridge, batch: Batch, sites, layers, acc: _Accumulator
     valid = torch.tensor([[r != "pad" for r in roles] for roles in batch.roles], device=device)
     targets = [t for t in range(n) if bool(in_loss[:, t].any())]
     step = 1 if method == "prefix" else chunk_size
-    pre = prefill(model, tokens, in_loss, block, upto=n)
+    pre = prefill(model, tokens, in_loss, forward_chunk(block, n), upto=n)
     total = _backward(model, Batch(tokens, batch.roles, batch.original_position, in_loss,
                                    batch.names, batch.numbers), _Reader(sites, layers), False,
                       block, pre)

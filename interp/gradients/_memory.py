@@ -18,9 +18,9 @@ passes run one after the other, so the peak is one pass's) holds, besides the we
   mask and softmax densely in float32; interp cuts that graph after each layer):
   ``2 · n_heads · 4`` bytes per query and key, plus the causal mask the Hugging Face model
   builds: block × N run in chunks, else N²;
-* **per block**: the blocked backward of one layer, about ``6 · block · N · n_heads · 4``
-  bytes (with ``block_size=None`` the dense path keeps ``2 · n_heads · 4`` bytes per N² and
-  layer instead).
+* **per tile**: the blocked backward of one layer, about ``6 · n_heads · 4`` bytes per score
+  of a tile, at most block² of them (with ``block_size=None`` the dense path keeps
+  ``2 · n_heads · 4`` bytes per N² and layer instead).
 
 The per-token constant comes from the peak resident memory of SmolLM2 in float32 with
 every token's activations kept (N = 1024, 2048, 4096, blocks of 512, before the chunked
@@ -39,6 +39,7 @@ import torch
 
 from ..core.model import Bridge, n_kv_heads, supports_cache
 from ..errors import InterpError
+from ._detach import forward_chunk
 
 #: elements per layer and token, in units of d_model + d_mlp (fitted on SmolLM2's peak RSS)
 PER_LAYER_TOKEN = 6.9
@@ -46,7 +47,7 @@ PER_LAYER_TOKEN = 6.9
 FORWARD_SQUARES = 2
 #: copies of every token's keys and values held by the chunked backward, per layer
 KV_COPIES = 4
-#: float32 block × N tensors per head alive at once in the blocked backward
+#: float32 tensors of a tile's scores per head alive at once in the blocked backward
 BLOCK_TENSORS = 6
 GIB = 2**30
 
@@ -83,7 +84,7 @@ def estimate_bytes(shape: Shape, n_batch: int, n_pos: int, block_size: int | Non
     per_token = (shape.elem * PER_LAYER_TOKEN * (shape.d_model + shape.d_mlp) * shape.n_layers
                  + 4 * shape.d_vocab)
     chunked = block_size is not None and shape.chunked and n_pos > block_size
-    rows = block_size if chunked else n_pos
+    rows = forward_chunk(block_size, n_pos) if chunked else n_pos
     kept = n_batch * rows * per_token
     if chunked:  # every token's keys and values, and the gradients read at the sites
         kept += (n_batch * n_pos * shape.elem * shape.n_layers
@@ -93,7 +94,11 @@ def estimate_bytes(shape: Shape, n_batch: int, n_pos: int, block_size: int | Non
         square += n_batch * n_pos**2 * 2 * shape.n_heads * 4 * shape.n_layers
         block = 0.0
     else:
-        block = BLOCK_TENSORS * n_batch * min(block_size, n_pos) * n_pos * shape.n_heads * 4
+        # a tile of the blocked backward holds at most block² scores per head (fewer queries
+        # when the keys outnumber them; under by_distance's batched VJP, tiles of
+        # block / √chunk_size queries, the same in all)
+        tile = min(block_size * n_pos, block_size**2)
+        block = BLOCK_TENSORS * n_batch * tile * shape.n_heads * 4
     return shape.n_params * shape.elem + kept + square + block
 
 

@@ -301,8 +301,9 @@ def test_by_distance_chunked_equals_loop_and_dense(tiny_llama_dir, monkeypatch, 
                                  **kw).table
         pd.testing.assert_frame_equal(got, loop, rtol=1e-6, atol=1e-8)
         # the chunked passes ran, over several blocks, from the window's start
-        assert passes and all(b == block for _, _, b in passes)
-        assert max(ts[-1] - s for s, ts, _ in passes) >= min(2 * block, max_distance)
+        chunks = {b for _, _, b in passes}  # forward_chunk: the block, or less past 8 blocks
+        assert len(chunks) == 1 and 1 <= min(chunks) <= block
+        assert max(ts[-1] - s for s, ts, _ in passes) >= min(2 * min(chunks), max_distance)
         starts = [s for s, _, _ in passes]
         assert (max(starts) > 0) == (max_distance < 30)
 
