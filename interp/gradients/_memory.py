@@ -17,7 +17,7 @@ passes run one after the other, so the peak is one pass's) holds, besides the we
 * **the model's own attention forward**, one layer at a time (the bridge computes scores,
   mask and softmax densely in float32; interp cuts that graph after each layer):
   ``2 · n_heads · 4`` bytes per query and key, plus the causal mask the Hugging Face model
-  builds: block × N run in chunks, else N²;
+  builds: chunk × N run in chunks (:func:`~interp.gradients._detach.forward_chunk`), else N²;
 * **per tile**: the blocked backward of one layer, about ``6 · n_heads · 4`` bytes per score
   of a tile, at most block² of them (with ``block_size=None`` the dense path keeps
   ``2 · n_heads · 4`` bytes per N² and layer instead).
