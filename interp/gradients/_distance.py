@@ -297,8 +297,10 @@ def by_distance(
             # in the length); shorter, the prefix / window forward is as small and faster
             chunked = (block_size is not None and batch.tokens.shape[1] > block_size
                        and method != "loop" and core_model.supports_cache(model))
-            check_fits(model, *batch.tokens.shape, block_size, device,
-                       targets=1 if method == "prefix" else chunk_size, what="by_distance")
+            # the loop keeps the whole graph: estimated as the dense path
+            check_fits(model, *batch.tokens.shape, None if method == "loop" else block_size,
+                       device, targets=1 if method == "prefix" else chunk_size,
+                       what="by_distance")
             if chunked:
                 _chunked_batch(model, batch, sites, layers, acc, device, chunk_size, method,
                                block_size)
