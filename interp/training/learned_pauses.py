@@ -92,7 +92,7 @@ from ..core.pauses import make_sequence
 from ..errors import InterpError, check_choice
 from ..models import TinyConfig, load_model
 from ..recording import Generation, generate
-from .tasks._base import BOS, IGNORE, PAUSE
+from .tasks._base import BOS, FILLER, IGNORE, PAUSE, Vocab
 from .tasks.parity import Parity
 from .toy._config import DTYPES
 from .toy._loop import cosine_lr
@@ -114,6 +114,8 @@ __all__ = [
 ]
 
 POLICIES = ("learned", "fixed", "random", "entropy")
+# the parity words, and the two words in which a pause reports its count threshold
+VOCAB = Vocab(["0", "1", "=", "F", "T"])
 _EVAL_STREAM = 7_777_777  # held-out examples come from a stream training never draws
 
 
@@ -155,12 +157,16 @@ class LearnedPauseConfig:
     lam_max: float = 0.2
     cot_mixture: float = 0.5
     answer_after_n: bool = False
+    cap_weight: float = 0.0
+    align: bool = False
+    pause_chain: float = 0.0
     explore: float = 0.1
     ramp_start: float = 0.5
     ramp_end: float = 0.7
     n_layers: int = 2
     d_model: int = 64
     n_heads: int = 4
+    d_mlp: int | None = None
     positional: str = "standard"
     steps: int = 1000
     batch_size: int = 128
@@ -271,33 +277,44 @@ class PauseBatch:
         eq: position of ``=`` per example (the output there is the reading after 0 pauses).
         answer: the answer token id per example.
         n: the bit-string length (difficulty) per example.
+        ones: the count of ones c per example (parity is c mod 2).
     """
 
     tokens: Int[Tensor, "batch pos"]
     eq: Int[Tensor, " batch"]
     answer: Int[Tensor, " batch"]
     n: Int[Tensor, " batch"]
+    ones: Int[Tensor, " batch"]
 
 
 def _bits(rng: np.random.Generator, cfg: LearnedPauseConfig) -> list[str]:
     return [str(b) for b in rng.integers(0, 2, int(rng.integers(cfg.n_min, cfg.n_max + 1)))]
 
 
+def _prompt(cfg: LearnedPauseConfig, bits: Sequence[str]) -> list[str]:
+    """``<bos> bits =``; with ``cfg.align`` the bits are right-aligned behind fillers, so
+    ``=`` and the k-th pause sit at the same position whatever n."""
+    lead = [FILLER] * (cfg.n_max - len(bits)) if cfg.align else []
+    return [BOS, *lead, *bits, "="]
+
+
 def pause_batch(cfg: LearnedPauseConfig, size: int, seed) -> PauseBatch:
     """``size`` examples in the pause layout, deterministic given ``seed``."""
-    task, rng = Parity(cfg.n_max), np.random.default_rng(seed)
-    v = task.vocab
+    task, rng, v = Parity(cfg.n_max), np.random.default_rng(seed), VOCAB
     width = cfg.n_max + 2 + cfg.max_pauses
     tokens = torch.full((size, width), v.pad_id, dtype=torch.long)
-    eq, answer, n = [], [], []
+    eq, answer, n, ones = [], [], [], []
     for b in range(size):
-        prompt = [BOS, *_bits(rng, cfg), "="]
+        bits = _bits(rng, cfg)
+        ones.append(bits.count("1"))
+        prompt = _prompt(cfg, bits)
         ids = v.encode(prompt + [PAUSE] * cfg.max_pauses)
         tokens[b, :len(ids)] = torch.tensor(ids)
         eq.append(len(prompt) - 1)
         answer.append(v[task.answer(prompt)[0]])
-        n.append(len(prompt) - 2)
-    return PauseBatch(tokens, torch.tensor(eq), torch.tensor(answer), torch.tensor(n))
+        n.append(len(bits))
+    return PauseBatch(tokens, torch.tensor(eq), torch.tensor(answer), torch.tensor(n),
+                      torch.tensor(ones))
 
 
 def held_out_batch(cfg: LearnedPauseConfig, size: int, seed: int = 12345) -> PauseBatch:
@@ -309,14 +326,13 @@ def chain_batch(cfg: LearnedPauseConfig, size: int, seed) -> tuple[Int[Tensor, "
                                                                     Int[Tensor, "batch pos"]]:
     """``size`` chain-of-thought examples ``<bos> bits = c_1 .. c_n answer`` and their
     next-token targets: c_2 .. c_n and the answer (-100 elsewhere, the output at ``=`` too)."""
-    task, rng = Parity(cfg.n_max), np.random.default_rng(seed)
-    v = task.vocab
+    task, rng, v = Parity(cfg.n_max), np.random.default_rng(seed), VOCAB
     width = 2 * cfg.n_max + 3
     tokens = torch.full((size, width), v.pad_id, dtype=torch.long)
     targets = torch.full((size, width), IGNORE, dtype=torch.long)
     for b in range(size):
-        prompt = [BOS, *_bits(rng, cfg), "="]
-        n = len(prompt) - 2
+        bits = _bits(rng, cfg)
+        prompt, n = _prompt(cfg, bits), len(bits)
         ids = v.encode(prompt + list(task.cot(prompt))[:n] + list(task.answer(prompt)))
         tokens[b, :len(ids)] = torch.tensor(ids)
         # the output at "=" is not trained here: in the pause layout the same prefix decides
@@ -406,13 +422,13 @@ class LearnedPauses:
 
 
 def _build(cfg: LearnedPauseConfig) -> tuple[Bridge, Urgency]:
-    task = Parity(cfg.n_max)
     tiny = TinyConfig(n_layers=cfg.n_layers, d_model=cfg.d_model, n_heads=cfg.n_heads,
-                      d_vocab=task.d_vocab, n_ctx=cfg.n_ctx, positional=cfg.positional,
+                      d_mlp=cfg.d_mlp,
+                      d_vocab=len(VOCAB), n_ctx=cfg.n_ctx, positional=cfg.positional,
                       seed=cfg.seed)
     dtype = getattr(torch, cfg.dtype)
     model = load_model(tiny, device=cfg.device, dtype=dtype)
-    core_model.set_pause_id(model, task.vocab.pause_id)
+    core_model.set_pause_id(model, VOCAB.pause_id)
     urgency = Urgency(cfg.d_model, cfg.lam_min, cfg.lam_max, cfg.seed).to(
         device=core_model.device(model), dtype=dtype)
     return model, urgency
@@ -441,7 +457,7 @@ def training_step_loss(model: Bridge, urgency: Urgency, cfg: LearnedPauseConfig,
     if n_chain:
         ct, targets = chain_batch(cfg, n_chain, (cfg.seed, step, 1))
         width = max(tokens.shape[1], ct.shape[1])
-        pad = Parity(cfg.n_max).vocab.pad_id
+        pad = VOCAB.pad_id
         tokens = torch.cat([torch.nn.functional.pad(tokens, (0, width - tokens.shape[1]),
                                                     value=pad),
                             torch.nn.functional.pad(ct, (0, width - ct.shape[1]), value=pad)])
@@ -459,7 +475,7 @@ def training_step_loss(model: Bridge, urgency: Urgency, cfg: LearnedPauseConfig,
         loss = halt.mean() + ce[ks[None] >= pb.n.to(device)[:, None]].mean()
     else:
         halt, p_stop = halting_loss(log_pause, ce, ramp * lam[:n_pause].to(device))
-        loss = halt.mean() + ce.mean()
+        loss = halt.mean() + ce.mean() + cfg.cap_weight * ce[:, -1].mean()
     if cfg.explore and ramp < 1:
         # β·KL(P(stop) ‖ uniform) = β·(Σ_k P log P + log(K + 1)): keeps later stop points
         # visible until the answers after them are good
@@ -469,6 +485,15 @@ def training_step_loss(model: Bridge, urgency: Urgency, cfg: LearnedPauseConfig,
                  ce_at_cap=float(ce[:, -1].detach().mean()),
                  mean_pauses=float((p_stop.detach() * torch.arange(p_stop.shape[1], device=device)).sum(1)
                                    .mean()))
+    if cfg.pause_chain:
+        # the chain read at the pauses themselves: after k pauses, the F/T logits report
+        # [c >= k + 1], the threshold the k-th chain token of the parallel chain would hold
+        ks = torch.arange(read.shape[1], device=device)
+        want = (pb.ones.to(device)[:, None] > ks[None]).long()
+        tf = read[..., [VOCAB["F"], VOCAB["T"]]].float()
+        thr = torch.nn.functional.cross_entropy(tf.flatten(0, 1), want.flatten())
+        loss = loss + cfg.pause_chain * thr
+        parts["pause_chain_loss"] = float(thr.detach())
     if n_chain:
         # read from the answer-now distribution too (pause excluded): a full softmax would
         # push the <pause> logit down everywhere and the model would learn never to pause
@@ -708,8 +733,10 @@ def generate_with_pauses(run: LearnedPauses, bits: Sequence[int] | str, lam: flo
     if not words or any(w not in ("0", "1") for w in words):
         raise InterpError(f"parity bits {bits!r} are not a non-empty string of 0s and 1s",
                           "give e.g. '10110' or [1, 0, 1, 1, 0]")
-    vocab = Parity(cfg.n_max).vocab
-    ids = vocab.encode([BOS, *words, "="])
+    if len(words) > cfg.n_max:
+        raise InterpError(f"{len(words)} parity bits are more than the {cfg.n_max} the model "
+                          "was trained on", f"give at most {cfg.n_max} bits")
+    ids = VOCAB.encode(_prompt(cfg, words))
     seq = make_sequence(torch.tensor(ids), ["bos"] + ["prompt"] * (len(ids) - 1))
     with urgency_input(run.model, run.urgency, float(lam)):
         return generate(run.model, seq, max_new_tokens=1, max_pauses=cap, record=record)
