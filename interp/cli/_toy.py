@@ -120,6 +120,12 @@ def register(sub) -> None:
     lp.add_argument("--steps", type=int, default=d.steps, help=f"training steps ({d.steps})")
     lp.add_argument("--cot-mixture", type=float, default=d.cot_mixture, metavar="F",
                     help=f"fraction of examples with the chain of thought ({d.cot_mixture})")
+    lp.add_argument("--pause-chain", type=float, default=d.pause_chain, metavar="W",
+                    help="weight of the chain read at the pauses themselves: after k pauses the "
+                    f"F/T logits report [count of ones >= k + 1] ({d.pause_chain}; 0: off)")
+    lp.add_argument("--align", action=argparse.BooleanOptionalAction, default=d.align,
+                    help="right-align the bits behind fillers, so '=' and the k-th pause sit at "
+                    f"the same position for every length ({d.align})")
     lp.add_argument("--answer-after-n", action="store_true",
                     help="train the answers only after k >= n pauses, the decision against "
                     "them detached (LearnedPauseConfig.answer_after_n)")
@@ -127,6 +133,7 @@ def register(sub) -> None:
                     help=f"position encoding ({d.positional})")
     lp.add_argument("--d-model", type=int, default=d.d_model)
     lp.add_argument("--n-layers", type=int, default=d.n_layers)
+    lp.add_argument("--d-mlp", type=int, default=d.d_mlp, help="MLP width (default 4 × d-model)")
     lp.add_argument("--eval-size", type=int, default=1024, help="held-out examples (1024)")
     lp.add_argument("--seed", type=int, default=0)
     lp.add_argument("--device", default=None, help="cpu, cuda (default: CUDA if present)")
@@ -224,7 +231,9 @@ def run_learned_pauses(args) -> int:
     cfg = LearnedPauseConfig(n_min=args.n_min, n_max=args.n_max, max_pauses=args.max_pauses,
                              lam_max=args.lam_max, steps=args.steps, cot_mixture=args.cot_mixture,
                              answer_after_n=args.answer_after_n, positional=args.positional,
-                             d_model=args.d_model, n_layers=args.n_layers, seed=args.seed,
+                             pause_chain=args.pause_chain, align=args.align,
+                             d_model=args.d_model, n_layers=args.n_layers, d_mlp=args.d_mlp,
+                             seed=args.seed,
                              device=args.device)
     formats = parse_formats(args.formats)
     run, frontier, difficulty = learned_pause_study(cfg, lams, args.out,

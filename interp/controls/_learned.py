@@ -53,8 +53,8 @@ def self_pause_patching(run: LearnedPauses, lam: float = 0.0, *, n_examples: int
         idx = (pb.n == n).nonzero()[:, 0]
         if len(idx) < 2:
             continue
-        tokens = pb.tokens[idx]
-        roles = tuple("bos" if t == 0 else "prompt" if t <= n + 1 else
+        tokens, eq = pb.tokens[idx], int(pb.eq[idx[0]])  # one layout per length
+        roles = tuple("bos" if t == 0 else "prompt" if t <= eq else
                       "pause" if int(tok) == pid else "pad"
                       for t, tok in enumerate(tokens[0]))
         batch = TaskBatch(tokens.to(device), [roles] * len(idx),

@@ -109,6 +109,7 @@ __all__ = [
     "load_learned_pauses",
     "pause_frontier",
     "readout",
+    "threshold_loss",
     "train_learned_pauses",
     "urgency_input",
 ]
@@ -134,12 +135,18 @@ class LearnedPauseConfig:
             construction can have computed them), and the decision against the answer
             losses detached; ``False``: the answers after every k, and both through the
             halting loss (see the module docstring).
+        align: right-align the bits behind filler tokens ``.``, so that ``=`` and the k-th
+            pause sit at the same position for every n (with learned positions a pause then
+            addresses its threshold the same way for every length).
+        pause_chain: weight of the chain read at the pauses themselves: after k pauses the
+            logits of the words ``F``/``T`` are trained to report [c ≥ k + 1] (c the count of
+            ones), the threshold the parallel chain's token k + 1 holds; 0 turns it off.
         explore: weight β of the exploration term β·KL(P(stop) ‖ uniform over 0..K) at
             the start of training (see the module docstring).
         ramp_start: fraction of the steps before which pauses are free (cost 0) and β is
             held; from there the cost rises linearly to λ and β falls linearly to 0 ...
         ramp_end: ... reaching them at this fraction of the steps.
-        n_layers, d_model, n_heads: the tiny model.
+        n_layers, d_model, n_heads, d_mlp: the tiny model (``d_mlp`` ``None``: 4 × d_model).
         positional: ``"standard"`` (learned positions, so a pause can address the bits) or
             ``"rotary"``.
         steps, batch_size, lr, weight_decay, warmup, min_lr_ratio, grad_clip: AdamW with a
@@ -157,9 +164,8 @@ class LearnedPauseConfig:
     lam_max: float = 0.2
     cot_mixture: float = 0.5
     answer_after_n: bool = False
-    cap_weight: float = 0.0
-    align: bool = False
-    pause_chain: float = 0.0
+    align: bool = True
+    pause_chain: float = 1.0
     explore: float = 0.1
     ramp_start: float = 0.5
     ramp_end: float = 0.7
@@ -372,6 +378,23 @@ def halting_loss(log_pause: Float[Tensor, "batch k"], ce: Float[Tensor, "batch k
     return (p_stop * (ce + lam_t * k)).sum(1), p_stop
 
 
+def threshold_loss(read: Float[Tensor, "batch k vocab"], ones: Int[Tensor, " batch"]
+                   ) -> Float[Tensor, ""]:
+    """The parallel chain read at the pauses themselves: after k pauses the logits of ``T``
+    against ``F`` should report [c ≥ k + 1] (c = ``ones``), the threshold the chain's token
+    k + 1 holds. Mean cross-entropy of that two-way choice over examples and k.
+
+    The chain in separate sequences (``cot_mixture``) teaches the position after chain token
+    k, whose input is that token; here the position after k ``<pause>`` tokens is taught
+    directly, the position whose K/V the answer reads.
+    """
+    ks = torch.arange(read.shape[1], device=read.device)
+    want = (ones[:, None] > ks[None]).long()
+    two = read[..., [VOCAB["F"], VOCAB["T"]]]
+    two = two.float() if two.dtype in (torch.float16, torch.bfloat16) else two
+    return torch.nn.functional.cross_entropy(two.flatten(0, 1), want.flatten())
+
+
 def _readings(logits: Float[Tensor, "batch pos vocab"], eq: Int[Tensor, " batch"], n_k: int
               ) -> Float[Tensor, "batch k vocab"]:
     pos = eq[:, None] + torch.arange(n_k, device=eq.device)
@@ -475,7 +498,7 @@ def training_step_loss(model: Bridge, urgency: Urgency, cfg: LearnedPauseConfig,
         loss = halt.mean() + ce[ks[None] >= pb.n.to(device)[:, None]].mean()
     else:
         halt, p_stop = halting_loss(log_pause, ce, ramp * lam[:n_pause].to(device))
-        loss = halt.mean() + ce.mean() + cfg.cap_weight * ce[:, -1].mean()
+        loss = halt.mean() + ce.mean()
     if cfg.explore and ramp < 1:
         # β·KL(P(stop) ‖ uniform) = β·(Σ_k P log P + log(K + 1)): keeps later stop points
         # visible until the answers after them are good
@@ -486,12 +509,7 @@ def training_step_loss(model: Bridge, urgency: Urgency, cfg: LearnedPauseConfig,
                  mean_pauses=float((p_stop.detach() * torch.arange(p_stop.shape[1], device=device)).sum(1)
                                    .mean()))
     if cfg.pause_chain:
-        # the chain read at the pauses themselves: after k pauses, the F/T logits report
-        # [c >= k + 1], the threshold the k-th chain token of the parallel chain would hold
-        ks = torch.arange(read.shape[1], device=device)
-        want = (pb.ones.to(device)[:, None] > ks[None]).long()
-        tf = read[..., [VOCAB["F"], VOCAB["T"]]].float()
-        thr = torch.nn.functional.cross_entropy(tf.flatten(0, 1), want.flatten())
+        thr = threshold_loss(read, pb.ones.to(device))
         loss = loss + cfg.pause_chain * thr
         parts["pause_chain_loss"] = float(thr.detach())
     if n_chain:

@@ -20,7 +20,10 @@ from interp.training.learned_pauses import (
     halting_loss,
     held_out_batch,
     matched_stops,
+    VOCAB,
+    pause_batch,
     readout,
+    threshold_loss,
     train_learned_pauses,
     training_step_loss,
 )
@@ -50,6 +53,36 @@ def test_halting_loss_equals_brute_force_over_stop_points():
         assert sum(probs) == pytest.approx(1.0, abs=1e-12)
         assert p_stop[b].tolist() == pytest.approx(probs, abs=1e-12)
         assert float(loss[b]) == pytest.approx(want, abs=1e-12)
+
+
+def test_aligned_layout_puts_equals_and_every_pause_at_one_position():
+    cfg = LearnedPauseConfig(**TINY, steps=1)
+    pb = pause_batch(cfg, 64, seed=3)
+    assert (pb.eq == cfg.n_max + 1).all()  # "=" after <bos> and n_max bit slots
+    for b in range(64):
+        words = VOCAB.decode(pb.tokens[b, 1:int(pb.eq[b])])
+        n = int(pb.n[b])
+        assert words[:cfg.n_max - n] == ["."] * (cfg.n_max - n)
+        bits = words[cfg.n_max - n:]
+        assert set(bits) <= {"0", "1"} and len(bits) == n
+        assert int(pb.ones[b]) == bits.count("1")
+        assert VOCAB.decode([int(pb.answer[b])]) == [str(bits.count("1") % 2)]
+    unaligned = pause_batch(LearnedPauseConfig(**TINY, steps=1, align=False), 64, seed=3)
+    assert (unaligned.eq == unaligned.n + 1).all()
+
+
+def test_threshold_loss_equals_the_two_way_cross_entropy_written_out():
+    torch.manual_seed(1)
+    read = torch.randn(3, 4, len(VOCAB), dtype=torch.float64)
+    ones = torch.tensor([0, 2, 5])
+    f, t = VOCAB["F"], VOCAB["T"]
+    want = 0.0
+    for b in range(3):
+        for k in range(4):
+            lf, lt = float(read[b, k, f]), float(read[b, k, t])
+            mine = lt if int(ones[b]) >= k + 1 else lf  # T when c >= k + 1
+            want -= mine - math.log(math.exp(lf) + math.exp(lt))
+    assert float(threshold_loss(read, ones)) == pytest.approx(want / 12, abs=1e-12)
 
 
 def _expected_pauses(cfg: LearnedPauseConfig, steps: int) -> float:
@@ -88,13 +121,13 @@ def test_generation_respects_the_cap_and_records_the_pause_positions():
     run = _always_pausing_run(cfg)
     assert run.pause_id == 2
     gen = generate_with_pauses(run, "1011", lam=0.1, max_pauses=3, record=True)
-    prompt = 6  # <bos> 1 0 1 1 =
+    prompt = 7  # <bos> . 1 0 1 1 = (right-aligned in n_max = 5)
     assert gen.n_pauses == 3
     assert list(gen.roles[prompt:]) == ["pause"] * 3 + ["generated"]
     assert gen.tokens[prompt:prompt + 3].tolist() == [2, 2, 2]
     assert int(gen.tokens[-1]) != 2  # the cap forced an answer
     rec = gen.recording.index
-    assert sorted(rec.loc[rec["role"] == "pause", "position"].tolist()) == [6, 7, 8]
+    assert sorted(rec.loc[rec["role"] == "pause", "position"].tolist()) == [7, 8, 9]
     # the readout of the same model stops at the cap too
     r = readout(run, 0.1, n_examples=8)
     assert r.stop.tolist() == [cfg.max_pauses] * 8
@@ -105,7 +138,7 @@ def test_greedy_generation_agrees_with_the_one_forward_readout():
     r = readout(run, 0.0, n_examples=16)
     pb = held_out_batch(run.config, 16)
     for b in range(16):
-        bits = "".join(Parity(5).vocab.decode(pb.tokens[b, 1:int(pb.eq[b])]))
+        bits = "".join(Parity(5).vocab.decode(pb.tokens[b, 1:int(pb.eq[b])])).strip(".")
         gen = generate_with_pauses(run, bits, 0.0, record=False)
         assert gen.n_pauses == int(r.stop[b])
         right = int(gen.tokens[-1]) == int(pb.answer[b])
