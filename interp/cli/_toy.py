@@ -217,6 +217,8 @@ def run_compare(args) -> int:
 
 
 def run_learned_pauses(args) -> int:
+    import pandas as pd
+
     from ..controls import self_pause_patching
     from ..core.io import atomic_write_csv
     from ..figures import learned_pauses as figs
@@ -242,12 +244,15 @@ def run_learned_pauses(args) -> int:
     out = Path(args.out)
     patching = self_pause_patching(run, min(lams), n_examples=args.eval_size)
     atomic_write_csv(out / "patching.csv", patching)
+    by_ones = pd.read_csv(out / "difficulty_ones.csv")
     for name, fig in [("pause_frontier", figs.pause_frontier(frontier)),
-                      ("pause_difficulty", figs.pause_difficulty(difficulty))]:
+                      ("pause_difficulty", figs.pause_difficulty(difficulty, by_ones))]:
         for fmt in formats:
             export(fig, out / f"{name}.{fmt}")
     print(frontier.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(difficulty.pivot(index="n_bits", columns="lam", values="mean_pauses").to_string(
+        float_format=lambda v: f"{v:.2f}"))
+    print(by_ones.pivot(index="ones", columns="lam", values="mean_pauses").to_string(
         float_format=lambda v: f"{v:.2f}"))
     print(f"K/V of the self-requested pauses patched from another example (λ = {min(lams):g}):")
     print(patching[patching["layers"] == "all"].to_string(index=False,

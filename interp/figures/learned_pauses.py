@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from ._style import CYCLE, apply_style
 
@@ -33,15 +34,26 @@ def pause_frontier(frontier: pd.DataFrame) -> go.Figure:
     return apply_style(fig, title="Learned pauses: accuracy against pauses taken")
 
 
-def pause_difficulty(difficulty: pd.DataFrame) -> go.Figure:
-    """Mean self-requested pauses against the bit-string length n, one line per urgency λ."""
-    fig = go.Figure()
-    for i, (lam, g) in enumerate(difficulty.groupby("lam")):
-        fig.add_trace(go.Scatter(
-            x=g["n_bits"], y=g["mean_pauses"], name=f"λ = {lam:g}", mode="lines+markers",
-            line=dict(color=CYCLE[i % len(CYCLE)]), customdata=g[["accuracy"]],
-            hovertemplate="n = %{x}: %{y:.2f} pauses, accuracy %{customdata[0]:.3f}"
-                          "<extra></extra>"))
-    fig.update_xaxes(title="bit-string length n (difficulty)", dtick=1)
-    fig.update_yaxes(title="mean pauses the model requests")
+def pause_difficulty(difficulty: pd.DataFrame, by_ones: pd.DataFrame | None = None
+                     ) -> go.Figure:
+    """Mean self-requested pauses against the bit-string length n (``pause_frontier``'s
+    difficulty table), one line per urgency λ; with ``by_ones`` (``pauses_by_ones``) a second
+    panel against the count of ones c."""
+    panels = [(difficulty, "n_bits", "bit-string length n", "n")]
+    if by_ones is not None:
+        panels.append((by_ones, "ones", "count of ones c", "c"))
+    fig = make_subplots(rows=1, cols=len(panels), shared_yaxes=True,
+                        subplot_titles=[title for _, _, title, _ in panels]
+                        if len(panels) > 1 else None)
+    for col, (table, key, title, short) in enumerate(panels, start=1):
+        for i, (lam, g) in enumerate(table.groupby("lam")):
+            fig.add_trace(go.Scatter(
+                x=g[key], y=g["mean_pauses"], name=f"λ = {lam:g}", mode="lines+markers",
+                line=dict(color=CYCLE[i % len(CYCLE)]), customdata=g[["accuracy", "count"]],
+                legendgroup=f"{lam:g}", showlegend=col == 1,
+                hovertemplate=f"{short} = %{{x}}: %{{y:.2f}} pauses, accuracy "
+                              "%{customdata[0]:.3f} (%{customdata[1]} examples)<extra></extra>"),
+                row=1, col=col)
+        fig.update_xaxes(title=f"{title} (difficulty)", dtick=1, row=1, col=col)
+    fig.update_yaxes(title="mean pauses the model requests", row=1, col=1)
     return apply_style(fig, title="Learned pauses: where the model pauses")

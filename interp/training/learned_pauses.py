@@ -108,6 +108,7 @@ __all__ = [
     "learned_pause_study",
     "load_learned_pauses",
     "pause_frontier",
+    "pauses_by_ones",
     "readout",
     "threshold_loss",
     "train_learned_pauses",
@@ -167,14 +168,14 @@ class LearnedPauseConfig:
     align: bool = True
     pause_chain: float = 1.0
     explore: float = 0.1
-    ramp_start: float = 0.5
-    ramp_end: float = 0.7
+    ramp_start: float = 0.4
+    ramp_end: float = 0.6
     n_layers: int = 2
     d_model: int = 64
     n_heads: int = 4
-    d_mlp: int | None = None
+    d_mlp: int | None = 64
     positional: str = "standard"
-    steps: int = 1000
+    steps: int = 800
     batch_size: int = 128
     lr: float = 3e-3
     weight_decay: float = 0.01
@@ -721,14 +722,40 @@ def pause_frontier(run: LearnedPauses, lams: Sequence[float], *, n_examples: int
             stop = matched_stops(r, policy, r.mean_pauses)
             rows.append(dict(lam=lam, policy=policy, mean_pauses=float(stop.float().mean()),
                              accuracy=r.accuracy_at(stop), n=len(stop)))
-        right = r.correct.gather(1, r.stop[:, None])[:, 0]
-        for n in sorted(set(r.n.tolist())):
-            m = r.n == n
-            diff.append(dict(lam=lam, n_bits=n, mean_pauses=float(r.stop[m].float().mean()),
-                             accuracy=float(right[m].float().mean()),
-                             accuracy_no_pause=float(r.correct[m, 0].float().mean()),
-                             count=int(m.sum())))
+        diff += _by_difficulty(r, "n_bits", r.n)
     return pd.DataFrame(rows), pd.DataFrame(diff)
+
+
+def _by_difficulty(r: PauseReadout, name: str, key: Int[Tensor, " batch"]) -> list[dict]:
+    right = r.correct.gather(1, r.stop[:, None])[:, 0]
+    rows = []
+    for value in sorted(set(key.tolist())):
+        m = key == value
+        rows.append({"lam": r.lam, name: value, "mean_pauses": float(r.stop[m].float().mean()),
+                     "accuracy": float(right[m].float().mean()),
+                     "accuracy_no_pause": float(r.correct[m, 0].float().mean()),
+                     "count": int(m.sum())})
+    return rows
+
+
+def pauses_by_ones(run: LearnedPauses, lams: Sequence[float], *, n_examples: int = 1024,
+                   seed: int = 12345) -> pd.DataFrame:
+    """Pauses against the count of ones c, the difficulty the threshold construction sees:
+    after k pauses the thresholds [c ≥ 1] .. [c ≥ k] are computed, which settle the parity
+    once c < k, so a model that pauses only where it must should pause more as c grows.
+
+    Returns:
+        One row per λ and c: ``lam``, ``ones``, ``mean_pauses``, ``accuracy``,
+        ``accuracy_no_pause``, ``count``.
+    """
+    for lam in lams:
+        run.config.check_lam(lam)
+    pb = held_out_batch(run.config, n_examples, seed)
+    rows = []
+    for lam in lams:
+        rows += _by_difficulty(readout(run, lam, n_examples=n_examples, seed=seed), "ones",
+                               pb.ones)
+    return pd.DataFrame(rows)
 
 
 # -- generation -------------------------------------------------------------------------------
@@ -765,7 +792,8 @@ def learned_pause_study(cfg: LearnedPauseConfig, lams: Sequence[float],
                         verbose: bool = True) -> tuple[LearnedPauses, pd.DataFrame, pd.DataFrame]:
     """Train (or, when ``out`` holds a finished run of the same config, load) a learned-pause
     model and measure it: :func:`pause_frontier` over ``lams``, written to ``out`` as
-    ``frontier.csv`` and ``difficulty.csv`` (what ``interp toy learned-pauses`` runs).
+    ``frontier.csv``, ``difficulty.csv`` and ``difficulty_ones.csv`` (:func:`pauses_by_ones`;
+    what ``interp toy learned-pauses`` runs).
 
     Raises:
         InterpError: a λ outside ``[cfg.lam_min, cfg.lam_max]``, or ``out`` holding a run of
@@ -786,4 +814,6 @@ def learned_pause_study(cfg: LearnedPauseConfig, lams: Sequence[float],
     if out is not None:
         atomic_write_csv(Path(out) / "frontier.csv", frontier)
         atomic_write_csv(Path(out) / "difficulty.csv", difficulty)
+        atomic_write_csv(Path(out) / "difficulty_ones.csv",
+                         pauses_by_ones(run, lams, n_examples=n_examples))
     return run, frontier, difficulty

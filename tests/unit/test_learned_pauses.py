@@ -13,6 +13,7 @@ import torch
 from interp.errors import InterpError
 from interp.recording import generate
 from interp.training.learned_pauses import (
+    VOCAB,
     LearnedPauseConfig,
     LearnedPauses,
     _build,
@@ -20,7 +21,6 @@ from interp.training.learned_pauses import (
     halting_loss,
     held_out_batch,
     matched_stops,
-    VOCAB,
     pause_batch,
     readout,
     threshold_loss,
