@@ -2,11 +2,18 @@
 answers, each pause costing λ (the "System 1 / System 2" switch).
 
 **Task: parity of variable length.** Each example draws its length n uniformly from
-``n_min..n_max`` and its bits uniformly; the answer is their parity (:class:`Parity`). Long
-strings are hard for a 2-layer model answering at once (issue 20: 16 bits at chance), short
-ones are easy, so if pauses go where it is hard, the number taken should grow with n.
+``n_min..n_max`` and its bits uniformly; the answer is their parity (:class:`Parity`), i.e.
+the parity of the count of ones c. Answering at once needs c mod 2 from one average over the
+bits, a function with c sign changes, which a small MLP (``d_mlp`` 64) learns for small c
+but not for large c; with pauses, the parallel chain's construction computes one threshold
+[c ≥ j] per pause and the parity is linear in them. So if pauses go where it is hard, the
+number taken should grow with c (and hence with n).
 
-**Layout.** ``<bos> b_1 .. b_n = <pause> × K``, K = ``max_pauses``. The output at position
+**Layout.** ``<bos> . .. . b_1 .. b_n = <pause> × K``, K = ``max_pauses``: the bits are
+right-aligned behind filler tokens (``align``), so ``=`` and the k-th pause sit at the same
+position for every n, and with learned positions a pause addresses "its" threshold the same
+way for every length (without it, the pause after which the answer could be computed moves
+with n). The output at position
 ``= + k`` (after k pauses) is read two ways: the probability of one more pause,
 π_k = softmax(logits)[<pause>], and the answer given that the model answers now,
 softmax over the other tokens. One teacher-forced forward pass gives all K + 1 readings, since
@@ -22,20 +29,26 @@ and the loss of an example is the expected cost of that stop distribution,
     L_halt = Σ_k P(stop at k) · (CE_k + λ·k),
 
 CE_k the answer's cross-entropy under the answer-now distribution (:func:`halting_loss`).
-Three terms are added, each for a failure seen without it:
+Four terms are added, each for a failure seen without it:
 
 * the mean of CE_k over every k, so that the answers after many pauses are trained even while
   the model rarely takes that many;
 * an **exploration** term β·KL(P(stop) ‖ uniform over 0..K) and a **cost curriculum**:
-  pauses are free and β = ``explore`` until ``ramp_start`` (half the steps), then the cost
-  rises linearly to λ and β falls to 0 by ``ramp_end`` (70 %). Measured on 16-bit runs:
+  pauses are free and β = ``explore`` until ``ramp_start`` (40 % of the steps), then the cost
+  rises linearly to λ and β falls to 0 by ``ramp_end`` (60 %). Measured on 16-bit runs:
   with the cost ramped from step 0 (over 60 % of the steps, β decaying alongside) the
   expected pause count fell from 3.8 at step 50 to 0.03 at step 500, before the answers after
   pauses were good: while they are not, waiting only costs, and once π_k ≈ 0 the gain of
   waiting n pauses reaches the decision only through Π π_j ≈ 0, so it is never learnt
   (PonderNet's prior KL plays the same role as β);
+* the **chain read at the pauses themselves** (``pause_chain``, :func:`threshold_loss`): after
+  k pauses the logits of two extra words ``T``/``F`` are trained to report [c ≥ k + 1].
+  Without it (the chain only in separate sequences, below) no run learned to compute at the
+  pauses: the answer after 16 pauses stayed at chance while the chain itself was learnt, and
+  the model then learned to answer at once (fixed 16 bits: 0.989 after 800 steps, 0 pauses)
+  or nothing (``d_mlp`` 8). With it the answer after the cap is right by step 300;
 * the **parallel chain of thought** on a fraction ``cot_mixture`` of the examples (issue 20:
-  pauses are useless without it), ``<bos> bits = c_1 .. c_n answer`` with c_j = [count of
+  pauses are useless without it), ``<bos> . .. . bits = c_1 .. c_n answer`` with c_j = [count of
   ones ≥ j], so the pause after which chain token j would come is taught to compute it. Its
   cross-entropy is read from the answer-now distribution (``<pause>`` excluded) and the output
   at ``=`` is not trained there: with a full softmax the chain teaches the shared ``<pause>``
@@ -109,6 +122,7 @@ __all__ = [
     "load_learned_pauses",
     "pause_frontier",
     "pauses_by_ones",
+    "prompt_words",
     "readout",
     "threshold_loss",
     "train_learned_pauses",
@@ -298,7 +312,7 @@ def _bits(rng: np.random.Generator, cfg: LearnedPauseConfig) -> list[str]:
     return [str(b) for b in rng.integers(0, 2, int(rng.integers(cfg.n_min, cfg.n_max + 1)))]
 
 
-def _prompt(cfg: LearnedPauseConfig, bits: Sequence[str]) -> list[str]:
+def prompt_words(cfg: LearnedPauseConfig, bits: Sequence[str]) -> list[str]:
     """``<bos> bits =``; with ``cfg.align`` the bits are right-aligned behind fillers, so
     ``=`` and the k-th pause sit at the same position whatever n."""
     lead = [FILLER] * (cfg.n_max - len(bits)) if cfg.align else []
@@ -314,7 +328,7 @@ def pause_batch(cfg: LearnedPauseConfig, size: int, seed) -> PauseBatch:
     for b in range(size):
         bits = _bits(rng, cfg)
         ones.append(bits.count("1"))
-        prompt = _prompt(cfg, bits)
+        prompt = prompt_words(cfg, bits)
         ids = v.encode(prompt + [PAUSE] * cfg.max_pauses)
         tokens[b, :len(ids)] = torch.tensor(ids)
         eq.append(len(prompt) - 1)
@@ -339,7 +353,7 @@ def chain_batch(cfg: LearnedPauseConfig, size: int, seed) -> tuple[Int[Tensor, "
     targets = torch.full((size, width), IGNORE, dtype=torch.long)
     for b in range(size):
         bits = _bits(rng, cfg)
-        prompt, n = _prompt(cfg, bits), len(bits)
+        prompt, n = prompt_words(cfg, bits), len(bits)
         ids = v.encode(prompt + list(task.cot(prompt))[:n] + list(task.answer(prompt)))
         tokens[b, :len(ids)] = torch.tensor(ids)
         # the output at "=" is not trained here: in the pause layout the same prefix decides
@@ -781,7 +795,7 @@ def generate_with_pauses(run: LearnedPauses, bits: Sequence[int] | str, lam: flo
     if len(words) > cfg.n_max:
         raise InterpError(f"{len(words)} parity bits are more than the {cfg.n_max} the model "
                           "was trained on", f"give at most {cfg.n_max} bits")
-    ids = VOCAB.encode(_prompt(cfg, words))
+    ids = VOCAB.encode(prompt_words(cfg, words))
     seq = make_sequence(torch.tensor(ids), ["bos"] + ["prompt"] * (len(ids) - 1))
     with urgency_input(run.model, run.urgency, float(lam)):
         return generate(run.model, seq, max_new_tokens=1, max_pauses=cap, record=record)
