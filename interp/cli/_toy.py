@@ -126,6 +126,11 @@ def register(sub) -> None:
     lp.add_argument("--align", action=argparse.BooleanOptionalAction, default=d.align,
                     help="right-align the bits behind fillers, so '=' and the k-th pause sit at "
                     f"the same position for every length ({d.align})")
+    lp.add_argument("--explore", type=float, default=d.explore, metavar="BETA",
+                    help=f"weight of the exploration term at the start ({d.explore})")
+    lp.add_argument("--ramp", type=float, nargs=2, default=(d.ramp_start, d.ramp_end),
+                    metavar=("START", "END"), help="fractions of the steps where the pause "
+                    f"cost starts and finishes ramping up ({d.ramp_start} {d.ramp_end})")
     lp.add_argument("--answer-after-n", action="store_true",
                     help="train the answers only after k >= n pauses, the decision against "
                     "them detached (LearnedPauseConfig.answer_after_n)")
@@ -133,7 +138,7 @@ def register(sub) -> None:
                     help=f"position encoding ({d.positional})")
     lp.add_argument("--d-model", type=int, default=d.d_model)
     lp.add_argument("--n-layers", type=int, default=d.n_layers)
-    lp.add_argument("--d-mlp", type=int, default=d.d_mlp, help="MLP width (default 4 × d-model)")
+    lp.add_argument("--d-mlp", type=int, default=d.d_mlp, help=f"MLP width ({d.d_mlp})")
     lp.add_argument("--eval-size", type=int, default=1024, help="held-out examples (1024)")
     lp.add_argument("--seed", type=int, default=0)
     lp.add_argument("--device", default=None, help="cpu, cuda (default: CUDA if present)")
@@ -234,6 +239,8 @@ def run_learned_pauses(args) -> int:
                              lam_max=args.lam_max, steps=args.steps, cot_mixture=args.cot_mixture,
                              answer_after_n=args.answer_after_n, positional=args.positional,
                              pause_chain=args.pause_chain, align=args.align,
+                             explore=args.explore, ramp_start=args.ramp[0],
+                             ramp_end=args.ramp[1],
                              d_model=args.d_model, n_layers=args.n_layers, d_mlp=args.d_mlp,
                              seed=args.seed,
                              device=args.device)
