@@ -115,7 +115,7 @@ def register(sub) -> None:
     lp.add_argument("--max-pauses", type=int, default=None, help="cap K (default: n-max)")
     lp.add_argument("--lam-max", type=float, default=d.lam_max,
                     help=f"largest pause cost trained; the range is [0, this] ({d.lam_max})")
-    lp.add_argument("--lams", default="0,0.01,0.02,0.05,0.1,0.2",
+    lp.add_argument("--lams", default="0,0.05,0.1,0.2,0.35,0.5",
                     help="urgency values to measure, comma-separated, within [0, --lam-max]")
     lp.add_argument("--steps", type=int, default=d.steps, help=f"training steps ({d.steps})")
     lp.add_argument("--cot-mixture", type=float, default=d.cot_mixture, metavar="F",
