@@ -197,7 +197,7 @@ def test_cli_trains_measures_and_reuses_the_run(tmp_path, capsys):
     stamp = (tmp_path / "checkpoint.safetensors").stat().st_mtime_ns
     assert main(argv) == 0  # a finished run in --out is loaded, not retrained
     assert (tmp_path / "checkpoint.safetensors").stat().st_mtime_ns == stamp
-    assert main(argv[:-2] + ["--lams", "0,0.5", "--out", str(tmp_path)]) == 2
+    assert main(argv[:-2] + ["--lams", "0,0.9", "--out", str(tmp_path)]) == 2
     assert "outside the trained range" in capsys.readouterr().err
 
 
