@@ -15,7 +15,7 @@ writes ``frontier.csv`` (accuracy against mean pauses for each λ, beside the sa
 fixed counts, at random and by the entropy trigger), ``difficulty.csv`` (pauses against
 length), ``patching.csv`` (the K/V of the pauses it took, patched from another example, at
 the smallest λ) and the figures ``pause_frontier`` and ``pause_difficulty`` (rerun: reuses
-the model).
+the model, or continues its training from the last checkpoint; ``--fresh`` starts over).
 """
 
 from __future__ import annotations
@@ -132,6 +132,9 @@ def register(sub) -> None:
     lp.add_argument("--device", default=None, help="cpu, cuda (default: CUDA if present)")
     lp.add_argument("--out", required=True, help="output folder")
     add_formats_arg(lp, "html,png", "figure files")
+    lp.add_argument("--fresh", action="store_true",
+                    help="train from scratch even if --out holds a run (by default a finished "
+                    "run is reused and one stopped part-way is continued)")
     lp.add_argument("--quiet", action="store_true", help="no progress lines")
     lp.set_defaults(func=run_learned_pauses)
     p.set_defaults(func=lambda args: _usage(p))
@@ -229,7 +232,7 @@ def run_learned_pauses(args) -> int:
     formats = parse_formats(args.formats)
     run, frontier, difficulty = learned_pause_study(cfg, lams, args.out,
                                                     n_examples=args.eval_size,
-                                                    verbose=not args.quiet)
+                                                    fresh=args.fresh, verbose=not args.quiet)
     out = Path(args.out)
     patching = self_pause_patching(run, min(lams), n_examples=args.eval_size)
     atomic_write_csv(out / "patching.csv", patching)

@@ -5,6 +5,7 @@ positions, agreement with the one-forward readout), and the named errors for bad
 from __future__ import annotations
 
 import itertools
+import json
 import math
 
 import pytest
@@ -183,3 +184,39 @@ def test_patching_self_requested_pauses_at_layer_0_or_before_any_pause_changes_n
     t = self_pause_patching(run, 0.1, n_examples=48)
     assert (t["mean_pauses"] == 0).all()
     assert (t["patched_accuracy"] == t["clean_accuracy"]).all()
+
+
+def test_a_run_stopped_part_way_resumes_to_the_uninterrupted_run(tmp_path):
+    """Stopped after step 7 with a checkpoint every 3 steps (the last at step 6, as a kill
+    leaves it), then continued: the parameters, AdamW's moments and the history equal those
+    of one uninterrupted run bit for bit (float64)."""
+    from safetensors.torch import load_file
+
+    from interp.training.learned_pauses import load_learned_pauses
+
+    cfg = LearnedPauseConfig(**TINY, steps=12, ramp_start=0.2, ramp_end=0.6)
+    whole = train_learned_pauses(cfg, tmp_path / "whole", checkpoint_every=3, verbose=False)
+    part = train_learned_pauses(cfg, tmp_path / "part", checkpoint_every=3, stop_after=7,
+                                verbose=False)
+    assert not part.metrics and not (tmp_path / "part" / "metrics.json").exists()
+    assert json.loads((tmp_path / "part" / "state.json").read_text())["step"] == 6
+    assert load_learned_pauses(tmp_path / "part").history.empty  # a stopped run loads too
+    resumed = train_learned_pauses(cfg, tmp_path / "part", checkpoint_every=3, verbose=False)
+    a = load_file(str(tmp_path / "whole" / "checkpoint.safetensors"))
+    b = load_file(str(tmp_path / "part" / "checkpoint.safetensors"))
+    assert sorted(a) == sorted(b) and any(k.startswith("exp_avg_sq.") for k in a)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    cols = [c for c in whole.history.columns if c != "elapsed_s"]
+    assert whole.history[cols].equals(resumed.history[cols])
+    assert resumed.metrics["lam=0.0"] == whole.metrics["lam=0.0"]
+    loaded = load_learned_pauses(tmp_path / "part")
+    for (k, p), q in zip(loaded.model.named_parameters(), whole.model.parameters(), strict=True):
+        assert torch.equal(p, q), k
+    assert torch.equal(loaded.urgency.u, whole.urgency.u)
+    # another configuration in the same folder is refused by name
+    with pytest.raises(InterpError, match="different configuration .*lr"):
+        train_learned_pauses(LearnedPauseConfig(**{**cfg.to_dict(), "lr": 1e-3}),
+                             tmp_path / "part", verbose=False)
+    with pytest.raises(InterpError, match="checkpoint_every >= 1"):
+        train_learned_pauses(cfg, None, checkpoint_every=0)
