@@ -234,31 +234,39 @@ def _probe(X: Float[Tensor, "row feature"], y: Tensor, example: Tensor, n_exampl
     return float(acc), float(base)
 
 
-def _probes(run: LearnedPauses, lam: float, pb: PauseBatch, r: PauseReadout, seed: int
-            ) -> pd.DataFrame:
+def _pause_rows(run: LearnedPauses, pb: PauseBatch, r: PauseReadout
+                ) -> tuple[Tensor, Tensor, Tensor]:
+    """One row per self-requested pause: its example, its position in the teacher-forced
+    layout (``=`` + j for pause j), and its partial result: the chain-of-thought token the
+    same position emits in the chain layout (``[count of ones ≥ j + 1]``, the answer at
+    j = n; -1 past n, where the chain has ended)."""
     task = Parity(run.config.n_max)
-    v = task.vocab
-    n_ex = len(r.stop)
-    one = v["1"]
-    y_answer = (pb.answer == one).long()
-    shuffled = y_answer[torch.from_numpy(np.random.default_rng(seed).permutation(n_ex))]
     ex, pos, partial = [], [], []
-    for b in range(n_ex):
+    for b in range(len(r.stop)):
         eq, n = int(pb.eq[b]), int(pb.n[b])
-        words = [BOS, *v.decode(pb.tokens[b, 1:eq]), "="]
+        words = [BOS, *task.vocab.decode(pb.tokens[b, 1:eq]), "="]
         chain = [*task.cot(words)[:n], *task.answer(words)]
         for j in range(1, int(r.stop[b]) + 1):
             ex.append(b)
             pos.append(eq + j)
             partial.append(int(chain[j]) if j <= n else -1)
-    ex_t, pos_t, partial_t = torch.tensor(ex), torch.tensor(pos), torch.tensor(partial)
+    return (torch.tensor(ex, dtype=torch.long), torch.tensor(pos, dtype=torch.long),
+            torch.tensor(partial, dtype=torch.long))
+
+
+def _probes(run: LearnedPauses, lam: float, pb: PauseBatch, r: PauseReadout, seed: int
+            ) -> pd.DataFrame:
+    n_ex = len(r.stop)
+    y_answer = (pb.answer == Parity(run.config.n_max).vocab["1"]).long()
+    shuffled = y_answer[torch.from_numpy(np.random.default_rng(seed).permutation(n_ex))]
+    ex_t, pos_t, partial_t = _pause_rows(run, pb, r)
     answer_pos = pb.eq + r.stop
     rows = []
     for layer, h in enumerate(_residuals(run, lam, pb.tokens)):
         acc, base = _probe(h[torch.arange(n_ex), answer_pos], y_answer, torch.arange(n_ex), n_ex)
         rows.append(dict(layer=layer, where="answer position", target="answer",
                          accuracy=acc, baseline=base, n=n_ex))
-        if not ex:
+        if not len(ex_t):
             continue
         X = h[ex_t, pos_t]
         for target, y, keep in [("answer", y_answer[ex_t], slice(None)),

@@ -159,8 +159,10 @@ def test_cli_trains_measures_and_reuses_the_run(tmp_path, capsys):
             "--d-model", "16", "--eval-size", "32", "--lams", "0,0.1", "--formats", "html",
             "--quiet", "--out", str(tmp_path)]
     assert main(argv) == 0
-    for name in ("frontier.csv", "difficulty.csv", "patching.csv", "pause_frontier.html",
-                 "pause_difficulty.html", "checkpoint.safetensors"):
+    for name in ("frontier.csv", "difficulty.csv", "patching.csv", "self_pause_attention.csv",
+                 "self_pause_gradients.csv", "self_pause_probes.csv", "pause_frontier.html",
+                 "pause_difficulty.html", "self_pause_patching.html", "self_pause_probes.html",
+                 "self_pause_attention.html", "checkpoint.safetensors"):
         assert (tmp_path / name).is_file(), name
     stamp = (tmp_path / "checkpoint.safetensors").stat().st_mtime_ns
     assert main(argv) == 0  # a finished run in --out is loaded, not retrained
@@ -175,15 +177,18 @@ def test_patching_self_requested_pauses_at_layer_0_or_before_any_pause_changes_n
     run = _always_pausing_run(LearnedPauseConfig(**TINY, steps=1))
     t = self_pause_patching(run, 0.1, n_examples=48)
     assert set(t["layers"]) == {"all", "0", "1"} and (t["mean_pauses"] == 5).all()
+    assert set(t["patch"]) == {"pauses from donor", "pauses, equal-norm random",
+                               "bits from donor"}
     # at layer 0 a pause's K/V depend only on its token, position and the urgency input
-    layer0 = t[t["layers"] == "0"]
+    layer0 = t[(t["layers"] == "0") & (t["patch"] == "pauses from donor")]
     assert (layer0["patched_accuracy"] == layer0["clean_accuracy"]).all()
-    # a model that answers at once reads no pause: no patch can move it
+    # a model that answers at once reads no pause: no patch of the pauses can move it
     with torch.no_grad():
         run.model.unembed.b_U[Parity(5).vocab.pause_id] -= 200.0
     t = self_pause_patching(run, 0.1, n_examples=48)
     assert (t["mean_pauses"] == 0).all()
-    assert (t["patched_accuracy"] == t["clean_accuracy"]).all()
+    paused = t[t["patch"] != "bits from donor"]
+    assert (paused["patched_accuracy"] == paused["clean_accuracy"]).all()
 
 
 def test_a_run_stopped_part_way_resumes_to_the_uninterrupted_run(tmp_path):
