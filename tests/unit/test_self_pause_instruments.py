@@ -210,3 +210,17 @@ def test_the_instruments_save_and_load(inst, tmp_path):
     export_figures([back], tmp_path, formats=["html"])
     for name in ("self_pause_patching", "self_pause_probes", "self_pause_attention"):
         assert (tmp_path / f"{name}.html").is_file()
+
+
+def test_the_probe_reads_a_linear_label_and_not_a_random_one():
+    """The ridge probe (split by example, three rows each): a label that is the sign of one
+    feature is read (positive control), an independent one is not (null)."""
+    from interp.controls._learned import _probe
+
+    g = torch.Generator().manual_seed(0)
+    example = torch.arange(200).repeat_interleave(3)  # three rows per example
+    X = torch.randn(600, 8, generator=g, dtype=torch.float64)
+    acc, base = _probe(X, (X[:, 0] > 0).long(), example, 200)
+    assert acc > 0.95 and base < 0.7
+    acc, base = _probe(X, torch.randint(0, 2, (600,), generator=g), example, 200)
+    assert abs(acc - 0.5) < 0.15
