@@ -126,9 +126,10 @@ def _random_positions(seqs: list[PausedSequence], eq_id: int, seed: int
 
 
 def _by_kind(table: pd.DataFrame, seqs: list[PausedSequence], eq_id: int,
-             null: set[tuple[int, int]], cols: list[str], keys: list[str]) -> pd.DataFrame:
-    """Mean of ``cols`` per ``keys`` and position kind, with the null positions added as the
-    kind ``random position``."""
+             null: set[tuple[int, int]], cols: list[str], keys: list[str],
+             medians: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Mean of ``cols`` (and the median of ``medians``) per ``keys`` and position kind, with
+    the null positions added as the kind ``random position``."""
     kinds = {(w, p): k for w, s in enumerate(seqs) for p, k in enumerate(_kinds(s, eq_id))}
     # the gradient table names sequences by their index as a string
     idx = list(zip(table["sequence"].astype(int), table["position"], strict=True))
@@ -137,7 +138,10 @@ def _by_kind(table: pd.DataFrame, seqs: list[PausedSequence], eq_id: int,
     t = pd.concat([t[t["kind"] != "answer"], rand], ignore_index=True)
     t["_at"] = list(zip(t["sequence"].astype(int), t["position"], strict=True))
     g = t.groupby(keys + ["kind"])
-    return g[cols].agg("mean").join(g["_at"].nunique().rename("n")).reset_index()
+    out = g[cols].agg("mean").join(g["_at"].nunique().rename("n"))
+    for col in medians:
+        out[f"{col}_median"] = g[col].median()
+    return out.reset_index()
 
 
 def _attention(run: LearnedPauses, lam: float, seqs: list[PausedSequence], eq_id: int,
@@ -191,8 +195,9 @@ def _gradients(run: LearnedPauses, lam: float, seqs: list[PausedSequence], eq_id
     with urgency_input(run.model, run.urgency, lam):
         fg = future_gradients(run.model, seqs, sites=("k", "v"), block_size=None,
                               verbose=False)
+    # a few confidently wrong answers carry gradients 1000x the typical one: the median too
     return _by_kind(fg.table, seqs, eq_id, null, ["future_share", "total_norm"],
-                    ["site", "layer"])
+                    ["site", "layer"], medians=("total_norm",))
 
 
 def _residuals(run: LearnedPauses, lam: float, tokens: Tensor
@@ -366,7 +371,8 @@ class SelfPauseInstruments(SavedResult):
             position``: the mass that position puts on the pauses), ``attn_received``,
             ``uniform``, ``attn_ratio``, ``n`` (positions).
         gradients: ``site`` (k, v), ``layer``, ``kind`` (as above): ``future_share``,
-            ``total_norm`` (mean over heads and positions), ``n`` (positions).
+            ``total_norm`` (mean over heads and positions), ``total_norm_median`` (the
+            median over heads and positions), ``n`` (positions).
         probes: ``layer`` (the residual stream entering it; ``n_layers``: the final one),
             ``where`` (``pause``, ``answer position``), ``target`` (``answer``, ``answer,
             labels shuffled`` (the null), ``partial``), ``accuracy`` (held-out examples),

@@ -140,6 +140,7 @@ def test_the_gradient_at_the_pauses_is_plain_autograd_of_the_answers_loss(run, i
     assert ("k", 1, "pause") in want
     for key, values in want.items():
         assert g.loc[key, "total_norm"] == pytest.approx(sum(values) / len(values), rel=1e-6), key
+    assert (g["total_norm_median"] > 0).all()
     # everything a position before the answer position receives is future gradient
     before = g.drop(index="answer position", level="kind")["future_share"]
     assert before.to_numpy() == pytest.approx(1.0, abs=1e-12)
