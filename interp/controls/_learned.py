@@ -24,7 +24,7 @@ when the model took none) and the null ``random position``.
 * **attention received** at the pauses (mean over heads and later queries) over uniform
   causal attention; the null: as many positions per example as it took pauses, drawn at
   random among its bits and ``=``; beside them the bits and ``<bos>``. And the attention mass
-  the answer position puts on the pauses (itself included), beside their uniform share.
+  the answer position puts on the pauses before it, beside their uniform share.
 * **gradient of the answer's loss** at the pauses' keys and values (``total_norm``;
   everything a pause before the last receives is future gradient, its own output is a pause
   decision outside the loss) against the same random positions (null) and the bits
@@ -158,16 +158,16 @@ def _attention(run: LearnedPauses, lam: float, seqs: list[PausedSequence], eq_id
 
 def _answer_attention(run: LearnedPauses, lam: float, pb: PauseBatch, r: PauseReadout
                       ) -> pd.DataFrame:
-    """Per layer: the attention mass the answer-predicting position (``=`` + stop) puts on
-    the pauses before it and itself (mean over heads and the examples that paused), beside
-    their uniform share stop / (position + 1)."""
-    took = (r.stop > 0).nonzero()[:, 0]
+    """Per layer: the attention mass the answer position (``=`` + stop, the last pause)
+    puts on the pauses before it (mean over heads and the examples that took two or more),
+    beside their uniform share (stop − 1) / (position + 1)."""
+    took = (r.stop > 1).nonzero()[:, 0]
     if not len(took):
         return pd.DataFrame()
     model = run.model
     q = (pb.eq + r.stop)[took]
     keys = torch.arange(pb.tokens.shape[1])
-    on_pause = (keys[None] > pb.eq[took, None]) & (keys[None] <= q[:, None])
+    on_pause = (keys[None] > pb.eq[took, None]) & (keys[None] < q[:, None])
     seen: dict[int, Tensor] = {}
 
     def keeper(layer: int):
@@ -181,7 +181,7 @@ def _answer_attention(run: LearnedPauses, lam: float, pb: PauseBatch, r: PauseRe
     with torch.no_grad(), urgency_input(model, run.urgency, lam), model.hooks(
             fwd_hooks=[(hooks.pattern(layer), keeper(layer)) for layer in range(n_layers)]):
         model(pb.tokens[took].to(core_model.device(model)))
-    uniform = float((r.stop[took] / (q + 1)).double().mean())
+    uniform = float(((r.stop[took] - 1) / (q + 1)).double().mean())
     return pd.DataFrame([dict(layer=layer, kind="pauses, from the answer position",
                               attn_received=float(seen[layer].mean()), uniform=uniform,
                               n=len(took), attn_ratio=float(seen[layer].mean()) / uniform)
@@ -368,7 +368,8 @@ class SelfPauseInstruments(SavedResult):
     Attributes:
         attention: ``layer``, ``kind`` (``bos``, ``bits``, ``=``, ``pause``, ``answer
             position``, ``random position`` (the null), and ``pauses, from the answer
-            position``: the mass that position puts on the pauses), ``attn_received``,
+            position``: the mass that position puts on the pauses before it, over the
+            examples that took two or more), ``attn_received``,
             ``uniform``, ``attn_ratio``, ``n`` (positions).
         gradients: ``site`` (k, v), ``layer``, ``kind`` (as above): ``future_share``,
             ``total_norm`` (mean over heads and positions), ``total_norm_median`` (the

@@ -87,9 +87,9 @@ def test_attention_at_the_pauses_is_the_models_own_pattern(run, inst):
                 # mean over heads and the later queries
                 want.setdefault((layer, kind), []).append(float(pat[:, p + 1:, p].mean()))
             k = seq.roles.count("pause")
-            if k:
-                q = len(seq) - 2
-                mass.setdefault(layer, []).append(float(pat[:, q, q - k + 1:q + 1].sum(-1).mean()))
+            if k > 1:
+                q = len(seq) - 2  # the last pause: its mass on the k - 1 pauses before it
+                mass.setdefault(layer, []).append(float(pat[:, q, q - k + 1:q].sum(-1).mean()))
     t = inst.attention.set_index(["layer", "kind"])
     for (layer, kind), values in want.items():
         assert t.loc[(layer, kind), "attn_received"] == pytest.approx(
@@ -99,7 +99,7 @@ def test_attention_at_the_pauses_is_the_models_own_pattern(run, inst):
     assert {(layer, "pause") for layer in range(2)} <= set(want)
     for layer in range(2):
         got = t.loc[(layer, "pauses, from the answer position")]
-        assert got["n"] == int((r.stop > 0).sum())
+        assert got["n"] == int((r.stop > 1).sum())
     small = self_pause_instruments(run, LAM, n_examples=24, n_attention=4, n_gradient=1)
     for layer in range(2):
         row = small.attention.set_index(["layer", "kind"]).loc[
