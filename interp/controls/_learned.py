@@ -17,8 +17,8 @@ answer's loss.
 
 The instruments, and what each is compared with:
 
-Positions are grouped by kind: ``bos``, ``bits``, ``=``, ``pause`` (a self-requested pause
-before the last), ``answer position`` (where the answer is read: the last pause, or ``=``
+Positions are grouped by kind: ``bos``, ``bits``, ``=``, ``filler`` (where the layout
+right-aligns the bits), ``pause`` (a self-requested pause before the last), ``answer position`` (where the answer is read: the last pause, or ``=``
 when the model took none) and the null ``random position``.
 
 * **attention received** at the pauses (mean over heads and later queries) over uniform
@@ -67,7 +67,7 @@ from ..training.learned_pauses import (
     urgency_input,
 )
 from ..training.tasks import TaskBatch
-from ..training.tasks._base import BOS, IGNORE
+from ..training.tasks._base import BOS, IGNORE, Vocab
 from ..training.tasks.parity import Parity
 from ._pauses import patch_inserted_kv
 
@@ -100,37 +100,37 @@ def self_pause_sequences(run: LearnedPauses, lam: float, *, n_examples: int = 51
     return seqs, r, pb
 
 
-def _kinds(seq: PausedSequence, eq_id: int) -> list[str]:
-    """Per position: ``bos``, ``bits``, ``=``, ``pause``, ``answer position`` (where the
-    answer is read: the last pause, or ``=`` when the model took none) or ``answer`` (the
-    answer token)."""
-    toks = seq.tokens.tolist()
-    kinds = ["=" if r == "prompt" and toks[p] == eq_id else "bits" if r == "prompt" else r
-             for p, r in enumerate(seq.roles)]
+def _kinds(seq: PausedSequence, vocab: Vocab) -> list[str]:
+    """Per position: ``bos``, ``bits``, ``=``, ``filler`` (the fillers that right-align the
+    bits, when the layout has them), ``pause``, ``answer position`` (where the answer is read:
+    the last pause, or ``=`` when the model took none) or ``answer`` (the answer token)."""
+    names = {vocab["="]: "=", vocab.filler_id: "filler"}
+    kinds = [names.get(tok, "bits") if r == "prompt" else r
+             for tok, r in zip(seq.tokens.tolist(), seq.roles, strict=True)]
     kinds[-2] = "answer position"
     return kinds
 
 
-def _random_positions(seqs: list[PausedSequence], eq_id: int, seed: int
+def _random_positions(seqs: list[PausedSequence], vocab: Vocab, seed: int
                       ) -> set[tuple[int, int]]:
     """The null positions: per sequence, as many positions as it took pauses, drawn (seeded,
     without replacement) among its bits and ``=`` (unless the answer is read there)."""
     rng = np.random.default_rng(seed)
     out = set()
     for w, seq in enumerate(seqs):
-        kinds = _kinds(seq, eq_id)
+        kinds = _kinds(seq, vocab)
         cand = [p for p, k in enumerate(kinds) if k in ("bits", "=")]
         size = min(seq.roles.count("pause"), len(cand))
         out |= {(w, int(p)) for p in rng.choice(cand, size=size, replace=False)}
     return out
 
 
-def _by_kind(table: pd.DataFrame, seqs: list[PausedSequence], eq_id: int,
+def _by_kind(table: pd.DataFrame, seqs: list[PausedSequence], vocab: Vocab,
              null: set[tuple[int, int]], cols: list[str], keys: list[str],
              medians: tuple[str, ...] = ()) -> pd.DataFrame:
     """Mean of ``cols`` (and the median of ``medians``) per ``keys`` and position kind, with
     the null positions added as the kind ``random position``."""
-    kinds = {(w, p): k for w, s in enumerate(seqs) for p, k in enumerate(_kinds(s, eq_id))}
+    kinds = {(w, p): k for w, s in enumerate(seqs) for p, k in enumerate(_kinds(s, vocab))}
     # the gradient table names sequences by their index as a string
     idx = list(zip(table["sequence"].astype(int), table["position"], strict=True))
     t = table.assign(kind=[kinds[i] for i in idx])
@@ -144,14 +144,14 @@ def _by_kind(table: pd.DataFrame, seqs: list[PausedSequence], eq_id: int,
     return out.reset_index()
 
 
-def _attention(run: LearnedPauses, lam: float, seqs: list[PausedSequence], eq_id: int,
+def _attention(run: LearnedPauses, lam: float, seqs: list[PausedSequence], vocab: Vocab,
                null: set[tuple[int, int]]) -> pd.DataFrame:
     from ..sinks import registers
 
     with urgency_input(run.model, run.urgency, lam):
         reg = registers(run.model, seqs, verbose=False)
     t = reg.table.dropna(subset=["attn_received"])
-    g = _by_kind(t, seqs, eq_id, null, ["attn_received", "uniform"], ["layer"])
+    g = _by_kind(t, seqs, vocab, null, ["attn_received", "uniform"], ["layer"])
     g["attn_ratio"] = g["attn_received"] / g["uniform"]
     return g
 
@@ -188,7 +188,7 @@ def _answer_attention(run: LearnedPauses, lam: float, pb: PauseBatch, r: PauseRe
                          for layer in range(n_layers)])
 
 
-def _gradients(run: LearnedPauses, lam: float, seqs: list[PausedSequence], eq_id: int,
+def _gradients(run: LearnedPauses, lam: float, seqs: list[PausedSequence], vocab: Vocab,
                null: set[tuple[int, int]]) -> pd.DataFrame:
     from ..gradients import future_gradients
 
@@ -196,7 +196,7 @@ def _gradients(run: LearnedPauses, lam: float, seqs: list[PausedSequence], eq_id
         fg = future_gradients(run.model, seqs, sites=("k", "v"), block_size=None,
                               verbose=False)
     # a few confidently wrong answers carry gradients 1000x the typical one: the median too
-    return _by_kind(fg.table, seqs, eq_id, null, ["future_share", "total_norm"],
+    return _by_kind(fg.table, seqs, vocab, null, ["future_share", "total_norm"],
                     ["site", "layer"], medians=("total_norm",))
 
 
@@ -327,8 +327,8 @@ def self_pause_patching(run: LearnedPauses, lam: float = 0.0, *, n_examples: int
         idx = (pb.n == n).nonzero()[:, 0]
         if len(idx) < 2:
             continue
-        tokens = pb.tokens[idx]
-        roles = tuple("bos" if t == 0 else "prompt" if t <= n + 1 else
+        tokens, eq = pb.tokens[idx], int(pb.eq[idx[0]])  # one layout per length
+        roles = tuple("bos" if t == 0 else "prompt" if t <= eq else
                       "pause" if int(tok) == pid else "pad"
                       for t, tok in enumerate(tokens[0]))
         batch = TaskBatch(tokens.to(device), [roles] * len(idx),
@@ -339,7 +339,7 @@ def self_pause_patching(run: LearnedPauses, lam: float = 0.0, *, n_examples: int
         donor = torch.roll(torch.arange(len(idx)), -1)
         differ = answer != answer[donor]
         patches = {"pauses from donor": dict(), "pauses, equal-norm random":
-                   dict(random_seed=seed + n), "bits from donor": dict(positions=range(1, n + 1))}
+                   dict(random_seed=seed + n), "bits from donor": dict(positions=range(eq - n, eq))}
         with urgency_input(model, run.urgency, lam):
             clean = _answers(model(batch.tokens), at, pid)
             for patch, options in patches.items():
@@ -435,13 +435,13 @@ def self_pause_instruments(run: LearnedPauses, lam: float = 0.0, *, n_examples: 
                           f"{n_gradient}: too few to split or measure",
                           "give n_examples >= 4 and n_attention, n_gradient >= 1")
     seqs, r, pb = self_pause_sequences(run, lam, n_examples=n_examples, seed=seed)
-    eq_id = Parity(run.config.n_max).vocab["="]
-    null = _random_positions(seqs, eq_id, seed)
-    attention = pd.concat([_attention(run, lam, seqs[:n_attention], eq_id, null),
+    vocab = Parity(run.config.n_max).vocab  # the ids of 0, 1, = and the filler
+    null = _random_positions(seqs, vocab, seed)
+    attention = pd.concat([_attention(run, lam, seqs[:n_attention], vocab, null),
                            _answer_attention(run, lam, pb, r)], ignore_index=True)
     return SelfPauseInstruments(
         attention=attention,
-        gradients=_gradients(run, lam, seqs[:n_gradient], eq_id, null),
+        gradients=_gradients(run, lam, seqs[:n_gradient], vocab, null),
         probes=_probes(run, lam, pb, r, seed),
         patching=self_pause_patching(run, lam, n_examples=n_examples, seed=seed),
         settings=dict(lam=lam, n_examples=n_examples, n_attention=n_attention,

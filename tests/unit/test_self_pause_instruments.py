@@ -13,6 +13,7 @@ import torch
 from interp.controls import patch_inserted_kv, self_pause_instruments, self_pause_sequences
 from interp.controls._learned import _kinds, _pause_rows, _residuals
 from interp.core import hooks
+from interp.core import model as core_model
 from interp.training.learned_pauses import (
     LearnedPauseConfig,
     LearnedPauses,
@@ -26,7 +27,7 @@ from interp.training.tasks import TaskBatch
 from interp.training.tasks.parity import Parity
 
 LAM = 0.1
-EQ = Parity(5).vocab["="]
+VOCAB = Parity(5).vocab  # the ids of 0, 1, = and the filler
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def run() -> LearnedPauses:
                              dtype="float64")
     model, urgency = _build(cfg)
     with torch.no_grad():
-        model.unembed.b_U[Parity(5).vocab.pause_id] = 0.3
+        model.unembed.b_U[core_model.pause_id(model, required=True)] = 0.3
     return LearnedPauses(cfg, model, urgency, history=None)
 
 
@@ -50,7 +51,7 @@ def test_the_layouts_are_ragged_and_the_sequences_are_the_generations(run):
     seqs, r, pb = self_pause_sequences(run, LAM, n_examples=64)
     assert len(set(r.stop.tolist())) >= 4  # the test below covers ragged layouts
     for b in range(16):
-        bits = "".join(Parity(5).vocab.decode(pb.tokens[b, 1:int(pb.eq[b])]))
+        bits = "".join(w for w in VOCAB.decode(pb.tokens[b, 1:int(pb.eq[b])]) if w in "01")
         gen = generate_with_pauses(run, bits, LAM, record=False)
         assert gen.n_pauses == seqs[b].roles.count("pause")
         # the same tokens up to the answer, which the sequence takes as the correct one
@@ -81,7 +82,7 @@ def test_attention_at_the_pauses_is_the_models_own_pattern(run, inst):
     want: dict[tuple[int, str], list[float]] = {}
     mass: dict[int, list[float]] = {}
     for seq in seqs[:24]:
-        kinds = _kinds(seq, EQ)
+        kinds = _kinds(seq, VOCAB)
         for layer, pat in enumerate(_patterns(run, seq)):
             for p, kind in enumerate(kinds[:-1]):
                 # mean over heads and the later queries
@@ -133,7 +134,7 @@ def test_the_gradient_at_the_pauses_is_plain_autograd_of_the_answers_loss(run, i
         keys = list(seen)
         grads = torch.autograd.grad(loss, [seen[k] for k in keys])
         for (name, layer), g in zip(keys, grads, strict=True):
-            for p, kind in enumerate(_kinds(seq, EQ)[:-1]):
+            for p, kind in enumerate(_kinds(seq, VOCAB)[:-1]):
                 # mean over heads of the gradient norm at position p
                 want.setdefault((name, layer, kind), []).append(float(g[0, p].norm(dim=-1).mean()))
     g = inst.gradients.set_index(["site", "layer", "kind"])
@@ -159,7 +160,7 @@ def test_probe_rows_are_the_pauses_residuals_and_partial_results(run):
         for layer in range(len(batched)):
             torch.testing.assert_close(batched[layer][b, p], own[layer][0, p], rtol=0, atol=1e-12)
         j, n = p - int(pb.eq[b]), int(pb.n[b])
-        c = int(pb.tokens[b, 1:n + 1].eq(Parity(5).vocab["1"]).sum())
+        c = int(pb.tokens[b, 1:int(pb.eq[b])].eq(VOCAB["1"]).sum())
         assert int(partial[i]) == (int(c >= j + 1) if j < n else c % 2 if j == n else -1)
 
 
@@ -167,8 +168,8 @@ def test_patching_identities_and_the_table(run, inst):
     pb = held_out_batch(run.config, 64)
     n = 3
     idx = (pb.n == n).nonzero()[:, 0]
-    tokens = pb.tokens[idx]
-    roles = ("bos",) + ("prompt",) * (n + 1) + ("pause",) * (tokens.shape[1] - n - 2)
+    tokens, eq = pb.tokens[idx], int(pb.eq[idx[0]])
+    roles = ("bos",) + ("prompt",) * eq + ("pause",) * (tokens.shape[1] - eq - 1)
     batch = TaskBatch(tokens, [roles] * len(idx), torch.zeros_like(tokens, dtype=torch.bool),
                       torch.zeros_like(tokens))
     donor = torch.roll(torch.arange(len(idx)), -1).tolist()
@@ -177,16 +178,16 @@ def test_patching_identities_and_the_table(run, inst):
         clean = run.model(tokens)
         # positive control: every bit's K/V at every layer from the donor makes the rest of the
         # sequence the donor's computation exactly
-        bits = patch_inserted_kv(run.model, batch, layers, donor=donor, positions=range(1, n + 1))
-        torch.testing.assert_close(bits[:, n + 1:], clean[donor, n + 1:], rtol=0, atol=1e-10)
+        bits = patch_inserted_kv(run.model, batch, layers, donor=donor, positions=range(eq - n, eq))
+        torch.testing.assert_close(bits[:, eq:], clean[donor, eq:], rtol=0, atol=1e-10)
         # the equal-norm null with the example as its own donor moves nothing
         same = patch_inserted_kv(run.model, batch, layers, donor=list(range(len(idx))),
                                  random_seed=0)
         torch.testing.assert_close(same, clean, rtol=0, atol=0)
         moved = patch_inserted_kv(run.model, batch, layers, donor=donor, random_seed=0)
-        assert not torch.allclose(moved[:, n + 2:], clean[:, n + 2:])
+        assert not torch.allclose(moved[:, eq + 1:], clean[:, eq + 1:])
         # the prompt is never touched
-        torch.testing.assert_close(moved[:, :n + 2], clean[:, :n + 2], rtol=0, atol=0)
+        torch.testing.assert_close(moved[:, :eq + 1], clean[:, :eq + 1], rtol=0, atol=0)
     t = inst.patching
     assert set(t["patch"]) == {"pauses from donor", "pauses, equal-norm random",
                                "bits from donor"}
