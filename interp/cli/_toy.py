@@ -130,9 +130,11 @@ def register(sub) -> None:
                     f"the same position for every length ({d.align})")
     lp.add_argument("--explore", type=float, default=d.explore, metavar="BETA",
                     help=f"weight of the exploration term at the start ({d.explore})")
-    lp.add_argument("--ramp", type=float, nargs=2, default=(d.ramp_start, d.ramp_end),
-                    metavar=("START", "END"), help="fractions of the steps where the pause "
-                    f"cost starts and finishes ramping up ({d.ramp_start} {d.ramp_end})")
+    lp.add_argument("--ramp-start", type=float, default=d.ramp_start, metavar="F",
+                    help=f"fraction of the steps where the pause cost starts ({d.ramp_start})")
+    lp.add_argument("--ramp-end", type=float, default=d.ramp_end, metavar="F",
+                    help="... and where it reaches λ and the exploration ends "
+                    f"({d.ramp_end})")
     lp.add_argument("--answer-after-n", action="store_true",
                     help="train the answers only after k >= n pauses, the decision against "
                     "them detached (LearnedPauseConfig.answer_after_n)")
@@ -244,8 +246,8 @@ def run_learned_pauses(args) -> int:
                              lam_max=args.lam_max, steps=args.steps, cot_mixture=args.cot_mixture,
                              answer_after_n=args.answer_after_n, positional=args.positional,
                              pause_chain=args.pause_chain, align=args.align,
-                             explore=args.explore, ramp_start=args.ramp[0],
-                             ramp_end=args.ramp[1],
+                             explore=args.explore, ramp_start=args.ramp_start,
+                             ramp_end=args.ramp_end,
                              d_model=args.d_model, n_layers=args.n_layers, d_mlp=args.d_mlp,
                              seed=args.seed,
                              device=args.device)
