@@ -103,6 +103,7 @@ __all__ = [
     "PauseReadout",
     "Urgency",
     "generate_with_pauses",
+    "explore_term",
     "halting_loss",
     "held_out_batch",
     "learned_pause_study",
@@ -356,6 +357,12 @@ def halting_loss(log_pause: Float[Tensor, "batch k"], ce: Float[Tensor, "batch k
     return (p_stop * (ce + lam_t * k)).sum(1), p_stop
 
 
+def explore_term(p_stop: Float[Tensor, "batch k"]) -> Float[Tensor, " batch"]:
+    """KL(P(stop) ‖ uniform over 0..K) = Σ_k P log P + log(K + 1) per example: the
+    exploration term, weighted β·(1 − ramp) (see the module docstring)."""
+    return (p_stop * p_stop.clamp_min(1e-30).log()).sum(1) + math.log(p_stop.shape[1])
+
+
 def _readings(logits: Float[Tensor, "batch pos vocab"], eq: Int[Tensor, " batch"], n_k: int
               ) -> Float[Tensor, "batch k vocab"]:
     pos = eq[:, None] + torch.arange(n_k, device=eq.device)
@@ -461,10 +468,8 @@ def training_step_loss(model: Bridge, urgency: Urgency, cfg: LearnedPauseConfig,
         halt, p_stop = halting_loss(log_pause, ce, ramp * lam[:n_pause].to(device))
         loss = halt.mean() + ce.mean()
     if cfg.explore and ramp < 1:
-        # β·KL(P(stop) ‖ uniform) = β·(Σ_k P log P + log(K + 1)): keeps later stop points
-        # visible until the answers after them are good
-        neg_entropy = (p_stop * p_stop.clamp_min(1e-30).log()).sum(1).mean()
-        loss = loss + cfg.explore * (1 - ramp) * (neg_entropy + math.log(p_stop.shape[1]))
+        # keeps later stop points visible until the answers after them are good
+        loss = loss + cfg.explore * (1 - ramp) * explore_term(p_stop).mean()
     parts = dict(halt_loss=float(halt.detach().mean()), ce_at_once=float(ce[:, 0].detach().mean()),
                  ce_at_cap=float(ce[:, -1].detach().mean()),
                  mean_pauses=float((p_stop.detach() * torch.arange(p_stop.shape[1], device=device)).sum(1)
@@ -633,7 +638,7 @@ def matched_stops(r: PauseReadout, policy: str, budget: float, seed: int = 0
     * ``learned``: the model's own decision.
     """
     check_choice("pause policy", policy, POLICIES)
-    n_b, n_k = r.correct.shape
+    n_b, n_k = r.entropy.shape
     g = torch.Generator().manual_seed(seed)
     if policy == "learned":
         return r.stop

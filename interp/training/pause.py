@@ -130,6 +130,17 @@ class PauseTrainConfig:
         eval_windows: held-out windows evaluated every ``eval_every`` steps.
         eval_every: evaluate and checkpoint every this many steps.
         seed: seeds the adapter's initialisation, the window order and the pause positions.
+        learned: train learned pause requests instead of random pauses: the model decides
+            how many pauses to take before each next token, each costing ``lam``
+            (:mod:`interp.training.learned_pauses_lm`); ``pause_rate``, ``pause_n`` and
+            ``pause_n_max`` are then unused.
+        lam: the cost λ of one pause in nats of next-token loss (``learned`` only).
+        max_pauses: the cap K on pauses before one token (``learned`` only).
+        sites: decision sites per training window (``learned`` only).
+        explore, ramp_start, ramp_end: the exploration weight β and the cost curriculum of
+            :class:`interp.training.learned_pauses.LearnedPauseConfig` (``learned`` only):
+            pauses are free and β·KL(P(stop) ‖ uniform) is added until ``ramp_start``
+            (a fraction of the steps), then λ rises and β falls linearly until ``ramp_end``.
     """
 
     base: str | dict = "smollm2-135m"
@@ -153,13 +164,33 @@ class PauseTrainConfig:
     eval_windows: int = 8
     eval_every: int = 20
     seed: int = 0
+    learned: bool = False
+    lam: float = 0.0
+    max_pauses: int = 4
+    sites: int = 4
+    explore: float = 0.1
+    ramp_start: float = 0.5
+    ramp_end: float = 0.7
 
     def __post_init__(self) -> None:
+        if self.lam < 0:
+            raise InterpError(f"pause cost lam={self.lam} is negative",
+                              "give a cost per pause >= 0 (0: pauses are free)")
+        if self.max_pauses < 1:
+            raise InterpError(f"max_pauses={self.max_pauses}: a cap of {self.max_pauses} pauses "
+                              "leaves the model nothing to decide",
+                              "give max_pauses >= 1, or train without --learned")
+        if not 0.0 <= self.ramp_start <= self.ramp_end <= 1.0 or self.explore < 0:
+            raise InterpError(f"PauseTrainConfig needs 0 <= ramp_start <= ramp_end <= 1 and "
+                              f"explore >= 0, got ramp_start={self.ramp_start}, ramp_end="
+                              f"{self.ramp_end}, explore={self.explore}",
+                              "give the fractions of the steps where the cost starts and "
+                              "finishes ramping up (0, 0: full cost from the start)")
         if not 0.0 <= self.pause_rate < 1.0:
             raise InterpError(f"pause_rate={self.pause_rate} is outside [0, 1)",
                               "use a probability such as 0.1 (0 trains without pauses)")
         for name in ("n_tokens", "pause_n", "rank", "steps", "batch_size", "eval_windows",
-                     "eval_every"):
+                     "eval_every", "sites"):
             if getattr(self, name) < 1:
                 raise InterpError(f"PauseTrainConfig.{name} must be >= 1, got "
                                   f"{getattr(self, name)}", f"use {name} >= 1")
@@ -258,7 +289,9 @@ class PauseTrainResult:
         model: the bridge with the adapter attached by hooks (eval mode).
         adapter: the :class:`PauseAdapter`.
         history: one row per evaluation: ``step``, ``lr``, ``train_loss``,
-            ``eval_loss_pauses``, ``eval_loss_plain``, ``elapsed_s``, ``tokens``.
+            ``eval_loss_pauses``, ``eval_loss_plain``, ``elapsed_s``, ``tokens``; with
+            ``learned``, the loss on held-out sites after the model's own pause count, the
+            loss there without pauses, and ``mean_pauses`` (the count's mean).
         out: the output folder (``None`` when kept in memory).
     """
 
@@ -271,7 +304,7 @@ class PauseTrainResult:
 
 
 HISTORY_COLUMNS = ["step", "lr", "train_loss", "eval_loss_pauses", "eval_loss_plain",
-                   "elapsed_s", "tokens"]
+                   "elapsed_s", "tokens", "mean_pauses"]
 
 
 def _load_base(config: PauseTrainConfig, device):
@@ -337,6 +370,11 @@ def pause_train(config: PauseTrainConfig, out: str | os.PathLike | None = None, 
             "use fewer --steps, a smaller --batch-size or --n-tokens, or a larger --corpus")
     eval_plain = list(eval_windows)
     eval_paused = _paused(config, eval_plain, pid, (config.seed, 10**9))
+    if config.learned:
+        from .learned_pauses_lm import site_batch, site_loss, training_sites
+
+        eval_sites = site_batch(eval_plain, training_sites(config, eval_plain, (config.seed, 10**9)),
+                                pid, config.max_pauses, _pad_id(model))
 
     lora = [p for k, p in adapter.lora.items()]
     named = dict(adapter.named_parameters())
@@ -370,9 +408,15 @@ def pause_train(config: PauseTrainConfig, out: str | os.PathLike | None = None, 
         for group in opt.param_groups:
             group["lr"] = lr
         batch = train_windows[step * config.batch_size:(step + 1) * config.batch_size]
-        seqs = _paused(config, batch, pid, (config.seed, step))
-        tokens, _, _, mask = pad_batch(seqs, pad)
-        loss = _batch_loss(model, tokens, mask)
+        if config.learned:
+            sites = site_batch(batch, training_sites(config, batch, (config.seed, step)), pid,
+                               config.max_pauses, pad)
+            loss, _ = site_loss(model, sites, config, pid, step)
+            tokens = sites.tokens
+        else:
+            seqs = _paused(config, batch, pid, (config.seed, step))
+            tokens, _, _, mask = pad_batch(seqs, pad)
+            loss = _batch_loss(model, tokens, mask)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip:
@@ -384,7 +428,8 @@ def pause_train(config: PauseTrainConfig, out: str | os.PathLike | None = None, 
         done = step + 1
         if done % config.eval_every == 0 or done == config.steps:
             row = dict(step=done, lr=lr, train_loss=float(np.mean(losses)),
-                       **_eval(model, eval_paused, eval_plain, pad),
+                       **(_eval_learned(model, eval_sites, config, pid) if config.learned
+                          else _eval(model, eval_paused, eval_plain, pad)),
                        elapsed_s=time.perf_counter() - t0, tokens=done * config.batch_size
                        * config.n_tokens)
             history.append(row)
@@ -430,6 +475,17 @@ def _eval(model: Bridge, paused: list[PausedSequence], plain: list[PausedSequenc
                eval_loss_plain=float(real_token_loss(model, plain, pad_id=pad).mean()))
     model.train(was)
     return res
+
+
+@torch.no_grad()
+def _eval_learned(model: Bridge, sites, config: PauseTrainConfig, pid: int) -> dict[str, float]:
+    """Held-out sites of a learned-pause run: the loss after the model's own (greedy)
+    pause count, the loss without pauses, and the mean count."""
+    from .learned_pauses_lm import lm_readout_batch
+
+    r = lm_readout_batch(model, sites, config.max_pauses, pid)
+    return dict(eval_loss_pauses=r.loss_at(r.stop), eval_loss_plain=float(r.loss[:, 0].mean()),
+                mean_pauses=r.mean_pauses)
 
 
 def _save(out: Path, adapter: PauseAdapter, trainable: dict, opt, config: PauseTrainConfig,

@@ -1,0 +1,413 @@
+"""Learned pause requests on a real LM: a LoRA adapter (:mod:`interp.training.pause`) trained
+with the halting objective of :mod:`interp.training.learned_pauses`, so the model itself
+decides, before each next token, how many ``<pause>`` tokens to take (the "System 1 /
+System 2" switch on text).
+
+**Decision sites.** A held-out or training window ``x_0 .. x_{T−1}`` has a decision before
+every next token: after reading ``x_t`` the model may pause up to K times before it predicts
+``x_{t+1}``. A *site row* is the window's prefix followed by the whole run of pauses,
+
+    x_0 .. x_t <pause> × K,
+
+and its K + 1 readings are the outputs at ``x_t`` (after 0 pauses) and at each pause (after
+k): π_k = softmax(logits)[<pause>], the probability of one more pause, and the next-token
+distribution with ``<pause>`` excluded, whose cross-entropy on ``x_{t+1}`` is CE_k. Under the
+causal mask the reading after k pauses does not see the later ones, so one forward pass gives
+all K + 1 (as in the toy); the prefix holds no other pause, so the reading is exactly what the
+model does at that point of the text when it requests its own pauses (:func:`generate` with
+``max_pauses``; the tests check the two agree).
+
+**Training** (``PauseTrainConfig(learned=True)``, ``interp pause-train --learned``). The
+adapter, the windows, the optimiser and the checkpoint/resume files are those of
+:func:`interp.pause_train`; only the batch changes. Each training window gets ``sites``
+decision sites t drawn uniformly (seeded by step and window, so a resumed run is the
+uninterrupted one), one site row each, and the loss is
+
+    mean over sites [ Σ_k P(stop at k)(CE_k + λ·k) + mean_k CE_k ] + LM loss on the prefix,
+
+the first term :func:`~interp.training.learned_pauses.halting_loss` (P(stop at k) =
+(1 − π_k) Π_{j<k} π_j, π_K := 0), the second trains the answers after every k even while the
+model rarely takes that many (the toy's reason), the third the ordinary next-token loss on
+``x_1 .. x_t`` so the adapter keeps the model a language model. All cross-entropies exclude
+``<pause>`` from the softmax: with a full softmax every real target would push the pause
+logit down and teach "never pause" (the toy measured exactly that); π is trained by the
+halting term alone.
+
+**Not done here** (the toy has them): the urgency input (one adapter per λ instead, so a
+sweep trains several adapters), the exploration term and the cost curriculum; the pause runs
+of earlier sites are not in the prefix, so the model is never asked to continue text after
+its own pauses (the measurement reads one decision at a time).
+
+**Measurement** (:func:`learned_pause_lm_study`). On held-out windows, every position t is a
+site: the readings give the greedy decision (pause while ``<pause>`` is the argmax of the
+full softmax, at most K), the loss on ``x_{t+1}`` after the chosen count, and the same mean
+budget placed by the outside policies of the toy (:func:`matched_stops`: the same count for
+every position, a random count, the entropy trigger). Difficulty is the BASE model's
+next-token entropy at t (no adapter, no pause), binned in quantiles: the System 1/2 claim is
+that the pauses go where it is high.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.stats import spearmanr
+
+from .._types import Bool, Float, Int, Tensor
+from ..core import model as core_model
+from ..core.io import atomic_write_csv, atomic_write_json
+from ..core.model import Bridge
+from ..core.pauses import PausedSequence
+from ..errors import InterpError
+from .learned_pauses import (
+    POLICIES,
+    _readings,
+    _split,
+    cost_ramp,
+    explore_term,
+    halting_loss,
+    matched_stops,
+)
+from .pause import PauseTrainConfig, _load_base, _pad_id, hash_seed, pause_train, split_windows
+from .tasks._base import IGNORE
+
+__all__ = [
+    "LMPauseReadout",
+    "SiteBatch",
+    "base_entropy",
+    "learned_pause_lm_study",
+    "lm_pause_frontier",
+    "lm_readout",
+    "lm_readout_batch",
+    "site_batch",
+    "site_loss",
+    "training_sites",
+]
+
+
+@dataclass
+class SiteBatch:
+    """Site rows ``x_0 .. x_t <pause> × K``, right-padded.
+
+    Attributes:
+        tokens: the rows.
+        site: t per row (the reading after 0 pauses is there).
+        target: ``x_{t+1}`` per row.
+        prefix_mask: the positions 0 .. t − 1 whose ordinary next-token loss counts.
+        window, position: which window and which t each row came from.
+    """
+
+    tokens: Int[Tensor, "row pos"]
+    site: Int[Tensor, " row"]
+    target: Int[Tensor, " row"]
+    prefix_mask: Bool[Tensor, "row pos"]
+    window: Int[Tensor, " row"]
+    position: Int[Tensor, " row"]
+
+
+def site_batch(windows: Sequence[PausedSequence], sites: Sequence[Sequence[int]], pause_id: int,
+               max_pauses: int, pad_id: int = 0) -> SiteBatch:
+    """One row per (window, site): the window's tokens up to ``x_t`` and ``max_pauses`` pauses.
+
+    Args:
+        windows: token windows without pauses.
+        sites: for each window, the positions t (0 <= t <= len − 2) to read.
+        pause_id: the ``<pause>`` id.
+        max_pauses: the cap K.
+        pad_id: right padding.
+    """
+    if len(sites) != len(windows):
+        raise InterpError(f"{len(sites)} site lists for {len(windows)} windows",
+                          "give one list of positions per window")
+    rows, site, target, window, position = [], [], [], [], []
+    for w, (seq, ts) in enumerate(zip(windows, sites, strict=True)):
+        ids = seq.tokens
+        if (ids == pause_id).any():
+            raise InterpError(f"window {w} already holds <pause> tokens",
+                              "give windows of plain text (learned pauses insert their own)")
+        for t in ts:
+            if not 0 <= t <= len(ids) - 2:
+                raise InterpError(f"site {t} is outside window {w} of {len(ids)} tokens",
+                                  f"give sites in 0..{len(ids) - 2} (a site needs a next token)")
+            rows.append(torch.cat([ids[:t + 1], torch.full((max_pauses,), pause_id)]))
+            site.append(t)
+            target.append(int(ids[t + 1]))
+            window.append(w)
+            position.append(t)
+    if not rows:
+        raise InterpError("no decision sites to read", "give at least one window and site")
+    width = max(len(r) for r in rows)
+    tokens = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    for i, r in enumerate(rows):
+        tokens[i, :len(r)] = r
+    site_t = torch.tensor(site)
+    prefix = torch.arange(width)[None] < site_t[:, None]
+    return SiteBatch(tokens, site_t, torch.tensor(target), prefix, torch.tensor(window),
+                     torch.tensor(position))
+
+
+def training_sites(config: PauseTrainConfig, windows: Sequence[PausedSequence],
+                   seed: tuple[int, ...]) -> list[list[int]]:
+    """``config.sites`` distinct positions per window, window b seeded by ``(*seed, b)``."""
+    out = []
+    for b, seq in enumerate(windows):
+        n = len(seq.tokens) - 1
+        rng = np.random.default_rng(hash_seed(*seed, b))
+        out.append(sorted(rng.choice(n, size=min(config.sites, n), replace=False).tolist()))
+    return out
+
+
+def _reading_parts(model: Bridge, batch: SiteBatch, n_k: int, pause_id: int):
+    device = core_model.device(model)
+    logits = model(batch.tokens.to(device))
+    read = _readings(logits, batch.site.to(device), n_k)
+    log_pause, logp, ce = _split(read, batch.target.to(device), pause_id)
+    return logits, read, log_pause, logp, ce
+
+
+def site_loss(model: Bridge, batch: SiteBatch, config: PauseTrainConfig, pause_id: int,
+              step: int | None = None) -> tuple[Float[Tensor, ""], dict[str, float]]:
+    """The learned-pause training loss of one batch of site rows (see the module docstring)
+    and its parts: ``halt_loss``, ``ce_at_once`` (k = 0), ``ce_at_cap`` (k = K),
+    ``mean_pauses`` (expected under the stop distribution) and ``lm_loss``.
+
+    Args:
+        model, batch, config, pause_id: the adapted model, the site rows, the run and the
+            ``<pause>`` id.
+        step: the training step, for the cost curriculum and the exploration weight
+            (``None``: the full cost λ and no exploration, the objective itself).
+    """
+    logits, _, log_pause, _, ce = _reading_parts(model, batch, config.max_pauses + 1, pause_id)
+    ramp = 1.0 if step is None else cost_ramp(config, step)
+    halt, p_stop = halting_loss(log_pause, ce, ramp * config.lam)
+    # the prefix's own next-token loss; the targets at the site and the pauses (a <pause>,
+    # whose logit is -inf here) are ignored
+    targets = torch.where(batch.prefix_mask[:, :-1], batch.tokens[:, 1:], IGNORE)
+    rest = logits[:, :-1].clone()
+    rest[..., pause_id] = -torch.inf
+    lm = (torch.nn.functional.cross_entropy(rest.flatten(0, 1), targets.to(logits.device).flatten(),
+                                            ignore_index=IGNORE)
+          if batch.prefix_mask.any() else logits.new_zeros(()))
+    loss = halt.mean() + ce.mean() + lm
+    if config.explore and ramp < 1:
+        loss = loss + config.explore * (1 - ramp) * explore_term(p_stop).mean()
+    ks = torch.arange(p_stop.shape[1], device=p_stop.device, dtype=p_stop.dtype)
+    parts = dict(halt_loss=float(halt.detach().mean()), ce_at_once=float(ce[:, 0].detach().mean()),
+                 ce_at_cap=float(ce[:, -1].detach().mean()),
+                 mean_pauses=float((p_stop.detach() * ks).sum(1).mean()), lm_loss=float(lm.detach()))
+    return loss, parts
+
+
+# -- reading the decision out -------------------------------------------------------------------
+
+@dataclass
+class LMPauseReadout:
+    """What the model does at every held-out site, for every pause count at once.
+
+    Attributes:
+        lam: the cost the adapter was trained with.
+        window, position: where each site is.
+        wants_pause: ``[site, k]``: after k pauses ``<pause>`` is the argmax (False at k = K).
+        loss: ``[site, k]``: CE of the next real token after k pauses (``<pause>`` excluded).
+        entropy: ``[site, k]``: entropy (nats) of that next-token distribution.
+        stop: the greedy decision, the first k where the model does not pause.
+        difficulty: the base model's next-token entropy at the site (``None`` if not given).
+    """
+
+    lam: float
+    window: Int[Tensor, " site"]
+    position: Int[Tensor, " site"]
+    wants_pause: Bool[Tensor, "site k"]
+    loss: Float[Tensor, "site k"]
+    entropy: Float[Tensor, "site k"]
+    stop: Int[Tensor, " site"]
+    difficulty: Float[Tensor, " site"] | None = None
+
+    @property
+    def mean_pauses(self) -> float:
+        return float(self.stop.float().mean())
+
+    def loss_at(self, stop: Int[Tensor, " site"]) -> float:
+        """Mean loss on the next real token when site i answers after ``stop[i]`` pauses."""
+        return float(self.loss.gather(1, stop[:, None].long()).mean())
+
+
+def _all_sites(windows: Sequence[PausedSequence]) -> list[list[int]]:
+    return [list(range(len(w.tokens) - 1)) for w in windows]
+
+
+def lm_readout(model: Bridge, windows: Sequence[PausedSequence], max_pauses: int, *,
+               lam: float = float("nan"), sites: Sequence[Sequence[int]] | None = None,
+               batch_size: int = 32, difficulty: Float[Tensor, " site"] | None = None
+               ) -> LMPauseReadout:
+    """The model's decisions and next-token losses after every pause count at the ``sites``
+    of ``windows`` (default: every position with a next token), in batches of site rows.
+
+    Args:
+        model: a bridge with a ``<pause>`` token (e.g. ``interp.load_model(adapter_dir)``).
+        windows: plain token windows.
+        max_pauses: the cap K.
+        lam: the cost the adapter was trained with (kept on the readout).
+        sites: positions t per window.
+        batch_size: site rows per forward pass.
+        difficulty: the base entropy per site, kept on the readout (:func:`base_entropy`).
+
+    Raises:
+        InterpError: a model without a ``<pause>`` token, a cap below 1, or windows that
+            already hold pauses.
+    """
+    pid = core_model.pause_id(model, required=True)
+    if max_pauses < 1:
+        raise InterpError(f"max_pauses={max_pauses}: a cap of {max_pauses} pauses leaves the "
+                          "model nothing to decide", "give max_pauses >= 1")
+    sites = _all_sites(windows) if sites is None else sites
+    full = site_batch(windows, sites, pid, max_pauses, _pad_id(model))
+    return lm_readout_batch(model, full, max_pauses, pid, lam=lam, batch_size=batch_size,
+                            difficulty=difficulty)
+
+
+@torch.no_grad()
+def lm_readout_batch(model: Bridge, full: SiteBatch, max_pauses: int, pause_id: int, *,
+                     lam: float = float("nan"), batch_size: int = 32,
+                     difficulty: Float[Tensor, " site"] | None = None) -> LMPauseReadout:
+    """:func:`lm_readout` of site rows already built (:func:`site_batch`)."""
+    was = model.training
+    model.eval()
+    wants, loss, ent = [], [], []
+    for i in range(0, len(full.site), batch_size):
+        part = SiteBatch(*(getattr(full, f.name)[i:i + batch_size]
+                           for f in dataclasses.fields(SiteBatch)))
+        _, read, _, logp, ce = _reading_parts(model, part, max_pauses + 1, pause_id)
+        w = read.argmax(-1) == pause_id
+        w[:, -1] = False  # the cap: after K pauses the model must answer
+        wants.append(w.cpu())
+        loss.append(ce.double().cpu())
+        ent.append((-(logp.exp() * logp.nan_to_num(neginf=0.0)).sum(-1)).double().cpu())
+    model.train(was)
+    wants_t = torch.cat(wants)
+    return LMPauseReadout(lam, full.window, full.position, wants_t, torch.cat(loss),
+                          torch.cat(ent), wants_t.logical_not().float().argmax(1), difficulty)
+
+
+@torch.no_grad()
+def base_entropy(model: Bridge, windows: Sequence[PausedSequence]) -> Float[Tensor, " site"]:
+    """The base model's next-token entropy (nats) at every position with a next token, in
+    the order of :func:`lm_readout`'s default sites: one plain forward pass per window.
+
+    Raises:
+        InterpError: the model already has a ``<pause>`` token (give the base model).
+    """
+    if core_model.pause_id(model) is not None:
+        raise InterpError("base_entropy needs the base model, and this one has a <pause> token",
+                          "load a fresh base model (interp.load_model(name)) for the difficulty")
+    device = core_model.device(model)
+    out = []
+    for seq in windows:
+        logp = model(seq.tokens[None].to(device))[0, :-1].double().log_softmax(-1)
+        out.append(-(logp.exp() * logp).sum(-1).cpu())
+    return torch.cat(out)
+
+
+def lm_pause_frontier(readouts: Sequence[LMPauseReadout], *, bins: int = 6, seed: int = 0
+                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Held-out loss on real tokens against mean pauses per position, one row per λ and
+    policy (the model's own decision, and its mean budget placed by :func:`matched_stops`),
+    and pauses against difficulty.
+
+    Returns:
+        ``frontier``: ``lam``, ``policy``, ``mean_pauses``, ``loss``, ``n``;
+        ``difficulty``: per λ and quantile bin of the base entropy: ``lam``, ``bin``,
+        ``entropy`` (mean in the bin), ``mean_pauses``, ``loss``, ``loss_no_pause``,
+        ``count``, and ``spearman`` (base entropy vs pauses over all sites, repeated per row).
+    """
+    rows, diff = [], []
+    for r in readouts:
+        for policy in POLICIES:
+            stop = matched_stops(r, policy, r.mean_pauses, seed)
+            rows.append(dict(lam=r.lam, policy=policy, mean_pauses=float(stop.float().mean()),
+                             loss=r.loss_at(stop), n=len(stop)))
+        if r.difficulty is None:
+            continue
+        d = r.difficulty.numpy()
+        if len(d) != len(r.stop):
+            raise InterpError(f"{len(d)} difficulties for {len(r.stop)} sites",
+                              "give the base entropy at the same sites as the readout")
+        edges = np.quantile(d, np.linspace(0, 1, bins + 1))
+        which = np.clip(np.searchsorted(edges, d, side="right") - 1, 0, bins - 1)
+        stop = r.stop.numpy()
+        chosen = r.loss.gather(1, r.stop[:, None])[:, 0].numpy()
+        rho = float(spearmanr(d, stop).statistic) if stop.std() > 0 else float("nan")
+        for b in range(bins):
+            m = which == b
+            if not m.any():
+                continue
+            diff.append(dict(lam=r.lam, bin=b, entropy=float(d[m].mean()),
+                             mean_pauses=float(stop[m].mean()), loss=float(chosen[m].mean()),
+                             loss_no_pause=float(r.loss[m, 0].mean()), count=int(m.sum()),
+                             spearman=rho))
+    return pd.DataFrame(rows), pd.DataFrame(diff)
+
+
+def _lam_dir(out: Path, lam: float) -> Path:
+    return out / f"lam_{lam:g}"
+
+
+def learned_pause_lm_study(config: PauseTrainConfig, lams: Sequence[float],
+                           out: str | os.PathLike, *, bins: int = 6,
+                           device: str | None = None, verbose: bool = True
+                           ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train one learned-pause adapter per λ (``out/lam_<λ>``, each an ordinary
+    :func:`interp.pause_train` folder: rerun to resume) and measure them on the held-out
+    windows (``config.eval_windows`` of them, every position a site):
+    :func:`lm_pause_frontier`, written to ``out/frontier.csv`` and
+    ``out/difficulty.csv``, with ``out/base.json`` (the base model's loss on the same sites).
+
+    Args:
+        config: the run (``learned=True``); its ``lam`` is replaced by each of ``lams``.
+        lams: the pause costs.
+        out: the output folder.
+        bins: quantile bins of the base entropy.
+        device: ``None``: CUDA when present.
+        verbose: progress.
+
+    Raises:
+        InterpError: ``config.learned`` is False, no λ, or a λ below 0.
+    """
+    if not config.learned:
+        raise InterpError("learned_pause_lm_study needs PauseTrainConfig(learned=True)",
+                          "set learned=True (`interp pause-train --learned`)")
+    if not lams:
+        raise InterpError("no pause costs λ to sweep", "give e.g. lams=[0, 0.05, 0.2]")
+    configs = [dataclasses.replace(config, lam=float(lam)) for lam in lams]  # validates each λ
+    out = Path(out)
+    base = _load_base(config, device)
+    held = split_windows(base, config)[1]
+    difficulty = base_entropy(base, held)
+    base_loss = []
+    with torch.no_grad():
+        for seq in held:
+            logits = base(seq.tokens[None].to(core_model.device(base)))[0, :-1].double()
+            base_loss.append(torch.nn.functional.cross_entropy(logits, seq.tokens[1:].to(
+                logits.device), reduction="none").cpu())
+    del base
+    readouts = []
+    for cfg in configs:
+        res = pause_train(cfg, _lam_dir(out, cfg.lam), device=device, verbose=verbose)
+        readouts.append(lm_readout(res.model, held, cfg.max_pauses, lam=cfg.lam,
+                                   difficulty=difficulty))
+        del res
+    frontier, diff = lm_pause_frontier(readouts, bins=bins)
+    atomic_write_csv(out / "frontier.csv", frontier)
+    atomic_write_csv(out / "difficulty.csv", diff)
+    atomic_write_json(out / "base.json", dict(
+        base_loss=float(torch.cat(base_loss).mean()), sites=int(len(difficulty)),
+        eval_windows=len(held), config=config.to_dict(), lams=[float(x) for x in lams]))
+    return frontier, diff
+
