@@ -355,7 +355,7 @@ def pause_train(config: PauseTrainConfig, out: str | os.PathLike | None = None, 
     for p in model.parameters():
         p.requires_grad_(False)
     adapter = PauseAdapter(model, rank=config.rank, alpha=config.alpha, targets=config.targets,
-                           countdown=config.countdown, seed=config.seed)
+                           countdown=config.countdown, seed=config.seed, pause_logit=config.learned)
     pid = adapter.pause_id
     if train_windows is None or eval_windows is None:
         tr, ev = split_windows(model, config)
@@ -378,10 +378,10 @@ def pause_train(config: PauseTrainConfig, out: str | os.PathLike | None = None, 
 
     lora = [p for k, p in adapter.lora.items()]
     named = dict(adapter.named_parameters())
+    rows = [p for p in (adapter.pause_row, adapter.countdown, adapter.pause_out) if p.requires_grad]
     opt = torch.optim.AdamW(
         [dict(params=lora, weight_decay=config.weight_decay),
-         dict(params=[adapter.pause_row, adapter.countdown] if config.countdown
-              else [adapter.pause_row], weight_decay=0.0)],
+         dict(params=rows, weight_decay=0.0)],
         lr=config.lr, betas=(0.9, 0.98))
     trainable = {k: p for k, p in named.items() if p.requires_grad}
     start, history, elapsed = 0, [], 0.0
