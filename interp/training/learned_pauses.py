@@ -75,7 +75,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -92,6 +92,7 @@ from ..core.pauses import make_sequence
 from ..errors import InterpError, check_choice
 from ..models import TinyConfig, load_model
 from ..recording import Generation, generate
+from .pause import PauseTrainConfig
 from .tasks._base import BOS, IGNORE, PAUSE
 from .tasks.parity import Parity
 from .toy._config import DTYPES
@@ -425,9 +426,10 @@ def _build(cfg: LearnedPauseConfig) -> tuple[Bridge, Urgency]:
     return model, urgency
 
 
-def cost_ramp(cfg: LearnedPauseConfig, step: int) -> float:
+def cost_ramp(cfg: LearnedPauseConfig | PauseTrainConfig, step: int) -> float:
     """The fraction of λ charged at ``step`` (0 before ``ramp_start``, 1 from ``ramp_end``);
-    the exploration weight is ``explore · (1 − ramp)``."""
+    the exploration weight is ``explore · (1 − ramp)`` (the toy's run, or a learned-pause
+    LoRA run)."""
     start, end = cfg.ramp_start * cfg.steps, cfg.ramp_end * cfg.steps
     if step + 1 >= end:
         return 1.0
@@ -625,7 +627,17 @@ def readout(run: LearnedPauses, lam: float, *, n_examples: int = 1024, seed: int
     return PauseReadout(float(lam), pb.n, wants.cpu(), correct.cpu(), entropy.cpu(), stop.cpu())
 
 
-def matched_stops(r: PauseReadout, policy: str, budget: float, seed: int = 0
+@runtime_checkable
+class StopReadout(Protocol):
+    """What :func:`matched_stops` reads: the model's own stop per example and the entropy of
+    the answer-now distribution after every pause count (:class:`PauseReadout`, or
+    :class:`interp.training.learned_pauses_lm.LMPauseReadout` on an LM)."""
+
+    stop: Int[Tensor, " batch"]
+    entropy: Float[Tensor, "batch k"]
+
+
+def matched_stops(r: StopReadout, policy: str, budget: float, seed: int = 0
                   ) -> Int[Tensor, " batch"]:
     """Per-example pause counts with mean ``budget`` placed by an outside policy:
 

@@ -217,6 +217,7 @@ class LMPauseReadout:
         wants_pause: ``[site, k]``: after k pauses ``<pause>`` is the argmax (False at k = K).
         loss: ``[site, k]``: CE of the next real token after k pauses (``<pause>`` excluded).
         entropy: ``[site, k]``: entropy (nats) of that next-token distribution.
+        prediction: ``[site, k]``: its argmax (the token the model writes after k pauses).
         stop: the greedy decision, the first k where the model does not pause.
         difficulty: the base model's next-token entropy at the site (``None`` if not given).
     """
@@ -227,6 +228,7 @@ class LMPauseReadout:
     wants_pause: Bool[Tensor, "site k"]
     loss: Float[Tensor, "site k"]
     entropy: Float[Tensor, "site k"]
+    prediction: Int[Tensor, "site k"]
     stop: Int[Tensor, " site"]
     difficulty: Float[Tensor, " site"] | None = None
 
@@ -280,7 +282,7 @@ def lm_readout_batch(model: Bridge, full: SiteBatch, max_pauses: int, pause_id: 
     """:func:`lm_readout` of site rows already built (:func:`site_batch`)."""
     was = model.training
     model.eval()
-    wants, loss, ent = [], [], []
+    wants, loss, ent, pred = [], [], [], []
     for i in range(0, len(full.site), batch_size):
         part = SiteBatch(*(getattr(full, f.name)[i:i + batch_size]
                            for f in dataclasses.fields(SiteBatch)))
@@ -290,10 +292,12 @@ def lm_readout_batch(model: Bridge, full: SiteBatch, max_pauses: int, pause_id: 
         wants.append(w.cpu())
         loss.append(ce.double().cpu())
         ent.append((-(logp.exp() * logp.nan_to_num(neginf=0.0)).sum(-1)).double().cpu())
+        pred.append(logp.argmax(-1).cpu())
     model.train(was)
     wants_t = torch.cat(wants)
     return LMPauseReadout(lam, full.window, full.position, wants_t, torch.cat(loss),
-                          torch.cat(ent), wants_t.logical_not().float().argmax(1), difficulty)
+                          torch.cat(ent), torch.cat(pred), wants_t.logical_not().float().argmax(1),
+                          difficulty)
 
 
 @torch.no_grad()
