@@ -41,7 +41,10 @@ def _config_flags(p: argparse.ArgumentParser) -> None:
                    help=f"LoRA targets, comma-separated (default {','.join(defaults.targets)})")
     p.add_argument("--learned", action="store_true",
                    help="learned pause requests: the model decides how many pauses to take "
-                   "before each token, each costing --lam (docs/concepts/learned-pauses.md)")
+                   "before each token, each costing --lam (docs/concepts/learned-pauses.md); "
+                   "changes the defaults of " + ", ".join(
+                       f"--{k.replace('_', '-')} {v}"
+                       for k, v in PauseTrainConfig.LEARNED_DEFAULTS.items()))
     p.add_argument("--lams", default=None,
                    help="with --learned: train one adapter per pause cost (OUT/lam_<λ>) and "
                    "measure the loss-vs-pauses frontier and pauses vs the base model's entropy, "
@@ -100,7 +103,8 @@ def run_train(args) -> int:
         overrides["pause_n_max"] = args.pause_n_max or None
     if args.targets:
         overrides["targets"] = tuple(t for t in args.targets.split(",") if t)
-    cfg = PauseTrainConfig(base=args.model, corpus=args.corpus, learned=args.learned, **overrides)
+    cfg = (PauseTrainConfig.learned_run(base=args.model, corpus=args.corpus, **overrides)
+           if args.learned else PauseTrainConfig(base=args.model, corpus=args.corpus, **overrides))
     if args.lams is not None:
         return _run_learned_study(cfg, args)
     res = pause_train(cfg, args.out, fresh=args.fresh, device=args.device,

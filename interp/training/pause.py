@@ -215,6 +215,18 @@ class PauseTrainConfig:
             raise InterpError(f"unknown LoRA target(s) {bad or '(none given)'}",
                               f"choose among: {', '.join(LORA_TARGETS)}")
 
+    #: what :meth:`learned_run` changes: a sweep of three λ on SmolLM2 in ~30 min of CPU
+    LEARNED_DEFAULTS = dict(steps=40, n_tokens=32, batch_size=2, sites=4, eval_windows=16,
+                            eval_every=20, lr=5e-3, explore=1.0)
+
+    @classmethod
+    def learned_run(cls, **overrides: Any) -> PauseTrainConfig:
+        """A learned-pause run (``learned=True``) with the defaults of
+        ``interp pause-train --learned``: :attr:`LEARNED_DEFAULTS` (short runs, so that one
+        adapter per λ fits a CPU budget; exploration β = 1, which the runs need to take
+        any pause at all), then ``overrides``."""
+        return cls(**{**cls.LEARNED_DEFAULTS, "learned": True, **overrides})
+
     def policy(self, seed: int) -> PausePolicy:
         """The random insertion policy of one training window."""
         return PausePolicy(rate=self.pause_rate, n=self.pause_n, n_max=self.pause_n_max,

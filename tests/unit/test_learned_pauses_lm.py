@@ -172,3 +172,29 @@ def test_bad_readout_inputs_are_refused(tmp_path):
         learned_pause_lm_study(_config(learned=False), [0.0], tmp_path)
     with pytest.raises(InterpError, match="pause cost lam=-1.0 is negative"):
         learned_pause_lm_study(_config(), [0.0, -1.0], tmp_path)
+
+
+def test_pause_logit_is_trained_through_a_tied_unembedding(tmp_path):
+    """On a model that ties its embeddings (SmolLM2 does), the <pause> logit's row is the
+    pause row: the adapter's hook changes no logit but gives that row the gradient of a loss
+    on the pause probability at a position whose input holds no pause."""
+    from conftest import word_tokenizer_at
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(vocab_size=61, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                      bos_token_id=1, eos_token_id=2, tie_word_embeddings=True,
+                      attn_implementation="eager")
+    torch.manual_seed(0)
+    LlamaForCausalLM(cfg).eval().save_pretrained(tmp_path)
+    word_tokenizer_at(tmp_path)
+    model = interp.load_model(tmp_path)
+    x = torch.tensor([[1, 5, 9, 12]])
+    with torch.no_grad():
+        plain = model(x)
+    adapter = PauseAdapter(model, rank=2, alpha=4.0, targets=("q",), pause_logit=True).attach()
+    assert adapter.tied and "pause_out" not in adapter.tensors()
+    logits = model(x)
+    torch.testing.assert_close(logits[..., :61], plain)
+    logits.log_softmax(-1)[0, -1, adapter.pause_id].backward()
+    assert adapter.pause_row.grad is not None and float(adapter.pause_row.grad.norm()) > 1e-3
