@@ -92,7 +92,6 @@ from ..core.pauses import make_sequence
 from ..errors import InterpError, check_choice
 from ..models import TinyConfig, load_model
 from ..recording import Generation, generate
-from .pause import PauseTrainConfig
 from .tasks._base import BOS, IGNORE, PAUSE
 from .tasks.parity import Parity
 from .toy._config import DTYPES
@@ -426,10 +425,19 @@ def _build(cfg: LearnedPauseConfig) -> tuple[Bridge, Urgency]:
     return model, urgency
 
 
-def cost_ramp(cfg: LearnedPauseConfig | PauseTrainConfig, step: int) -> float:
+@runtime_checkable
+class RampConfig(Protocol):
+    """What :func:`cost_ramp` reads: :class:`LearnedPauseConfig`, or a learned-pause LoRA run
+    (:class:`interp.training.pause.PauseTrainConfig`)."""
+
+    steps: int
+    ramp_start: float
+    ramp_end: float
+
+
+def cost_ramp(cfg: RampConfig, step: int) -> float:
     """The fraction of λ charged at ``step`` (0 before ``ramp_start``, 1 from ``ramp_end``);
-    the exploration weight is ``explore · (1 − ramp)`` (the toy's run, or a learned-pause
-    LoRA run)."""
+    the exploration weight is ``explore · (1 − ramp)``."""
     start, end = cfg.ramp_start * cfg.steps, cfg.ramp_end * cfg.steps
     if step + 1 >= end:
         return 1.0

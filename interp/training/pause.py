@@ -80,6 +80,8 @@ from ..models.adapter import (
     load_adapter,
     read_adapter_config,
 )
+from ._pause_sites import lm_readout_batch, site_batch, site_loss, training_sites
+from .learned_pauses import cost_ramp
 from .toy import cosine_lr, load_training_tensors, save_training_tensors
 from .toy._loop import check_resume, clear_run, read_checkpoint_state
 
@@ -276,6 +278,12 @@ def real_token_loss(model: Bridge, seqs: Sequence[PausedSequence], *, batch_size
     return torch.cat(out)
 
 
+def _sites(config: PauseTrainConfig, seqs: Sequence[PausedSequence], seed: tuple[int, ...]
+           ) -> list[list[int]]:
+    """``config.sites`` decision sites per window, window b seeded by ``(*seed, b)``."""
+    return training_sites(config.sites, seqs, [hash_seed(*seed, b) for b in range(len(seqs))])
+
+
 def _paused(config: PauseTrainConfig, seqs: Sequence[PausedSequence], pause_id: int,
             seed: tuple[int, ...]) -> list[PausedSequence]:
     """``seqs`` with pauses inserted at random, window b seeded by ``(*seed, b)``."""
@@ -383,10 +391,8 @@ def pause_train(config: PauseTrainConfig, out: str | os.PathLike | None = None, 
     eval_plain = list(eval_windows)
     eval_paused = _paused(config, eval_plain, pid, (config.seed, 10**9))
     if config.learned:
-        from .learned_pauses_lm import site_batch, site_loss, training_sites
-
-        eval_sites = site_batch(eval_plain, training_sites(config, eval_plain, (config.seed, 10**9)),
-                                pid, config.max_pauses, _pad_id(model))
+        eval_sites = site_batch(eval_plain, _sites(config, eval_plain, (config.seed, 10**9)), pid,
+                                config.max_pauses, _pad_id(model))
 
     lora = [p for k, p in adapter.lora.items()]
     named = dict(adapter.named_parameters())
@@ -421,9 +427,10 @@ def pause_train(config: PauseTrainConfig, out: str | os.PathLike | None = None, 
             group["lr"] = lr
         batch = train_windows[step * config.batch_size:(step + 1) * config.batch_size]
         if config.learned:
-            sites = site_batch(batch, training_sites(config, batch, (config.seed, step)), pid,
+            sites = site_batch(batch, _sites(config, batch, (config.seed, step)), pid,
                                config.max_pauses, pad)
-            loss, _ = site_loss(model, sites, config, pid, step)
+            loss, _ = site_loss(model, sites, pid, config.lam, explore=config.explore,
+                                ramp=cost_ramp(config, step))
             tokens = sites.tokens
         else:
             seqs = _paused(config, batch, pid, (config.seed, step))
@@ -493,8 +500,6 @@ def _eval(model: Bridge, paused: list[PausedSequence], plain: list[PausedSequenc
 def _eval_learned(model: Bridge, sites, config: PauseTrainConfig, pid: int) -> dict[str, float]:
     """Held-out sites of a learned-pause run: the loss after the model's own (greedy)
     pause count, the loss without pauses, and the mean count."""
-    from .learned_pauses_lm import lm_readout_batch
-
     r = lm_readout_batch(model, sites, config.max_pauses, pid)
     return dict(eval_loss_pauses=r.loss_at(r.stop), eval_loss_plain=float(r.loss[:, 0].mean()),
                 mean_pauses=r.mean_pauses)

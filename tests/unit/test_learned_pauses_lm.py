@@ -63,8 +63,7 @@ def test_site_loss_equals_brute_force_over_stop_points():
     windows = random_windows(3, length=9, seed=4)
     sites = [[0, 4], [7], [2, 3, 5]]
     batch = site_batch(windows, sites, pid, K)
-    cfg = _config(lam=lam)
-    loss, parts = site_loss(model, batch, cfg, pid)
+    loss, parts = site_loss(model, batch, pid, lam)
 
     halts, ces, lm = [], [], []
     with torch.no_grad():
