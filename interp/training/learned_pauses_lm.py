@@ -143,14 +143,24 @@ def base_entropy(model: Bridge, windows: Sequence[PausedSequence]) -> Float[Tens
     return torch.cat(out)
 
 
-def lm_pause_frontier(readouts: Sequence[LMPauseReadout], *, bins: int = 6, seed: int = 0
+def lm_pause_frontier(readouts: Sequence[LMPauseReadout], *, bins: int = 6,
+                      budgets: Sequence[float] = (), seed: int = 0
                       ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Held-out loss on real tokens against mean pauses per position, one row per λ and
     policy (the model's own decision, and its mean budget placed by :func:`matched_stops`),
     and pauses against difficulty.
 
+    Args:
+        readouts: one :func:`lm_readout` per adapter (λ).
+        bins: quantile bins of the base entropy.
+        budgets: further mean pause counts at which the outside policies are read on each
+            adapter (rows with ``matched`` False): what pauses placed from outside buy, even
+            where the model itself takes none.
+        seed: seeds the random policy.
+
     Returns:
-        ``frontier``: ``lam``, ``policy``, ``mean_pauses``, ``loss``, ``n``;
+        ``frontier``: ``lam``, ``policy``, ``mean_pauses``, ``loss``, ``n``, ``matched``
+        (True: at the learned budget);
         ``difficulty``: per λ and quantile bin of the base entropy: ``lam``, ``bin``,
         ``entropy`` (mean in the bin), ``mean_pauses``, ``loss``, ``loss_no_pause``,
         ``count``, and ``spearman`` (base entropy vs pauses over all sites, repeated per row).
@@ -160,7 +170,12 @@ def lm_pause_frontier(readouts: Sequence[LMPauseReadout], *, bins: int = 6, seed
         for policy in POLICIES:
             stop = matched_stops(r, policy, r.mean_pauses, seed)
             rows.append(dict(lam=r.lam, policy=policy, mean_pauses=float(stop.float().mean()),
-                             loss=r.loss_at(stop), n=len(stop)))
+                             loss=r.loss_at(stop), n=len(stop), matched=True))
+        for budget in budgets:
+            for policy in POLICIES[1:]:
+                stop = matched_stops(r, policy, budget, seed)
+                rows.append(dict(lam=r.lam, policy=policy, mean_pauses=float(stop.float().mean()),
+                                 loss=r.loss_at(stop), n=len(stop), matched=False))
         if r.difficulty is None:
             continue
         d = r.difficulty.numpy()
@@ -189,6 +204,7 @@ def _lam_dir(out: Path, lam: float) -> Path:
 
 def learned_pause_lm_study(config: PauseTrainConfig, lams: Sequence[float],
                            out: str | os.PathLike, *, bins: int = 6,
+                           budgets: Sequence[float] = (0.25, 1.0),
                            device: str | None = None, verbose: bool = True
                            ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train one learned-pause adapter per λ (``out/lam_<λ>``, each an ordinary
@@ -202,6 +218,7 @@ def learned_pause_lm_study(config: PauseTrainConfig, lams: Sequence[float],
         lams: the pause costs.
         out: the output folder.
         bins: quantile bins of the base entropy.
+        budgets: further mean pause counts for the outside policies (:func:`lm_pause_frontier`).
         device: ``None``: CUDA when present.
         verbose: progress.
 
@@ -231,7 +248,7 @@ def learned_pause_lm_study(config: PauseTrainConfig, lams: Sequence[float],
         readouts.append(lm_readout(res.model, held, cfg.max_pauses, lam=cfg.lam,
                                    difficulty=difficulty))
         del res
-    frontier, diff = lm_pause_frontier(readouts, bins=bins)
+    frontier, diff = lm_pause_frontier(readouts, bins=bins, budgets=budgets)
     atomic_write_csv(out / "frontier.csv", frontier)
     atomic_write_csv(out / "difficulty.csv", diff)
     atomic_write_json(out / "base.json", dict(

@@ -111,11 +111,13 @@ def test_self_requested_pauses_in_generation_agree_with_the_readout(tmp_path):
         assert gen.n_pauses == int(r.stop[i]), (w, t)
         assert int(gen.tokens[-1]) == int(r.prediction[i, r.stop[i]]), (w, t)
     # the table's loss is the readout's at the chosen counts
-    frontier, _ = lm_pause_frontier([r])
+    frontier, _ = lm_pause_frontier([r], budgets=[1.0])
     learned = frontier[frontier.policy == "learned"].iloc[0]
     assert learned.mean_pauses == pytest.approx(float(r.stop.float().mean()))
     chosen = r.loss[torch.arange(len(r.stop)), r.stop]
     assert learned.loss == pytest.approx(float(chosen.mean()))
+    one = frontier[(frontier.policy == "fixed") & ~frontier.matched].iloc[0]
+    assert one.mean_pauses == 1.0 and one.loss == pytest.approx(float(r.loss[:, 1].mean()))
 
 
 def test_learned_pause_training_resumes_exactly(tmp_path):
