@@ -141,7 +141,9 @@ class Attribution(TableResult):
             figs.append(Figure("atp_scatter", f.atp_scatter,
                                "Attribution patching (a gradient estimate) against real "
                                "activation patching for every node: points on the diagonal are "
-                               "estimated well."))
+                               "estimated well; large changes that saturate the output (the "
+                               "residual stream at the corrupted position) are underestimated, "
+                               "attribution patching's known failure."))
         sites = list(dict.fromkeys(self.table["site"]))
         site = next((s for s in ("v", "k", "z") if s in sites), sites[0])
         figs.append(Figure("atp_heatmap", lambda r: f.atp_heatmap(r, site),

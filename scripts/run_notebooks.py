@@ -50,7 +50,7 @@ SETTINGS: dict[str, tuple[dict[str, object], bool]] = {
         dict(CHECKPOINT=None, SHORT_STEPS=1, N_TOKENS=12, N_WINDOWS=1, SEEDS=[0], LAYERS=[0, 29]),
         True),
     "08_positive_controls.ipynb": (
-        dict(N_BITS=4, STEPS=4, SEEDS=[0], LOOKAHEAD_STEPS=4, N_EXAMPLES=64), False),
+        dict(N_BITS=4, STEPS=4, SEEDS=[0], LOOKAHEAD_STEPS=4, PLANNING_STEPS=4, N_EXAMPLES=64), False),
 }
 
 

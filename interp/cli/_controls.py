@@ -151,6 +151,13 @@ def _futurelens(args, out: Path, formats) -> None:
 
     layers = "all" if args.layers == "all" else parse_int_list(args.layers, "layers")
     offsets = parse_int_list(args.offsets, "offsets") or [1, 2]
+    # the counts need no model: refuse them before it loads (future_lens_causal checks the rest)
+    for name in ("rows", "random", "batch_size", "lens_windows", "lens_tokens"):
+        if getattr(args, name) < 1:
+            flag = "--" + name.replace("_", "-")
+            raise InterpError(f"{flag} {getattr(args, name)} must be 1 or more", f"give {flag} N with N >= 1")
+    if args.epsilon < 0:
+        raise InterpError(f"--epsilon {args.epsilon} is negative", "give a steering size of 0 or more, e.g. 0.25")
     model = model_from_args(args)
     res = future_lens_causal(model, load_corpus(args.corpus), layers=layers, offsets=offsets,
                              position=args.position, n_rows=args.rows, epsilon=args.epsilon,

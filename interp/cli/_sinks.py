@@ -84,7 +84,7 @@ def run(args) -> int:
     for r in results[2:]:
         r.save(out)
     figures = export_figures(results, out)
-    written = [name for r in results for name in r.FILES if name.endswith(".csv")]
+    written = list(dict.fromkeys(name for r in results for name in r.FILES if name.endswith(".csv")))
     summary = res.by_role()
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"wrote {', '.join(written)} and {len(figures)} figures to {out}")

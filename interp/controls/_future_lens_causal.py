@@ -202,9 +202,6 @@ class FutureLensCausal(SavedResult):
     contexts: pd.DataFrame
     settings: dict
 
-    FILES: ClassVar[tuple[str, ...]] = ("future_lens_causal.csv", "future_lens_causal_rows.csv",
-                                        "future_lens_causal_contexts.csv",
-                                        "future_lens_causal_settings.json")
     MADE_BY: ClassVar[str] = "interp controls futurelens --out DIR"
     SAVED: ClassVar[dict] = {"summary": "future_lens_causal.csv",
                              "rows": "future_lens_causal_rows.csv",

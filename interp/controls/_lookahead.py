@@ -139,14 +139,11 @@ class LookaheadControl(SavedResult):
     patching: pd.DataFrame
     settings: dict
 
-    FILES: ClassVar[tuple[str, ...]] = ("lookahead_patching.csv", "lookahead_loss.csv",
-                                        "lookahead_future_share.csv", "lookahead_probes.csv",
-                                        "lookahead_settings.json")
     MADE_BY: ClassVar[str] = "interp controls lookahead --out DIR"
-    SAVED: ClassVar[dict] = {"loss": "lookahead_loss.csv",
+    SAVED: ClassVar[dict] = {"patching": "lookahead_patching.csv",
+                             "loss": "lookahead_loss.csv",
                              "future_share": "lookahead_future_share.csv",
                              "probes": "lookahead_probes.csv",
-                             "patching": "lookahead_patching.csv",
                              "settings": "lookahead_settings.json"}
 
     def figures(self) -> list[Figure]:

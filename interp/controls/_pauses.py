@@ -180,14 +180,11 @@ class PauseInstruments(SavedResult):
     patching: pd.DataFrame
     settings: dict
 
-    FILES: ClassVar[tuple[str, ...]] = ("pause_patching.csv", "pause_accuracy.csv",
-                                        "pause_attention.csv", "pause_future_share.csv",
-                                        "pause_probes.csv", "pause_settings.json")
     MADE_BY: ClassVar[str] = "interp controls pauses --out DIR"
-    SAVED: ClassVar[dict] = {"accuracy": "pause_accuracy.csv", "attention": "pause_attention.csv",
+    SAVED: ClassVar[dict] = {"patching": "pause_patching.csv", "accuracy": "pause_accuracy.csv",
+                             "attention": "pause_attention.csv",
                              "future_share": "pause_future_share.csv",
-                             "probes": "pause_probes.csv", "patching": "pause_patching.csv",
-                             "settings": "pause_settings.json"}
+                             "probes": "pause_probes.csv", "settings": "pause_settings.json"}
 
     def figures(self) -> list[Figure]:
         from ..figures import controls as f

@@ -180,12 +180,10 @@ class PlanningControl(SavedResult):
     patching: pd.DataFrame
     settings: dict
 
-    FILES: ClassVar[tuple[str, ...]] = ("planning_patching.csv", "planning_generation.csv",
-                                        "planning_probes.csv", "planning_settings.json")
     MADE_BY: ClassVar[str] = "interp controls planning --out DIR"
-    SAVED: ClassVar[dict] = {"generation": "planning_generation.csv",
+    SAVED: ClassVar[dict] = {"patching": "planning_patching.csv",
+                             "generation": "planning_generation.csv",
                              "probes": "planning_probes.csv",
-                             "patching": "planning_patching.csv",
                              "settings": "planning_settings.json"}
 
     def figures(self) -> list[Figure]:

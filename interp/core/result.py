@@ -99,6 +99,11 @@ class SavedResult:
 
     A field of ``EMPTY`` may be missing from the folder (earlier releases did not write it)
     and then reads as ``EMPTY[field]()``; every other file must be there.
+
+    ``FILES`` follows from ``SAVED``: the file of every field not in ``EMPTY`` (and the
+    ``FILES`` of a nested result), in the order of ``SAVED``, so the first field's file is
+    the one that identifies the result. A class with a ``"prefix_*.csv"`` field declares
+    ``FILES`` itself (which files of the pattern must be there is its own rule).
     """
 
     FILES: ClassVar[tuple[str, ...]]
@@ -106,6 +111,21 @@ class SavedResult:
     SAVED: ClassVar[dict[str, str | type]]
     RENAMED: ClassVar[dict[str, str]] = {}
     EMPTY: ClassVar[dict[str, Callable[[], object]]] = {}
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if "SAVED" not in cls.__dict__ or "FILES" in cls.__dict__:
+            return
+        files: list[str] = []
+        for name, where in cls.SAVED.items():
+            if isinstance(where, type):
+                files += where.FILES
+            elif "*" in where:
+                raise TypeError(f"{cls.__name__}.SAVED[{name!r}] is a pattern ({where}); "
+                                "declare FILES, the files that must be there")
+            elif name not in cls.EMPTY:
+                files.append(where.partition(":")[0])
+        cls.FILES = tuple(dict.fromkeys(files))
 
     def save(self, out: str | os.PathLike) -> Path:
         """Write every field of ``SAVED`` into the folder ``out`` (atomically, file by file)."""

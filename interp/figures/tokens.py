@@ -382,8 +382,9 @@ def attention_view(rec, *, sequence: int | str | None = None,
 
     Unclicked, each key is shaded by the attention it receives (the mean over later queries)
     for the selected layer and head; keys receiving more than ``sink_ratio`` times what
-    uniform causal attention would give them, averaged over at least ``min_queries`` later
-    queries, are sinks (bold, dotted underline). Click a query
+    uniform attention over the keys each query's mask allows (sliding windows included) would
+    give them, averaged over at least ``min_queries`` later queries, are sinks (bold, dotted
+    underline). Click a query
     to see its attention pattern over the keys. Pauses and other roles are underlined in
     their colour.
 
@@ -433,13 +434,15 @@ def attention_view(rec, *, sequence: int | str | None = None,
     pattern = rec["pattern"][torch.tensor(rows.index.tolist())]  # [q_pos, layer, head, k_pos]
     n_heads = pattern.shape[2]
     heads = _pick("head", list(range(n_heads)), heads, what, "interp.record(...)")
-    uniform = uniform_attention(n)
+    # recordings before the windows were stored: full causal attention
+    windows = rec.meta["model"].get("attention_windows") or [None] * (max(layers) + 1)
     tokens = [str(s) for s in rows["token_str"]] if "token_str" in rows else \
         [str(t) for t in rows["token"]]
     roles = [str(r) for r in rows["role"]]
     series, entries = [], 0
     for layer in layers:
         li = list(rec.layers).index(layer)
+        uniform = uniform_attention(n, windows[layer])
         for h in heads:
             a = pattern[:, li, h, :n].double().numpy()
             a = np.tril(a)

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from .._version import __version__
 from ..core import model as core_model
+from ..core.attention import attention_window
 from ..core.distributed import RankInfo, all_reduce_sum, barrier, check_same, rank_info, shard
 from ..core.inputs import Labelled
 from ..core.io import atomic_write_json
@@ -59,6 +60,8 @@ def model_meta(model: Bridge) -> dict:
         d_vocab=int(cfg.d_vocab), n_ctx=int(cfg.n_ctx),
         pause_id=core_model.pause_id(model),
         tokenizer=None if tok is None else str(getattr(tok, "name_or_path", type(tok).__name__)),
+        # per layer: the sliding window (None: full causal), for the no-sink baseline of views
+        attention_windows=[attention_window(model, layer) for layer in range(int(cfg.n_layers))],
     )
 
 

@@ -34,7 +34,6 @@ class AblationResult(SavedResult):
 
     table: pd.DataFrame
 
-    FILES: ClassVar[tuple[str, ...]] = ("ablations.csv",)
     MADE_BY: ClassVar[str] = "interp registers --out DIR (without --no-ablate)"
     SAVED: ClassVar[dict] = {"table": "ablations.csv"}
     RENAMED: ClassVar[dict] = RENAMED_COLUMNS

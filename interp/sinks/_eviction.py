@@ -51,7 +51,6 @@ class EvictionResult(SavedResult):
     per_position: pd.DataFrame
     settings: dict = field(default_factory=dict)
 
-    FILES: ClassVar[tuple[str, ...]] = ("eviction.csv", "eviction_positions.csv")
     MADE_BY: ClassVar[str] = "interp registers --eviction-window W --out DIR"
     SAVED: ClassVar[dict] = {"table": "eviction.csv", "per_position": "eviction_positions.csv",
                              "settings": "eviction.json"}

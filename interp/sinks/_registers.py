@@ -51,7 +51,6 @@ class MassiveActivations(SavedResult):
     layer_stats: pd.DataFrame
     ratio: float
 
-    FILES: ClassVar[tuple[str, ...]] = ("massive.csv", "massive_layers.csv", "massive.json")
     MADE_BY: ClassVar[str] = "interp registers --out DIR"
     SAVED: ClassVar[dict] = {"table": "massive.csv", "layer_stats": "massive_layers.csv",
                              "ratio": "massive.json:ratio"}
@@ -142,8 +141,6 @@ class RegisterResult(SavedResult):
     massive: MassiveActivations
     settings: dict = field(default_factory=dict)
 
-    FILES: ClassVar[tuple[str, ...]] = ("registers.csv", "registers_heads.csv",
-                                        *MassiveActivations.FILES)
     MADE_BY: ClassVar[str] = "interp registers --out DIR"
     SAVED: ClassVar[dict] = {"table": "registers.csv", "heads": "registers_heads.csv",
                              "massive": MassiveActivations, "settings": "registers.json"}

@@ -16,6 +16,7 @@ import torch
 from transformers import LlamaForCausalLM
 
 import interp
+from interp.figures import tokens as tv
 
 D_HEAD = 8  # hidden 32 / 4 heads in conftest.tiny_llama_dir
 
@@ -424,6 +425,21 @@ def test_registers_equal_hf_attentions_with_a_sliding_window(tmp_path):
             # full causal attention's baseline is far off past the window
             causal = [np.mean([1 / (i + 1) for i in range(j + 1, n)]) for j in range(n - 1)]
             assert np.abs(np.array(causal) - uniform).max() > 0.05
+            # the attention view marks sinks against the same windowed baseline
+            rec = interp.record(bridge, seq, sites=("pattern",), layers=[layer],
+                                roles=interp.recording.RECORDABLE_ROLES, verbose=False)
+            assert rec.meta["model"]["attention_windows"] == [4, 4]
+            later = np.arange(n - 1, 0, -1)
+            differs = False
+            for ratio in (0.8, 1.2, 1.6):
+                view = tv.attention_view(rec, sink_ratio=ratio, min_queries=1)
+                for h in range(4):
+                    got = next(x for x in view.data["series"] if x["label"] == f"layer {layer} · head {h}")
+                    rec_h = np.array([float(att[h, j + 1:, j].mean()) for j in range(n - 1)])
+                    want = np.nonzero((rec_h > ratio * np.array(uniform)) & (later >= 1))[0].tolist()
+                    assert got["sinks"] == want, (layer, h, ratio)
+                    differs |= want != np.nonzero(rec_h > ratio * np.array(causal))[0].tolist()
+            assert differs  # the windowed baseline changes which keys are sinks here
             # resid_post of block l is hidden_states[l + 1] (the last one after the final norm)
             if layer == 0:
                 np.testing.assert_allclose(rows.resid_norm, out.hidden_states[1][0].norm(dim=-1),

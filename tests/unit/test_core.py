@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import pandas as pd
 import pytest
 import torch
@@ -301,3 +304,38 @@ def test_the_report_command_is_generated_from_report_config():
     assert cfg == ReportConfig(sinks=(0, 2), long_context_tokens=(), toy_dir="runs/toy",
                                pause_rate=0.25, max_windows=3, formats=(),
                                sections=("registers", "patching"), clean="A B")
+
+
+def test_saved_result_files_follow_from_saved(tmp_path):
+    from interp.core.result import SavedResult
+
+    @dataclass
+    class Inner(SavedResult):
+        table: pd.DataFrame
+        MADE_BY: ClassVar[str] = "interp inner"
+        SAVED: ClassVar[dict] = {"table": "inner.csv"}
+
+    @dataclass
+    class Outer(SavedResult):
+        main: pd.DataFrame
+        ratio: float
+        inner: Inner
+        extra: dict
+        MADE_BY: ClassVar[str] = "interp outer"
+        SAVED: ClassVar[dict] = {"main": "outer.csv", "ratio": "outer.json:ratio", "inner": Inner,
+                                 "extra": "outer_extra.json"}
+        EMPTY: ClassVar[dict] = {"extra": dict}
+
+    # SAVED's order (the first file identifies the result), optional files left out
+    assert Outer.FILES == ("outer.csv", "outer.json", "inner.csv")
+    table = pd.DataFrame({"a": [1, 2]})
+    Outer(table, 0.5, Inner(table), {}).save(tmp_path)
+    (tmp_path / "outer_extra.json").unlink()
+    back = Outer.load(tmp_path)
+    assert back.ratio == 0.5 and back.extra == {} and back.inner.table.equals(table)
+    (tmp_path / "inner.csv").unlink()
+    with pytest.raises(interp.InterpError, match="(?s)no inner.csv.*interp outer"):
+        Outer.load(tmp_path)
+    with pytest.raises(TypeError, match="declare FILES"):
+        class Tables(SavedResult):
+            SAVED: ClassVar[dict] = {"tables": "t_*.csv"}

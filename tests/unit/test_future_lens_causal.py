@@ -185,3 +185,12 @@ def test_cli_on_a_local_model(tiny_llama_dir, tmp_path, capsys):
     res = load_future_lens_causal(out / "futurelens")
     assert res.settings["kv_cache"] is True and res.settings["layers"] == [0, 1]
     assert (out / "futurelens" / "future_lens_causal.html").is_file()
+
+
+@pytest.mark.parametrize("flag", ["--rows", "--random", "--batch-size", "--lens-windows", "--lens-tokens"])
+def test_cli_refuses_a_zero_count_before_the_model_loads(flag, tmp_path, capsys):
+    # a model path that does not exist: the count must be refused first
+    assert main(["controls", "futurelens", "--out", str(tmp_path / "o"), "--model",
+                 str(tmp_path / "no-model"), flag, "0"]) == 2
+    err = capsys.readouterr().err
+    assert f"{flag} 0 must be 1 or more" in err and "no-model" not in err

@@ -33,7 +33,6 @@ class ToyComparison(SavedResult):
     runs: pd.DataFrame
     histories: pd.DataFrame
 
-    FILES: ClassVar[tuple[str, ...]] = ("compare.csv", "histories.csv")
     MADE_BY: ClassVar[str] = "interp toy compare --out DIR"
     SAVED: ClassVar[dict] = {"runs": "compare.csv", "histories": "histories.csv"}
 
