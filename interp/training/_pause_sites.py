@@ -32,7 +32,7 @@ class SiteBatch:
         site: t per row (the reading after 0 pauses is there).
         target: ``x_{t+1}`` per row.
         prefix_mask: the positions 0 .. t − 1 whose ordinary next-token loss counts.
-        window, position: which window and which t each row came from.
+        window: which window each row came from.
     """
 
     tokens: Int[Tensor, "row pos"]
@@ -40,7 +40,6 @@ class SiteBatch:
     target: Int[Tensor, " row"]
     prefix_mask: Bool[Tensor, "row pos"]
     window: Int[Tensor, " row"]
-    position: Int[Tensor, " row"]
 
 
 def site_batch(windows: Sequence[PausedSequence], sites: Sequence[Sequence[int]], pause_id: int,
@@ -57,7 +56,7 @@ def site_batch(windows: Sequence[PausedSequence], sites: Sequence[Sequence[int]]
     if len(sites) != len(windows):
         raise InterpError(f"{len(sites)} site lists for {len(windows)} windows",
                           "give one list of positions per window")
-    rows, site, target, window, position = [], [], [], [], []
+    rows, site, target, window = [], [], [], []
     for w, (seq, ts) in enumerate(zip(windows, sites, strict=True)):
         ids = seq.tokens
         if (ids == pause_id).any():
@@ -71,7 +70,6 @@ def site_batch(windows: Sequence[PausedSequence], sites: Sequence[Sequence[int]]
             site.append(t)
             target.append(int(ids[t + 1]))
             window.append(w)
-            position.append(t)
     if not rows:
         raise InterpError("no decision sites to read", "give at least one window and site")
     width = max(len(r) for r in rows)
@@ -80,8 +78,7 @@ def site_batch(windows: Sequence[PausedSequence], sites: Sequence[Sequence[int]]
         tokens[i, :len(r)] = r
     site_t = torch.tensor(site)
     prefix = torch.arange(width)[None] < site_t[:, None]
-    return SiteBatch(tokens, site_t, torch.tensor(target), prefix, torch.tensor(window),
-                     torch.tensor(position))
+    return SiteBatch(tokens, site_t, torch.tensor(target), prefix, torch.tensor(window))
 
 
 def training_sites(n_sites: int, windows: Sequence[PausedSequence], seeds: Sequence[int]
@@ -196,6 +193,6 @@ def lm_readout_batch(model: Bridge, full: SiteBatch, max_pauses: int, pause_id: 
         pred.append(logp.argmax(-1).cpu())
     model.train(was)
     wants_t = torch.cat(wants)
-    return LMPauseReadout(lam, full.window, full.position, wants_t, torch.cat(loss),
+    return LMPauseReadout(lam, full.window, full.site, wants_t, torch.cat(loss),
                           torch.cat(ent), torch.cat(pred), wants_t.logical_not().float().argmax(1),
                           difficulty)
