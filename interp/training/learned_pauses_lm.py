@@ -31,12 +31,16 @@ model rarely takes that many (the toy's reason), the third the ordinary next-tok
 ``x_1 .. x_t`` so the adapter keeps the model a language model. All cross-entropies exclude
 ``<pause>`` from the softmax: with a full softmax every real target would push the pause
 logit down and teach "never pause" (the toy measured exactly that); π is trained by the
-halting term alone.
+halting term alone, through the pause logit's own row (the adapter's ``pause_logit``: on a
+tied model such as SmolLM2 the pause row, which pause training otherwise trains only as an
+input). As on the toy, β·KL(P(stop) ‖ uniform) is added and the cost ramped up
+(:func:`~interp.training.learned_pauses.cost_ramp`; ``explore``, ``ramp_start``,
+``ramp_end``).
 
-**Not done here** (the toy has them): the urgency input (one adapter per λ instead, so a
-sweep trains several adapters), the exploration term and the cost curriculum; the pause runs
-of earlier sites are not in the prefix, so the model is never asked to continue text after
-its own pauses (the measurement reads one decision at a time).
+**Not done here** (the toy has it): the urgency input (one adapter per λ instead, so a sweep
+trains several adapters). The pause runs of earlier sites are not in the prefix, so the
+model is never asked to continue text after its own pauses (the measurement reads one
+decision at a time).
 
 **Measurement** (:func:`learned_pause_lm_study`). On held-out windows, every position t is a
 site: the readings give the greedy decision (pause while ``<pause>`` is the argmax of the
