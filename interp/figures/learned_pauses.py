@@ -13,7 +13,7 @@ from ._style import CYCLE, apply_style
 __all__ = ["pause_difficulty", "pause_frontier"]
 
 _POLICY_COLORS = {"learned": CYCLE[1], "fixed": CYCLE[0], "random": CYCLE[7], "entropy": CYCLE[2]}
-_POLICY_NAMES = {"learned": "the model decides (urgency λ)", "fixed": "same count for all",
+_POLICY_NAMES = {"learned": "the model decides (cost λ)", "fixed": "same count for all",
                  "random": "random count", "entropy": "entropy trigger"}
 
 
