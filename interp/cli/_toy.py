@@ -13,9 +13,11 @@ Options not given take the task's defaults (:data:`interp.training.toy.DEFAULTS`
 parity of variable length, each pause costing λ (given to the model as an urgency input), and
 writes ``frontier.csv`` (accuracy against mean pauses for each λ, beside the same budget at
 fixed counts, at random and by the entropy trigger), ``difficulty.csv`` (pauses against
-length), ``patching.csv`` (the K/V of the pauses it took, patched from another example, at
-the smallest λ) and the figures ``pause_frontier`` and ``pause_difficulty`` (rerun: reuses
-the model).
+length), the instruments at the pauses it took at the smallest λ (``self_pause_attention.csv``,
+``self_pause_gradients.csv``, ``self_pause_probes.csv``, ``patching.csv``, each beside its null
+and positive control: :func:`interp.controls.self_pause_instruments`) and the figures
+``pause_frontier``, ``pause_difficulty`` and ``self_pause_{patching,probes,attention}`` (rerun: reuses
+the model, or continues its training from the last checkpoint; ``--fresh`` starts over).
 """
 
 from __future__ import annotations
@@ -132,6 +134,9 @@ def register(sub) -> None:
     lp.add_argument("--device", default=None, help="cpu, cuda (default: CUDA if present)")
     lp.add_argument("--out", required=True, help="output folder")
     add_formats_arg(lp, "html,png", "figure files")
+    lp.add_argument("--fresh", action="store_true",
+                    help="train from scratch even if --out holds a run (by default a finished "
+                    "run is reused and one stopped part-way is continued)")
     lp.add_argument("--quiet", action="store_true", help="no progress lines")
     lp.set_defaults(func=run_learned_pauses)
     p.set_defaults(func=lambda args: _usage(p))
@@ -210,9 +215,9 @@ def run_compare(args) -> int:
 
 
 def run_learned_pauses(args) -> int:
-    from ..controls import self_pause_patching
-    from ..core.io import atomic_write_csv
+    from ..controls import self_pause_instruments
     from ..figures import learned_pauses as figs
+    from ..figures._export import export_figures
     from ..figures._style import export
     from ..training.learned_pauses import LearnedPauseConfig, learned_pause_study
 
@@ -225,19 +230,26 @@ def run_learned_pauses(args) -> int:
     formats = parse_formats(args.formats)
     run, frontier, difficulty = learned_pause_study(cfg, lams, args.out,
                                                     n_examples=args.eval_size,
-                                                    verbose=not args.quiet)
+                                                    fresh=args.fresh, verbose=not args.quiet)
     out = Path(args.out)
-    patching = self_pause_patching(run, min(lams), n_examples=args.eval_size)
-    atomic_write_csv(out / "patching.csv", patching)
+    inst = self_pause_instruments(run, min(lams), n_examples=args.eval_size)
+    inst.save(out)
+    export_figures([inst], out, formats=formats)
     for name, fig in [("pause_frontier", figs.pause_frontier(frontier)),
                       ("pause_difficulty", figs.pause_difficulty(difficulty))]:
         for fmt in formats:
             export(fig, out / f"{name}.{fmt}")
+    fmt2 = dict(index=False, float_format=lambda v: f"{v:.3f}")
     print(frontier.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(difficulty.pivot(index="n_bits", columns="lam", values="mean_pauses").to_string(
         float_format=lambda v: f"{v:.2f}"))
-    print(f"K/V of the self-requested pauses patched from another example (λ = {min(lams):g}):")
-    print(patching[patching["layers"] == "all"].to_string(index=False,
-                                                          float_format=lambda v: f"{v:.3f}"))
+    print(f"Instruments at the self-requested pauses (λ = {min(lams):g}, "
+          f"{inst.settings['mean_pauses']:.2f} pauses per answer):")
+    patch = inst.patching[inst.patching["layers"] == "all"]
+    print(patch.groupby("patch", sort=False)[["clean_accuracy", "patched_accuracy",
+                                              "follows_donor"]].mean().to_string(
+        float_format=lambda v: f"{v:.3f}"))
+    print(inst.attention.to_string(**fmt2))
+    print(inst.probes.query("layer == layer.max()").to_string(**fmt2))
     print(f"-> {out}")
     return 0

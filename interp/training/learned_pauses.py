@@ -81,12 +81,11 @@ import numpy as np
 import pandas as pd
 import torch
 from jaxtyping import Bool, Float, Int
-from safetensors.torch import load_file
 from torch import Tensor
 
 from ..core import hooks
 from ..core import model as core_model
-from ..core.io import atomic_save_tensors, atomic_write_csv, atomic_write_text, dataclass_from_dict
+from ..core.io import atomic_write_csv, atomic_write_text, dataclass_from_dict
 from ..core.model import Bridge
 from ..core.pauses import make_sequence
 from ..errors import InterpError, check_choice
@@ -95,7 +94,14 @@ from ..recording import Generation, generate
 from .tasks._base import BOS, IGNORE, PAUSE
 from .tasks.parity import Parity
 from .toy._config import DTYPES
-from .toy._loop import cosine_lr
+from .toy._loop import (
+    check_resume,
+    clear_run,
+    cosine_lr,
+    load_training_tensors,
+    read_checkpoint_state,
+    save_training_tensors,
+)
 
 __all__ = [
     "LearnedPauseConfig",
@@ -496,27 +502,70 @@ def training_step_loss(model: Bridge, urgency: Urgency, cfg: LearnedPauseConfig,
     return loss, parts
 
 
+#: what train_learned_pauses writes in its folder, the resume marker first (``fresh`` removes
+#: them in this order, so a kill part-way leaves no marker beside another run's files)
+LEARNED_FILES = ("state.json", "checkpoint.safetensors", "config.json", "history.csv",
+                 "metrics.json")
+_LOG_EVERY = 50
+
+
+def _trainable(model: Bridge, urgency: Urgency) -> dict[str, Tensor]:
+    """The trainable tensors by checkpoint name: the model's parameters and the urgency
+    vector."""
+    return {**{f"model.{k}": p for k, p in model.named_parameters()}, "urgency.u": urgency.u}
+
+
 def train_learned_pauses(cfg: LearnedPauseConfig, out: str | os.PathLike | None = None, *,
-                         verbose: bool = True) -> LearnedPauses:
+                         checkpoint_every: int = 100, fresh: bool = False,
+                         stop_after: int | None = None, verbose: bool = True) -> LearnedPauses:
     """Train a tiny model to request its own pauses (see the module docstring).
 
     Args:
         cfg: the run.
-        out: folder for ``checkpoint.safetensors``, ``config.json``, ``history.csv`` and
-            ``metrics.json`` (written atomically at the end; a run is short, so there is no
-            mid-run resume); ``None`` keeps everything in memory.
+        out: folder for ``checkpoint.safetensors`` (parameters and AdamW's moments, with the
+            step and history in its metadata), ``state.json`` (a readable copy), and at the
+            end ``config.json``, ``history.csv`` and ``metrics.json``; ``None`` keeps
+            everything in memory. A run found in ``out`` is continued from its last
+            checkpoint and ends as the uninterrupted run would (the training batch and the
+            urgency values of a step depend only on the seed and the step); its
+            configuration must match except ``steps``, which may grow.
+        checkpoint_every: write the checkpoint every this many steps (atomically) and at
+            the end.
+        fresh: start over even if ``out`` holds a run.
+        stop_after: stop after this step, as an interruption would (the last checkpoint is
+            the one before it); the schedule still runs to ``cfg.steps``, and the run has no
+            held-out metrics.
         verbose: print a line every 50 steps.
+
+    Raises:
+        InterpError: ``checkpoint_every < 1``; ``out`` holding a run of another
+            configuration, or one trained more steps than ``cfg.steps``.
     """
+    if checkpoint_every < 1:
+        raise InterpError(f"checkpoint_every={checkpoint_every} would never checkpoint",
+                          "give checkpoint_every >= 1 (steps between checkpoints)")
     model, urgency = _build(cfg)
-    params = [*model.parameters(), *urgency.parameters()]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
+    params = _trainable(model, urgency)
+    decay = [p for p in params.values() if p.ndim >= 2]
+    no_decay = [p for p in params.values() if p.ndim < 2]
     opt = torch.optim.AdamW([dict(params=decay, weight_decay=cfg.weight_decay),
                              dict(params=no_decay, weight_decay=0.0)],
                             lr=cfg.lr, betas=(0.9, 0.98))
+    start, history, elapsed = 0, [], 0.0
+    out_dir = Path(out) if out is not None else None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if fresh:
+            clear_run(out_dir, LEARNED_FILES)
+        state = None if fresh else _read_state(out_dir)
+        if state is not None:
+            check_resume(out_dir, state, cfg.to_dict(), what="learned-pause run")
+            start, history, elapsed = state["step"], state["history"], state["elapsed_s"]
+            load_training_tensors(out_dir / "checkpoint.safetensors", params, opt, start)
     model.train()
-    history, t0 = [], time.perf_counter()
-    for step in range(cfg.steps):
+    t0 = time.perf_counter() - elapsed
+    end = cfg.steps if stop_after is None else min(stop_after, cfg.steps)
+    for step in range(start, end):
         for group in opt.param_groups:
             group["lr"] = cosine_lr(step, lr=cfg.lr, warmup=cfg.warmup, steps=cfg.steps,
                                     min_lr_ratio=cfg.min_lr_ratio)
@@ -524,55 +573,60 @@ def train_learned_pauses(cfg: LearnedPauseConfig, out: str | os.PathLike | None 
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(list(params.values()), cfg.grad_clip)
         opt.step()
-        if (step + 1) % 50 == 0 or step + 1 == cfg.steps:
-            row = dict(step=step + 1, loss=float(loss.detach()), **parts,
+        done = step + 1
+        if done % _LOG_EVERY == 0 or done == cfg.steps:
+            row = dict(step=done, loss=float(loss.detach()), **parts,
                        elapsed_s=time.perf_counter() - t0)
             history.append(row)
             if verbose:
                 print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                for k, v in row.items()), flush=True)
+        if out_dir is not None and (done % checkpoint_every == 0 or done == cfg.steps):
+            state = dict(step=done, config=cfg.to_dict(), history=history,
+                         elapsed_s=time.perf_counter() - t0)
+            save_training_tensors(out_dir / "checkpoint.safetensors", params, opt, state)
+            atomic_write_text(out_dir / "state.json", json.dumps(state, indent=1))
     model.eval()
     run = LearnedPauses(cfg, model, urgency, pd.DataFrame(history))
+    if end < cfg.steps:
+        return run
     run.metrics = dict(train_seconds=time.perf_counter() - t0, steps=cfg.steps)
     for lam in sorted({cfg.lam_min, cfg.lam_max}):
         r = readout(run, lam, n_examples=cfg.eval_size)
         run.metrics[f"lam={lam}"] = dict(accuracy=r.accuracy, mean_pauses=r.mean_pauses)
-    if out is not None:
-        save_learned_pauses(run, out)
+    if out_dir is not None:
+        atomic_write_text(out_dir / "config.json", json.dumps(cfg.to_dict(), indent=1))
+        atomic_write_csv(out_dir / "history.csv", run.history)
+        atomic_write_text(out_dir / "metrics.json", json.dumps(run.metrics, indent=1))
     return run
 
 
-def save_learned_pauses(run: LearnedPauses, out: str | os.PathLike) -> Path:
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    tensors = {f"model.{k}": v.detach().contiguous() for k, v in run.model.state_dict().items()}
-    tensors["urgency.u"] = run.urgency.u.detach().contiguous()
-    atomic_save_tensors(out / "checkpoint.safetensors", tensors)
-    atomic_write_text(out / "config.json", json.dumps(run.config.to_dict(), indent=1))
-    atomic_write_csv(out / "history.csv", run.history)
-    atomic_write_text(out / "metrics.json", json.dumps(run.metrics, indent=1))
-    return out
+def _read_state(out: Path) -> dict | None:
+    if not ((out / "state.json").is_file() and (out / "checkpoint.safetensors").is_file()):
+        return None
+    return (read_checkpoint_state(out / "checkpoint.safetensors")
+            or json.loads((out / "state.json").read_text()))
 
 
 def load_learned_pauses(out: str | os.PathLike) -> LearnedPauses:
-    """The run :func:`train_learned_pauses` saved in ``out``."""
+    """The run :func:`train_learned_pauses` saved in ``out`` (finished, or stopped part-way:
+    then the model of its last checkpoint, with empty metrics)."""
     out = Path(out)
-    if not (out / "checkpoint.safetensors").is_file() or not (out / "config.json").is_file():
+    state = _read_state(out)
+    if state is None:
         raise InterpError(f"{out} holds no learned-pause run",
                           "give the folder of train_learned_pauses(..., out=...) or "
                           "`interp toy learned-pauses --out DIR`")
-    cfg = LearnedPauseConfig.from_dict(json.loads((out / "config.json").read_text()))
+    cfg = LearnedPauseConfig.from_dict(state["config"])
     model, urgency = _build(cfg)
-    tensors = load_file(str(out / "checkpoint.safetensors"), device=str(core_model.device(model)))
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    with torch.no_grad():
-        urgency.u.copy_(tensors["urgency.u"])
+    load_training_tensors(out / "checkpoint.safetensors", _trainable(model, urgency), None,
+                          state["step"])
     model.eval()
-    history = pd.read_csv(out / "history.csv") if (out / "history.csv").is_file() else None
-    metrics = json.loads((out / "metrics.json").read_text())
-    return LearnedPauses(cfg, model, urgency, history, metrics)
+    metrics = (json.loads((out / "metrics.json").read_text())
+               if (out / "metrics.json").is_file() else {})
+    return LearnedPauses(cfg, model, urgency, pd.DataFrame(state["history"]), metrics)
 
 
 # -- reading the decision out -----------------------------------------------------------------
@@ -742,10 +796,12 @@ def generate_with_pauses(run: LearnedPauses, bits: Sequence[int] | str, lam: flo
 
 def learned_pause_study(cfg: LearnedPauseConfig, lams: Sequence[float],
                         out: str | os.PathLike | None = None, *, n_examples: int = 1024,
-                        verbose: bool = True) -> tuple[LearnedPauses, pd.DataFrame, pd.DataFrame]:
-    """Train (or, when ``out`` holds a finished run of the same config, load) a learned-pause
-    model and measure it: :func:`pause_frontier` over ``lams``, written to ``out`` as
-    ``frontier.csv`` and ``difficulty.csv`` (what ``interp toy learned-pauses`` runs).
+                        fresh: bool = False, verbose: bool = True
+                        ) -> tuple[LearnedPauses, pd.DataFrame, pd.DataFrame]:
+    """Train (or, when ``out`` holds a finished run of the same config, load; a run stopped
+    part-way is continued) a learned-pause model and measure it: :func:`pause_frontier` over
+    ``lams``, written to ``out`` as ``frontier.csv`` and ``difficulty.csv`` (what ``interp
+    toy learned-pauses`` runs). ``fresh`` trains from scratch whatever ``out`` holds.
 
     Raises:
         InterpError: a λ outside ``[cfg.lam_min, cfg.lam_max]``, or ``out`` holding a run of
@@ -754,14 +810,14 @@ def learned_pause_study(cfg: LearnedPauseConfig, lams: Sequence[float],
     for lam in lams:
         cfg.check_lam(lam)
     run = None
-    if out is not None and (Path(out) / "metrics.json").is_file():
+    if out is not None and not fresh and (Path(out) / "metrics.json").is_file():
         run = load_learned_pauses(out)
         if run.config.to_dict() != cfg.to_dict():
             diff = sorted(k for k, v in cfg.to_dict().items() if run.config.to_dict()[k] != v)
             raise InterpError(f"{out} holds a learned-pause run of another configuration "
                               f"({', '.join(diff)})", "use another output folder, or delete it")
     if run is None:
-        run = train_learned_pauses(cfg, out, verbose=verbose)
+        run = train_learned_pauses(cfg, out, fresh=fresh, verbose=verbose)
     frontier, difficulty = pause_frontier(run, lams, n_examples=n_examples)
     if out is not None:
         atomic_write_csv(Path(out) / "frontier.csv", frontier)

@@ -5,6 +5,7 @@ positions, agreement with the one-forward readout), and the named errors for bad
 from __future__ import annotations
 
 import itertools
+import json
 import math
 
 import pytest
@@ -158,8 +159,10 @@ def test_cli_trains_measures_and_reuses_the_run(tmp_path, capsys):
             "--d-model", "16", "--eval-size", "32", "--lams", "0,0.1", "--formats", "html",
             "--quiet", "--out", str(tmp_path)]
     assert main(argv) == 0
-    for name in ("frontier.csv", "difficulty.csv", "patching.csv", "pause_frontier.html",
-                 "pause_difficulty.html", "checkpoint.safetensors"):
+    for name in ("frontier.csv", "difficulty.csv", "patching.csv", "self_pause_attention.csv",
+                 "self_pause_gradients.csv", "self_pause_probes.csv", "pause_frontier.html",
+                 "pause_difficulty.html", "self_pause_patching.html", "self_pause_probes.html",
+                 "self_pause_attention.html", "checkpoint.safetensors"):
         assert (tmp_path / name).is_file(), name
     stamp = (tmp_path / "checkpoint.safetensors").stat().st_mtime_ns
     assert main(argv) == 0  # a finished run in --out is loaded, not retrained
@@ -174,12 +177,51 @@ def test_patching_self_requested_pauses_at_layer_0_or_before_any_pause_changes_n
     run = _always_pausing_run(LearnedPauseConfig(**TINY, steps=1))
     t = self_pause_patching(run, 0.1, n_examples=48)
     assert set(t["layers"]) == {"all", "0", "1"} and (t["mean_pauses"] == 5).all()
+    assert set(t["patch"]) == {"pauses from donor", "pauses, equal-norm random",
+                               "bits from donor"}
     # at layer 0 a pause's K/V depend only on its token, position and the urgency input
-    layer0 = t[t["layers"] == "0"]
+    layer0 = t[(t["layers"] == "0") & (t["patch"] == "pauses from donor")]
     assert (layer0["patched_accuracy"] == layer0["clean_accuracy"]).all()
-    # a model that answers at once reads no pause: no patch can move it
+    # a model that answers at once reads no pause: no patch of the pauses can move it
     with torch.no_grad():
         run.model.unembed.b_U[Parity(5).vocab.pause_id] -= 200.0
     t = self_pause_patching(run, 0.1, n_examples=48)
     assert (t["mean_pauses"] == 0).all()
-    assert (t["patched_accuracy"] == t["clean_accuracy"]).all()
+    paused = t[t["patch"] != "bits from donor"]
+    assert (paused["patched_accuracy"] == paused["clean_accuracy"]).all()
+
+
+def test_a_run_stopped_part_way_resumes_to_the_uninterrupted_run(tmp_path):
+    """Stopped after step 7 with a checkpoint every 3 steps (the last at step 6, as a kill
+    leaves it), then continued: the parameters, AdamW's moments and the history equal those
+    of one uninterrupted run bit for bit (float64)."""
+    from safetensors.torch import load_file
+
+    from interp.training.learned_pauses import load_learned_pauses
+
+    cfg = LearnedPauseConfig(**TINY, steps=12, ramp_start=0.2, ramp_end=0.6)
+    whole = train_learned_pauses(cfg, tmp_path / "whole", checkpoint_every=3, verbose=False)
+    part = train_learned_pauses(cfg, tmp_path / "part", checkpoint_every=3, stop_after=7,
+                                verbose=False)
+    assert not part.metrics and not (tmp_path / "part" / "metrics.json").exists()
+    assert json.loads((tmp_path / "part" / "state.json").read_text())["step"] == 6
+    assert load_learned_pauses(tmp_path / "part").history.empty  # a stopped run loads too
+    resumed = train_learned_pauses(cfg, tmp_path / "part", checkpoint_every=3, verbose=False)
+    a = load_file(str(tmp_path / "whole" / "checkpoint.safetensors"))
+    b = load_file(str(tmp_path / "part" / "checkpoint.safetensors"))
+    assert sorted(a) == sorted(b) and any(k.startswith("exp_avg_sq.") for k in a)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    cols = [c for c in whole.history.columns if c != "elapsed_s"]
+    assert whole.history[cols].equals(resumed.history[cols])
+    assert resumed.metrics["lam=0.0"] == whole.metrics["lam=0.0"]
+    loaded = load_learned_pauses(tmp_path / "part")
+    for (k, p), q in zip(loaded.model.named_parameters(), whole.model.parameters(), strict=True):
+        assert torch.equal(p, q), k
+    assert torch.equal(loaded.urgency.u, whole.urgency.u)
+    # another configuration in the same folder is refused by name
+    with pytest.raises(InterpError, match="different configuration .*lr"):
+        train_learned_pauses(LearnedPauseConfig(**{**cfg.to_dict(), "lr": 1e-3}),
+                             tmp_path / "part", verbose=False)
+    with pytest.raises(InterpError, match="checkpoint_every >= 1"):
+        train_learned_pauses(cfg, None, checkpoint_every=0)
