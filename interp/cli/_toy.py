@@ -27,7 +27,7 @@ import json
 from pathlib import Path
 
 from ..errors import InterpError
-from ._common import add_formats_arg, add_renamed, parse_formats, parse_int_list
+from ._common import add_formats_arg, add_renamed, parse_float_list, parse_formats, parse_int_list
 
 # TrainConfig fields settable from the command line: flag -> (field, type)
 _TRAIN_FLAGS = {
@@ -237,11 +237,7 @@ def run_learned_pauses(args) -> int:
     from ..figures._style import export
     from ..training.learned_pauses import LearnedPauseConfig, learned_pause_study
 
-    try:
-        lams = [float(x) for x in args.lams.split(",") if x]
-    except ValueError:
-        raise InterpError(f"--lams {args.lams!r} is not a list of numbers",
-                          "e.g. --lams 0,0.05,0.2") from None
+    lams = parse_float_list(args.lams, "lams")
     cfg = LearnedPauseConfig(n_min=args.n_min, n_max=args.n_max, max_pauses=args.max_pauses,
                              lam_max=args.lam_max, steps=args.steps, cot_mixture=args.cot_mixture,
                              answer_after_n=args.answer_after_n, positional=args.positional,

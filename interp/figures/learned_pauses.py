@@ -1,8 +1,9 @@
-"""Figures for learned pause requests (:mod:`interp.training.learned_pauses`): the
-accuracy-vs-pauses frontier (the model's own decision at each urgency λ beside the same budget
-placed at fixed counts, at random and by the entropy trigger), pauses against difficulty, and
-the instruments at the self-requested pauses (:func:`interp.controls.self_pause_instruments`),
-each beside its null and positive control."""
+"""Figures for learned pause requests (:mod:`interp.training.learned_pauses`, and on an LM
+:mod:`interp.training.learned_pauses_lm`): the accuracy- (or loss-) vs-pauses frontier (the
+model's own decision at each λ beside the same budget placed at fixed counts, at random and
+by the entropy trigger), pauses against difficulty, and the instruments at the
+self-requested pauses (:func:`interp.controls.self_pause_instruments`), each beside its null
+and positive control."""
 
 from __future__ import annotations
 
@@ -16,48 +17,57 @@ __all__ = ["pause_difficulty", "pause_frontier", "self_pause_attention", "self_p
            "self_pause_probes"]
 
 _POLICY_COLORS = {"learned": CYCLE[1], "fixed": CYCLE[0], "random": CYCLE[7], "entropy": CYCLE[2]}
-_POLICY_NAMES = {"learned": "the model decides (urgency λ)", "fixed": "same count for all",
+_POLICY_NAMES = {"learned": "the model decides (cost λ)", "fixed": "same count for all",
                  "random": "random count", "entropy": "entropy trigger"}
 
 
 def pause_frontier(frontier: pd.DataFrame) -> go.Figure:
-    """Held-out accuracy against mean pauses per answer: one point per λ and policy, the
-    policies' points joined in order of their budget (``pause_frontier`` output)."""
+    """Held-out accuracy (the toy) or loss on real tokens (an LM, a ``loss`` column) against
+    mean pauses per answer: one point per λ and policy, the policies' points joined in order
+    of their budget (``pause_frontier`` / ``lm_pause_frontier`` output)."""
+    metric = "accuracy" if "accuracy" in frontier else "loss"
     fig = go.Figure()
     for policy, g in frontier.groupby("policy", sort=False):
         g = g.sort_values("mean_pauses")
         fig.add_trace(go.Scatter(
-            x=g["mean_pauses"], y=g["accuracy"], name=_POLICY_NAMES.get(policy, policy),
+            x=g["mean_pauses"], y=g[metric], name=_POLICY_NAMES.get(policy, policy),
             mode="lines+markers", line=dict(color=_POLICY_COLORS.get(policy)),
             text=[f"λ = {lam:g}" for lam in g["lam"]],
-            hovertemplate="%{text}<br>%{x:.2f} pauses, accuracy %{y:.3f}<extra></extra>"))
-    fig.add_hline(y=0.5, line=dict(dash="dash", color="#777777"))
-    fig.update_xaxes(title="mean pauses per answer")
-    fig.update_yaxes(title="held-out accuracy", range=[0.4, 1.02])
-    return apply_style(fig, title="Learned pauses: accuracy against pauses taken")
+            hovertemplate=f"%{{text}}<br>%{{x:.2f}} pauses, {metric} %{{y:.3f}}<extra></extra>"))
+    if metric == "accuracy":
+        fig.add_hline(y=0.5, line=dict(dash="dash", color="#777777"))
+        fig.update_xaxes(title="mean pauses per answer")
+        fig.update_yaxes(title="held-out accuracy", range=[0.4, 1.02])
+        return apply_style(fig, title="Learned pauses: accuracy against pauses taken")
+    fig.update_xaxes(title="mean pauses per position")
+    fig.update_yaxes(title="held-out loss on the next real token (nats)")
+    return apply_style(fig, title="Learned pauses: loss against pauses taken")
 
 
 def pause_difficulty(difficulty: pd.DataFrame, by_ones: pd.DataFrame | None = None
                      ) -> go.Figure:
-    """Mean self-requested pauses against the bit-string length n (``pause_frontier``'s
-    difficulty table), one line per urgency λ; with ``by_ones`` (``pauses_by_ones``) a second
-    panel against the count of ones c."""
-    panels = [(difficulty, "n_bits", "bit-string length n", "n")]
+    """Mean self-requested pauses against difficulty, one line per urgency λ: the bit-string
+    length n (the toy, ``pause_frontier``'s difficulty table) or the base model's next-token
+    entropy, binned (an LM, an ``entropy`` column); with ``by_ones`` (``pauses_by_ones``, the
+    toy) a second panel against the count of ones c."""
+    toy = "n_bits" in difficulty
+    x, metric = ("n_bits", "accuracy") if toy else ("entropy", "loss")
+    title = ("bit-string length n (difficulty)" if toy else
+             "base model's next-token entropy, nats (difficulty; bin means)")
+    panels = [(difficulty, x, metric, title)]
     if by_ones is not None:
-        panels.append((by_ones, "ones", "count of ones c", "c"))
-    fig = make_subplots(rows=1, cols=len(panels), shared_yaxes=True,
-                        subplot_titles=[title for _, _, title, _ in panels]
-                        if len(panels) > 1 else None)
-    for col, (table, key, title, short) in enumerate(panels, start=1):
+        panels.append((by_ones, "ones", "accuracy", "count of ones c (difficulty)"))
+    fig = make_subplots(rows=1, cols=len(panels), shared_yaxes=True)
+    for col, (table, key, what, axis_title) in enumerate(panels, start=1):
         for i, (lam, g) in enumerate(table.groupby("lam")):
             fig.add_trace(go.Scatter(
                 x=g[key], y=g["mean_pauses"], name=f"λ = {lam:g}", mode="lines+markers",
-                line=dict(color=CYCLE[i % len(CYCLE)]), customdata=g[["accuracy", "count"]],
+                line=dict(color=CYCLE[i % len(CYCLE)]), customdata=g[[what]],
                 legendgroup=f"{lam:g}", showlegend=col == 1,
-                hovertemplate=f"{short} = %{{x}}: %{{y:.2f}} pauses, accuracy "
-                              "%{customdata[0]:.3f} (%{customdata[1]} examples)<extra></extra>"),
-                row=1, col=col)
-        fig.update_xaxes(title=f"{title} (difficulty)", dtick=1, row=1, col=col)
+                hovertemplate=f"{key} = %{{x:.2f}}: %{{y:.2f}} pauses, {what} "
+                              "%{customdata[0]:.3f}<extra></extra>"), row=1, col=col)
+        fig.update_xaxes(title=axis_title, row=1, col=col, **(dict(dtick=1) if key != "entropy"
+                                                                else {}))
     fig.update_yaxes(title="mean pauses the model requests", row=1, col=1)
     return apply_style(fig, title="Learned pauses: where the model pauses")
 

@@ -89,7 +89,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -123,6 +123,7 @@ __all__ = [
     "PauseReadout",
     "Urgency",
     "generate_with_pauses",
+    "explore_term",
     "halting_loss",
     "held_out_batch",
     "learned_pause_study",
@@ -417,6 +418,12 @@ def threshold_loss(read: Float[Tensor, "batch k vocab"], ones: Int[Tensor, " bat
     return torch.nn.functional.cross_entropy(two.flatten(0, 1), want.flatten())
 
 
+def explore_term(p_stop: Float[Tensor, "batch k"]) -> Float[Tensor, " batch"]:
+    """KL(P(stop) ‖ uniform over 0..K) = Σ_k P log P + log(K + 1) per example: the
+    exploration term, weighted β·(1 − ramp) (see the module docstring)."""
+    return (p_stop * p_stop.clamp_min(1e-30).log()).sum(1) + math.log(p_stop.shape[1])
+
+
 def _readings(logits: Float[Tensor, "batch pos vocab"], eq: Int[Tensor, " batch"], n_k: int
               ) -> Float[Tensor, "batch k vocab"]:
     pos = eq[:, None] + torch.arange(n_k, device=eq.device)
@@ -479,7 +486,17 @@ def _build(cfg: LearnedPauseConfig) -> tuple[Bridge, Urgency]:
     return model, urgency
 
 
-def cost_ramp(cfg: LearnedPauseConfig, step: int) -> float:
+@runtime_checkable
+class RampConfig(Protocol):
+    """What :func:`cost_ramp` reads: :class:`LearnedPauseConfig`, or a learned-pause LoRA run
+    (:class:`interp.training.pause.PauseTrainConfig`)."""
+
+    steps: int
+    ramp_start: float
+    ramp_end: float
+
+
+def cost_ramp(cfg: RampConfig, step: int) -> float:
     """The fraction of λ charged at ``step`` (0 before ``ramp_start``, 1 from ``ramp_end``);
     the exploration weight is ``explore · (1 − ramp)``."""
     start, end = cfg.ramp_start * cfg.steps, cfg.ramp_end * cfg.steps
@@ -522,10 +539,8 @@ def training_step_loss(model: Bridge, urgency: Urgency, cfg: LearnedPauseConfig,
         halt, p_stop = halting_loss(log_pause, ce, ramp * lam[:n_pause].to(device))
         loss = halt.mean() + ce.mean()
     if cfg.explore and ramp < 1:
-        # β·KL(P(stop) ‖ uniform) = β·(Σ_k P log P + log(K + 1)): keeps later stop points
-        # visible until the answers after them are good
-        neg_entropy = (p_stop * p_stop.clamp_min(1e-30).log()).sum(1).mean()
-        loss = loss + cfg.explore * (1 - ramp) * (neg_entropy + math.log(p_stop.shape[1]))
+        # keeps later stop points visible until the answers after them are good
+        loss = loss + cfg.explore * (1 - ramp) * explore_term(p_stop).mean()
     parts = dict(halt_loss=float(halt.detach().mean()), ce_at_once=float(ce[:, 0].detach().mean()),
                  ce_at_cap=float(ce[:, -1].detach().mean()),
                  mean_pauses=float((p_stop.detach() * torch.arange(p_stop.shape[1], device=device)).sum(1)
@@ -733,7 +748,17 @@ def readout(run: LearnedPauses, lam: float, *, n_examples: int = 1024, seed: int
     return PauseReadout(float(lam), pb.n, wants.cpu(), correct.cpu(), entropy.cpu(), stop.cpu())
 
 
-def matched_stops(r: PauseReadout, policy: str, budget: float, seed: int = 0
+@runtime_checkable
+class StopReadout(Protocol):
+    """What :func:`matched_stops` reads: the model's own stop per example and the entropy of
+    the answer-now distribution after every pause count (:class:`PauseReadout`, or
+    :class:`interp.training.learned_pauses_lm.LMPauseReadout` on an LM)."""
+
+    stop: Int[Tensor, " batch"]
+    entropy: Float[Tensor, "batch k"]
+
+
+def matched_stops(r: StopReadout, policy: str, budget: float, seed: int = 0
                   ) -> Int[Tensor, " batch"]:
     """Per-example pause counts with mean ``budget`` placed by an outside policy:
 
@@ -746,7 +771,7 @@ def matched_stops(r: PauseReadout, policy: str, budget: float, seed: int = 0
     * ``learned``: the model's own decision.
     """
     check_choice("pause policy", policy, POLICIES)
-    n_b, n_k = r.correct.shape
+    n_b, n_k = r.entropy.shape
     g = torch.Generator().manual_seed(seed)
     if policy == "learned":
         return r.stop
