@@ -502,6 +502,8 @@ def cost_ramp(cfg: RampConfig, step: int) -> float:
     start, end = cfg.ramp_start * cfg.steps, cfg.ramp_end * cfg.steps
     if step + 1 >= end:
         return 1.0
+    if end <= start:  # ramp_start == ramp_end: the full cost from that step on, no ramp
+        return 0.0
     return max(0.0, (step + 1 - start) / (end - start))
 
 

@@ -258,3 +258,14 @@ def test_a_run_stopped_part_way_resumes_to_the_uninterrupted_run(tmp_path):
                              tmp_path / "part", verbose=False)
     with pytest.raises(InterpError, match="checkpoint_every >= 1"):
         train_learned_pauses(cfg, None, checkpoint_every=0)
+
+
+def test_cost_ramp_rises_from_ramp_start_to_ramp_end_and_steps_when_they_meet():
+    from interp.training.learned_pauses import LearnedPauseConfig, cost_ramp
+
+    cfg = LearnedPauseConfig(steps=100, ramp_start=0.2, ramp_end=0.6)
+    got = [cost_ramp(cfg, s) for s in range(100)]
+    assert got[:20] == [0.0] * 20 and got[59:] == [1.0] * 41
+    assert got[39] == pytest.approx(0.5) and all(a <= b for a, b in zip(got[:-1], got[1:], strict=True))
+    step = LearnedPauseConfig(steps=100, ramp_start=0.5, ramp_end=0.5)
+    assert [cost_ramp(step, s) for s in (0, 48, 49, 99)] == [0.0, 0.0, 1.0, 1.0]
