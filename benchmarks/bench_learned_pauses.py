@@ -23,12 +23,13 @@ import torch
 
 from interp.recording import generate
 from interp.training.learned_pauses import (
+    VOCAB,
     LearnedPauseConfig,
     generate_with_pauses,
+    prompt_words,
     train_learned_pauses,
     training_step_loss,
 )
-from interp.training.tasks.parity import Parity
 from interp.training.toy import TrainConfig, build_model, training_loss
 
 
@@ -58,7 +59,8 @@ def main() -> None:
 
     fixed_cfg = TrainConfig(task="parity", task_options=dict(n_bits=n_max), pauses=n_max,
                             filler=True, cot_mixture=cfg.cot_mixture, positional="standard",
-                            batch_size=cfg.batch_size)
+                            batch_size=cfg.batch_size, n_layers=cfg.n_layers,
+                            d_model=cfg.d_model, n_heads=cfg.n_heads, d_mlp=cfg.d_mlp)
     task = fixed_cfg.make_task()
     fixed_model = build_model(fixed_cfg, task, int(task.batch(1, 0).tokens.shape[1]))
     fixed_model.train()
@@ -92,9 +94,8 @@ def _generation_row(label: str, run, prompts: list[str], *, paused: bool) -> Non
         gens = [generate_with_pauses(run, p, lam=0.0) for p in prompts]
         n_pauses = [g.n_pauses for g in gens]
     else:
-        vocab = Parity(run.config.n_max).vocab
         for p in prompts:  # the same prompt tokens, no urgency input, no pause allowed
-            generate(run.model, vocab.encode(["<bos>", *p, "="]), max_new_tokens=1)
+            generate(run.model, VOCAB.encode(prompt_words(run.config, p)), max_new_tokens=1)
         n_pauses = [0] * len(prompts)
     s = time.perf_counter() - t
     tokens = sum(n_pauses) + len(prompts)

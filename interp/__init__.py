@@ -16,7 +16,8 @@ The public API, re-exported from the subpackages (see ``docs/`` for concepts and
 * toy tasks: :mod:`interp.training.tasks`, :func:`train_toy`
 * positive controls (pauses that compute, pre-caching): :mod:`interp.controls`
 * pause training: :func:`pause_train` (:mod:`interp.training.pause`), base vs pause-trained
-  in :mod:`interp.reporting.pause_compare`
+  in :mod:`interp.reporting.pause_compare`; learned pause requests on an LM:
+  :func:`learned_pause_lm_study` (:mod:`interp.training.learned_pauses_lm`)
 * figures and the report: :mod:`interp.figures`, :func:`report`
 """
 
@@ -67,6 +68,7 @@ _LAZY = {
     "train_toy": "interp.training.toy",
     "pause_train": "interp.training.pause",
     "train_learned_pauses": "interp.training.learned_pauses",
+    "learned_pause_lm_study": "interp.training.learned_pauses_lm",
     "report": "interp.reporting",
 }
 

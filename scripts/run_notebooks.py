@@ -51,6 +51,10 @@ SETTINGS: dict[str, tuple[dict[str, object], bool]] = {
         True),
     "08_positive_controls.ipynb": (
         dict(N_BITS=4, STEPS=4, SEEDS=[0], LOOKAHEAD_STEPS=4, PLANNING_STEPS=4, N_EXAMPLES=64), False),
+    "09_learned_pauses.ipynb": (
+        dict(OPTIONS=dict(n_min=2, n_max=5, d_model=16, steps=6, batch_size=32, eval_size=64,
+                          lam_max=0.2),
+             LAMS=[0.0, 0.2], BITS="10110", N_EXAMPLES=64), False),
 }
 
 

@@ -187,3 +187,12 @@ def parse_int_list(s: str | None, name: str) -> list[int] | None:
         a, b = int(m[1]), m[2]
         out += [a] if b is None else list(range(a, int(b) + 1))
     return out
+
+
+def parse_float_list(s: str, name: str) -> list[float]:
+    """``"0,0.05,0.2"`` -> ``[0.0, 0.05, 0.2]``."""
+    try:
+        return [float(x) for x in s.split(",") if x.strip()]
+    except ValueError:
+        raise InterpError(f"--{name} {s!r} is not a list of numbers",
+                          f"e.g. --{name} 0,0.05,0.2") from None

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from ._common import add_formats_arg, add_renamed, parse_formats, parse_int_list
+from ._common import add_formats_arg, add_renamed, parse_float_list, parse_formats, parse_int_list
 
 _DESCRIPTION = __doc__
 
@@ -28,7 +28,7 @@ def _config_flags(p: argparse.ArgumentParser) -> None:
 
     defaults = PauseTrainConfig()
     for f in dataclasses.fields(PauseTrainConfig):
-        if f.name in ("base", "corpus", "targets", "pause_n_max"):
+        if f.name in ("base", "corpus", "targets", "pause_n_max", "learned"):
             continue
         flag = "--" + f.name.replace("_", "-")
         value = getattr(defaults, f.name)
@@ -39,6 +39,16 @@ def _config_flags(p: argparse.ArgumentParser) -> None:
                    "--pause-n)")
     p.add_argument("--targets", default=None,
                    help=f"LoRA targets, comma-separated (default {','.join(defaults.targets)})")
+    p.add_argument("--learned", action="store_true",
+                   help="learned pause requests: the model decides how many pauses to take "
+                   "before each token, each costing --lam (docs/concepts/learned-pauses.md); "
+                   "changes the defaults of " + ", ".join(
+                       f"--{k.replace('_', '-')} {v}"
+                       for k, v in PauseTrainConfig.LEARNED_DEFAULTS.items()))
+    p.add_argument("--lams", default=None,
+                   help="with --learned: train one adapter per pause cost (OUT/lam_<λ>) and "
+                   "measure the loss-vs-pauses frontier and pauses vs the base model's entropy, "
+                   "e.g. 0,0.02,0.1")
 
 
 def register(sub) -> None:
@@ -50,6 +60,7 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="output folder (rerun to resume)")
     p.add_argument("--fresh", action="store_true", help="start over even if --out has a checkpoint")
     add_renamed(p, "--no-resume")
+    add_formats_arg(p, "html,png", "figure files (with --lams)")
     p.add_argument("--device", default=None, help="cpu, cuda (default: CUDA if present)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _config_flags(p)
@@ -86,18 +97,45 @@ def run_train(args) -> int:
     from ..training.pause import PauseTrainConfig, pause_train
 
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(PauseTrainConfig)
-                 if getattr(args, f.name, None) is not None and f.name not in ("targets",
-                                                                                "pause_n_max")}
+                 if getattr(args, f.name, None) is not None
+                 and f.name not in ("targets", "pause_n_max", "learned")}
     if args.pause_n_max is not None:
         overrides["pause_n_max"] = args.pause_n_max or None
     if args.targets:
         overrides["targets"] = tuple(t for t in args.targets.split(",") if t)
-    cfg = PauseTrainConfig(base=args.model, corpus=args.corpus, **overrides)
+    cfg = (PauseTrainConfig.learned_run(base=args.model, corpus=args.corpus, **overrides)
+           if args.learned else PauseTrainConfig(base=args.model, corpus=args.corpus, **overrides))
+    if args.lams is not None:
+        return _run_learned_study(cfg, args)
     res = pause_train(cfg, args.out, fresh=args.fresh, device=args.device,
                       verbose=not args.quiet)
     last = res.history.iloc[-1]
     print(f"step {int(last['step'])}: held-out loss {last['eval_loss_plain']:.3f} without "
           f"pauses, {last['eval_loss_pauses']:.3f} with -> {args.out}")
+    return 0
+
+
+def _run_learned_study(cfg, args) -> int:
+    from pathlib import Path
+
+    from ..errors import InterpError
+    from ..figures import learned_pauses as figs
+    from ..figures._style import export
+    from ..training.learned_pauses_lm import learned_pause_lm_study
+
+    if not args.learned:
+        raise InterpError("--lams sweeps the pause cost of learned pauses", "add --learned")
+    lams = parse_float_list(args.lams, "lams")
+    frontier, difficulty = learned_pause_lm_study(cfg, lams, args.out, device=args.device,
+                                                  verbose=not args.quiet)
+    out = Path(args.out)
+    for name, fig in [("pause_frontier", figs.pause_frontier(frontier)),
+                      ("pause_difficulty", figs.pause_difficulty(difficulty))]:
+        for fmt in parse_formats(args.formats):
+            export(fig, out / f"{name}.{fmt}")
+    print(frontier.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(difficulty.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"-> {out}")
     return 0
 
 

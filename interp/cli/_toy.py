@@ -13,9 +13,11 @@ Options not given take the task's defaults (:data:`interp.training.toy.DEFAULTS`
 parity of variable length, each pause costing λ (given to the model as an urgency input), and
 writes ``frontier.csv`` (accuracy against mean pauses for each λ, beside the same budget at
 fixed counts, at random and by the entropy trigger), ``difficulty.csv`` (pauses against
-length), ``patching.csv`` (the K/V of the pauses it took, patched from another example, at
-the smallest λ) and the figures ``pause_frontier`` and ``pause_difficulty`` (rerun: reuses
-the model).
+length), the instruments at the pauses it took at the smallest λ (``self_pause_attention.csv``,
+``self_pause_gradients.csv``, ``self_pause_probes.csv``, ``patching.csv``, each beside its null
+and positive control: :func:`interp.controls.self_pause_instruments`) and the figures
+``pause_frontier``, ``pause_difficulty`` and ``self_pause_{patching,probes,attention}`` (rerun: reuses
+the model, or continues its training from the last checkpoint; ``--fresh`` starts over).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import json
 from pathlib import Path
 
 from ..errors import InterpError
-from ._common import add_formats_arg, add_renamed, parse_formats, parse_int_list
+from ._common import add_formats_arg, add_renamed, parse_float_list, parse_formats, parse_int_list
 
 # TrainConfig fields settable from the command line: flag -> (field, type)
 _TRAIN_FLAGS = {
@@ -115,11 +117,24 @@ def register(sub) -> None:
     lp.add_argument("--max-pauses", type=int, default=None, help="cap K (default: n-max)")
     lp.add_argument("--lam-max", type=float, default=d.lam_max,
                     help=f"largest pause cost trained; the range is [0, this] ({d.lam_max})")
-    lp.add_argument("--lams", default="0,0.01,0.02,0.05,0.1,0.2",
+    lp.add_argument("--lams", default="0,0.05,0.1,0.2,0.35,0.5",
                     help="urgency values to measure, comma-separated, within [0, --lam-max]")
     lp.add_argument("--steps", type=int, default=d.steps, help=f"training steps ({d.steps})")
     lp.add_argument("--cot-mixture", type=float, default=d.cot_mixture, metavar="F",
                     help=f"fraction of examples with the chain of thought ({d.cot_mixture})")
+    lp.add_argument("--pause-chain", type=float, default=d.pause_chain, metavar="W",
+                    help="weight of the chain read at the pauses themselves: after k pauses the "
+                    f"F/T logits report [count of ones >= k + 1] ({d.pause_chain}; 0: off)")
+    lp.add_argument("--align", action=argparse.BooleanOptionalAction, default=d.align,
+                    help="right-align the bits behind fillers, so '=' and the k-th pause sit at "
+                    f"the same position for every length ({d.align})")
+    lp.add_argument("--explore", type=float, default=d.explore, metavar="BETA",
+                    help=f"weight of the exploration term at the start ({d.explore})")
+    lp.add_argument("--ramp-start", type=float, default=d.ramp_start, metavar="F",
+                    help=f"fraction of the steps where the pause cost starts ({d.ramp_start})")
+    lp.add_argument("--ramp-end", type=float, default=d.ramp_end, metavar="F",
+                    help="... and where it reaches λ and the exploration ends "
+                    f"({d.ramp_end})")
     lp.add_argument("--answer-after-n", action="store_true",
                     help="train the answers only after k >= n pauses, the decision against "
                     "them detached (LearnedPauseConfig.answer_after_n)")
@@ -127,11 +142,15 @@ def register(sub) -> None:
                     help=f"position encoding ({d.positional})")
     lp.add_argument("--d-model", type=int, default=d.d_model)
     lp.add_argument("--n-layers", type=int, default=d.n_layers)
+    lp.add_argument("--d-mlp", type=int, default=d.d_mlp, help=f"MLP width ({d.d_mlp})")
     lp.add_argument("--eval-size", type=int, default=1024, help="held-out examples (1024)")
     lp.add_argument("--seed", type=int, default=0)
     lp.add_argument("--device", default=None, help="cpu, cuda (default: CUDA if present)")
     lp.add_argument("--out", required=True, help="output folder")
     add_formats_arg(lp, "html,png", "figure files")
+    lp.add_argument("--fresh", action="store_true",
+                    help="train from scratch even if --out holds a run (by default a finished "
+                    "run is reused and one stopped part-way is continued)")
     lp.add_argument("--quiet", action="store_true", help="no progress lines")
     lp.set_defaults(func=run_learned_pauses)
     p.set_defaults(func=lambda args: _usage(p))
@@ -210,38 +229,50 @@ def run_compare(args) -> int:
 
 
 def run_learned_pauses(args) -> int:
-    from ..controls import self_pause_patching
-    from ..core.io import atomic_write_csv
+    import pandas as pd
+
+    from ..controls import self_pause_instruments
     from ..figures import learned_pauses as figs
+    from ..figures._export import export_figures
     from ..figures._style import export
     from ..training.learned_pauses import LearnedPauseConfig, learned_pause_study
 
-    try:
-        lams = [float(x) for x in args.lams.split(",") if x]
-    except ValueError:
-        raise InterpError(f"--lams {args.lams!r} is not a list of numbers",
-                          "e.g. --lams 0,0.05,0.2") from None
+    lams = parse_float_list(args.lams, "lams")
     cfg = LearnedPauseConfig(n_min=args.n_min, n_max=args.n_max, max_pauses=args.max_pauses,
                              lam_max=args.lam_max, steps=args.steps, cot_mixture=args.cot_mixture,
                              answer_after_n=args.answer_after_n, positional=args.positional,
-                             d_model=args.d_model, n_layers=args.n_layers, seed=args.seed,
+                             pause_chain=args.pause_chain, align=args.align,
+                             explore=args.explore, ramp_start=args.ramp_start,
+                             ramp_end=args.ramp_end,
+                             d_model=args.d_model, n_layers=args.n_layers, d_mlp=args.d_mlp,
+                             seed=args.seed,
                              device=args.device)
     formats = parse_formats(args.formats)
     run, frontier, difficulty = learned_pause_study(cfg, lams, args.out,
                                                     n_examples=args.eval_size,
-                                                    verbose=not args.quiet)
+                                                    fresh=args.fresh, verbose=not args.quiet)
     out = Path(args.out)
-    patching = self_pause_patching(run, min(lams), n_examples=args.eval_size)
-    atomic_write_csv(out / "patching.csv", patching)
+    by_ones = pd.read_csv(out / "difficulty_ones.csv")
+    inst = self_pause_instruments(run, min(lams), n_examples=args.eval_size)
+    inst.save(out)
+    export_figures([inst], out, formats=formats)
     for name, fig in [("pause_frontier", figs.pause_frontier(frontier)),
-                      ("pause_difficulty", figs.pause_difficulty(difficulty))]:
+                      ("pause_difficulty", figs.pause_difficulty(difficulty, by_ones))]:
         for fmt in formats:
             export(fig, out / f"{name}.{fmt}")
+    fmt2 = dict(index=False, float_format=lambda v: f"{v:.3f}")
     print(frontier.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(difficulty.pivot(index="n_bits", columns="lam", values="mean_pauses").to_string(
         float_format=lambda v: f"{v:.2f}"))
-    print(f"K/V of the self-requested pauses patched from another example (λ = {min(lams):g}):")
-    print(patching[patching["layers"] == "all"].to_string(index=False,
-                                                          float_format=lambda v: f"{v:.3f}"))
+    print(by_ones.pivot(index="ones", columns="lam", values="mean_pauses").to_string(
+        float_format=lambda v: f"{v:.2f}"))
+    print(f"Instruments at the self-requested pauses (λ = {min(lams):g}, "
+          f"{inst.settings['mean_pauses']:.2f} pauses per answer):")
+    patch = inst.patching[inst.patching["layers"] == "all"]
+    print(patch.groupby("patch", sort=False)[["clean_accuracy", "patched_accuracy",
+                                              "follows_donor"]].mean().to_string(
+        float_format=lambda v: f"{v:.3f}"))
+    print(inst.attention.to_string(**fmt2))
+    print(inst.probes.query("layer == layer.max()").to_string(**fmt2))
     print(f"-> {out}")
     return 0

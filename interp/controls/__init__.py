@@ -14,8 +14,10 @@ beside one where it is absent.
 * **Planning** (:func:`planning_control`): the ``rhyme`` task, whose final word must rhyme
   with line 1: probes for the rhyme class at the separator, and patching the separator's
   residual stream from an example of another class, which changes the final word written.
-* **Self-requested pauses** (:func:`self_pause_patching`): the K/V of the pauses a
-  learned-pause model chose to take, patched from another example.
+* **Self-requested pauses** (:func:`self_pause_instruments`): attention received, the
+  gradient of the answer's loss, probes and patching at the pauses a learned-pause model chose
+  to take, each beside a null (random positions, shuffled labels, an equal-norm random patch)
+  and a positive control (the bits).
 
 See ``docs/concepts/positive-controls.md`` for the measured numbers and ``interp controls``
 for the command line.
@@ -30,7 +32,13 @@ from ._future_lens_causal import (
     lens_directions,
     load_future_lens_causal,
 )
-from ._learned import self_pause_patching
+from ._learned import (
+    SelfPauseInstruments,
+    load_self_pause_instruments,
+    self_pause_instruments,
+    self_pause_patching,
+    self_pause_sequences,
+)
 from ._lookahead import (
     LookaheadControl,
     kv_future_share,
@@ -90,5 +98,9 @@ __all__ = [
     "planning_runs",
     "precache_probe",
     "residual_patch_hook",
+    "SelfPauseInstruments",
+    "load_self_pause_instruments",
+    "self_pause_instruments",
     "self_pause_patching",
+    "self_pause_sequences",
 ]

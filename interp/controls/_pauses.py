@@ -213,16 +213,25 @@ def _inserted(batch: TaskBatch) -> Tensor:
 @torch.no_grad()
 def patch_inserted_kv(model, batch: TaskBatch, layers: Sequence[int], *,
                       donor: Sequence[int] | None = None,
-                      sites: Sequence[str] = ("k", "v")) -> Float[Tensor, "batch pos d_vocab"]:
+                      sites: Sequence[str] = ("k", "v"),
+                      positions: Sequence[int] | None = None,
+                      random_seed: int | None = None) -> Float[Tensor, "batch pos d_vocab"]:
     """The logits with the inserted positions' keys and values at ``layers`` replaced by those
     of another example of the batch (``donor[b]``; default the next one, ``b + 1``).
-    ``sites`` picks keys (``k``), values (``v``) or both.
+    ``sites`` picks keys (``k``), values (``v``) or both; ``positions`` patches those
+    positions instead of the inserted ones.
 
     The donor's K/V come from its own clean forward pass. With ``donor[b] = b`` the logits are
     the clean ones exactly; at layer 0 a pause's K/V depend only on its token and position, so
     patching them changes nothing there either: only later layers can carry computation.
+
+    With ``random_seed`` the patch is the **equal-norm null**: each patched vector (per
+    example, position and head) moves by a random direction (seeded) with the norm the donor
+    would have moved it by, ``x + ‖x_donor − x‖·r/‖r‖``, so an effect of the donor's content
+    can be told from an effect of any change of that size.
     """
-    pos = _inserted(batch)
+    pos = _inserted(batch) if positions is None else torch.as_tensor(list(positions))
+    gen = None if random_seed is None else torch.Generator().manual_seed(random_seed)
     n = len(batch)
     src = torch.as_tensor(donor if donor is not None else np.roll(np.arange(n), -1))
     if src.shape != (n,):
@@ -244,7 +253,12 @@ def patch_inserted_kv(model, batch: TaskBatch, layers: Sequence[int], *,
     def put(name: str):
         def hook_fn(t: Tensor, hook) -> Tensor:
             t = t.clone()
-            t[:, pos] = seen[name][src][:, pos].to(t.dtype)
+            new = seen[name][src][:, pos].to(t.dtype)
+            if gen is not None:
+                r = torch.randn(new.shape, generator=gen, dtype=torch.float64).to(new)
+                size = (new - t[:, pos]).norm(dim=-1, keepdim=True)
+                new = t[:, pos] + size * r / r.norm(dim=-1, keepdim=True)
+            t[:, pos] = new
             return t
         return hook_fn
 

@@ -6,9 +6,12 @@ and :func:`interp.load_model` reads back.
 zero at the start), the ``<pause>`` embedding row and, with ``countdown``, a learned countdown
 embedding: the k-th pause of a run of n gets ``c[min(n − k, C − 1)]`` added to its embedding.
 It is attached by PyTorch forward hooks, so TransformerLens hooks see the adapted activations.
+With ``pause_logit`` (learned pause requests) the ``<pause>`` logit is trained too: its
+unembedding row is the pause row itself when the model ties its embeddings (a hook lets the
+gradient through the tied row), else a row of its own, ``pause_out``.
 
 **Files.** ``adapter.safetensors`` (``lora.<layer>_<module>_A|B``, ``pause_row``,
-``countdown``: the trained weights alone) and ``adapter_config.json`` (the base model, rank, α,
+``countdown``, ``pause_out``: the trained weights alone) and ``adapter_config.json`` (the base model, rank, α,
 targets, pause token id).
 
 **Loading.** :func:`load_adapter` merges the adapter into the weights (``W += (α / r) · B A``),
@@ -93,10 +96,11 @@ class PauseAdapter(torch.nn.Module):
         model: the bridge; gets a ``<pause>`` token if it has none.
         rank, alpha, targets, countdown: see :class:`interp.training.pause.PauseTrainConfig`.
         seed: seeds the A matrices (Kaiming-uniform, as in ``nn.Linear``).
+        pause_logit: train the ``<pause>`` unembedding row (see the module docstring).
     """
 
     def __init__(self, model: Bridge, *, rank: int, alpha: float, targets: Sequence[str],
-                 countdown: int = 0, seed: int = 0):
+                 countdown: int = 0, seed: int = 0, pause_logit: bool = False):
         super().__init__()
         self.pause_id = add_pause_token(model)
         self.scale = alpha / rank
@@ -124,6 +128,14 @@ class PauseAdapter(torch.nn.Module):
         self.pause_row = torch.nn.Parameter(param[self.pause_id].detach().clone())
         self.countdown = torch.nn.Parameter(param.new_zeros(max(countdown, 1), param.shape[1]),
                                             requires_grad=countdown > 0)
+        unemb = core_model.unembedding(model)
+        object.__setattr__(self, "_unembedding", unemb)
+        self.pause_logit = pause_logit
+        self.tied = unemb.weight is param
+        # an untied model's <pause> unembedding row, trained on its own (a tied one uses
+        # pause_row for both)
+        self.pause_out = torch.nn.Parameter(unemb.weight[self.pause_id].detach().clone(),
+                                            requires_grad=pause_logit and not self.tied)
         self._handles: list = []
 
     def tensors(self) -> dict[str, Tensor]:
@@ -132,6 +144,8 @@ class PauseAdapter(torch.nn.Module):
         out["pause_row"] = self.pause_row.detach().contiguous()
         if self.countdown_size:
             out["countdown"] = self.countdown.detach().contiguous()
+        if self.pause_logit and not self.tied:
+            out["pause_out"] = self.pause_out.detach().contiguous()
         return out
 
     def load_tensors(self, tensors: dict[str, Tensor]) -> None:
@@ -141,13 +155,27 @@ class PauseAdapter(torch.nn.Module):
             self.pause_row.copy_(tensors["pause_row"])
             if self.countdown_size:
                 self.countdown.copy_(tensors["countdown"])
+            if self.pause_logit and not self.tied:
+                self.pause_out.copy_(tensors["pause_out"])
             self.sync_pause_row()
 
     @torch.no_grad()
     def sync_pause_row(self) -> None:
         """Copy the trained pause row into the embedding matrix (and so, when tied, into the
-        unembedding) so that the frozen model and the hooked one agree."""
+        unembedding), and an untied trained ``pause_out`` into the unembedding, so that the
+        frozen model and the hooked one agree."""
         self._embedding.weight[self.pause_id] = self.pause_row
+        if self.pause_logit and not self.tied:
+            self._unembedding.weight[self.pause_id] = self.pause_out
+
+    def _unembed_hook(self, module, inputs, output):
+        # the frozen weight already holds the row's value (sync_pause_row); adding
+        # x · (row − row.detach()) = 0 changes no logit but lets the gradient reach the row
+        row = self.pause_row if self.tied else self.pause_out
+        x = inputs[0]
+        delta = x @ (row - row.detach()).to(x.dtype)
+        idx = torch.tensor([self.pause_id], device=output.device)
+        return output.index_add(-1, idx, delta[..., None].to(output.dtype))
 
     def _lora_hook(self, key: str):
         a, b = self.lora[f"{key}_A"], self.lora[f"{key}_B"]
@@ -170,6 +198,8 @@ class PauseAdapter(torch.nn.Module):
         """Register the hooks (the LoRA ones only with ``lora``); :meth:`detach` removes them."""
         self.detach()
         self._handles.append(self._embedding.register_forward_hook(self._embed_hook))
+        if self.pause_logit:
+            self._handles.append(self._unembedding.register_forward_hook(self._unembed_hook))
         if lora:
             for key, lin in self._linears.items():
                 self._handles.append(lin.register_forward_hook(self._lora_hook(key)))
@@ -194,7 +224,7 @@ class PauseAdapter(torch.nn.Module):
     def config(self, base: str | dict, base_key: dict) -> dict:
         return dict(format=ADAPTER_FORMAT, base=base, base_key=base_key, rank=self.rank,
                     alpha=self.alpha, targets=list(self.targets), countdown=self.countdown_size,
-                    pause_id=self.pause_id)
+                    pause_id=self.pause_id, pause_logit=self.pause_logit)
 
 
 def is_adapter_dir(path: str | os.PathLike) -> bool:
@@ -241,7 +271,7 @@ def load_adapter(model: Bridge, path: str | os.PathLike, *, base: str | dict | N
         raise InterpError("this model already has a different <pause> token",
                           "load a fresh base model for the adapter")
     adapter = PauseAdapter(model, rank=cfg["rank"], alpha=cfg["alpha"], targets=cfg["targets"],
-                           countdown=cfg["countdown"])
+                           countdown=cfg["countdown"], pause_logit=cfg.get("pause_logit", False))
     if adapter.pause_id != cfg["pause_id"]:
         raise InterpError(f"the <pause> id is {adapter.pause_id} here but {cfg['pause_id']} in "
                           "the adapter", "load the adapter into the base model it was trained on")

@@ -80,6 +80,8 @@ from ..models.adapter import (
     load_adapter,
     read_adapter_config,
 )
+from ._pause_sites import lm_readout_batch, site_batch, site_loss, training_sites
+from .learned_pauses import cost_ramp
 from .toy import cosine_lr, load_training_tensors, save_training_tensors
 from .toy._loop import check_resume, clear_run, read_checkpoint_state
 
@@ -130,6 +132,17 @@ class PauseTrainConfig:
         eval_windows: held-out windows evaluated every ``eval_every`` steps.
         eval_every: evaluate and checkpoint every this many steps.
         seed: seeds the adapter's initialisation, the window order and the pause positions.
+        learned: train learned pause requests instead of random pauses: the model decides
+            how many pauses to take before each next token, each costing ``lam``
+            (:mod:`interp.training.learned_pauses_lm`); ``pause_rate``, ``pause_n`` and
+            ``pause_n_max`` are then unused.
+        lam: the cost λ of one pause in nats of next-token loss (``learned`` only).
+        max_pauses: the cap K on pauses before one token (``learned`` only).
+        sites: decision sites per training window (``learned`` only).
+        explore, ramp_start, ramp_end: the exploration weight β and the cost curriculum of
+            :class:`interp.training.learned_pauses.LearnedPauseConfig` (``learned`` only):
+            pauses are free and β·KL(P(stop) ‖ uniform) is added until ``ramp_start``
+            (a fraction of the steps), then λ rises and β falls linearly until ``ramp_end``.
     """
 
     base: str | dict = "smollm2-135m"
@@ -153,13 +166,33 @@ class PauseTrainConfig:
     eval_windows: int = 8
     eval_every: int = 20
     seed: int = 0
+    learned: bool = False
+    lam: float = 0.0
+    max_pauses: int = 4
+    sites: int = 4
+    explore: float = 0.1
+    ramp_start: float = 0.5
+    ramp_end: float = 0.7
 
     def __post_init__(self) -> None:
+        if self.lam < 0:
+            raise InterpError(f"pause cost lam={self.lam} is negative",
+                              "give a cost per pause >= 0 (0: pauses are free)")
+        if self.max_pauses < 1:
+            raise InterpError(f"max_pauses={self.max_pauses}: a cap of {self.max_pauses} pauses "
+                              "leaves the model nothing to decide",
+                              "give max_pauses >= 1, or train without --learned")
+        if not 0.0 <= self.ramp_start <= self.ramp_end <= 1.0 or self.explore < 0:
+            raise InterpError(f"PauseTrainConfig needs 0 <= ramp_start <= ramp_end <= 1 and "
+                              f"explore >= 0, got ramp_start={self.ramp_start}, ramp_end="
+                              f"{self.ramp_end}, explore={self.explore}",
+                              "give the fractions of the steps where the cost starts and "
+                              "finishes ramping up (0, 0: full cost from the start)")
         if not 0.0 <= self.pause_rate < 1.0:
             raise InterpError(f"pause_rate={self.pause_rate} is outside [0, 1)",
                               "use a probability such as 0.1 (0 trains without pauses)")
         for name in ("n_tokens", "pause_n", "rank", "steps", "batch_size", "eval_windows",
-                     "eval_every"):
+                     "eval_every", "sites"):
             if getattr(self, name) < 1:
                 raise InterpError(f"PauseTrainConfig.{name} must be >= 1, got "
                                   f"{getattr(self, name)}", f"use {name} >= 1")
@@ -183,6 +216,18 @@ class PauseTrainConfig:
         if bad or not self.targets:
             raise InterpError(f"unknown LoRA target(s) {bad or '(none given)'}",
                               f"choose among: {', '.join(LORA_TARGETS)}")
+
+    #: what :meth:`learned_run` changes: a sweep of three λ on SmolLM2 in ~30 min of CPU
+    LEARNED_DEFAULTS = dict(steps=40, n_tokens=32, batch_size=2, sites=4, eval_windows=16,
+                            eval_every=20, lr=5e-3, explore=1.0)
+
+    @classmethod
+    def learned_run(cls, **overrides: Any) -> PauseTrainConfig:
+        """A learned-pause run (``learned=True``) with the defaults of
+        ``interp pause-train --learned``: :attr:`LEARNED_DEFAULTS` (short runs, so that one
+        adapter per λ fits a CPU budget; exploration β = 1, which the runs need to take
+        any pause at all), then ``overrides``."""
+        return cls(**{**cls.LEARNED_DEFAULTS, "learned": True, **overrides})
 
     def policy(self, seed: int) -> PausePolicy:
         """The random insertion policy of one training window."""
@@ -233,6 +278,12 @@ def real_token_loss(model: Bridge, seqs: Sequence[PausedSequence], *, batch_size
     return torch.cat(out)
 
 
+def _sites(config: PauseTrainConfig, seqs: Sequence[PausedSequence], seed: tuple[int, ...]
+           ) -> list[list[int]]:
+    """``config.sites`` decision sites per window, window b seeded by ``(*seed, b)``."""
+    return training_sites(config.sites, seqs, [hash_seed(*seed, b) for b in range(len(seqs))])
+
+
 def _paused(config: PauseTrainConfig, seqs: Sequence[PausedSequence], pause_id: int,
             seed: tuple[int, ...]) -> list[PausedSequence]:
     """``seqs`` with pauses inserted at random, window b seeded by ``(*seed, b)``."""
@@ -258,7 +309,9 @@ class PauseTrainResult:
         model: the bridge with the adapter attached by hooks (eval mode).
         adapter: the :class:`PauseAdapter`.
         history: one row per evaluation: ``step``, ``lr``, ``train_loss``,
-            ``eval_loss_pauses``, ``eval_loss_plain``, ``elapsed_s``, ``tokens``.
+            ``eval_loss_pauses``, ``eval_loss_plain``, ``elapsed_s``, ``tokens``; with
+            ``learned``, the loss on held-out sites after the model's own pause count, the
+            loss there without pauses, and ``mean_pauses`` (the count's mean).
         out: the output folder (``None`` when kept in memory).
     """
 
@@ -271,7 +324,7 @@ class PauseTrainResult:
 
 
 HISTORY_COLUMNS = ["step", "lr", "train_loss", "eval_loss_pauses", "eval_loss_plain",
-                   "elapsed_s", "tokens"]
+                   "elapsed_s", "tokens", "mean_pauses"]
 
 
 def _load_base(config: PauseTrainConfig, device):
@@ -322,7 +375,7 @@ def pause_train(config: PauseTrainConfig, out: str | os.PathLike | None = None, 
     for p in model.parameters():
         p.requires_grad_(False)
     adapter = PauseAdapter(model, rank=config.rank, alpha=config.alpha, targets=config.targets,
-                           countdown=config.countdown, seed=config.seed)
+                           countdown=config.countdown, seed=config.seed, pause_logit=config.learned)
     pid = adapter.pause_id
     if train_windows is None or eval_windows is None:
         tr, ev = split_windows(model, config)
@@ -337,13 +390,16 @@ def pause_train(config: PauseTrainConfig, out: str | os.PathLike | None = None, 
             "use fewer --steps, a smaller --batch-size or --n-tokens, or a larger --corpus")
     eval_plain = list(eval_windows)
     eval_paused = _paused(config, eval_plain, pid, (config.seed, 10**9))
+    if config.learned:
+        eval_sites = site_batch(eval_plain, _sites(config, eval_plain, (config.seed, 10**9)), pid,
+                                config.max_pauses, _pad_id(model))
 
     lora = [p for k, p in adapter.lora.items()]
     named = dict(adapter.named_parameters())
+    rows = [p for p in (adapter.pause_row, adapter.countdown, adapter.pause_out) if p.requires_grad]
     opt = torch.optim.AdamW(
         [dict(params=lora, weight_decay=config.weight_decay),
-         dict(params=[adapter.pause_row, adapter.countdown] if config.countdown
-              else [adapter.pause_row], weight_decay=0.0)],
+         dict(params=rows, weight_decay=0.0)],
         lr=config.lr, betas=(0.9, 0.98))
     trainable = {k: p for k, p in named.items() if p.requires_grad}
     start, history, elapsed = 0, [], 0.0
@@ -370,9 +426,16 @@ def pause_train(config: PauseTrainConfig, out: str | os.PathLike | None = None, 
         for group in opt.param_groups:
             group["lr"] = lr
         batch = train_windows[step * config.batch_size:(step + 1) * config.batch_size]
-        seqs = _paused(config, batch, pid, (config.seed, step))
-        tokens, _, _, mask = pad_batch(seqs, pad)
-        loss = _batch_loss(model, tokens, mask)
+        if config.learned:
+            sites = site_batch(batch, _sites(config, batch, (config.seed, step)), pid,
+                               config.max_pauses, pad)
+            loss, _ = site_loss(model, sites, pid, config.lam, explore=config.explore,
+                                ramp=cost_ramp(config, step))
+            tokens = sites.tokens
+        else:
+            seqs = _paused(config, batch, pid, (config.seed, step))
+            tokens, _, _, mask = pad_batch(seqs, pad)
+            loss = _batch_loss(model, tokens, mask)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip:
@@ -384,7 +447,8 @@ def pause_train(config: PauseTrainConfig, out: str | os.PathLike | None = None, 
         done = step + 1
         if done % config.eval_every == 0 or done == config.steps:
             row = dict(step=done, lr=lr, train_loss=float(np.mean(losses)),
-                       **_eval(model, eval_paused, eval_plain, pad),
+                       **(_eval_learned(model, eval_sites, config, pid) if config.learned
+                          else _eval(model, eval_paused, eval_plain, pad)),
                        elapsed_s=time.perf_counter() - t0, tokens=done * config.batch_size
                        * config.n_tokens)
             history.append(row)
@@ -430,6 +494,15 @@ def _eval(model: Bridge, paused: list[PausedSequence], plain: list[PausedSequenc
                eval_loss_plain=float(real_token_loss(model, plain, pad_id=pad).mean()))
     model.train(was)
     return res
+
+
+@torch.no_grad()
+def _eval_learned(model: Bridge, sites, config: PauseTrainConfig, pid: int) -> dict[str, float]:
+    """Held-out sites of a learned-pause run: the loss after the model's own (greedy)
+    pause count, the loss without pauses, and the mean count."""
+    r = lm_readout_batch(model, sites, config.max_pauses, pid)
+    return dict(eval_loss_pauses=r.loss_at(r.stop), eval_loss_plain=float(r.loss[:, 0].mean()),
+                mean_pauses=r.mean_pauses)
 
 
 def _save(out: Path, adapter: PauseAdapter, trainable: dict, opt, config: PauseTrainConfig,

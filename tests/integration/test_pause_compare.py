@@ -168,6 +168,10 @@ def test_instruments_save_load_figures_and_report(models, tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["pause-train", "--out", "X", "--pause-rate", "1.0"], "pause_rate=1.0 is outside [0, 1)"),
     (["pause-train", "--out", "X", "--targets", "q,qkv"], "unknown LoRA target"),
+    (["pause-train", "--out", "X", "--learned", "--lam", "-0.5"], "pause cost lam=-0.5 is negative"),
+    (["pause-train", "--out", "X", "--learned", "--max-pauses", "0"], "a cap of 0 pauses"),
+    (["pause-train", "--out", "X", "--lams", "0,0.1"], "--lams sweeps the pause cost of learned"),
+    (["pause-train", "--out", "X", "--learned", "--lams", "0,x"], "--lams '0,x' is not a list"),
     (["pause-compare", "NOWHERE", "--out", "Y"], "holds no pause adapter"),
 ])
 def test_cli_bad_input(argv, message, tmp_path, capsys):
