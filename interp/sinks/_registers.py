@@ -203,9 +203,10 @@ class RegisterResult(SavedResult):
             Figure("attention_heatmap", f.register_heatmap,
                    "Attention received over layers and positions: in which layers the sink "
                    "forms."),
-            Figure("sink_heads", f.sink_heads,
-                   "Attention the first (BOS) position receives, per layer and query head: "
-                   "which heads park their attention on the sink."),
+            # a folder saved before the per-head table reads it as empty: nothing to draw
+            *([Figure("sink_heads", f.sink_heads,
+                      "Attention the first (BOS) position receives, per layer and query head: "
+                      "which heads park their attention on the sink.")] if len(self.heads) else []),
         ]
 
 

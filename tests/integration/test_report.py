@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pandas as pd
 import plotly.offline
@@ -110,7 +111,13 @@ def test_figures_cli_bad_input(tiny_report, tmp_path, capsys, monkeypatch):
     (broken / "registers.csv").write_text((out / "registers" / "registers.csv").read_text())
     assert main(["figures", str(broken)]) == 2
     err = capsys.readouterr().err
-    assert "lacks registers_heads.csv" in err and "interp registers --out DIR" in err
+    assert "lacks massive.csv, massive_layers.csv, massive.json" in err and "interp registers --out DIR" in err
+    # a registers folder from before the per-head table draws every figure but that one
+    old = tmp_path / "old"
+    shutil.copytree(out / "registers", old)
+    (old / "registers_heads.csv").unlink()
+    assert main(["figures", str(old), "--formats", "html"]) == 0
+    assert (old / "attention_received.html").is_file() and not (old / "sink_heads.html").exists()
     # no Chrome: static formats say how to install it; HTML still works
     monkeypatch.setattr("interp.figures._export.find_chrome", lambda: None)
     assert main(["figures", str(out / "patching"), "--formats", "png"]) == 2
