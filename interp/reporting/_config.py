@@ -47,10 +47,10 @@ class ReportConfig:
             share against position at long context (``()``: none; lengths beyond the
             model's context or the text, or whose estimated memory exceeds what is
             available, are skipped). The forward runs in chunks and the backward in blocks, so
-            memory grows about linearly (docs/concepts/long-context.md: about 5 GiB
-            estimated at N = 8192 on SmolLM2); add 8192 with
-            ``--long-context 1024,2048,4096,8192`` (its attention's compute still grows
-            with N²: hours on 2 CPU cores).
+            memory grows about linearly (docs/concepts/long-context.md: 3.9 GiB measured
+            at N = 8192 on SmolLM2); add 8192 with ``--long-context 1024,2048,4096,8192``
+            (its attention's compute still grows with N²: 8 minutes on a quiet 2-core
+            machine, more than the rest of the report).
         probe_layer_stride: every ``probe_layer_stride``-th layer (and the last) gets a
             lookahead probe (``probe_layers`` in earlier releases; that keyword now raises).
         probe_windows: corpus windows for the probes (``probe_tokens`` tokens each).
