@@ -186,6 +186,16 @@ class _Accumulator:
         return table.sort_values(["site", "layer", "distance"], ignore_index=True)
 
 
+def _keep(acts: dict, key):
+    """A forward hook that stores the activation it sees under ``key`` in ``acts`` and returns
+    it, so the stored view is the one on the live path (its gradient is the model's)."""
+
+    def hook(t: Tensor, hook) -> Tensor:
+        acts[key] = t
+        return t
+
+    return hook
+
 def by_distance(
     model: Bridge,
     inputs: Inputs,
@@ -361,15 +371,7 @@ def _forward(model: Bridge, tokens: Tensor, keys, in_loss: Tensor, targets: list
     last target, and a backward pass never touches the vocabulary at the other positions.
     """
     acts: dict = {}
-
-    def make(key):
-        def hook(t: Tensor, hook) -> Tensor:
-            acts[key] = t  # returned, so this view is the one on the live path
-            return t
-
-        return hook
-
-    fwd = [(hook_name(s, layer), make((s, layer))) for s, layer in keys]
+    fwd = [(hook_name(s, layer), _keep(acts, (s, layer))) for s, layer in keys]
     if targets is None:
         # blocked, the total gradient's backward runs over blocks of queries (no pattern
         # kept); entered after the site hooks, so it reads the views they return
@@ -414,15 +416,7 @@ def _chunked_batch(model: Bridge, batch: Batch, sites, layers, acc: _Accumulator
         acc.add_total(key, g_tot[key], valid)
     del total
     acts: dict = {}
-
-    def keep(key):
-        def hook(t: Tensor, hook) -> Tensor:
-            acts[key] = t  # returned, so this view is the one on the live path
-            return t
-
-        return hook
-
-    fwd = [(hook_name(s, layer), keep((s, layer))) for s, layer in g_tot]
+    fwd = [(hook_name(s, layer), _keep(acts, (s, layer))) for s, layer in g_tot]
     # under a batched VJP every tile of the blocked backward holds chunk_size copies of its
     # scores: smaller tiles keep them at one block's worth
     tile = max(1, int(block / min(step, len(targets)) ** 0.5))
